@@ -1,0 +1,1 @@
+"""AWS provider: EC2 and Fargate."""

@@ -1,0 +1,207 @@
+"""The provider contract: one small class per backend over this base, registered by name.
+
+A provider turns a target's spec into the resources it needs (``desired``), and then
+creates, observes, discovers and deletes them. It knows nothing of the CLI, the plan
+renderer or the state file's layout: it receives records and returns plain results.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from scalable.errors import ScalableError
+
+if TYPE_CHECKING:
+    from scalable.pricing.estimator import Price
+    from scalable.spec import TargetSpec
+    from scalable.state.model import ResourceRecord
+
+ObservedStatus = Literal["alive", "pending", "gone"]
+
+
+class ProviderError(ScalableError):
+    """A backend refused or failed; the message is the backend's own where it has one."""
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """One desired resource, provider-neutral enough for the planner to diff.
+
+    ``attributes`` are what the user asked for: a change in any of them is a change in
+    the plan (replace, or update in place when the provider says it can).
+    ``worker_names`` are the Dask worker names this resource will register, so the
+    engine can tell when it is ready.
+    """
+
+    address: str
+    type: str
+    attributes: dict[str, Any]
+    group: str | None = None
+    worker_names: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def is_scheduler(self) -> bool:
+        return self.address == "scheduler"
+
+
+@dataclass
+class Observation:
+    """What a refresh found for one recorded resource."""
+
+    status: ObservedStatus
+    reason: str = ""
+    # Extra facts worth showing (Slurm's expected start time, a node, an AWS state).
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Discovered:
+    """A resource tagged with this state's lineage that the state may not hold."""
+
+    address: str
+    type: str
+    id: str
+    idempotency_key: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    status: ObservedStatus = "alive"
+
+
+@dataclass
+class CreateContext:
+    """What a create call needs to know beyond the resource itself."""
+
+    lineage: str
+    idempotency_key: str
+    target: str
+    project: str
+    # Outputs known so far (the scheduler's address once it exists).
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Created:
+    """The result of a create: the backend's id, facts to keep in state, outputs."""
+
+    id: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+class Provider(ABC):
+    """Base class of every backend.
+
+    Subclasses set ``name`` and implement the abstract methods. Every create must be
+    idempotent through ``CreateContext.idempotency_key``: a retried create with the same
+    key must find and return the first one rather than double the capacity.
+    """
+
+    name: str = ""
+
+    def __init__(self, target: TargetSpec, workdir: Path) -> None:
+        self.target = target
+        # .scalable/<target>/: logs, TLS material, scheduler files live here.
+        self.workdir = workdir
+
+    # -- planning ---------------------------------------------------------------------
+    @abstractmethod
+    def desired(self) -> list[ResourceSpec]:
+        """The resources the target's spec asks for, scheduler first."""
+
+    def validate(self) -> None:  # noqa: B027 - optional hook
+        """Preflight: credentials, partition/region, quotas. Raise ProviderError."""
+
+    def updatable(self, before: dict[str, Any], after: dict[str, Any]) -> bool:
+        """Whether a change of attributes can be applied in place (default: no)."""
+        return False
+
+    @abstractmethod
+    def price(self, resource: ResourceSpec) -> Price:
+        """Hourly price of one resource, ``Price.unknown(...)`` when it cannot be found."""
+
+    def horizon_hours(self) -> float | None:
+        """How long capacity is expected to live (walltime, deadline), for cost totals."""
+        return None
+
+    # -- refresh ----------------------------------------------------------------------
+    @abstractmethod
+    def observe(self, records: Sequence[ResourceRecord]) -> dict[str, Observation]:
+        """For each record (by address): alive, pending or gone, with the backend's reason."""
+
+    @abstractmethod
+    def discover(self, lineage: str) -> list[Discovered]:
+        """Every live resource tagged with this lineage (the planner compares with state)."""
+
+    # -- changes ----------------------------------------------------------------------
+    @abstractmethod
+    def create(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
+        """Create one resource. Must not return before the backend has accepted it."""
+
+    def create_many(
+        self, resources: Sequence[ResourceSpec], contexts: Sequence[CreateContext]
+    ) -> list[Created | ProviderError]:
+        """Create several at once; providers with batch APIs override this."""
+        out: list[Created | ProviderError] = []
+        for res, ctx in zip(resources, contexts, strict=True):
+            try:
+                out.append(self.create(res, ctx))
+            except ProviderError as exc:
+                out.append(exc)
+        return out
+
+    def update(self, record: ResourceRecord, resource: ResourceSpec) -> Created:
+        raise ProviderError(f"{self.name} cannot update {record.address} in place")
+
+    @abstractmethod
+    def delete(self, record: ResourceRecord) -> None:
+        """Delete one resource; deleting what is already gone succeeds."""
+
+    def client_security(self, outputs: dict[str, str]) -> Any | None:
+        """A ``distributed.security.Security`` for clients of this target, or None."""
+        return None
+
+
+# -- registry -------------------------------------------------------------------------
+
+# Built-ins resolve without installed entry points (a source checkout on sys.path).
+BUILTIN: dict[str, str] = {
+    "local": "scalable.providers.local:LocalProvider",
+    "slurm": "scalable.providers.slurm:SlurmProvider",
+    "aws": "scalable.providers.aws:AwsProvider",
+    "gke": "scalable.providers.gke:GkeProvider",
+}
+
+
+def _load(ref: str) -> type[Provider]:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+
+
+def provider_class(name: str) -> type[Provider]:
+    """The provider class registered under ``name`` (entry point group scalable.providers)."""
+    for ep in entry_points(group="scalable.providers"):
+        if ep.name == name:
+            cls: type[Provider] = ep.load()
+            return cls
+    ref = BUILTIN.get(name)
+    if ref is None:
+        raise ProviderError(
+            f"no provider named {name!r}",
+            hint="built-in providers: " + ", ".join(sorted(BUILTIN)),
+        )
+    try:
+        return _load(ref)
+    except ModuleNotFoundError as exc:
+        raise ProviderError(
+            f"provider {name!r} is not available here: {exc}",
+            hint=f"pip install 'scalable[{name}]'",
+        ) from exc
+
+
+ProviderFactory = Callable[["TargetSpec", Path], Provider]

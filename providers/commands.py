@@ -1,0 +1,139 @@
+"""Command lines for Dask schedulers and workers, shared by every provider.
+
+Local processes, Slurm job scripts, EC2 user data, Fargate and Kubernetes containers all
+start the same programs with the same flags; only the wrapping differs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from scalable.errors import ScalableError
+from scalable.spec import GroupSpec
+
+TELEMETRY_PRELOAD = "scalable.telemetry.plugin"
+
+
+@dataclass(frozen=True)
+class TlsPaths:
+    ca_file: str
+    cert: str
+    key: str
+
+    def scheduler_args(self) -> list[str]:
+        return ["--tls-ca-file", self.ca_file, "--tls-cert", self.cert, "--tls-key", self.key]
+
+    worker_args = scheduler_args
+
+
+def scheduler_argv(
+    *,
+    host: str,
+    scheduler_file: Path | None = None,
+    port: int = 0,
+    dashboard: bool = True,
+    tls: TlsPaths | None = None,
+    idle_timeout: float | None = None,
+    preload: Sequence[str] = (),
+    python: str | None = None,
+) -> list[str]:
+    argv = [python or sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    proto = "tls://" if tls else ""
+    argv += ["--host", f"{proto}{host}" if tls else host, "--port", str(port)]
+    argv += ["--dashboard-address", f"{host}:0"] if dashboard else ["--no-dashboard"]
+    if scheduler_file is not None:
+        argv += ["--scheduler-file", str(scheduler_file)]
+    if tls:
+        argv += tls.scheduler_args()
+    if idle_timeout:
+        argv += ["--idle-timeout", f"{int(idle_timeout)}s"]
+    for p in preload:
+        argv += ["--preload", p]
+    return argv
+
+
+def resources_for(group: GroupSpec) -> dict[str, float]:
+    """Dask resources a group's workers advertise: one unit per thread for each tag."""
+    return {tag_resource(t): float(group.threads_per_worker) for t in group.tags}
+
+
+def tag_resource(tag: str) -> str:
+    return f"tag-{tag}"
+
+
+def worker_argv(
+    group: GroupSpec,
+    scheduler_address: str,
+    *,
+    name: str,
+    nworkers: int = 1,
+    nanny: bool = True,
+    death_timeout: float = 60.0,
+    lifetime: float | None = None,
+    lifetime_stagger: float | None = None,
+    tls: TlsPaths | None = None,
+    host: str | None = None,
+    local_directory: str | None = None,
+    python: str | None = None,
+    module: str = "distributed.cli.dask_worker",
+) -> list[str]:
+    argv = [python or sys.executable, "-m", module, scheduler_address]
+    argv += ["--name", name, "--nthreads", str(group.threads_per_worker)]
+    argv += ["--nworkers", str(nworkers)]
+    if group.memory_per_worker:
+        argv += ["--memory-limit", str(group.memory_per_worker)]
+    if not nanny:
+        argv += ["--no-nanny"]
+    res = resources_for(group)
+    if res:
+        argv += ["--resources", " ".join(f"{k}={v:g}" for k, v in res.items())]
+    argv += ["--death-timeout", f"{int(death_timeout)}s"]
+    if lifetime:
+        argv += ["--lifetime", f"{int(lifetime)}s"]
+        if lifetime_stagger:
+            argv += ["--lifetime-stagger", f"{int(lifetime_stagger)}s"]
+    if tls:
+        argv += tls.worker_args()
+    if host:
+        argv += ["--host", host]
+    if local_directory:
+        argv += ["--local-directory", local_directory]
+    argv += list(group.setting("worker_extra_args", []))
+    return argv
+
+
+def worker_names(base: str, nworkers: int) -> tuple[str, ...]:
+    """The names dask-worker gives: ``base`` alone, or ``base-0 … base-N-1``."""
+    if nworkers == 1:
+        return (base,)
+    return tuple(f"{base}-{k}" for k in range(nworkers))
+
+
+def read_scheduler_file(
+    path: Path, *, timeout: float, alive: object = None, log: Path | None = None
+) -> Mapping[str, object]:
+    """Wait for a scheduler to write its file; fail with the log's tail if it dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = json.loads(path.read_text())
+            if data.get("address"):
+                return data  # type: ignore[no-any-return]
+        except (FileNotFoundError, ValueError):
+            pass
+        if callable(alive) and not alive():
+            break
+        time.sleep(0.05)
+    tail = ""
+    if log is not None and log.exists():
+        lines = log.read_text(errors="replace").strip().splitlines()
+        tail = lines[-1] if lines else ""
+    raise ScalableError(
+        f"the Dask scheduler did not start: {tail or 'no scheduler file after %gs' % timeout}",
+        hint=f"see {log}" if log else None,
+    )

@@ -1,0 +1,1 @@
+"""GKE provider: node pools through google-cloud-container."""

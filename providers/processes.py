@@ -1,0 +1,170 @@
+"""Detached processes we own, identified by PID plus start time (never by name).
+
+Each is started in its own session (so it outlives the CLI and forms one process group)
+and tagged through its environment (SCALABLE_LINEAGE, SCALABLE_ADDRESS, SCALABLE_KEY),
+which is how ``discover`` finds one an interrupted apply never recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+TAG_LINEAGE = "SCALABLE_LINEAGE"
+TAG_ADDRESS = "SCALABLE_ADDRESS"
+TAG_KEY = "SCALABLE_KEY"
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def _state(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return raw[raw.rindex(")") + 2 :].split()[0]
+
+
+@dataclass(frozen=True)
+class ProcessRef:
+    pid: int
+    start: int
+
+    @property
+    def id(self) -> str:
+        return f"pid:{self.pid}@{self.start}"
+
+    def alive(self) -> bool:
+        state = _state(self.pid)
+        return state is not None and state != "Z" and start_time(self.pid) == self.start
+
+    def group_alive(self) -> bool:
+        return any(True for _ in _group_members(self.pid))
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, object]) -> ProcessRef | None:
+        pid, start = meta.get("pid"), meta.get("start_time")
+        if isinstance(pid, int) and isinstance(start, int):
+            return cls(pid, start)
+        return None
+
+    def meta(self) -> dict[str, object]:
+        return {"pid": self.pid, "start_time": self.start}
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    log: Path,
+    tags: Mapping[str, str],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> ProcessRef:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, **(env or {}), **tags}
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,  # own session and group: survives the CLI
+            close_fds=True,
+        )
+    start = None
+    for _ in range(100):
+        start = start_time(proc.pid)
+        if start is not None:
+            break
+        time.sleep(0.01)
+    # Reap it in the background if it exits while we still run (no zombies in tests).
+    _children.append(proc)
+    return ProcessRef(proc.pid, start or 0)
+
+
+_children: list[subprocess.Popen[bytes]] = []
+
+
+def reap() -> None:
+    for p in list(_children):
+        if p.poll() is not None:
+            _children.remove(p)
+
+
+def _group_members(pgid: int) -> Iterator[int]:
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry.name}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            yield int(entry.name)
+
+
+def terminate(ref: ProcessRef, grace: float = 10.0) -> None:
+    """SIGTERM the process group, wait, then SIGKILL what is left.
+
+    The group is only signalled if its leader is still the process we started, or the
+    leader is gone (a group id cannot be reused while any member lives).
+    """
+    if not ref.alive() and start_time(ref.pid) is not None:
+        return  # the PID now belongs to someone else: never signal it
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(ref.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            reap()
+            if not any(True for _ in _group_members(ref.pid)):
+                return
+            time.sleep(0.05)
+    reap()
+
+
+def tagged(lineage: str) -> Iterator[tuple[ProcessRef, dict[str, str]]]:
+    """Every live process-group leader whose environment carries this lineage."""
+    needle = f"{TAG_LINEAGE}={lineage}".encode()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            raw = Path(f"/proc/{pid}/environ").read_bytes()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if needle not in raw:
+            continue
+        try:
+            if os.getpgid(pid) != pid or _state(pid) in (None, "Z"):
+                continue
+        except ProcessLookupError:
+            continue
+        tags = {}
+        for item in raw.split(b"\0"):
+            k, _, v = item.decode(errors="replace").partition("=")
+            if k in (TAG_LINEAGE, TAG_ADDRESS, TAG_KEY):
+                tags[k] = v
+        st = start_time(pid)
+        if st is not None:
+            yield ProcessRef(pid, st), tags

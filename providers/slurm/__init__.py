@@ -1,0 +1,1 @@
+"""Slurm provider (issue: Slurm provider against a real Slurm)."""

@@ -1,0 +1,3 @@
+from scalable.cli import run
+
+run()

@@ -1,0 +1,158 @@
+"""``scalable plan``, ``apply`` and ``destroy``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scalable.cli.common import (
+    AutoApproveOpt,
+    FileOpt,
+    JsonOpt,
+    LockTimeoutOpt,
+    TargetOpt,
+    confirm,
+    echo,
+    info,
+    lock_seconds,
+    print_json,
+    use_color,
+)
+from scalable.engine import ApplyResult
+from scalable.errors import ScalableError
+from scalable.planning.model import Plan
+from scalable.planning.planfile import check_fresh, load_plan, save_plan
+from scalable.planning.render import render_plan
+from scalable.workspace import Workspace
+
+
+class PartialApply(ScalableError):
+    exit_code = 3
+
+
+def plan(
+    file: FileOpt = None,
+    target: TargetOpt = None,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Save the plan to FILE.")] = None,
+    json_: JsonOpt = False,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes.")
+    ] = False,
+    destroy: Annotated[bool, typer.Option("--destroy", help="Plan to destroy everything.")] = False,
+    no_refresh: Annotated[
+        bool, typer.Option("--no-refresh", help="Trust the state; do not ask the provider.")
+    ] = False,
+) -> None:
+    """Show what apply would change, and what it would cost."""
+    ws = Workspace.open(file, target)
+    ws.provider.validate()
+    p = ws.engine().plan(destroy=destroy, refresh=not no_refresh)
+    if json_:
+        print_json(p.to_dict(detail=False))
+    else:
+        echo(render_plan(p, color=use_color()).rstrip("\n"))
+    if out is not None:
+        save_plan(p, out)
+        if not json_:
+            echo(f"\nSaved the plan to: {out}\nTo perform exactly these actions, run: "
+                 f"scalable apply {out}")
+    if detailed_exitcode and p.has_changes:
+        raise typer.Exit(2)
+
+
+def _finish(ws: Workspace, p: Plan, result: ApplyResult, json_: bool, verb: str) -> None:
+    if json_:
+        print_json(
+            {
+                "plan": p.to_dict(detail=False),
+                "result": {
+                    "added": result.added,
+                    "changed": result.changed,
+                    "destroyed": result.destroyed,
+                    "errors": result.errors,
+                    "ready_workers": result.ready_workers,
+                    "expected_workers": result.expected_workers,
+                },
+                "outputs": result.outputs,
+            }
+        )
+    else:
+        counts = f"Resources: {result.added} added, {result.changed} changed, " \
+                 f"{result.destroyed} destroyed."
+        if result.partial:
+            echo(f"\n{verb} partially complete! {counts}")
+        else:
+            echo(f"\n{verb} complete! {counts}")
+        if result.outputs and verb == "Apply":
+            echo("\nOutputs:\n")
+            for k, v in sorted(result.outputs.items()):
+                echo(f'{k} = "{v}"')
+    if result.partial:
+        raise PartialApply(
+            "; ".join(result.errors),
+            hint="what succeeded is in state; run apply again to converge",
+        )
+
+
+def apply(
+    planfile: Annotated[Path | None, typer.Argument(help="A plan saved by `plan -o`.")] = None,
+    file: FileOpt = None,
+    target: TargetOpt = None,
+    auto_approve: AutoApproveOpt = False,
+    json_: JsonOpt = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Do not wait for workers to register.")
+    ] = False,
+    lock_timeout: LockTimeoutOpt = "0s",
+) -> None:
+    """Make the target's capacity match the manifest."""
+    ws = Workspace.open(file, target if planfile is None else target)
+    saved = load_plan(planfile) if planfile is not None else None
+    if saved is not None and target is None and saved.target != ws.spec.name:
+        ws = Workspace.open(file, saved.target)
+    notify = info if json_ else echo
+    engine = ws.engine(notify=notify)
+    ws.provider.validate()
+    with engine.locked("apply", lock_seconds(lock_timeout)):
+        if saved is not None:
+            check_fresh(saved, ws.store.read(), ws.spec.manifest_digest, ws.spec.name)
+            p = saved
+        else:
+            p = engine.plan()
+        if not json_:
+            echo(render_plan(p, color=use_color()).rstrip("\n"))
+            echo()
+        if saved is None and p.has_changes and not auto_approve:
+            confirm(
+                "Do you want to perform these actions?",
+                "scalable will perform the actions described above.",
+            )
+        result = engine.execute(p, wait=not no_wait)
+    _finish(ws, p, result, json_, "Apply")
+
+
+def destroy(
+    file: FileOpt = None,
+    target: TargetOpt = None,
+    auto_approve: AutoApproveOpt = False,
+    json_: JsonOpt = False,
+    lock_timeout: LockTimeoutOpt = "0s",
+) -> None:
+    """Tear down everything this target's state holds."""
+    ws = Workspace.open(file, target)
+    notify = info if json_ else echo
+    engine = ws.engine(notify=notify)
+    with engine.locked("destroy", lock_seconds(lock_timeout)):
+        p = engine.plan(destroy=True)
+        if not json_:
+            echo(render_plan(p, color=use_color()).rstrip("\n"))
+            echo()
+        if p.has_changes and not auto_approve:
+            confirm(
+                "Do you really want to destroy all resources?",
+                "scalable will destroy all of this target's capacity. There is no undo.",
+            )
+        result = engine.execute(p, wait=False)
+    _finish(ws, p, result, json_, "Destroy")

@@ -1,0 +1,58 @@
+"""``scalable validate``, ``schema`` and ``init``."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scalable.cli.common import FileOpt, echo
+from scalable.errors import ScalableError
+from scalable.manifest.loader import load_manifest
+from scalable.manifest.schema import Manifest
+from scalable.manifest.starter import NAMES, starter
+from scalable.spec import build_target
+from scalable.workspace import manifest_path
+
+
+def validate(file: FileOpt = None) -> None:
+    """Check the manifest: every error names its file, line, column and key."""
+    loaded = load_manifest(manifest_path(file))
+    for name in loaded.manifest.targets:
+        spec = build_target(loaded, name)
+        groups = ", ".join(
+            f"{g.name}={g.count if not g.adaptive else f'{g.adaptive.minimum}..{g.adaptive.maximum}'}"
+            for g in spec.groups
+        )
+        echo(f"  {name}: provider {spec.provider}, workers {groups}")
+    echo(f"Success! {loaded.path} is valid ({len(loaded.manifest.targets)} target(s)).")
+
+
+def schema() -> None:
+    """Print the manifest's JSON Schema (for editors)."""
+    doc = Manifest.model_json_schema()
+    doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    doc["title"] = "scalable.yaml"
+    echo(json.dumps(doc, indent=2))
+
+
+def init(
+    provider: Annotated[
+        str, typer.Option("--provider", "-p", help="local, slurm, aws or gke.")
+    ] = "local",
+    file: FileOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter manifest."""
+    if provider not in NAMES:
+        raise ScalableError(f"unknown provider {provider!r}", hint="local, slurm, aws or gke")
+    path = manifest_path(file)
+    if path.exists() and not force:
+        raise ScalableError(f"{path} already exists", hint="pass --force to overwrite it")
+    project = re.sub(r"[^A-Za-z0-9._-]", "-", Path.cwd().name).strip("-.") or "scalable"
+    path.write_text(starter(provider, project))
+    load_manifest(path)  # the starter must always validate
+    echo(f"Wrote {path} (target {NAMES[provider]!r}). Next: scalable plan")

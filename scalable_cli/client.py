@@ -1,0 +1,54 @@
+"""A Dask client that understands ``tag=``: it labels tasks and routes them to groups.
+
+``tag`` always becomes a task annotation (telemetry groups by it). Where worker groups
+declare tags, a tagged task asks for that group's resource (``tag-<name>``), so it runs
+only there; a tag that no group declares is an error at submit time, never a hang.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from typing import Any
+
+import dask
+from distributed import Client
+
+from scalable.providers.commands import tag_resource
+from scalable.spec import TargetSpec
+
+
+class UnknownTag(ValueError):
+    pass
+
+
+class ScalableClient(Client):
+    def __init__(self, *args: Any, spec: TargetSpec | None = None, **kwargs: Any) -> None:
+        self._scalable_tags: dict[str, str] = dict(spec.declared_tags) if spec else {}
+        super().__init__(*args, **kwargs)
+
+    def _route(self, tag: str | None, resources: dict[str, float] | None) -> dict[str, float] | None:
+        if tag is None or not self._scalable_tags:
+            return resources
+        if tag not in self._scalable_tags:
+            declared = ", ".join(sorted(self._scalable_tags))
+            raise UnknownTag(
+                f"tag {tag!r} is not declared by any worker group (declared: {declared}); "
+                "add it to a group's tags: in scalable.yaml"
+            )
+        return {**(resources or {}), tag_resource(tag): 1}
+
+    def _tagged(self, tag: str | None) -> Any:
+        return dask.annotate(tag=tag) if tag is not None else nullcontext()
+
+    def submit(self, func: Callable[..., Any], *args: Any, tag: str | None = None,
+               **kwargs: Any) -> Any:
+        kwargs["resources"] = self._route(tag, kwargs.get("resources"))
+        with self._tagged(tag):
+            return super().submit(func, *args, **kwargs)
+
+    def map(self, func: Callable[..., Any], *iterables: Iterable[Any], tag: str | None = None,
+            **kwargs: Any) -> Any:
+        kwargs["resources"] = self._route(tag, kwargs.get("resources"))
+        with self._tagged(tag):
+            return super().map(func, *iterables, **kwargs)

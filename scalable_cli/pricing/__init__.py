@@ -1,0 +1,1 @@
+"""Price catalogs and the estimator."""

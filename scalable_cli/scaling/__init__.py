@@ -1,0 +1,1 @@
+"""Scaling: the adaptive controller and the objective planner."""

@@ -1,0 +1,120 @@
+"""``ScalableSession``: plan, apply and destroy from Python, over the same engine as the CLI.
+
+``session.plan()`` is ``scalable plan``; ``session.start(plan)`` is ``apply`` plus a
+connected client; ``session.close()`` destroys what this session created. Capacity that
+the CLI applied is attached to, and left alone on close.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from types import TracebackType
+from typing import Any
+
+from scalable.client import ScalableClient
+from scalable.engine import ApplyResult, Engine
+from scalable.errors import ScalableError
+from scalable.planning.model import Plan
+from scalable.workspace import Workspace
+
+log = logging.getLogger("scalable")
+
+
+class SessionError(ScalableError):
+    pass
+
+
+class ScalableSession:
+    def __init__(self, workspace: Workspace, *, lock_timeout: float = 60.0) -> None:
+        self.workspace = workspace
+        self.id = f"session:{uuid.uuid4().hex[:12]}"
+        self.lock_timeout = lock_timeout
+        self.engine: Engine = workspace.engine(notify=log.info, owner=self.id)
+        self.client: ScalableClient | None = None
+        self.attached = False
+        self.result: ApplyResult | None = None
+
+    @classmethod
+    def from_yaml(
+        cls,
+        path: str | os.PathLike[str] = "scalable.yaml",
+        target: str | None = None,
+        **kwargs: Any,
+    ) -> ScalableSession:
+        return cls(Workspace.open(path, target), **kwargs)
+
+    @property
+    def target(self) -> str:
+        return self.workspace.spec.name
+
+    def plan(self, *, destroy: bool = False) -> Plan:
+        return self.engine.plan(destroy=destroy)
+
+    def _cli_owned_and_live(self) -> bool:
+        state = self.workspace.store.read()
+        if state is None or state.owner == self.id or not state.resources:
+            return False
+        sched = state.get("scheduler")
+        if sched is None:
+            return False
+        return self.workspace.provider.observe([sched])["scheduler"].status == "alive"
+
+    def start(self, plan: Plan | None = None, *, wait: bool = True) -> ScalableClient:
+        """Apply ``plan`` (or a fresh one) and return a connected client."""
+        if self.client is not None:
+            return self.client
+        if self._cli_owned_and_live():
+            # Someone else (the CLI) applied this target: use it, never provision twice.
+            self.attached = True
+            log.info("target %s is already applied; attaching", self.target)
+        else:
+            with self.engine.locked("session start", self.lock_timeout):
+                state = self.workspace.store.read()
+                if plan is None or (state is not None and state.serial != plan.serial):
+                    plan = self.engine.plan()
+                self.result = self.engine.execute(plan, wait=wait)
+            if self.result.partial:
+                raise SessionError("; ".join(self.result.errors),
+                                   hint="session.close() tears down what was created")
+        self.client = self._connect()
+        return self.client
+
+    def _connect(self) -> ScalableClient:
+        state = self.workspace.store.read()
+        if state is None or "scheduler_address" not in state.outputs:
+            raise SessionError(f"target {self.target!r} has no scheduler")
+        return ScalableClient(
+            state.outputs["scheduler_address"],
+            spec=self.workspace.spec,
+            security=self.workspace.provider.client_security(state.outputs),
+            set_as_default=True,
+        )
+
+    def close(self) -> None:
+        """Close the client; destroy the capacity if this session created it."""
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.attached:
+            return
+        with self.engine.locked("session close", self.lock_timeout):
+            state = self.workspace.store.read()
+            if state is None or state.owner != self.id:
+                return
+            result = self.engine.execute(self.engine.plan(destroy=True), wait=False)
+        if result.partial:
+            raise SessionError("destroy was partial: " + "; ".join(result.errors),
+                               hint=f"run `scalable destroy -t {self.target}`")
+
+    def __enter__(self) -> ScalableSession:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Telemetry: a scheduler plugin writing to SQLite, and its readers."""

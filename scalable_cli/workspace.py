@@ -1,0 +1,64 @@
+"""One target opened for work: manifest → spec → provider + state store → engine."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from scalable.engine import Engine, EventSink, Notify
+from scalable.errors import ScalableError
+from scalable.manifest.loader import LoadedManifest, load_manifest
+from scalable.providers.base import Provider, provider_class
+from scalable.spec import TargetSpec, build_target
+from scalable.state.store import LocalStore, StateStore
+
+DEFAULT_FILE = "scalable.yaml"
+
+
+def manifest_path(file: str | os.PathLike[str] | None) -> Path:
+    return Path(file or os.environ.get("SCALABLE_FILE") or DEFAULT_FILE)
+
+
+@dataclass
+class Workspace:
+    loaded: LoadedManifest
+    spec: TargetSpec
+    provider: Provider
+    store: StateStore
+
+    @classmethod
+    def open(
+        cls, file: str | os.PathLike[str] | None = None, target: str | None = None
+    ) -> Workspace:
+        loaded = load_manifest(manifest_path(file))
+        name = loaded.target_name(target or os.environ.get("SCALABLE_TARGET"))
+        spec = build_target(loaded, name)
+        provider = provider_class(spec.provider)(spec, spec.workdir)
+        return cls(loaded=loaded, spec=spec, provider=provider, store=open_store(loaded, spec))
+
+    def engine(
+        self, *, notify: Notify | None = None, events: EventSink | None = None, owner: str = "cli"
+    ) -> Engine:
+        kwargs = {}
+        if notify is not None:
+            kwargs["notify"] = notify
+        if events is not None:
+            kwargs["events"] = events
+        return Engine(self.provider, self.store, owner=owner, **kwargs)  # type: ignore[arg-type]
+
+
+def open_store(loaded: LoadedManifest, spec: TargetSpec) -> StateStore:
+    cfg = spec.config.state or loaded.manifest.state
+    if cfg is None or cfg.backend == "local":
+        return LocalStore(spec.workdir)
+    if cfg.backend == "s3":
+        try:
+            from scalable.state.s3 import S3Store  # type: ignore[import-not-found]
+        except ModuleNotFoundError as exc:
+            raise ScalableError(
+                f"the s3 state backend is not available: {exc}", hint="pip install 'scalable[aws]'"
+            ) from None
+        store: StateStore = S3Store.from_config(cfg, spec)
+        return store
+    raise ScalableError(f"unknown state backend {cfg.backend!r}")
