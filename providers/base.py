@@ -164,7 +164,9 @@ class Provider(ABC):
 
     def client_security(self, outputs: dict[str, str]) -> Any | None:
         """A ``distributed.security.Security`` for clients of this target, or None."""
-        return None
+        from scalable.tls import security_from_outputs
+
+        return security_from_outputs(outputs)
 
 
 # -- registry -------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from scalable.errors import ScalableError
@@ -19,37 +18,25 @@ from scalable.spec import GroupSpec
 TELEMETRY_PRELOAD = "scalable.telemetry.plugin"
 
 
-@dataclass(frozen=True)
-class TlsPaths:
-    ca_file: str
-    cert: str
-    key: str
-
-    def scheduler_args(self) -> list[str]:
-        return ["--tls-ca-file", self.ca_file, "--tls-cert", self.cert, "--tls-key", self.key]
-
-    worker_args = scheduler_args
-
-
 def scheduler_argv(
     *,
     host: str,
     scheduler_file: Path | None = None,
     port: int = 0,
     dashboard: bool = True,
-    tls: TlsPaths | None = None,
+    tls_args: Sequence[str] = (),
     idle_timeout: float | None = None,
     preload: Sequence[str] = (),
     python: str | None = None,
 ) -> list[str]:
     argv = [python or sys.executable, "-m", "distributed.cli.dask_scheduler"]
-    proto = "tls://" if tls else ""
-    argv += ["--host", f"{proto}{host}" if tls else host, "--port", str(port)]
+    argv += ["--host", host, "--port", str(port)]
+    if tls_args:
+        argv += ["--protocol", "tls"]
     argv += ["--dashboard-address", f"{host}:0"] if dashboard else ["--no-dashboard"]
     if scheduler_file is not None:
         argv += ["--scheduler-file", str(scheduler_file)]
-    if tls:
-        argv += tls.scheduler_args()
+    argv += list(tls_args)
     if idle_timeout:
         argv += ["--idle-timeout", f"{int(idle_timeout)}s"]
     for p in preload:
@@ -76,7 +63,7 @@ def worker_argv(
     death_timeout: float = 60.0,
     lifetime: float | None = None,
     lifetime_stagger: float | None = None,
-    tls: TlsPaths | None = None,
+    tls_args: Sequence[str] = (),
     host: str | None = None,
     local_directory: str | None = None,
     python: str | None = None,
@@ -97,8 +84,7 @@ def worker_argv(
         argv += ["--lifetime", f"{int(lifetime)}s"]
         if lifetime_stagger:
             argv += ["--lifetime-stagger", f"{int(lifetime_stagger)}s"]
-    if tls:
-        argv += tls.worker_args()
+    argv += list(tls_args)
     if host:
         argv += ["--host", host]
     if local_directory:

@@ -38,6 +38,7 @@ from scalable.providers.processes import (
     terminate,
 )
 from scalable.state.model import ResourceRecord
+from scalable.tls import ensure_tls
 
 HOST = "127.0.0.1"
 PROCESS = "local.process"
@@ -142,6 +143,7 @@ class LocalProvider(Provider):
                     host=HOST,
                     scheduler_file=sched_file,
                     preload=self._preload(),
+                    tls_args=self._tls_args(),
                 ),
                 log=log,
                 tags=self._tags(resource, ctx),
@@ -154,10 +156,15 @@ class LocalProvider(Provider):
             terminate(ref, grace=2)
             raise ProviderError(str(exc), hint=f"see {log}") from None
         outputs = {"scheduler_address": str(info["address"])}
+        if self.target.tls:
+            outputs.update(ensure_tls(self.workdir / "tls").outputs())
         services: Any = info.get("services") or {}
         if "dashboard" in services:
             outputs["dashboard_url"] = f"http://{HOST}:{services['dashboard']}/status"
         return Created(id=ref.id, meta={**ref.meta(), "log": str(log)}, outputs=outputs)
+
+    def _tls_args(self) -> list[str]:
+        return ensure_tls(self.workdir / "tls").node_args() if self.target.tls else []
 
     def _preload(self) -> list[str]:
         try:
@@ -194,11 +201,13 @@ class LocalProvider(Provider):
                     group, address, name=resource.address, nworkers=nworkers,
                     module="scalable.providers.local_host",
                     local_directory=str(self.workdir / "dask-worker-space"),
+                    tls_args=self._tls_args(),
                 )
             else:
                 argv = worker_argv(
                     group, address, name=resource.address, nworkers=nworkers,
                     local_directory=str(self.workdir / "dask-worker-space"),
+                    tls_args=self._tls_args(),
                 )
             ref = spawn(argv, log=log, tags=self._tags(resource, ctx), env=self._env(ctx),
                         cwd=self.workdir)

@@ -21,6 +21,9 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resources", default="")
     p.add_argument("--death-timeout", default="60s")
     p.add_argument("--local-directory", default=None)
+    p.add_argument("--tls-ca-file", default=None)
+    p.add_argument("--tls-cert", default=None)
+    p.add_argument("--tls-key", default=None)
     args, _unknown = p.parse_known_args(argv)
     return args
 
@@ -28,6 +31,12 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
 async def _run(args: argparse.Namespace) -> None:
     from dask.utils import parse_timedelta
     from distributed import Worker
+    from distributed.security import Security
+
+    security = None
+    if args.tls_ca_file:
+        security = Security(tls_ca_file=args.tls_ca_file, tls_worker_cert=args.tls_cert,
+                            tls_worker_key=args.tls_key, require_encryption=True)
 
     resources = {}
     for item in args.resources.split():
@@ -44,6 +53,7 @@ async def _run(args: argparse.Namespace) -> None:
             resources=resources or None,
             death_timeout=parse_timedelta(args.death_timeout),
             local_directory=args.local_directory,
+            security=security,
         )
         for name in names
     ]
