@@ -136,8 +136,10 @@ def _expand(path: Path, node: yaml.Node, loader: _Loader, keypath: str) -> None:
             node.tag = loader.resolve(yaml.ScalarNode, node.value, (True, False))
 
 
-def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node | None:
-    """The YAML node at a pydantic error location (the key node for a named key).
+def _node_at(
+    root: yaml.Node | None, loc: tuple[int | str, ...], want_key: bool
+) -> yaml.Node | None:
+    """The YAML node at a pydantic error location (its key node if ``want_key``).
 
     Location parts that name no node (a union's discriminator tag) are skipped.
     """
@@ -154,7 +156,7 @@ def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node | 
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             if part < len(node.value):
                 node, key_node = node.value[part], None
-    return key_node or node
+    return (key_node or node) if want_key else node
 
 
 def _fields_at(data: Any, loc: tuple[int | str, ...]) -> list[str]:
@@ -224,6 +226,8 @@ def _message(err: dict[str, Any]) -> str:
         return "unknown key"
     if kind == "missing":
         return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"unknown provider {err['ctx']['tag']!r}"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
 
@@ -273,7 +277,10 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
         errors = exc.errors()
         err = errors[0]
         loc = tuple(err["loc"])
-        target = _node_at(node, loc)
+        if err["type"].startswith("union_tag"):
+            loc += ("provider",)
+        want_key = err["type"] in ("extra_forbidden", "missing") or not loc
+        target = _node_at(node, loc, want_key)
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ManifestError(
             f"{_where(path, target)}: {_dotted(loc, data) or '<top>'}: {_message(err)}{more}",

@@ -31,7 +31,10 @@ def _describe_changes(before: dict[str, object], after: dict[str, object]) -> st
 
 
 def _resolve(
-    state: StateFile, observed: dict[str, Observation], discovered: Sequence[Discovered]
+    state: StateFile,
+    observed: dict[str, Observation],
+    discovered: Sequence[Discovered],
+    refreshed: bool,
 ) -> tuple[dict[str, ResourceRecord], dict[str, Observation], list[Drift], list[ResourceRecord],
            list[Change]]:
     """Settle `creating`/`deleting` records and orphans before diffing.
@@ -61,7 +64,8 @@ def _resolve(
                 drift.append(Drift(rec.address, rec.type, "adopted",
                                    f"created by an interrupted apply; adopting {found.id}"))
                 o = Observation(found.status)
-            elif o is None or o.status == "gone":
+            elif refreshed:
+                # Discovery is authoritative for creating records: not found = never made.
                 drift.append(Drift(rec.address, rec.type, "gone",
                                    "an interrupted apply recorded it but never created it"))
                 obs[rec.address] = Observation("gone", "never created")
@@ -110,10 +114,11 @@ def make_plan(
     state = state or StateFile(target=target.name, provider=target.provider)
     observed: dict[str, Observation] = {}
     discovered: list[Discovered] = []
-    if refresh and (state.resources or state.serial):
+    refreshed = refresh and bool(state.resources or state.serial)
+    if refreshed:
         observed = provider.observe(state.resources)
         discovered = provider.discover(state.lineage)
-    live, obs, drift, adopted, changes = _resolve(state, observed, discovered)
+    live, obs, drift, adopted, changes = _resolve(state, observed, discovered, refreshed)
 
     desired = [] if destroy else provider.desired()
     prices: dict[str, Price] = {}
