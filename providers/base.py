@@ -154,6 +154,11 @@ class Provider(ABC):
                 out.append(exc)
         return out
 
+    def recover_outputs(self, record: ResourceRecord) -> dict[str, str]:
+        """Outputs of an adopted resource whose create never returned (the scheduler's
+        address after a crash mid-create). Default: none."""
+        return {}
+
     def update(self, record: ResourceRecord, resource: ResourceSpec) -> Created:
         raise ProviderError(f"{self.name} cannot update {record.address} in place")
 

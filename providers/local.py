@@ -151,17 +151,33 @@ class LocalProvider(Provider):
                 cwd=self.workdir,
             )
         try:
-            info = read_scheduler_file(sched_file, timeout=60, alive=ref.alive, log=log)
+            outputs = self._scheduler_outputs(ref)
         except Exception as exc:
             terminate(ref, grace=2)
             raise ProviderError(str(exc), hint=f"see {log}") from None
+        return Created(id=ref.id, meta={**ref.meta(), "log": str(log)}, outputs=outputs)
+
+    def _scheduler_outputs(self, ref: ProcessRef) -> dict[str, str]:
+        log = self.workdir / "logs" / "scheduler.log"
+        info = read_scheduler_file(
+            self.workdir / "scheduler.json", timeout=60, alive=ref.alive, log=log
+        )
         outputs = {"scheduler_address": str(info["address"])}
         if self.target.tls:
             outputs.update(ensure_tls(self.workdir / "tls").outputs())
         services: Any = info.get("services") or {}
         if "dashboard" in services:
             outputs["dashboard_url"] = f"http://{HOST}:{services['dashboard']}/status"
-        return Created(id=ref.id, meta={**ref.meta(), "log": str(log)}, outputs=outputs)
+        return outputs
+
+    def recover_outputs(self, record: ResourceRecord) -> dict[str, str]:
+        ref = ProcessRef.from_meta(record.meta)
+        if ref is None or not ref.alive():
+            return {}
+        try:
+            return self._scheduler_outputs(ref)
+        except Exception:
+            return {}
 
     def _tls_args(self) -> list[str]:
         return ensure_tls(self.workdir / "tls").node_args() if self.target.tls else []

@@ -102,6 +102,8 @@ class Engine:
             state.owner = self.owner  # whoever brings capacity up owns it
         for rec in plan.adopted:
             state.put(rec)
+            if rec.address == "scheduler":
+                state.outputs.update(self.provider.recover_outputs(rec))
         if not plan.destroy:
             state.manifest_digest = plan.manifest_digest
         self._save(state)
@@ -152,22 +154,29 @@ class Engine:
         self.store.write(state)
 
     def _delete(self, state: StateFile, change: Change, result: ApplyResult) -> bool:
-        rec = state.get(change.address) or change.record
+        current = state.get(change.address)
+        rec = change.record or current
         if rec is None:
             return False
-        rec.status = "deleting"
-        state.put(rec)
-        self._save(state)
+        # An orphan may share an address with a recorded resource: only touch the record
+        # when it is the same resource.
+        recorded = current is not None and (
+            rec.id == current.id or rec.idempotency_key == current.idempotency_key
+        )
+        if recorded:
+            rec = current
+            rec.status = "deleting"
+            self._save(state)
         try:
             self.provider.delete(rec)
         except ProviderError as exc:
             result.errors.append(f"{change.address}: delete failed: {exc}")
             return False
-        state.remove(change.address)
-        if change.address == "scheduler":
-            for key in list(state.outputs):
-                state.outputs.pop(key)
-        self._save(state)
+        if recorded:
+            state.remove(change.address)
+            if change.address == "scheduler":
+                state.outputs.clear()
+            self._save(state)
         self.notify(f"{change.address}: Destruction complete")
         self.events("resource_deleted", {"address": change.address, "type": change.type})
         return True

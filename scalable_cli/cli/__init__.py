@@ -57,7 +57,8 @@ app.add_typer(state_cmds.app, name="state")
 def main(argv: list[str] | None = None) -> int:
     """Entry point: errors become one ``Error:`` line and a hint, never a traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        # With standalone_mode=False click returns an Exit's code instead of raising it.
+        rc = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except SystemExit as exc:
@@ -75,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if isinstance(exc, click.ClickException):
             exc.show()
-            return 1 if exc.exit_code not in (2,) else 1
+            return 1
         return report_error(exc)
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 def run() -> None:
