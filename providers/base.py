@@ -186,7 +186,8 @@ BUILTIN: dict[str, str] = {
 
 def _load(ref: str) -> type[Provider]:
     module, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+    cls: type[Provider] = getattr(importlib.import_module(module), attr)
+    return cls
 
 
 def provider_class(name: str) -> type[Provider]:

@@ -109,7 +109,7 @@ def read_scheduler_file(
         try:
             data = json.loads(path.read_text())
             if data.get("address"):
-                return data  # type: ignore[no-any-return]
+                return data
         except (FileNotFoundError, ValueError):
             pass
         if callable(alive) and not alive():
@@ -120,6 +120,6 @@ def read_scheduler_file(
         lines = log.read_text(errors="replace").strip().splitlines()
         tail = lines[-1] if lines else ""
     raise ScalableError(
-        f"the Dask scheduler did not start: {tail or 'no scheduler file after %gs' % timeout}",
+        f"the Dask scheduler did not start: {tail or f'no scheduler file after {timeout:g}s'}",
         hint=f"see {log}" if log else None,
     )

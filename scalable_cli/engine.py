@@ -117,10 +117,9 @@ class Engine:
 
         self._retire(state, [c.record for c in deletes if c.record and c.address != "scheduler"])
         for c in sorted(deletes + stale, key=lambda c: c.address == "scheduler"):
-            counted = c in deletes
-            if self._delete(state, c, result) and counted and c.action == "delete":
-                result.destroyed += 1
-            elif counted and c.action == "replace":
+            deleted = self._delete(state, c, result)
+            # A replace counts as destroyed even when its old half was already gone.
+            if (deleted and c.action == "delete") or c.action == "replace":
                 result.destroyed += 1
 
         sched = [c for c in creates if c.address == "scheduler"]
@@ -158,12 +157,13 @@ class Engine:
         rec = change.record or current
         if rec is None:
             return False
+        assert rec is not None
         # An orphan may share an address with a recorded resource: only touch the record
         # when it is the same resource.
         recorded = current is not None and (
             rec.id == current.id or rec.idempotency_key == current.idempotency_key
         )
-        if recorded:
+        if recorded and current is not None:
             rec = current
             rec.status = "deleting"
             self._save(state)
@@ -204,7 +204,7 @@ class Engine:
         self._save(state)  # write-ahead: recorded before the provider is called
         started = time.monotonic()
         outcomes = self.provider.create_many(specs, contexts)
-        for spec, ctx, out in zip(specs, contexts, outcomes, strict=True):
+        for spec, out in zip(specs, outcomes, strict=True):
             if isinstance(out, ProviderError):
                 state.remove(spec.address)
                 result.errors.append(f"{spec.address}: create failed: {out}")

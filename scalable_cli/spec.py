@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from scalable.manifest.loader import LoadedManifest
-from scalable.manifest.schema import Adaptive, GroupModel, Objectives, Pricing, TargetModel, Workload
+from scalable.manifest.schema import (
+    Adaptive,
+    GroupModel,
+    Objectives,
+    Pricing,
+    TargetModel,
+    Workload,
+)
 
 # Keys a group may set for itself; anything unset falls back to the target's value.
 _GROUP_COUNT_KEYS = ("max_workers", "adaptive")

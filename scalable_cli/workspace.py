@@ -40,12 +40,12 @@ class Workspace:
     def engine(
         self, *, notify: Notify | None = None, events: EventSink | None = None, owner: str = "cli"
     ) -> Engine:
-        kwargs = {}
+        engine = Engine(self.provider, self.store, owner=owner)
         if notify is not None:
-            kwargs["notify"] = notify
+            engine.notify = notify
         if events is not None:
-            kwargs["events"] = events
-        return Engine(self.provider, self.store, owner=owner, **kwargs)  # type: ignore[arg-type]
+            engine.events = events
+        return engine
 
 
 def open_store(loaded: LoadedManifest, spec: TargetSpec) -> StateStore:
@@ -54,7 +54,7 @@ def open_store(loaded: LoadedManifest, spec: TargetSpec) -> StateStore:
         return LocalStore(spec.workdir)
     if cfg.backend == "s3":
         try:
-            from scalable.state.s3 import S3Store  # type: ignore[import-not-found]
+            from scalable.state.s3 import S3Store
         except ModuleNotFoundError as exc:
             raise ScalableError(
                 f"the s3 state backend is not available: {exc}", hint="pip install 'scalable[aws]'"

@@ -7,7 +7,6 @@ import sys
 from typing import Annotated
 
 import typer
-
 from scalable._version import __version__
 from scalable.cli import apply as apply_cmds
 from scalable.cli import manifest as manifest_cmds

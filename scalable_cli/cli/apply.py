@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from scalable.cli.common import (
     AutoApproveOpt,
     FileOpt,

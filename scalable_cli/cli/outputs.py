@@ -6,7 +6,6 @@ import shlex
 from typing import Annotated
 
 import typer
-
 from scalable.cli.common import FileOpt, JsonOpt, TargetOpt, echo, print_json
 from scalable.connect import client_env
 from scalable.errors import ScalableError

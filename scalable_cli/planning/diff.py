@@ -27,7 +27,8 @@ def _changed_keys(before: dict[str, object], after: dict[str, object]) -> list[s
 
 
 def _describe_changes(before: dict[str, object], after: dict[str, object]) -> str:
-    return ", ".join(f"{k}: {before.get(k)!r} → {after.get(k)!r}" for k in _changed_keys(before, after))
+    keys = _changed_keys(before, after)
+    return ", ".join(f"{k}: {before.get(k)!r} → {after.get(k)!r}" for k in keys)
 
 
 def _resolve(

@@ -11,8 +11,8 @@ import time
 
 import pytest
 from distributed import Client
-
 from scalable.providers.processes import ProcessRef
+
 from tests.conftest import Project, our_processes
 
 pytestmark = pytest.mark.slow

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from scalable import ScalableSession
 from scalable.client import UnknownTag
+
 from tests.conftest import Project, our_processes
 
 pytestmark = pytest.mark.slow
