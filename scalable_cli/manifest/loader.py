@@ -239,9 +239,7 @@ def _dotted(loc: tuple[int | str, ...], data: Any) -> str:
     out = ""
     value = data
     for part in loc:
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
+        if isinstance(value, dict) and part in value or isinstance(value, list) and isinstance(part, int) and part < len(value):
             value = value[part]
         elif isinstance(part, str) and part in TARGET_CLASSES:
             continue  # a discriminator tag, not a key of the file
