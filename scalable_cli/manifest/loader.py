@@ -239,8 +239,10 @@ def _dotted(loc: tuple[int | str, ...], data: Any) -> str:
     out = ""
     value = data
     for part in loc:
-        if isinstance(value, dict) and part in value or isinstance(value, list) and isinstance(part, int) and part < len(value):
-            value = value[part]
+        in_dict = isinstance(value, dict) and part in value
+        in_list = isinstance(value, list) and isinstance(part, int) and part < len(value)
+        if in_dict or in_list:
+            value = value[part]  # type: ignore[index]
         elif isinstance(part, str) and part in TARGET_CLASSES:
             continue  # a discriminator tag, not a key of the file
         else:
