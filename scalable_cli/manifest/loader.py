@@ -242,7 +242,7 @@ def _dotted(loc: tuple[int | str, ...], data: Any) -> str:
         in_dict = isinstance(value, dict) and part in value
         in_list = isinstance(value, list) and isinstance(part, int) and part < len(value)
         if in_dict or in_list:
-            value = value[part]  # type: ignore[index]
+            value = value[part]
         elif isinstance(part, str) and part in TARGET_CLASSES:
             continue  # a discriminator tag, not a key of the file
         else:
