@@ -20,23 +20,31 @@ TAG_ADDRESS = "SCALABLE_ADDRESS"
 TAG_KEY = "SCALABLE_KEY"
 
 
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+def _stat(pid: int) -> list[str] | None:
+    """Fields 3… of /proc/PID/stat (state first), or None if there is no such process."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
+    try:
+        raw = os.read(fd, 4096).decode(errors="replace")
+    except ProcessLookupError:
+        return None
+    finally:
+        os.close(fd)
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return int(fields[19])
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
 
 
 def _state(pid: int) -> str | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return raw[raw.rindex(")") + 2 :].split()[0]
+    fields = _stat(pid)
+    return fields[0] if fields else None
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,8 @@ class ProcessRef:
         return f"pid:{self.pid}@{self.start}"
 
     def alive(self) -> bool:
-        state = _state(self.pid)
-        return state is not None and state != "Z" and start_time(self.pid) == self.start
+        fields = _stat(self.pid)
+        return fields is not None and fields[0] != "Z" and int(fields[19]) == self.start
 
     def group_alive(self) -> bool:
         return any(True for _ in _group_members(self.pid))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -30,6 +30,9 @@ class ResourceRecord:
     meta: dict[str, Any] = field(default_factory=dict)
     worker_names: list[str] = field(default_factory=list)
     created_at: str = field(default_factory=now_iso)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in _RECORD_FIELDS}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ResourceRecord:
@@ -79,8 +82,9 @@ class StateFile:
         return d
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["resources"] = [asdict(r) for r in self.resources]
+        # Shallow on purpose: asdict() deep-copies every record (seconds at 10k resources).
+        d = {f: getattr(self, f) for f in _STATE_FIELDS if f != "resources"}
+        d["resources"] = [r.to_dict() for r in self.resources]
         return d
 
     @classmethod
@@ -109,3 +113,7 @@ class StateFile:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"{source}: malformed state ({exc})") from None
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(ResourceRecord))
+_STATE_FIELDS = tuple(f.name for f in fields(StateFile))
