@@ -43,8 +43,11 @@ class Workspace:
         engine = Engine(self.provider, self.store, owner=owner)
         if notify is not None:
             engine.notify = notify
-        if events is not None:
-            engine.events = events
+        if events is None:
+            from scalable.telemetry.recorder import RunRecorder
+
+            events = RunRecorder(self)  # apply/destroy steps into the run (telemetry.db)
+        engine.events = events
         return engine
 
 
