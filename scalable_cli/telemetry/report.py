@@ -339,8 +339,8 @@ def render_report(r: RunReport) -> str:
     if r.decisions:
         for d in r.decisions:
             group = f" [{d.group}]" if d.group else ""
-            lines.append(f"  +{fmt_seconds(d.offset):>7}  {d.from_} → {d.to} workers{group}"
-                         f"  {d.reason}")
+            when = "+" + fmt_seconds(d.offset)
+            lines.append(f"  {when:<8}  {d.from_} → {d.to} workers{group}  {d.reason}")
     else:
         lines.append("  (none)")
     if r.removed:
