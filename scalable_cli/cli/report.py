@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from scalable.cli.common import FileOpt, JsonOpt, TargetOpt, echo, print_json
 from scalable.errors import ScalableError
-from scalable.telemetry.store import Run, TelemetryDB
 from scalable.workspace import manifest_path
+
+if TYPE_CHECKING:  # sqlite3 and the report code load only when `report` runs
+    from scalable.telemetry.store import Run, TelemetryDB
 
 
 def _db(file: str | None) -> TelemetryDB:
+    from scalable.telemetry.store import TelemetryDB
+
     root = manifest_path(file).resolve().parent
     db = TelemetryDB.for_root(root)
     if not db.exists:

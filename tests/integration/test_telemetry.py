@@ -14,6 +14,7 @@ from scalable.telemetry.report import build_report
 from scalable.telemetry.store import TelemetryDB
 
 from tests.conftest import Project, our_processes
+from tests.integration.test_docs import DOCS, python_blocks
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +38,8 @@ def db_of(project: Project) -> TelemetryDB:
     return TelemetryDB.for_root(project.root)
 
 
-def test_tutorial_snippet_report(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tutorial_snippet_report(project: Project, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
     """The tutorial's 20 tagged tasks → 20 completed, 0 failed, peak 4, tag 'analysis'."""
     project.write(manifest(4, threads=2, processes=False))
     monkeypatch.chdir(project.root)
@@ -85,6 +87,11 @@ def test_tutorial_snippet_report(project: Project, monkeypatch: pytest.MonkeyPat
     assert len(db.tasks(run.id)) == 20
     assert {t.worker for t in db.tasks(run.id)} <= {f"workers.default[0]-{k}" for k in range(4)}
     assert len(db.task_durations("local", tag="analysis")) == 20
+
+    # The guide's Python block runs against this project and prints this run.
+    (block,) = python_blocks(DOCS / "guides" / "telemetry.rst")
+    exec(compile(block, "telemetry.rst", "exec"), {"__name__": "__docs__"})
+    assert f"Run: {run.id}" in capsys.readouterr().out
 
 
 def test_failed_tasks_counted_and_rows_overflow_into_aggregates(project: Project) -> None:
