@@ -460,13 +460,11 @@ class TelemetryDB:
         self, run_id: str, events: Iterable[tuple[float, str, str | None, dict[str, Any]]]
     ) -> None:
         """Append ``(ts, kind, worker, data)`` events in one transaction."""
-        rows = [(run_id, ts, kind, worker, json.dumps(data, default=str))
-                for ts, kind, worker, data in events]
-        if not rows:
+        events = list(events)
+        if not events:
             return
         with self.transaction() as c:
-            c.executemany("INSERT INTO events(run_id, ts, kind, worker, data) "
-                          "VALUES (?, ?, ?, ?, ?)", rows)
+            _insert(c, run_id, events, (), ())
 
     def events(self, run_id: str, kinds: Iterable[str] | None = None) -> list[Event]:
         """A run's events in time order, optionally only some kinds."""
@@ -498,16 +496,7 @@ class TelemetryDB:
         if not (events or tasks or aggregates):
             return
         with self.transaction() as c:
-            if events:
-                c.executemany(
-                    "INSERT INTO events(run_id, ts, kind, worker, data) VALUES (?, ?, ?, ?, ?)",
-                    [(run_id, ts, kind, worker, json.dumps(data, default=str))
-                     for ts, kind, worker, data in events],
-                )
-            if tasks:
-                c.executemany(_TASK_UPSERT, [(run_id, *t) for t in tasks])
-            if aggregates:
-                c.executemany(_AGG_UPSERT, [a.to_row(run_id) for a in aggregates])
+            _insert(c, run_id, events, tasks, aggregates)
 
     def tasks(self, run_id: str) -> list[TaskRow]:
         rows = self._query("SELECT run_id, key, prefix, tag, worker, start, stop, status "
@@ -629,21 +618,30 @@ class TelemetryDB:
             row = c.execute("SELECT events, tasks FROM pull_cursors WHERE run_id=?",
                             (run_id,)).fetchone()
             have_e, have_t = (int(row[0]), int(row[1])) if row else (0, 0)
-            new_events = events[max(0, have_e - since[0]):]
-            new_tasks = tasks[max(0, have_t - since[1]):]
-            if new_events:
-                c.executemany(
-                    "INSERT INTO events(run_id, ts, kind, worker, data) VALUES (?, ?, ?, ?, ?)",
-                    [(run_id, ts, kind, worker, json.dumps(data, default=str))
-                     for ts, kind, worker, data in new_events],
-                )
-            if new_tasks:
-                c.executemany(_TASK_UPSERT, [(run_id, *t) for t in new_tasks])
-            if aggregates:
-                c.executemany(_AGG_UPSERT, [a.to_row(run_id) for a in aggregates])
+            _insert(c, run_id, events[max(0, have_e - since[0]):],
+                    tasks[max(0, have_t - since[1]):], aggregates)
             c.execute("INSERT OR REPLACE INTO pull_cursors(run_id, events, tasks) "
                       "VALUES (?, ?, ?)",
                       (run_id, max(have_e, cursor[0]), max(have_t, cursor[1])))
+
+
+def _insert(
+    c: sqlite3.Connection,
+    run_id: str,
+    events: Sequence[tuple[float, str, str | None, dict[str, Any]]],
+    tasks: Sequence[tuple[Any, ...]],
+    aggregates: Sequence[Aggregate],
+) -> None:
+    if events:
+        c.executemany(
+            "INSERT INTO events(run_id, ts, kind, worker, data) VALUES (?, ?, ?, ?, ?)",
+            [(run_id, ts, kind, worker, json.dumps(data, default=str))
+             for ts, kind, worker, data in events],
+        )
+    if tasks:
+        c.executemany(_TASK_UPSERT, [(run_id, *t) for t in tasks])
+    if aggregates:
+        c.executemany(_AGG_UPSERT, [a.to_row(run_id) for a in aggregates])
 
 
 def timeline(spans: Iterable[WorkerSpan], end: float | None = None) -> list[TimelinePoint]:
