@@ -168,6 +168,7 @@ class RunRecorder:
         self._pending: list[EventTuple] = []
         self._db: TelemetryDB | None = None
         self._priced: str | None = None
+        self._warned = False
 
     @property
     def db(self) -> TelemetryDB:
@@ -181,7 +182,9 @@ class RunRecorder:
         try:
             self._on(kind, dict(data))
         except Exception as exc:  # telemetry never fails an apply or a destroy
-            logger.warning("telemetry: could not record %s: %s", kind, exc)
+            log = logger.debug if self._warned else logger.warning
+            self._warned = True
+            log("telemetry: could not record %s in %s: %s", kind, self.db.path, exc)
 
     def _on(self, kind: str, data: dict[str, Any]) -> None:
         now = time.time()

@@ -88,7 +88,6 @@ CREATE TABLE IF NOT EXISTS tasks(
     status TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
 );
-CREATE INDEX IF NOT EXISTS tasks_prefix_tag ON tasks(prefix, tag);
 CREATE TABLE IF NOT EXISTS task_aggregates(
     run_id TEXT NOT NULL,
     prefix TEXT NOT NULL,

@@ -248,3 +248,49 @@ def test_worker_lifetime_is_walltime(project: Project) -> None:
     doc = json.loads(project.run("report", "--json", check=True).stdout)
     assert doc["workers"]["removed"] == {"walltime": 1}
     assert [s["kind"] for s in doc["steps"]][-1] == "destroy_complete"
+
+
+def _no_slurm_reason() -> str | None:
+    import importlib
+    import shutil
+    import subprocess
+
+    try:
+        importlib.import_module("scalable.providers.slurm").SlurmProvider  # noqa: B018
+    except (ImportError, AttributeError):
+        return "the Slurm provider is not in this build (scalable.providers.slurm)"
+    if shutil.which("sbatch") is None:
+        return "no Slurm client commands on PATH (run: sudo scripts/slurm-dev.sh up)"
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
+    if " is UP" not in ping.stdout:
+        return f"the Slurm controller is not up (scontrol ping: {ping.stdout.strip()})"
+    return None
+
+
+@pytest.mark.slurm
+def test_report_of_a_slurm_run(project: Project) -> None:
+    reason = _no_slurm_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    project.write("""
+        project: {name: slurmtele}
+        targets:
+          hpc:
+            provider: slurm
+            queue: batch
+            walltime: "00:10:00"
+            processes: 2
+            max_workers: 2
+            interface: eth0
+            pricing: {core_hour_usd: 0.05}
+        """)
+    with ScalableSession.from_yaml(project.root / "scalable.yaml", target="hpc") as session:
+        client = session.start()
+        assert sum(client.gather(client.map(lambda x: x + 1, range(40), tag="sim"))) == 820
+    db = db_of(project)
+    run = db.last_run("hpc")
+    assert run is not None and run.provider == "slurm" and run.ended_at is not None
+    report = build_report(db, run)
+    assert (report.completed, report.failed, report.peak_workers) == (40, 0, 2)
+    assert report.cost.usd is not None and report.cost.usd > 0
+    assert {s.tag: s.count for s in report.by_tag} == {"sim": 40}
