@@ -110,6 +110,46 @@ def trial(with_plugin: bool) -> tuple[float, float, int | None]:
     return TASKS / elapsed, 1e6 * cpu / TASKS, recorded
 
 
+def plugin_cpu_per_task(n: int = 10_000) -> tuple[float, float]:
+    """(µs of CPU in the transition hooks, µs writing) per task, for the plugin alone.
+
+    The plugin is driven directly with the five transitions a task goes through and a
+    stand-in for the scheduler's task table: no Dask scheduler, no noise from it.
+    """
+    from types import SimpleNamespace
+
+    from scalable.telemetry.plugin import TelemetryConfig, TelemetryPlugin
+
+    root = Path(tempfile.mkdtemp(prefix="scalable-bench-telemetry-"))
+    plugin = TelemetryPlugin(TelemetryConfig("db", "bench", "bench", "local",
+                                             root / "telemetry.db"))
+    assert plugin.db is not None
+    plugin.db.start_run(run_id=plugin.run_id, project="bench", target="bench",
+                        provider="local")
+    keys = [f"inc-{i:032x}" for i in range(n)]
+    prefix = SimpleNamespace(name="inc")
+    plugin.scheduler = SimpleNamespace(
+        tasks={k: SimpleNamespace(annotations={"tag": "bench"}, prefix=prefix) for k in keys})
+    plugin._names["tcp://127.0.0.1:1"] = "workers.default[0]"
+    done = {"worker": "tcp://127.0.0.1:1", "nbytes": 28, "type": b"", "typename": "int",
+            "thread": 1, "metadata": {},
+            "startstops": [{"action": "compute", "start": 1.0, "stop": 1.001}]}
+    t0 = time.thread_time()
+    for k in keys:
+        plugin.transition(k, "released", "waiting", stimulus_id="s")
+        plugin.transition(k, "waiting", "processing", stimulus_id="s")
+        plugin.transition(k, "processing", "memory", stimulus_id="s", **done)
+        plugin.transition(k, "memory", "released", stimulus_id="s")
+        plugin.transition(k, "released", "forgotten", stimulus_id="s")
+    hooks = time.thread_time() - t0
+    t0 = time.thread_time()
+    plugin._flush()
+    plugin._drain()  # what the writer thread does, here on this thread
+    write = time.thread_time() - t0
+    assert len(plugin.db.tasks(plugin.run_id)) == n
+    return 1e6 * hooks / n, 1e6 * write / n
+
+
 def main() -> None:
     # A SIGTERM still stops the trial's scheduler and workers (finally blocks run).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -137,6 +177,10 @@ def main() -> None:
     print(f"throughput ratio with/without {w / wo:.3f}  (overhead {100 * (1 - w / wo):+.1f}%)")
     print(f"scheduler CPU ratio with/without {cw / cwo:.3f}  "
           f"(overhead {100 * (cw / cwo - 1):+.1f}%)   aim: <= 5%")
+    hooks, write = plugin_cpu_per_task()
+    print(f"plugin alone: {hooks:.1f} µs/task in hooks + {write:.1f} µs/task writing = "
+          f"{hooks + write:.1f} µs/task, {100 * (hooks + write) / cwo:.1f}% of the scheduler's "
+          f"{cwo:.0f} µs/task without it")
 
 
 if __name__ == "__main__":
