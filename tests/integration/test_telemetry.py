@@ -294,3 +294,15 @@ def test_report_of_a_slurm_run(project: Project) -> None:
     assert (report.completed, report.failed, report.peak_workers) == (40, 0, 2)
     assert report.cost.usd is not None and report.cost.usd > 0
     assert {s.tag: s.count for s in report.by_tag} == {"sim": 40}
+
+
+def test_example_script_runs() -> None:
+    import subprocess
+    import sys
+
+    example = DOCS.parent / "examples" / "telemetry_report.py"
+    proc = subprocess.run([sys.executable, str(example)], capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "Tasks: 47 completed, 1 failed" in proc.stdout
+    assert "sql: tag=simulate status=ok count=24" in proc.stdout
