@@ -15,23 +15,15 @@ Telemetry never fails a command: errors here are logged and dropped.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from scalable.telemetry.store import (
-    PULL_HANDLER,
-    Aggregate,
-    Run,
-    TelemetryDB,
-)
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: every engine gets a recorder, `plan` included
     from scalable.providers.base import Provider
     from scalable.state.model import StateFile
+    from scalable.telemetry.store import Run, TelemetryDB
     from scalable.workspace import Workspace
 
 logger = logging.getLogger("scalable.telemetry")
@@ -47,6 +39,11 @@ def telemetry_enabled() -> bool:
 
 
 def _call(address: str, security: Any, timeout: float, **kwargs: Any) -> dict[str, Any]:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scalable.telemetry.store import PULL_HANDLER
+
     async def go() -> dict[str, Any]:
         from distributed.core import rpc
 
@@ -70,6 +67,8 @@ def pull(db: TelemetryDB, address: str, security: Any = None, *,
 
     Returns the run (now in ``db``), or None when no telemetry plugin answers.
     """
+    from scalable.telemetry.store import Aggregate
+
     try:
         info = _call(address, security, timeout)
     except Exception as exc:
@@ -111,6 +110,8 @@ def current_run(ws: Workspace, state: StateFile | None = None, *,
     addr = state.outputs.get("scheduler_address") if state is not None else None
     if not addr:
         return None
+    from scalable.telemetry.store import TelemetryDB
+
     db = TelemetryDB.for_root(ws.spec.root)
     run = db.open_run(ws.spec.name, addr) if db.exists else None
     if refresh and (run is None or run.source == "pulled"):
@@ -173,6 +174,8 @@ class RunRecorder:
     @property
     def db(self) -> TelemetryDB:
         if self._db is None:
+            from scalable.telemetry.store import TelemetryDB
+
             self._db = TelemetryDB.for_root(self.ws.spec.root)
         return self._db
 

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import re
-import secrets
 import sqlite3
 import threading
 import time
@@ -117,7 +116,7 @@ def new_run_id(project: str, when: float | None = None) -> str:
     """``run-YYYYMMDDTHHMMSS-<project>-<6 hex>``; the time is UTC."""
     stamp = datetime.fromtimestamp(when if when is not None else time.time(), timezone.utc)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", project).strip("-") or "scalable"
-    return f"run-{stamp:%Y%m%dT%H%M%S}-{slug}-{secrets.token_hex(3)}"
+    return f"run-{stamp:%Y%m%dT%H%M%S}-{slug}-{os.urandom(3).hex()}"
 
 
 # -- duration histograms (for aggregates) ---------------------------------------------
