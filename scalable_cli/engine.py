@@ -67,6 +67,8 @@ class Engine:
         self.events = events
         self.owner = owner
         self.ready_timeout = ready_timeout
+        # The manifest's target; the provider's is this at the state's adaptive counts.
+        self.base_target = provider.target
 
     @property
     def target(self) -> Any:
@@ -81,13 +83,46 @@ class Engine:
         return self.store.read()
 
     def plan(self, *, destroy: bool = False, refresh: bool = True) -> Plan:
+        state = self.store.read()
+        self.provider.target = self.base_target.scaled(state.scale if state else {})
         return make_plan(
             self.provider,
-            self.store.read(),
+            state,
             self.target.manifest_digest,
             destroy=destroy,
             refresh=refresh,
         )
+
+    def scale(
+        self, counts: dict[str, int], reasons: dict[str, str], *, lock_timeout: float = 30.0
+    ) -> ApplyResult | None:
+        """Set adaptive groups' counts and apply (the controller's and the dashboard's path).
+
+        Returns None when nothing changed. Every change is a ``scale_decision`` event.
+        """
+        with self.locked("scale", lock_timeout):
+            state = self.store.read()
+            if state is None or "scheduler_address" not in state.outputs:
+                return None
+            before = {
+                g.name: state.scale.get(g.name, g.count)
+                for g in self.base_target.groups
+                if g.adaptive is not None
+            }
+            wanted = self.base_target.scaled(counts)
+            after = {g.name: g.count for g in wanted.groups if g.name in before}
+            changed = {k: v for k, v in after.items() if v != before[k]}
+            if not changed:
+                return None
+            state.scale.update(changed)
+            self._save(state)
+            for group, count in changed.items():
+                self.events(
+                    "scale_decision",
+                    {"group": group, "from": before[group], "to": count,
+                     "reason": reasons.get(group, "")},
+                )
+            return self.execute(self.plan(), wait=False)
 
     # -- apply --------------------------------------------------------------------------
     def execute(self, plan: Plan, *, wait: bool = True) -> ApplyResult:
@@ -116,7 +151,8 @@ class Engine:
         updates = [c for c in changes if c.action == "update"]
 
         self._retire(state, [c.record for c in deletes if c.record and c.address != "scheduler"])
-        for c in sorted(deletes + stale, key=lambda c: c.address == "scheduler"):
+        order = {"controller": 0, "scheduler": 2}  # the controller stops first
+        for c in sorted(deletes + stale, key=lambda c: order.get(c.address, 1)):
             deleted = self._delete(state, c, result)
             # A replace counts as destroyed even when its old half was already gone.
             if (deleted and c.action == "delete") or c.action == "replace":

@@ -31,8 +31,13 @@ class ScalableSession:
         self.workspace = workspace
         self.id = f"session:{uuid.uuid4().hex[:12]}"
         self.lock_timeout = lock_timeout
-        self.engine: Engine = workspace.engine(notify=log.info, owner=self.id)
+        from scalable.events import event_sink
+
+        self.engine: Engine = workspace.engine(
+            notify=log.info, events=event_sink(workspace.spec), owner=self.id
+        )
         self.client: ScalableClient | None = None
+        self.controller: Any | None = None
         self.attached = False
         self.result: ApplyResult | None = None
 
@@ -79,6 +84,13 @@ class ScalableSession:
                 raise SessionError("; ".join(self.result.errors),
                                    hint="session.close() tears down what was created")
         self.client = self._connect()
+        if not self.attached and any(g.adaptive for g in self.workspace.spec.groups):
+            from scalable.scaling.controller import Controller
+
+            # The session's own controller: a thread in this process (CLI-applied capacity
+            # has a detached one instead).
+            self.controller = Controller(self.engine)
+            self.controller.start_thread(self.client)
         return self.client
 
     def _connect(self) -> ScalableClient:
@@ -94,6 +106,9 @@ class ScalableSession:
 
     def close(self) -> None:
         """Close the client; destroy the capacity if this session created it."""
+        if self.controller is not None:
+            self.controller.stop_thread()
+            self.controller = None
         if self.client is not None:
             self.client.close()
             self.client = None
