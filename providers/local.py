@@ -85,6 +85,9 @@ class LocalProvider(Provider):
                 )
         return out
 
+    def startup_seconds(self) -> float:
+        return 3.0
+
     def price(self, resource: ResourceSpec) -> Price:
         return apply_overrides(Price.free("local machine"), self.target.pricing)
 

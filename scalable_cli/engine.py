@@ -69,6 +69,8 @@ class Engine:
         self.ready_timeout = ready_timeout
         # The manifest's target; the provider's is this at the state's adaptive counts.
         self.base_target = provider.target
+        # Set by objective planning: the counts it chose and the horizon it predicted.
+        self.objective: Any | None = None
 
     @property
     def target(self) -> Any:
@@ -84,14 +86,30 @@ class Engine:
 
     def plan(self, *, destroy: bool = False, refresh: bool = True) -> Plan:
         state = self.store.read()
-        self.provider.target = self.base_target.scaled(state.scale if state else {})
+        target = self.base_target.scaled(state.scale if state else {})
+        horizon = None
+        if self.objective is not None:
+            target = target.with_counts({self.objective.group: self.objective.chosen.workers})
+            horizon = self.objective.horizon_hours
+        self.provider.target = target
         return make_plan(
             self.provider,
             state,
             self.target.manifest_digest,
             destroy=destroy,
             refresh=refresh,
+            horizon_hours=horizon,
         )
+
+    def plan_objectives(
+        self, objectives: Any, *, tasks: int | None = None, tag: str | None = None
+    ) -> Any:
+        """Choose worker counts for ``objectives``; later plans use them."""
+        from scalable.scaling.objectives import plan_objectives
+
+        self.provider.target = self.base_target
+        self.objective = plan_objectives(self.provider, objectives, tasks=tasks, tag=tag)
+        return self.objective
 
     def scale(
         self, counts: dict[str, int], reasons: dict[str, str], *, lock_timeout: float = 30.0
@@ -141,6 +159,11 @@ class Engine:
                 state.outputs.update(self.provider.recover_outputs(rec))
         if not plan.destroy:
             state.manifest_digest = plan.manifest_digest
+            goal = self.objective
+            if goal is not None and self.base_target.group(goal.group).adaptive is not None:
+                # Keep the objective's count as the adaptive group's current count, so a
+                # later plain plan does not undo it.
+                state.scale[goal.group] = goal.chosen.workers
         self._save(state)
 
         changes = plan.actionable

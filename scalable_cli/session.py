@@ -27,7 +27,15 @@ class SessionError(ScalableError):
 
 
 class ScalableSession:
-    def __init__(self, workspace: Workspace, *, lock_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        lock_timeout: float = 60.0,
+        objectives: dict[str, float] | None = None,
+        tasks: int | None = None,
+        tag: str | None = None,
+    ) -> None:
         self.workspace = workspace
         self.id = f"session:{uuid.uuid4().hex[:12]}"
         self.lock_timeout = lock_timeout
@@ -40,6 +48,13 @@ class ScalableSession:
         self.controller: Any | None = None
         self.attached = False
         self.result: ApplyResult | None = None
+        self.objective: Any | None = None
+        if objectives is not None or workspace.spec.objectives is not None:
+            from scalable.manifest.schema import Objectives
+
+            goal = Objectives(**objectives) if objectives else workspace.spec.objectives
+            # Chosen once, up front: every plan of this session uses these counts.
+            self.objective = self.engine.plan_objectives(goal, tasks=tasks, tag=tag)
 
     @classmethod
     def from_yaml(

@@ -76,6 +76,9 @@ class WithController(Provider):
     def horizon_hours(self) -> float | None:
         return self.inner.horizon_hours()
 
+    def startup_seconds(self) -> float:
+        return self.inner.startup_seconds()
+
     def observe(self, records: Sequence[ResourceRecord]) -> dict[str, Observation]:
         ours = [r for r in records if r.type == TYPE]
         out = self.inner.observe([r for r in records if r.type != TYPE])
