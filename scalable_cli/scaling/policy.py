@@ -35,6 +35,7 @@ class Decision:
     before: int
     after: int
     reason: str
+    at: float = 0.0  # the reading's monotonic time
 
     @property
     def delta(self) -> int:
@@ -53,17 +54,17 @@ class AdaptivePolicy:
 
     def decide(self, now: float, current: int, demand: Demand) -> Decision | None:
         want = self.clamp(demand.workers)
-        target = self.cfg.target_duration
         if want > current:
             self.low_readings = 0
             self.last_change = now
-            return Decision(
-                self.group, current, want,
+            capped = demand.workers > self.cfg.maximum
+            reason = (
                 f"+{want - current}: {demand.tasks} queued tasks ≈ "
-                f"{demand.per_worker(current):.0f} s of work per worker > target {target:g} s"
-                + (f" (capped at maximum {self.cfg.maximum})"
-                   if demand.workers > self.cfg.maximum else ""),
+                f"{demand.per_worker(current):.0f} s of work per worker > target "
+                f"{self.cfg.target_duration:g} s"
+                + (f" (capped at maximum {self.cfg.maximum})" if capped else "")
             )
+            return Decision(self.group, current, want, reason, at=now)
         if want == current:
             self.low_readings = 0
             return None
@@ -76,10 +77,12 @@ class AdaptivePolicy:
         after = max(want, current - step)
         self.low_readings = 0
         self.last_change = now
-        idle = "idle" if demand.tasks == 0 else f"{demand.tasks} tasks ≈ " \
-            f"{demand.per_worker(current):.1f} s of work per worker"
-        return Decision(
-            self.group, current, after,
-            f"-{current - after}: {idle} for {self.cfg.wait_count} readings "
-            f"(needs {want}; at most {self.cfg.max_scale_down_fraction:.0%} removed per step)",
+        if demand.tasks == 0:
+            load = "idle"
+        else:
+            load = f"{demand.tasks} tasks ≈ {demand.per_worker(current):.1f} s of work per worker"
+        reason = (
+            f"-{current - after}: {load} for {self.cfg.wait_count} readings "
+            f"(needs {want}; at most {self.cfg.max_scale_down_fraction:.0%} removed per step)"
         )
+        return Decision(self.group, current, after, reason, at=now)

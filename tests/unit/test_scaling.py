@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from scalable.manifest.schema import Adaptive, Objectives
 from scalable.scaling.objectives import (
     ObjectiveInfeasible,
