@@ -197,10 +197,10 @@ class Engine:
             state.outputs = {}
         self._save(state)
         result.outputs = dict(state.outputs)
-        names = [n for r in state.resources if r.status == "ready" for n in r.worker_names]
-        result.expected_workers = len(names)
-        if wait and names and state.outputs.get("scheduler_address") and not plan.destroy:
-            result.ready_workers = self.wait_ready(state.outputs, names, result)
+        hosts = [r for r in state.resources if r.status == "ready" and r.worker_names]
+        result.expected_workers = sum(len(r.worker_names) for r in hosts)
+        if wait and hosts and state.outputs.get("scheduler_address") and not plan.destroy:
+            result.ready_workers = self.wait_ready(state.outputs, hosts, result)
         self.events(
             f"{op}_complete",
             {"added": result.added, "changed": result.changed,
@@ -333,9 +333,15 @@ class Engine:
         finally:
             client.close()
 
-    def wait_ready(self, outputs: dict[str, str], names: list[str], result: ApplyResult) -> int:
-        """Wait until every expected worker has registered; progress as it comes."""
-        want = set(names)
+    def wait_ready(
+        self, outputs: dict[str, str], hosts: list[ResourceRecord], result: ApplyResult
+    ) -> int:
+        """Wait until every expected worker has registered; progress as it comes.
+
+        A resource that dies while we wait is reported at once (with the provider's
+        reason) instead of after the timeout.
+        """
+        want = {n for r in hosts for n in r.worker_names}
         deadline = time.monotonic() + self.ready_timeout
         try:
             client = self.connect(outputs, timeout=30.0)
@@ -344,6 +350,7 @@ class Engine:
                                  f"{outputs['scheduler_address']}: {exc}")
             return 0
         seen = -1
+        next_check = time.monotonic() + 1.0
         try:
             while True:
                 info = client.scheduler_info(n_workers=-1)["workers"]
@@ -353,6 +360,17 @@ class Engine:
                     self.notify(f"workers {seen}/{len(want)} ready")
                 if ready == want:
                     return seen
+                if time.monotonic() > next_check:
+                    next_check = time.monotonic() + 1.0
+                    waiting = [r for r in hosts if set(r.worker_names) - ready]
+                    for addr, obs in self.provider.observe(waiting).items():
+                        if obs.status == "gone":
+                            rec = next(r for r in waiting if r.address == addr)
+                            want -= set(rec.worker_names)
+                            hosts = [r for r in hosts if r.address != addr]
+                            result.errors.append(f"{addr} did not come up: {obs.reason}")
+                    if ready == want:
+                        return seen
                 if time.monotonic() > deadline:
                     missing = sorted(want - ready)
                     result.errors.append(
@@ -363,4 +381,3 @@ class Engine:
                 time.sleep(0.1)
         finally:
             client.close()
-

@@ -219,7 +219,7 @@ def estimate_for(spec: TargetSpec, tasks: int | None, tag: str | None) -> Worklo
 def history(spec: TargetSpec, tag: str | None) -> list[float]:
     """Task durations recorded by telemetry on this target (empty without telemetry)."""
     try:
-        from scalable.telemetry.history import task_durations  # type: ignore[import-not-found]
+        from scalable.telemetry.history import task_durations
     except ModuleNotFoundError:
         return []
     durations: list[float] = task_durations(spec, tag)
