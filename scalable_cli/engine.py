@@ -226,6 +226,7 @@ class Engine:
             rec = current
             rec.status = "deleting"
             self._save(state)
+        self.events("resource_deleting", {"address": change.address, "type": change.type})
         try:
             self.provider.delete(rec)
         except ProviderError as exc:

@@ -39,11 +39,7 @@ class ScalableSession:
         self.workspace = workspace
         self.id = f"session:{uuid.uuid4().hex[:12]}"
         self.lock_timeout = lock_timeout
-        from scalable.events import event_sink
-
-        self.engine: Engine = workspace.engine(
-            notify=log.info, events=event_sink(workspace.spec), owner=self.id
-        )
+        self.engine: Engine = workspace.engine(notify=log.info, owner=self.id)
         self.client: ScalableClient | None = None
         self.controller: Any | None = None
         self.attached = False

@@ -44,12 +44,11 @@ class Workspace:
         if notify is not None:
             engine.notify = notify
         if events is None:
-            from scalable.events import event_sink
+            from scalable.telemetry.recorder import RunRecorder
 
-            events = event_sink(self.spec)
+            events = RunRecorder(self)  # apply/destroy steps into the run (telemetry.db)
         engine.events = events
         return engine
-
 
     def provider_for(self, owner: str) -> Provider:
         """The provider, wrapped with the ``controller`` resource where one belongs.

@@ -11,6 +11,7 @@ from scalable._version import __version__
 from scalable.cli import apply as apply_cmds
 from scalable.cli import manifest as manifest_cmds
 from scalable.cli import outputs as output_cmds
+from scalable.cli import report as report_cmds
 from scalable.cli import state as state_cmds
 from scalable.cli.common import Ctx, report_error
 
@@ -47,6 +48,7 @@ app.command()(apply_cmds.destroy)
 app.command()(output_cmds.output)
 app.command()(output_cmds.env)
 app.command()(output_cmds.status)
+app.command()(report_cmds.report)
 app.command()(manifest_cmds.validate)
 app.command()(manifest_cmds.schema)
 app.command()(manifest_cmds.init)

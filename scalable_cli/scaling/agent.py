@@ -21,12 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
-    from scalable.events import event_sink
     from scalable.scaling.controller import Controller
 
     ws = Workspace.open(args.file, args.target)
-    engine = ws.engine(notify=logging.getLogger("scalable.engine").info,
-                       events=event_sink(ws.spec), owner="controller")
+    engine = ws.engine(notify=logging.getLogger("scalable.engine").info, owner="controller")
     controller = Controller(engine)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
