@@ -124,6 +124,10 @@ class Provider(ABC):
     def price(self, resource: ResourceSpec) -> Price:
         """Hourly price of one resource, ``Price.unknown(...)`` when it cannot be found."""
 
+    def startup_seconds(self) -> float:
+        """Typical time from create to a registered worker (objective planning)."""
+        return 60.0
+
     def horizon_hours(self) -> float | None:
         """How long capacity is expected to live (walltime, deadline), for cost totals."""
         return None

@@ -85,6 +85,9 @@ class LocalProvider(Provider):
                 )
         return out
 
+    def startup_seconds(self) -> float:
+        return 3.0
+
     def price(self, resource: ResourceSpec) -> Price:
         return apply_overrides(Price.free("local machine"), self.target.pricing)
 
@@ -98,7 +101,10 @@ class LocalProvider(Provider):
             elif ref.alive():
                 out[rec.address] = Observation("alive", details={"pid": ref.pid})
             else:
-                out[rec.address] = Observation("gone", f"process {ref.pid} exited")
+                tail = _last_line(rec.meta.get("log"))
+                out[rec.address] = Observation(
+                    "gone", f"process {ref.pid} exited" + (f" ({tail})" if tail else "")
+                )
         return out
 
     def discover(self, lineage: str) -> list[Discovered]:
@@ -237,3 +243,18 @@ class LocalProvider(Provider):
         if ref is not None:
             terminate(ref, grace=10.0)
 
+
+
+def _last_line(path: object, limit: int = 160) -> str:
+    """The last non-empty line of a log, for a reason a person can act on."""
+    if not isinstance(path, str):
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = [ln.strip() for ln in fh.read().decode(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [ln for ln in lines if ln]
+    return lines[-1][:limit] if lines else ""

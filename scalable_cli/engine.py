@@ -67,6 +67,10 @@ class Engine:
         self.events = events
         self.owner = owner
         self.ready_timeout = ready_timeout
+        # The manifest's target; the provider's is this at the state's adaptive counts.
+        self.base_target = provider.target
+        # Set by objective planning: the counts it chose and the horizon it predicted.
+        self.objective: Any | None = None
 
     @property
     def target(self) -> Any:
@@ -81,13 +85,62 @@ class Engine:
         return self.store.read()
 
     def plan(self, *, destroy: bool = False, refresh: bool = True) -> Plan:
+        state = self.store.read()
+        target = self.base_target.scaled(state.scale if state else {})
+        horizon = None
+        if self.objective is not None:
+            target = target.with_counts({self.objective.group: self.objective.chosen.workers})
+            horizon = self.objective.horizon_hours
+        self.provider.target = target
         return make_plan(
             self.provider,
-            self.store.read(),
+            state,
             self.target.manifest_digest,
             destroy=destroy,
             refresh=refresh,
+            horizon_hours=horizon,
         )
+
+    def plan_objectives(
+        self, objectives: Any, *, tasks: int | None = None, tag: str | None = None
+    ) -> Any:
+        """Choose worker counts for ``objectives``; later plans use them."""
+        from scalable.scaling.objectives import plan_objectives
+
+        self.provider.target = self.base_target
+        self.objective = plan_objectives(self.provider, objectives, tasks=tasks, tag=tag)
+        return self.objective
+
+    def scale(
+        self, counts: dict[str, int], reasons: dict[str, str], *, lock_timeout: float = 30.0
+    ) -> ApplyResult | None:
+        """Set adaptive groups' counts and apply (the controller's and the dashboard's path).
+
+        Returns None when nothing changed. Every change is a ``scale_decision`` event.
+        """
+        with self.locked("scale", lock_timeout):
+            state = self.store.read()
+            if state is None or "scheduler_address" not in state.outputs:
+                return None
+            before = {
+                g.name: state.scale.get(g.name, g.count)
+                for g in self.base_target.groups
+                if g.adaptive is not None
+            }
+            wanted = self.base_target.scaled(counts)
+            after = {g.name: g.count for g in wanted.groups if g.name in before}
+            changed = {k: v for k, v in after.items() if v != before[k]}
+            if not changed:
+                return None
+            state.scale.update(changed)
+            self._save(state)
+            for group, count in changed.items():
+                self.events(
+                    "scale_decision",
+                    {"group": group, "from": before[group], "to": count,
+                     "reason": reasons.get(group, "")},
+                )
+            return self.execute(self.plan(), wait=False)
 
     # -- apply --------------------------------------------------------------------------
     def execute(self, plan: Plan, *, wait: bool = True) -> ApplyResult:
@@ -106,6 +159,11 @@ class Engine:
                 state.outputs.update(self.provider.recover_outputs(rec))
         if not plan.destroy:
             state.manifest_digest = plan.manifest_digest
+            goal = self.objective
+            if goal is not None and self.base_target.group(goal.group).adaptive is not None:
+                # Keep the objective's count as the adaptive group's current count, so a
+                # later plain plan does not undo it.
+                state.scale[goal.group] = goal.chosen.workers
         self._save(state)
 
         changes = plan.actionable
@@ -116,7 +174,8 @@ class Engine:
         updates = [c for c in changes if c.action == "update"]
 
         self._retire(state, [c.record for c in deletes if c.record and c.address != "scheduler"])
-        for c in sorted(deletes + stale, key=lambda c: c.address == "scheduler"):
+        order = {"controller": 0, "scheduler": 2}  # the controller stops first
+        for c in sorted(deletes + stale, key=lambda c: order.get(c.address, 1)):
             deleted = self._delete(state, c, result)
             # A replace counts as destroyed even when its old half was already gone.
             if (deleted and c.action == "delete") or c.action == "replace":
@@ -138,10 +197,10 @@ class Engine:
             state.outputs = {}
         self._save(state)
         result.outputs = dict(state.outputs)
-        names = [n for r in state.resources if r.status == "ready" for n in r.worker_names]
-        result.expected_workers = len(names)
-        if wait and names and state.outputs.get("scheduler_address") and not plan.destroy:
-            result.ready_workers = self.wait_ready(state.outputs, names, result)
+        hosts = [r for r in state.resources if r.status == "ready" and r.worker_names]
+        result.expected_workers = sum(len(r.worker_names) for r in hosts)
+        if wait and hosts and state.outputs.get("scheduler_address") and not plan.destroy:
+            result.ready_workers = self.wait_ready(state.outputs, hosts, result)
         self.events(
             f"{op}_complete",
             {"added": result.added, "changed": result.changed,
@@ -275,9 +334,15 @@ class Engine:
         finally:
             client.close()
 
-    def wait_ready(self, outputs: dict[str, str], names: list[str], result: ApplyResult) -> int:
-        """Wait until every expected worker has registered; progress as it comes."""
-        want = set(names)
+    def wait_ready(
+        self, outputs: dict[str, str], hosts: list[ResourceRecord], result: ApplyResult
+    ) -> int:
+        """Wait until every expected worker has registered; progress as it comes.
+
+        A resource that dies while we wait is reported at once (with the provider's
+        reason) instead of after the timeout.
+        """
+        want = {n for r in hosts for n in r.worker_names}
         deadline = time.monotonic() + self.ready_timeout
         try:
             client = self.connect(outputs, timeout=30.0)
@@ -286,6 +351,7 @@ class Engine:
                                  f"{outputs['scheduler_address']}: {exc}")
             return 0
         seen = -1
+        next_check = time.monotonic() + 1.0
         try:
             while True:
                 info = client.scheduler_info(n_workers=-1)["workers"]
@@ -295,6 +361,17 @@ class Engine:
                     self.notify(f"workers {seen}/{len(want)} ready")
                 if ready == want:
                     return seen
+                if time.monotonic() > next_check:
+                    next_check = time.monotonic() + 1.0
+                    waiting = [r for r in hosts if set(r.worker_names) - ready]
+                    for addr, obs in self.provider.observe(waiting).items():
+                        if obs.status == "gone":
+                            rec = next(r for r in waiting if r.address == addr)
+                            want -= set(rec.worker_names)
+                            hosts = [r for r in hosts if r.address != addr]
+                            result.errors.append(f"{addr} did not come up: {obs.reason}")
+                    if ready == want:
+                        return seen
                 if time.monotonic() > deadline:
                     missing = sorted(want - ready)
                     result.errors.append(
@@ -305,4 +382,3 @@ class Engine:
                 time.sleep(0.1)
         finally:
             client.close()
-

@@ -40,7 +40,7 @@ class Workspace:
     def engine(
         self, *, notify: Notify | None = None, events: EventSink | None = None, owner: str = "cli"
     ) -> Engine:
-        engine = Engine(self.provider, self.store, owner=owner)
+        engine = Engine(self.provider_for(owner), self.store, owner=owner)
         if notify is not None:
             engine.notify = notify
         if events is None:
@@ -49,6 +49,22 @@ class Workspace:
             events = RunRecorder(self)  # apply/destroy steps into the run (telemetry.db)
         engine.events = events
         return engine
+
+    def provider_for(self, owner: str) -> Provider:
+        """The provider, wrapped with the ``controller`` resource where one belongs.
+
+        A detached controller runs for adaptive targets whose capacity the CLI owns; a
+        ScalableSession runs its controller in-process instead.
+        """
+        if not any(g.adaptive for g in self.spec.groups):
+            return self.provider
+        state = self.store.read()
+        capacity_owner = state.owner if state is not None and state.resources else owner
+        if capacity_owner not in ("cli", "controller"):
+            return self.provider
+        from scalable.scaling.resource import WithController
+
+        return WithController(self.provider)
 
 
 def open_store(loaded: LoadedManifest, spec: TargetSpec) -> StateStore:

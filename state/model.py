@@ -51,6 +51,9 @@ class StateFile:
     manifest_digest: str = ""
     # Who made the capacity: "cli" or "session:<id>"; a session leaves CLI capacity alone.
     owner: str = "cli"
+    # Current worker counts of adaptive groups (set by the scaling controller or a manual
+    # scale request); the plan keeps them, clamped to the manifest's adaptive range.
+    scale: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     resources: list[ResourceRecord] = field(default_factory=list)
 
@@ -108,6 +111,7 @@ class StateFile:
                 scalable_version=d.get("scalable_version", ""),
                 manifest_digest=d.get("manifest_digest", ""),
                 owner=d.get("owner", "cli"),
+                scale={str(k): int(v) for k, v in d.get("scale", {}).items()},
                 outputs=dict(d.get("outputs", {})),
                 resources=[ResourceRecord.from_dict(r) for r in d.get("resources", [])],
             )

@@ -110,6 +110,7 @@ def make_plan(
     *,
     destroy: bool = False,
     refresh: bool = True,
+    horizon_hours: float | None = None,
 ) -> Plan:
     target = provider.target
     state = state or StateFile(target=target.name, provider=target.provider)
@@ -209,7 +210,8 @@ def make_plan(
         destroy=destroy,
         changes=_ordered(changes),
         drift=drift,
-        cost=_cost(provider, live, obs, desired, before_price, after_price, unknown, destroy),
+        cost=_cost(provider, live, obs, desired, before_price, after_price, unknown, destroy,
+                   horizon_hours),
         adopted=adopted,
     )
 
@@ -239,6 +241,7 @@ def _cost(
     after_price: dict[str, Price],
     unknown: list[str],
     destroy: bool,
+    horizon_override: float | None,
 ) -> Cost:
     now: float | None = 0.0
     for rec in live.values():
@@ -257,7 +260,7 @@ def _cost(
             notes.append(p.note)
         if p.source and f"prices: {p.source}" not in notes and p.hourly:
             notes.append(f"prices: {p.source}")
-    horizon = provider.horizon_hours()
+    horizon = horizon_override or provider.horizon_hours()
     return Cost(
         hourly_now=now,
         hourly_after=0.0 if destroy else after,

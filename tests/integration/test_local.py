@@ -18,17 +18,19 @@ from tests.conftest import Project, our_processes
 pytestmark = pytest.mark.slow
 
 
-def manifest(workers: int, processes: bool = True, extra: str = "") -> str:
-    return f"""
-        project: {{name: itest}}
-        targets:
-          local:
-            provider: local
-            max_workers: {workers}
-            threads_per_worker: 1
-            processes: {str(processes).lower()}
-        {extra}
-        """
+def manifest(workers: int, processes: bool = True, **extra: object) -> str:
+    """A local target; ``extra`` keys are added to it (values as YAML flow text)."""
+    keys = "".join(f"    {k}: {v}\n" for k, v in extra.items())
+    return (
+        "project: {name: itest}\n"
+        "targets:\n"
+        "  local:\n"
+        "    provider: local\n"
+        f"    max_workers: {workers}\n"
+        "    threads_per_worker: 1\n"
+        f"    processes: {str(processes).lower()}\n"
+        + keys
+    )
 
 
 def names(project: Project) -> set[str]:
@@ -257,3 +259,16 @@ def test_state_commands(project: Project) -> None:
     assert our_processes(project.root) == []
     bad = project.run("state", "force-unlock", "abc")
     assert bad.returncode == 1 and bad.stderr.startswith("Error: no lock is held")
+
+
+def test_a_worker_that_cannot_start_is_a_partial_apply(project: Project) -> None:
+    project.write(manifest(1, worker_extra_args='["--no-such-flag"]'))
+    res = project.run("apply", "--auto-approve")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "Apply partially complete!" in res.stdout
+    assert "workers.default[0] did not come up: process" in res.stderr
+    assert "No such option" in res.stderr  # the worker's own error, from its log
+    st = project.state()
+    assert {r["address"] for r in st["resources"]} == {"scheduler", "workers.default[0]"}
+    project.run("destroy", "--auto-approve", check=True)
+    assert our_processes(project.root) == []
