@@ -306,3 +306,35 @@ def test_example_script_runs() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Tasks: 47 completed, 1 failed" in proc.stdout
     assert "sql: tag=simulate status=ok count=24" in proc.stdout
+
+
+def test_history_feeds_objectives_and_report_sets_prediction_beside_actual(
+        project: Project) -> None:
+    project.write(manifest(4))
+    path = project.root / "scalable.yaml"
+
+    def work(i: int) -> int:
+        time.sleep(0.2)
+        return i
+
+    with ScalableSession.from_yaml(path) as first:
+        assert len(first.start().gather(first.client.map(work, range(12), tag="sim"))) == 12
+
+    with ScalableSession.from_yaml(path, objectives={"deadline_hours": 0.05}, tasks=12,
+                                   tag="sim") as second:
+        goal = second.objective
+        assert goal is not None
+        assert goal.estimate.source == "telemetry: 12 past tasks tagged 'sim' on local"
+        assert goal.estimate.task_seconds == pytest.approx(0.2, abs=0.05)
+        client = second.start()
+        assert len(client.gather(client.map(work, range(12), tag="sim"))) == 12
+
+    out = project.run("report", "--last", check=True).stdout
+    assert (f"Objective: deadline 0.05 h for 12 tasks → {goal.chosen.workers} workers "
+            "(group default)") in out
+    assert "  predicted: " in out and "telemetry: 12 past tasks" in out
+    assert "  actual:    " in out and " to the last task, $0.00" in out
+    doc = json.loads(project.run("report", "--json", check=True).stdout)
+    assert doc["objective"]["predicted"]["workers"] == goal.chosen.workers
+    assert doc["objective"]["actual_seconds"] > 0
+    assert doc["workers"]["peak"] == goal.chosen.workers
