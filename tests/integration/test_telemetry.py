@@ -338,3 +338,35 @@ def test_history_feeds_objectives_and_report_sets_prediction_beside_actual(
     assert doc["objective"]["predicted"]["workers"] == goal.chosen.workers
     assert doc["objective"]["actual_seconds"] > 0
     assert doc["workers"]["peak"] == goal.chosen.workers
+
+
+def test_adaptive_run_reports_its_scale_decisions(project: Project) -> None:
+    project.write("""
+        project: {name: burst}
+        targets:
+          local:
+            provider: local
+            adaptive: {minimum: 1, maximum: 3, interval: 0.5s, cooldown: 2s, wait_count: 2}
+        """)
+    with ScalableSession.from_yaml(project.root / "scalable.yaml") as session:
+        client = session.start()
+        futs = client.map(lambda i: time.sleep(0.5) or i, range(24), pure=False, tag="burst")
+        assert sorted(client.gather(futs)) == list(range(24))
+        controller = session.controller
+        assert controller is not None
+        ups = [d for d in controller.decisions if d.delta > 0]
+        assert ups, "the controller never scaled up"
+    db = db_of(project)
+    run = db.last_run("local")
+    assert run is not None
+    decisions = db.events(run.id, ["scale_decision"])
+    assert decisions and decisions[0].data["from"] == 1 and decisions[0].data["to"] > 1
+    assert "queued tasks" in decisions[0].data["reason"]
+    out = project.run("report", "--last", check=True).stdout
+    assert "Scaling decisions:\n  +" in out
+    assert f"1 → {decisions[0].data['to']} workers [default]" in out
+    # Workers asked for may be retired again before they register on a busy machine,
+    # so the peak is only bounded here; the decisions are what this test is about.
+    peak = int(out.split("peak=")[1].split(",")[0])
+    assert 1 <= peak <= 3
+    assert "Tasks: 24 completed, 0 failed" in out
