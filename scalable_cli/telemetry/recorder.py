@@ -62,7 +62,7 @@ def _call(address: str, security: Any, timeout: float, **kwargs: Any) -> dict[st
 
 
 def pull(db: TelemetryDB, address: str, security: Any = None, *,
-         timeout: float = 10.0) -> Run | None:
+         timeout: float = 5.0) -> Run | None:
     """Ask the scheduler at ``address`` for its run; copy a remote run's new records.
 
     Returns the run (now in ``db``), or None when no telemetry plugin answers.
@@ -202,11 +202,19 @@ class RunRecorder:
                 pull(self.db, run.scheduler_address, self._security())
             self._flush()
         elif kind == "resource_deleted" and is_scheduler:
-            self._resolve(ask=False)
+            run = self._resolve(ask=False)
             self._flush()
-            if self.run_id is not None:
-                self.db.end_run(self.run_id, now)
-                self.last_run_id, self.run_id = self.run_id, None
+            if run is not None:
+                # The plugin ends its own run when its scheduler closes; one still open
+                # here died without closing: it ended when it was last heard of.
+                # (A pulled or engine-made run ends now: its scheduler just went.)
+                if run.source == "plugin" and run.ended_at is None:
+                    from scalable.telemetry.report import last_activity
+
+                    self.db.end_run(run.id, min(now, last_activity(self.db, run)))
+                else:
+                    self.db.end_run(run.id, now)
+                self.last_run_id, self.run_id = run.id, None
         elif kind.endswith("_complete") or kind.endswith("_start"):
             self._resolve(ask=True, create=kind == "apply_complete")
             self._flush(fallback=self.last_run_id if kind.endswith("_complete") else None)

@@ -295,9 +295,10 @@ def build_report(db: TelemetryDB, run: Run, *, end: float | None = None,
 
 
 def last_activity(db: TelemetryDB, run: Run) -> float:
-    """The time of the last thing recorded in a run (for a scheduler that died)."""
-    times = [run.started_at]
-    times += [e.ts for e in db.events(run.id)]
+    """When the run's scheduler was last heard of (for one that died without closing):
+    its plugin's last write (heartbeat), worker events and task ends."""
+    times = [run.started_at, run.last_seen or 0.0]
+    times += [e.ts for e in db.events(run.id, ("worker_added", "worker_removed"))]
     times += [t.stop for t in db.tasks(run.id) if t.stop is not None]
     return max(times)
 

@@ -8,7 +8,7 @@ readers are ``scalable report``, the TUI and the objective planner.
 Schema (``SCHEMA_VERSION`` 1; see docs/guides/telemetry.rst)::
 
     runs(id, project, target, provider, manifest_digest, scheduler_address,
-         started_at, ended_at, source)
+         started_at, ended_at, source, last_seen)
     events(id, run_id, ts, kind, worker, data)          -- data is JSON
     tasks(run_id, key, prefix, tag, worker, start, stop, status)
     task_aggregates(run_id, prefix, tag, status, count, total_seconds,
@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS runs(
     scheduler_address TEXT,
     started_at REAL NOT NULL,
     ended_at REAL,
-    source TEXT NOT NULL DEFAULT 'plugin'
+    source TEXT NOT NULL DEFAULT 'plugin',
+    last_seen REAL
 );
 CREATE INDEX IF NOT EXISTS runs_target ON runs(target, started_at);
 CREATE TABLE IF NOT EXISTS events(
@@ -203,6 +204,9 @@ class Run:
     # Who wrote the run: 'plugin' (the scheduler wrote it here), 'pulled' (a remote
     # scheduler's events, pulled by the CLI), 'engine' (no plugin answered).
     source: str = "plugin"
+    # When the scheduler's plugin last wrote (at least every HEARTBEAT seconds while it
+    # lives): where a run that was never ended stopped.
+    last_seen: float | None = None
 
     @property
     def running(self) -> bool:
@@ -270,7 +274,7 @@ class TimelinePoint:
 # -- the database -------------------------------------------------------------------------
 
 _RUN_COLS = ("id, project, target, provider, manifest_digest, scheduler_address, "
-             "started_at, ended_at, source")
+             "started_at, ended_at, source, last_seen")
 _TASK_UPSERT = (
     "INSERT INTO tasks(run_id, key, prefix, tag, worker, start, stop, status) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -326,6 +330,9 @@ class TelemetryDB:
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         conn.executescript(_SCHEMA)
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+        if "last_seen" not in cols:  # a database from before the column (additive)
+            conn.execute("ALTER TABLE runs ADD COLUMN last_seen REAL")
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
@@ -378,9 +385,11 @@ class TelemetryDB:
         )
         with self.transaction() as c:
             c.execute(
-                f"INSERT OR IGNORE INTO runs({_RUN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR IGNORE INTO runs({_RUN_COLS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run.id, run.project, run.target, run.provider, run.manifest_digest,
-                 run.scheduler_address, run.started_at, run.ended_at, run.source),
+                 run.scheduler_address, run.started_at, run.ended_at, run.source,
+                 run.last_seen),
             )
         return run
 
@@ -484,17 +493,20 @@ class TelemetryDB:
         tasks: Sequence[tuple[str, str, str | None, str | None, float | None, float | None,
                               str]] = (),
         aggregates: Sequence[Aggregate] = (),
+        last_seen: float | None = None,
     ) -> None:
-        """One transaction for a plugin flush.
+        """One transaction for a plugin flush (``last_seen``: the plugin's heartbeat).
 
         ``tasks`` are ``(key, prefix, tag, worker, start, stop, status)``; a key already
         recorded in this run is updated (its last outcome wins). ``aggregates`` replace
         the stored totals of their (prefix, tag, status).
         """
-        if not (events or tasks or aggregates):
+        if not (events or tasks or aggregates or last_seen):
             return
         with self.transaction() as c:
             _insert(c, run_id, events, tasks, aggregates)
+            if last_seen is not None:
+                c.execute("UPDATE runs SET last_seen=? WHERE id=?", (last_seen, run_id))
 
     def tasks(self, run_id: str) -> list[TaskRow]:
         rows = self._query("SELECT run_id, key, prefix, tag, worker, start, stop, status "

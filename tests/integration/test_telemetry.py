@@ -370,3 +370,27 @@ def test_adaptive_run_reports_its_scale_decisions(project: Project) -> None:
     peak = int(out.split("peak=")[1].split(",")[0])
     assert 1 <= peak <= 3
     assert "Tasks: 24 completed, 0 failed" in out
+
+
+def test_run_of_a_scheduler_killed_ends_where_it_was_last_seen(project: Project) -> None:
+    project.write(manifest(1))
+    project.run("apply", "--auto-approve", check=True)
+    db = db_of(project)
+    run = db.open_run("local")
+    assert run is not None
+    with Client(project.state()["outputs"]["scheduler_address"], timeout=10) as c:
+        assert c.submit(lambda: 6 * 7).result() == 42
+    time.sleep(1.5)  # one flush
+    sched = next(r for r in project.state()["resources"] if r["address"] == "scheduler")
+    killed_at = time.time()
+    os.killpg(sched["meta"]["pid"], signal.SIGKILL)
+    time.sleep(1.0)
+
+    out = project.run("report", "--last", check=True).stdout
+    assert "Tasks: 1 completed, 0 failed" in out and "running" not in out
+    project.run("destroy", "--auto-approve", check=True)
+    ended = db.run(run.id)
+    assert ended is not None and ended.ended_at is not None
+    assert ended.last_seen is not None and ended.ended_at <= killed_at
+    assert ended.ended_at == max(ended.last_seen, *(t.stop for t in db.tasks(run.id)),
+                                 *(e.ts for e in db.events(run.id, ["worker_added"])))

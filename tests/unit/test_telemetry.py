@@ -379,3 +379,22 @@ def test_report_sets_the_objective_beside_the_run(tmp_path: Path) -> None:
         "  predicted: 10.0s, $0.50  (task time 4.0s; manifest workload)",
         "  actual:    9.0s to the last task, unknown",
     ]
+
+
+def test_database_from_before_last_seen_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / ".scalable" / "telemetry.db"
+    path.parent.mkdir()
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE runs(id TEXT PRIMARY KEY, project TEXT NOT NULL, target TEXT NOT NULL,
+            provider TEXT NOT NULL, manifest_digest TEXT, scheduler_address TEXT,
+            started_at REAL NOT NULL, ended_at REAL, source TEXT NOT NULL DEFAULT 'plugin');
+        INSERT INTO runs VALUES ('run-old', 'p', 't', 'local', NULL, NULL, 1.0, 2.0, 'plugin');
+    """)
+    old.commit()
+    old.close()
+    db = TelemetryDB(path)
+    run = db.run("run-old")
+    assert run is not None and run.last_seen is None and run.ended_at == 2.0
+    db.write_batch("run-old", last_seen=1.5)
+    assert db.run("run-old").last_seen == 1.5  # type: ignore[union-attr]
