@@ -203,7 +203,8 @@ class RunRecorder:
             self._flush()
         elif kind == "resource_deleted" and is_scheduler:
             run = self._resolve(ask=False)
-            self._flush()
+            # None: its plugin ended the run as the scheduler closed; the steps are its.
+            self._flush(fallback=self.last_run_id)
             if run is not None:
                 # The plugin ends its own run when its scheduler closes; one still open
                 # here died without closing: it ended when it was last heard of.
@@ -232,7 +233,11 @@ class RunRecorder:
     def _resolve(self, *, ask: bool, create: bool = False) -> Run | None:
         """Find the current run: the database first, then the scheduler (``ask``)."""
         if self.run_id is not None:
-            return self.db.run(self.run_id)
+            known = self.db.run(self.run_id)
+            if known is not None and known.ended_at is None:
+                return known
+            # Ended elsewhere (a long-lived engine, e.g. the controller's, outlived it).
+            self.last_run_id, self.run_id = self.run_id, None
         state = self.ws.store.read()
         addr = state.outputs.get("scheduler_address") if state is not None else None
         if not addr:

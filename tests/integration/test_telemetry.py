@@ -388,9 +388,18 @@ def test_run_of_a_scheduler_killed_ends_where_it_was_last_seen(project: Project)
 
     out = project.run("report", "--last", check=True).stdout
     assert "Tasks: 1 completed, 0 failed" in out and "running" not in out
-    project.run("destroy", "--auto-approve", check=True)
+    # apply replaces the dead scheduler: the old run ends where it was last seen and
+    # keeps the steps that removed it; the new scheduler is a new run.
+    project.run("apply", "--auto-approve", check=True)
     ended = db.run(run.id)
     assert ended is not None and ended.ended_at is not None
     assert ended.last_seen is not None and ended.ended_at <= killed_at
     assert ended.ended_at == max(ended.last_seen, *(t.stop for t in db.tasks(run.id)),
                                  *(e.ts for e in db.events(run.id, ["worker_added"])))
+    gone = [e.data["address"] for e in db.events(run.id, ["resource_deleted"])]
+    assert "scheduler" in gone
+    new = db.open_run("local")
+    assert new is not None and new.id != run.id
+    assert [e.data["address"] for e in db.events(new.id, ["resource_created"])][0] == "scheduler"
+    project.run("destroy", "--auto-approve", check=True)
+    assert db.run(new.id).ended_at is not None  # type: ignore[union-attr]
