@@ -151,6 +151,14 @@ class Engine:
         result = ApplyResult()
         op = "destroy" if plan.destroy else "apply"
         self.events(f"{op}_start", {"changes": len(plan.actionable)})
+        if self.objective is not None and not plan.destroy:
+            goal = self.objective
+            self.events("objective_plan", {
+                "group": goal.group, "workers": goal.chosen.workers,
+                "tasks": goal.estimate.tasks, "task_seconds": goal.estimate.task_seconds,
+                "predicted_seconds": goal.chosen.finish_seconds,
+                "predicted_cost_usd": goal.chosen.cost_usd, "source": goal.estimate.source,
+            })
         if not state.resources:
             state.owner = self.owner  # whoever brings capacity up owns it
         for rec in plan.adopted:
