@@ -114,6 +114,12 @@ class Engine:
         updates = [c for c in changes if c.action == "update"]
 
         self._retire(state, [c.record for c in deletes if c.record and c.address != "scheduler"])
+        going = [c.record for c in deletes + stale if c.record and c.address != "scheduler"]
+        if going:
+            try:
+                self.provider.prepare_delete(going)
+            except ProviderError as exc:  # each delete below still tries, and reports
+                self.notify(f"batch delete failed ({exc}); deleting one by one")
         for c in sorted(deletes + stale, key=lambda c: c.address == "scheduler"):
             counted = c in deletes
             if self._delete(state, c, result) and counted and c.action == "delete":
