@@ -57,7 +57,10 @@ app.add_typer(state_cmds.app, name="state")
 def main(argv: list[str] | None = None) -> int:
     """Entry point: errors become one ``Error:`` line and a hint, never a traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+        # Without standalone mode, click returns typer.Exit's code instead of raising it.
+        if isinstance(rv, int) and rv:
+            return rv
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except SystemExit as exc:
