@@ -129,6 +129,14 @@ def routable_address() -> str:
             return "127.0.0.1"
 
 
+def free_port(host: str) -> int:
+    """A port free on ``host`` now (the kernel's pick), for a server to bind next."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 class SlurmProvider(Provider):
     name = "slurm"
     # A squeue listing is reused for this long within one plan (observe + discover).
@@ -137,6 +145,8 @@ class SlurmProvider(Provider):
     def __init__(self, target: Any, workdir: Path) -> None:
         super().__init__(target, workdir)
         self._jobs_cache: tuple[float, list[slurm.Job]] | None = None
+        # A scheduler started by this apply, confirmed once the jobs are submitted.
+        self._unconfirmed: tuple[ProcessRef, Path, Path, str] | None = None
         self._warned: set[str] = set()
 
     @property
@@ -523,6 +533,13 @@ class SlurmProvider(Provider):
                     log = self.workdir / "logs" / f"{meta['job_name']}-{job_id}.err"
                     results[i] = Created(id=job_id,
                                          meta={**meta, "job_id": job_id, "log": str(log)})
+        jobs = [i for i, r in enumerate(resources) if r.type == JOB]
+        if jobs:
+            created = [i for i in jobs if isinstance(results[i], Created)]
+            failed = self._confirm_scheduler([cast(Created, results[i]).id for i in created])
+            if failed is not None:
+                for i in created:
+                    results[i] = failed
         self._jobs_cache = None
         return [r if r is not None else ProviderError("not attempted") for r in results]
 
@@ -551,35 +568,72 @@ class SlurmProvider(Provider):
         return path, meta
 
     def _create_scheduler(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
+        """Start the scheduler on a port chosen up front.
+
+        The address is known before the process is up, so the jobs can be submitted
+        while the scheduler is still importing: apply costs max(scheduler start, job
+        start), not their sum. The scheduler is confirmed (its scheduler file, written
+        once it listens) right after the jobs are submitted; if it failed, the jobs are
+        cancelled and the failure reported. Without jobs to submit it is confirmed here.
+        """
         host, warning = self.scheduler_host()
         self._warn(warning)
         sched_file = self.workdir / "scheduler.json"
         log = self.workdir / "logs" / "scheduler.log"
         ref = next((r for r, tags in tagged(ctx.lineage)
                     if tags.get(TAG_KEY) == ctx.idempotency_key), None)
-        if ref is None:
-            sched_file.unlink(missing_ok=True)
-            ref = spawn(
-                scheduler_argv(host=host, scheduler_file=sched_file,
-                               preload=self._preload(), tls_args=self._tls_args(create=True)),
-                log=log,
-                tags={TAG_LINEAGE: ctx.lineage, TAG_ADDRESS: resource.address,
-                      TAG_KEY: ctx.idempotency_key},
-                env={**self._job_env(), "DASK_SCHEDULER_ADDRESS": ""},
-                cwd=self.workdir,
-            )
+        outputs: dict[str, str] = {}
+        if self.target.tls:
+            outputs.update(ensure_tls(self.workdir / "tls", hosts=[host]).outputs())
+        if ref is not None:  # a retry found the first one: it is (or was) running
+            info = self._confirm(ref, sched_file, log)
+            outputs["scheduler_address"] = str(info["address"])
+            return Created(id=ref.id, meta={**ref.meta(), "log": str(log)}, outputs=outputs)
+        port, dash = free_port(host), free_port(host)
+        sched_file.unlink(missing_ok=True)
+        ref = spawn(
+            scheduler_argv(host=host, port=port, dashboard_port=dash,
+                           scheduler_file=sched_file, preload=self._preload(),
+                           tls_args=self._tls_args(create=True)),
+            log=log,
+            tags={TAG_LINEAGE: ctx.lineage, TAG_ADDRESS: resource.address,
+                  TAG_KEY: ctx.idempotency_key},
+            env={**self._job_env(), "DASK_SCHEDULER_ADDRESS": ""},
+            cwd=self.workdir,
+        )
+        address = f"{'tls' if self.target.tls else 'tcp'}://{host}:{port}"
+        outputs["scheduler_address"] = address
+        outputs["dashboard_url"] = f"http://{host}:{dash}/status"
+        if any(r.type == JOB for r in self.desired()):
+            self._unconfirmed = (ref, sched_file, log, address)
+        else:
+            self._confirm(ref, sched_file, log, address)
+        return Created(id=ref.id, meta={**ref.meta(), "log": str(log)}, outputs=outputs)
+
+    def _confirm(self, ref: ProcessRef, sched_file: Path, log: Path,
+                 address: str | None = None) -> Any:
+        """Wait for the scheduler's file; stop the process and raise if it failed."""
         try:
-            info = read_scheduler_file(sched_file, timeout=60, alive=ref.alive, log=log)
+            info = read_scheduler_file(sched_file, timeout=120, alive=ref.alive, log=log)
+            if address is not None and info.get("address") != address:
+                raise ProviderError(f"the scheduler listens on {info.get('address')}, "
+                                    f"not {address}")
         except Exception as exc:
             terminate(ref, grace=2)
             raise ProviderError(str(exc), hint=f"see {log}") from None
-        outputs = {"scheduler_address": str(info["address"])}
-        if self.target.tls:
-            outputs.update(ensure_tls(self.workdir / "tls", hosts=[host]).outputs())
-        services: Any = info.get("services") or {}
-        if "dashboard" in services:
-            outputs["dashboard_url"] = f"http://{host}:{services['dashboard']}/status"
-        return Created(id=ref.id, meta={**ref.meta(), "log": str(log)}, outputs=outputs)
+        return info
+
+    def _confirm_scheduler(self, submitted: list[str]) -> ProviderError | None:
+        """Confirm a scheduler started by this apply; cancel ``submitted`` if it failed."""
+        pending, self._unconfirmed = self._unconfirmed, None
+        if pending is None:
+            return None
+        try:
+            self._confirm(*pending)
+        except ProviderError as exc:
+            slurm.scancel(submitted)
+            return ProviderError(f"job cancelled: {exc.message}", hint=exc.hint)
+        return None
 
     def _preload(self) -> list[str]:
         import importlib.util

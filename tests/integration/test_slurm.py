@@ -187,8 +187,8 @@ def test_pending_capacity_is_not_drift_and_destroy_cancels_it(hpc: Project) -> N
                                    "processes: 1\n    max_workers: 2"))
         hpc.run("apply", "--auto-approve", "--no-wait", check=True)
         lineage = lineage_of(hpc)
-        states = sorted(r["state"] for r in our_jobs(lineage))
-        assert states == ["PENDING", "RUNNING"], states
+        wait_for(lambda: sorted(r["state"] for r in our_jobs(lineage)) == ["PENDING", "RUNNING"],
+                 30, "one job running, one pending")
         plan = hpc.run("plan", "--detailed-exitcode")
         assert plan.returncode == 0, plan.stdout  # pending is capacity on its way, not drift
         assert "Capacity on its way (1 pending):" in plan.stdout
@@ -378,3 +378,28 @@ def test_shown_script_is_what_sbatch_accepts(hpc: Project) -> None:
         assert test.returncode == 0, test.stderr
         assert "in partition batch" in test.stderr
         assert "#SBATCH -p batch" in text and text.splitlines()[-1].startswith(sys.executable)
+
+
+def test_a_scheduler_that_fails_leaves_no_jobs(hpc: Project, tmp_path: Path) -> None:
+    # Jobs are submitted while the scheduler starts; if it then fails, they are cancelled.
+    sabotage = tmp_path / "sabotage"
+    sabotage.mkdir()
+    (sabotage / "sitecustomize.py").write_text(textwrap.dedent("""\
+        import os, sys
+        if os.environ.get("SCALABLE_ADDRESS") == "scheduler":
+            sys.stderr.write("scheduler sabotaged by the test\\n")
+            sys.stderr.flush()
+            os._exit(3)
+    """))
+    hpc.write(MANIFEST + f"    env: {{PYTHONPATH: {sabotage}}}\n")
+    out = hpc.run("apply", "--auto-approve")
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "job cancelled: the Dask scheduler did not start" in out.stderr
+    assert "scheduler sabotaged by the test" in out.stderr
+    lineage = lineage_of(hpc)
+    wait_for(lambda: our_jobs(lineage) == [], 60, "the submitted jobs to be cancelled")
+    assert len(our_jobs(lineage, active=False)) == 2  # they were submitted, then cancelled
+    assert not job_records(hpc)
+    plan = hpc.run("plan").stdout
+    assert "scheduler (local.process) is gone" in plan
+    hpc.run("destroy", "--auto-approve", check=True)
