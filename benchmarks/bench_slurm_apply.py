@@ -10,7 +10,9 @@ alternating rounds:
   plan, the scheduler process, parallel ``sbatch``, and the wait until every worker has
   registered. Measured with TLS (scalable's default off the local target) and without.
 - dask-jobqueue: ``SLURMCluster(...)``, ``cluster.scale(N)``,
-  ``client.wait_for_workers(N)`` in this process (its scheduler is in-process, no TLS).
+  ``client.wait_for_workers(N)`` in this process (its scheduler is in-process, no TLS,
+  dask already imported), and again as a fresh ``python`` process (imports included, as
+  the CLI's are).
 
 Prints each round and the medians, and the ratio scalable / dask-jobqueue (≤ 1 is the
 aim). Needs a Slurm (``sudo scripts/slurm-dev.sh up``).
@@ -79,6 +81,48 @@ def jobqueue_round(n: int, partition: str) -> float:
         return elapsed
 
 
+JQ_SCRIPT = """
+import sys, tempfile, time
+start = time.perf_counter()
+from dask_jobqueue import SLURMCluster
+from distributed import Client
+n, partition = int(sys.argv[1]), sys.argv[2]
+with tempfile.TemporaryDirectory(prefix="bench-jq-") as tmp:
+    cluster = SLURMCluster(cores=1, processes=1, memory="512MiB", queue=partition,
+                           walltime="00:10:00", log_directory=tmp,
+                           job_extra_directives=["--chdir", tmp])
+    client = Client(cluster)
+    cluster.scale(n)
+    client.wait_for_workers(n, timeout=300)
+    print(time.perf_counter() - start)
+    client.close()
+    cluster.close()
+"""
+
+
+def jobqueue_process_round(n: int, partition: str) -> float:
+    """The same, as a fresh ``python`` process (imports included, like the CLI's)."""
+    out = subprocess.run([sys.executable, "-c", JQ_SCRIPT, str(n), partition],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"dask-jobqueue failed:\n{out.stderr}")
+    # Up to the workers being ready, measured inside (teardown excluded), plus the
+    # interpreter's own start-up before the first line ran.
+    inside = float(out.stdout.strip().splitlines()[-1])
+    return inside + _interpreter_startup()
+
+
+_STARTUP: list[float] = []
+
+
+def _interpreter_startup() -> float:
+    if not _STARTUP:
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        _STARTUP.append(time.perf_counter() - t)
+    return _STARTUP[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=4)
@@ -89,9 +133,11 @@ def main() -> None:
         raise SystemExit("no Slurm here: sudo scripts/slurm-dev.sh up")
 
     times: dict[str, list[float]] = {"scalable (TLS)": [], "scalable (no TLS)": [],
-                                     "dask-jobqueue": []}
+                                     "dask-jobqueue": [], "dask-jobqueue (process)": []}
     for r in range(args.rounds):
         times["dask-jobqueue"].append(jobqueue_round(args.workers, args.partition))
+        times["dask-jobqueue (process)"].append(
+            jobqueue_process_round(args.workers, args.partition))
         times["scalable (TLS)"].append(scalable_round(args.workers, args.partition, True))
         times["scalable (no TLS)"].append(scalable_round(args.workers, args.partition, False))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()),
@@ -101,9 +147,10 @@ def main() -> None:
           f"median of {args.rounds}:")
     for k, v in med.items():
         print(f"  {k:<18} {v:6.2f}s")
-    base = med["dask-jobqueue"]
-    print(f"  ratio scalable (TLS) / dask-jobqueue:    {med['scalable (TLS)'] / base:.2f}")
-    print(f"  ratio scalable (no TLS) / dask-jobqueue: {med['scalable (no TLS)'] / base:.2f}")
+    for base in ("dask-jobqueue", "dask-jobqueue (process)"):
+        for ours in ("scalable (TLS)", "scalable (no TLS)"):
+            print(f"  ratio {ours} / {base}: {med[ours] / med[base]:.2f}")
+    print(f"  load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":
