@@ -57,7 +57,7 @@ from scalable.providers.slurm import commands as slurm
 from scalable.providers.slurm import script as scripts
 from scalable.spec import GroupSpec
 from scalable.state.model import ResourceRecord
-from scalable.tls import ensure_tls, tls_files
+from scalable.tls import ensure_tls, security_from_outputs, tls_files
 from scalable.units import format_size, format_walltime
 
 JOB = "slurm.job"
@@ -349,7 +349,10 @@ class SlurmProvider(Provider):
         for rec in records:
             if rec.type == PROCESS:
                 ref = ProcessRef.from_meta(rec.meta)
-                if ref is None:
+                elsewhere = self._elsewhere(rec)
+                if elsewhere is not None:
+                    out[rec.address] = elsewhere
+                elif ref is None:
                     out[rec.address] = Observation("gone", "never started")
                 elif ref.alive():
                     out[rec.address] = Observation("alive", details={"pid": ref.pid})
@@ -588,7 +591,7 @@ class SlurmProvider(Provider):
         if ref is not None:  # a retry found the first one: it is (or was) running
             info = self._confirm(ref, sched_file, log)
             outputs["scheduler_address"] = str(info["address"])
-            return Created(id=ref.id, meta={**ref.meta(), "log": str(log)}, outputs=outputs)
+            return Created(id=ref.id, meta=self._sched_meta(ref, log, outputs), outputs=outputs)
         port, dash = free_port(host), free_port(host)
         sched_file.unlink(missing_ok=True)
         ref = spawn(
@@ -608,7 +611,54 @@ class SlurmProvider(Provider):
             self._unconfirmed = (ref, sched_file, log, address)
         else:
             self._confirm(ref, sched_file, log, address)
-        return Created(id=ref.id, meta={**ref.meta(), "log": str(log)}, outputs=outputs)
+        return Created(id=ref.id, meta=self._sched_meta(ref, log, outputs), outputs=outputs)
+
+    @staticmethod
+    def _sched_meta(ref: ProcessRef, log: Path, outputs: dict[str, str]) -> dict[str, Any]:
+        return {**ref.meta(), "log": str(log), "host": socket.gethostname(),
+                "address": outputs["scheduler_address"]}
+
+    def _elsewhere(self, rec: ResourceRecord) -> Observation | None:
+        """For a scheduler started on another host (login nodes behind one alias): is it
+        answering? A PID means nothing here. None when it was started on this host."""
+        host = rec.meta.get("host")
+        address = str(rec.meta.get("address") or "")
+        if not host or host == socket.gethostname():
+            return None
+        where = address.split("://", 1)[-1]
+        ip, _, port = where.rpartition(":")
+        try:
+            with socket.create_connection((ip, int(port)), timeout=5):
+                pass
+        except (OSError, ValueError):
+            return Observation("gone", f"the scheduler started on {host} does not answer at "
+                                       f"{address}")
+        return Observation("alive", f"running on {host} (checked over the network)",
+                           details={"host": host})
+
+    def _stop_remote_scheduler(self, rec: ResourceRecord) -> None:
+        """Ask a scheduler on another host to shut down (over TLS when it uses TLS)."""
+        obs = self._elsewhere(rec)
+        if obs is None or obs.status == "gone":
+            return
+        from distributed import Client
+
+        tls = tls_files(self.workdir / "tls")
+        security = security_from_outputs({"tls_ca_file": str(tls.ca_file),
+                                          "tls_client_cert": str(tls.client_cert),
+                                          "tls_client_key": str(tls.client_key)}
+                                         ) if self.target.tls else None
+        try:
+            with Client(str(rec.meta["address"]), security=security, timeout=15,
+                        set_as_default=False) as client:
+                client.shutdown()
+        except Exception as exc:
+            raise ProviderError(
+                f"the scheduler runs on {rec.meta.get('host')} and could not be stopped "
+                f"from here: {exc}",
+                hint=f"run destroy on {rec.meta.get('host')}, or kill pid "
+                     f"{rec.meta.get('pid')} there",
+            ) from None
 
     def _confirm(self, ref: ProcessRef, sched_file: Path, log: Path,
                  address: str | None = None) -> Any:
@@ -660,6 +710,9 @@ class SlurmProvider(Provider):
 
     def delete(self, record: ResourceRecord, timeout: float = 120.0) -> None:
         if record.type == PROCESS:
+            if self._elsewhere(record) is not None:
+                self._stop_remote_scheduler(record)
+                return
             ref = ProcessRef.from_meta(record.meta)
             if ref is None and record.id and record.id.startswith("pid:"):
                 pid, _, start = record.id[4:].partition("@")

@@ -403,3 +403,25 @@ def test_a_scheduler_that_fails_leaves_no_jobs(hpc: Project, tmp_path: Path) -> 
     plan = hpc.run("plan").stdout
     assert "scheduler (local.process) is gone" in plan
     hpc.run("destroy", "--auto-approve", check=True)
+
+
+def test_destroy_from_another_login_node_stops_the_scheduler_over_tls(hpc: Project) -> None:
+    hpc.write(MANIFEST.replace("processes: 2\n    max_workers: 3",
+                               "processes: 1\n    max_workers: 1"))
+    hpc.run("apply", "--auto-approve", check=True)
+    lineage = lineage_of(hpc)
+    state_path = hpc.root / ".scalable" / "hpc" / "state.json"
+    state = json.loads(state_path.read_text())
+    sched = next(r for r in state["resources"] if r["address"] == "scheduler")
+    from scalable.providers.processes import ProcessRef
+
+    ref = ProcessRef(sched["meta"]["pid"], sched["meta"]["start_time"])
+    # As if apply had run on another login node: its PID means nothing from here.
+    sched["meta"]["host"] = "login-other"
+    state_path.write_text(json.dumps(state))
+    plan = hpc.run("plan", check=True).stdout
+    assert "No changes." in plan  # alive, checked over the network
+    out = hpc.run("destroy", "--auto-approve", check=True)
+    assert "2 destroyed" in out.stdout
+    wait_for(lambda: not ref.alive(), 30, "the scheduler to shut down")
+    assert our_jobs(lineage) == []

@@ -276,3 +276,21 @@ def test_no_slurm_on_path_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
     with pytest.raises(slurm.ProviderError, match="squeue not found") as info:
         slurm.squeue()
     assert "login node" in (info.value.hint or "")
+
+
+def test_a_scheduler_on_another_login_node_is_checked_over_the_network(tmp_path: Path) -> None:
+    import socket
+
+    p = provider(tmp_path, "max_workers: 1\n")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        rec = ResourceRecord(address="scheduler", type="local.process", status="ready",
+                             idempotency_key="k", id="pid:1@1",
+                             meta={"pid": 1, "start_time": 1, "host": "login2-not-here",
+                                   "address": f"tls://127.0.0.1:{port}"})
+        obs = p.observe([rec])["scheduler"]
+        assert obs.status == "alive" and "login2-not-here" in obs.reason
+    obs = p.observe([rec])["scheduler"]
+    assert obs.status == "gone" and "does not answer" in obs.reason
