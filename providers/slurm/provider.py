@@ -17,6 +17,7 @@ name (ids restart after a Slurm reinstall and may point at someone else's job).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import socket
 import sys
@@ -63,6 +64,8 @@ from scalable.units import format_size, format_walltime
 JOB = "slurm.job"
 PROCESS = "local.process"
 DEATH_TIMEOUT = 60.0
+# How long apply waits for a scheduler job to start and write its scheduler file.
+SCHEDULER_JOB_TIMEOUT = 600.0
 # Slurm job states, as refresh reports them.
 PENDING_STATES = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED",
                             "REQUEUE_HOLD", "RESV_DEL_HOLD", "SUSPENDED", "STOPPED"})
@@ -173,17 +176,35 @@ class SlurmProvider(Provider):
             sys.stderr.write(f"Warning: {text}\n")
 
     # -- desired ------------------------------------------------------------------------
+    @property
+    def in_job(self) -> bool:
+        """Whether the scheduler runs in a Slurm job (``scheduler: {placement: job}``)."""
+        return self.cfg.scheduler.placement == "job"
+
+    def _scheduler_walltime(self) -> int:
+        """A scheduler job lives as long as the longest worker job may."""
+        return max([int(self.cfg.walltime)]
+                   + [int(g.setting("walltime", 3600)) for g in self.target.groups])
+
     def desired(self) -> list[ResourceSpec]:
-        host, _ = self.scheduler_host()
-        out = [
-            ResourceSpec(
-                address="scheduler",
-                type=PROCESS,
-                attributes={"role": "scheduler", "placement": self.cfg.scheduler.placement,
-                            "host": host, "interface": self.cfg.interface,
-                            "tls": self.target.tls},
+        if self.in_job:
+            wall = self._scheduler_walltime()
+            sched = ResourceSpec(
+                address="scheduler", type=JOB,
+                attributes={"role": "scheduler", "placement": "job",
+                            "partition": self.cfg.queue, "account": self.cfg.account,
+                            "walltime": format_walltime(wall), "cores": 1,
+                            "interface": self.cfg.interface, "tls": self.target.tls,
+                            "core_hours": round(wall / 3600, 4)},
             )
-        ]
+        else:
+            host, _ = self.scheduler_host()
+            sched = ResourceSpec(
+                address="scheduler", type=PROCESS,
+                attributes={"role": "scheduler", "placement": "local", "host": host,
+                            "interface": self.cfg.interface, "tls": self.target.tls},
+            )
+        out = [sched]
         for g in self.target.groups:
             per_job = int(g.setting("processes", 1))
             for j in range(math.ceil(g.count / per_job)):
@@ -250,12 +271,6 @@ class SlurmProvider(Provider):
         if cfg.containers == "apptainer" and not cfg.image:
             raise ProviderError("containers: apptainer needs an image:",
                                 hint="e.g. image: docker://ghcr.io/dask/dask:latest or a .sif")
-        if cfg.scheduler.placement == "job":
-            raise ProviderError(
-                "scheduler placement 'job' is not supported yet",
-                hint="use scheduler: {placement: local} (the default): the scheduler runs "
-                     "on the submitting host",
-            )
         for g in self.target.groups:
             s = self._shape(g, int(g.setting("processes", 1)))
             need = int(g.setting("processes", 1)) * g.threads_per_worker
@@ -290,8 +305,18 @@ class SlurmProvider(Provider):
                 slurm.test_only(options, cwd=self.target.root)
             except ProviderError as exc:
                 raise ProviderError(f"group {g.name}: {exc.message}", hint=exc.hint) from None
-        host_warning = self.scheduler_host()[1]
-        self._warn(host_warning)
+        if self.in_job:
+            wall = self._scheduler_walltime()
+            part = parts.get(cfg.queue) if cfg.queue else default
+            if part is not None and part.max_time is not None and wall > part.max_time:
+                raise ProviderError(
+                    f"the scheduler job's walltime {format_walltime(wall)} (the longest of "
+                    f"the groups') is over partition {part.name}'s MaxTime "
+                    f"{format_walltime(part.max_time)} (from sinfo)",
+                    hint="lower the walltimes, or use scheduler: {placement: local}",
+                )
+        else:
+            self._warn(self.scheduler_host()[1])
 
     def _test_options(self, g: GroupSpec) -> list[str]:
         import shlex
@@ -410,24 +435,25 @@ class SlurmProvider(Provider):
         lineage: str | None = None,
         key: str | None = None,
         scheduler_address: str | None = None,
-    ) -> str:
-        """The exact batch script the job for ``resource`` gets.
+    ) -> str | None:
+        """The exact batch script the job for ``resource`` gets (None: not a job).
 
         Values that exist only at apply time are shown as ``<…>`` placeholders: the
         idempotency key always, the lineage before the state's first write, the
         scheduler address before the scheduler runs.
         """
         if resource.type != JOB:
-            raise ProviderError(f"{resource.address} is not a Slurm job")
+            return None
+        if resource.is_scheduler:
+            return self._scheduler_script(lineage, key)
         g = self.target.group(resource.group or "default")
         nw = int(resource.attributes.get("workers", 1))
         s = self._shape(g, nw)
-        name = (scripts.job_name(lineage, resource.address) if lineage
-                else f"scalable-<lineage8>-{scripts.address_slug(resource.address)}")
+        name, comment, wckey = self._identity(lineage, resource.address, key)
         shape = scripts.JobShape(
             job_name=name,
-            comment=scripts.comment(lineage or "<lineage>", resource.address, key or "<key>"),
-            wckey=scripts.wckey(lineage) if lineage else "scalable-<lineage8>",
+            comment=comment,
+            wckey=wckey,
             partition=g.setting("queue"),
             account=g.setting("account"),
             walltime=s["walltime"],
@@ -442,6 +468,88 @@ class SlurmProvider(Provider):
             python=self._python(),
         )
         return scripts.render(shape)
+
+    def _identity(self, lineage: str | None, address: str, key: str | None
+                  ) -> tuple[str, str, str]:
+        """Job name, comment and wckey; ``<…>`` placeholders before apply."""
+        name = (scripts.job_name(lineage, address) if lineage
+                else f"scalable-<lineage8>-{scripts.address_slug(address)}")
+        return (name, scripts.comment(lineage or "<lineage>", address, key or "<key>"),
+                scripts.wckey(lineage) if lineage else "scalable-<lineage8>")
+
+    def _scheduler_script(self, lineage: str | None, key: str | None) -> str:
+        """The batch script of a scheduler job: it writes ``scheduler.json`` on the shared
+        file system, which apply waits for."""
+        name, comment, wckey = self._identity(lineage, "scheduler", key)
+        argv = scheduler_argv(host=scripts.HOST_VAR, scheduler_file=self.workdir / "scheduler.json",
+                              preload=self._preload(), tls_args=self._tls_args(),
+                              python=self._python())
+        if self.cfg.containers == "apptainer" and self.cfg.image:
+            argv = scripts.apptainer_wrap(argv, self.cfg.image, binds=[str(self.workdir)])
+        shape = scripts.JobShape(
+            job_name=name, comment=comment, wckey=wckey,
+            partition=self.cfg.queue, account=self.cfg.account,
+            walltime=self._scheduler_walltime(), cores=1, memory=None,
+            log_directory=str(self.workdir / "logs"),
+            worker_command=argv,
+            extra_directives=list(self.cfg.job_extra_directives),
+            prologue=[*self.cfg.job_script_prologue,
+                      scripts.host_line(self.cfg.interface)],
+            env=self._job_env(),
+            python=self._python(),
+        )
+        return scripts.render(shape)
+
+    def _create_scheduler_job(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
+        """Submit the scheduler's job and wait (up to SCHEDULER_JOB_TIMEOUT) for it to
+        write its scheduler file; cancel it if it does not."""
+        sched_file = self.workdir / "scheduler.json"
+        existing = self._by_key(ctx.lineage).get(ctx.idempotency_key)
+        name, _, _ = self._identity(ctx.lineage, "scheduler", ctx.idempotency_key)
+        path = self.workdir / "jobs" / f"{name}-{ctx.idempotency_key[-8:]}.sbatch"
+        if self.target.tls:
+            ensure_tls(self.workdir / "tls")
+        if existing is None:
+            sched_file.unlink(missing_ok=True)
+            text = self._scheduler_script(ctx.lineage, ctx.idempotency_key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            job_id = slurm.sbatch(path, cwd=self.workdir, env={"DASK_SCHEDULER_ADDRESS": ""})
+        else:
+            job_id = existing.id
+        meta: dict[str, Any] = {"job_id": job_id, "job_name": name, "script": str(path),
+                                "log": str(self.workdir / "logs" / f"{name}-{job_id}.err")}
+        deadline = time.monotonic() + SCHEDULER_JOB_TIMEOUT
+        last: slurm.Job | None = None
+        while True:
+            try:
+                info = json.loads(sched_file.read_text())
+                if info.get("address"):
+                    break
+            except (FileNotFoundError, ValueError):
+                pass
+            last = next((j for j in self._jobs(fresh=True) if j.id == job_id), None)
+            ended = last is None or not last.active
+            if ended or time.monotonic() > deadline:
+                slurm.scancel([job_id])
+                why = (observation_of(last).reason if last is not None
+                       else f"Slurm job {job_id} vanished")
+                raise ProviderError(
+                    f"the scheduler job did not start a scheduler"
+                    f"{'' if ended else f' within {SCHEDULER_JOB_TIMEOUT:.0f}s'}: {why}",
+                    hint=f"see {meta['log']}",
+                )
+            time.sleep(1.0)
+        address = str(info["address"])
+        outputs = {"scheduler_address": address}
+        if self.target.tls:
+            outputs.update(ensure_tls(self.workdir / "tls").outputs())
+        services: Any = info.get("services") or {}
+        if "dashboard" in services:
+            host = address.split("://", 1)[-1].rpartition(":")[0]
+            outputs["dashboard_url"] = f"http://{host}:{services['dashboard']}/status"
+        self._jobs_cache = None
+        return Created(id=job_id, meta=meta, outputs=outputs)
 
     def _python(self) -> str:
         if self.cfg.python:
@@ -487,8 +595,6 @@ class SlurmProvider(Provider):
 
     # -- changes ------------------------------------------------------------------------
     def create(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
-        if resource.type != JOB:
-            return self._create_scheduler(resource, ctx)
         out = self.create_many([resource], [ctx])[0]
         if isinstance(out, ProviderError):
             raise out
@@ -507,8 +613,9 @@ class SlurmProvider(Provider):
         existing: dict[str, slurm.Job] | None = None
         for i, (res, ctx) in enumerate(zip(resources, contexts, strict=True)):
             try:
-                if res.type != JOB:
-                    results[i] = self._create_scheduler(res, ctx)
+                if res.is_scheduler:
+                    results[i] = (self._create_scheduler_job(res, ctx) if res.type == JOB
+                                  else self._create_scheduler(res, ctx))
                     continue
                 if existing is None:
                     existing = self._by_key(ctx.lineage)
@@ -536,7 +643,7 @@ class SlurmProvider(Provider):
                     log = self.workdir / "logs" / f"{meta['job_name']}-{job_id}.err"
                     results[i] = Created(id=job_id,
                                          meta={**meta, "job_id": job_id, "log": str(log)})
-        jobs = [i for i, r in enumerate(resources) if r.type == JOB]
+        jobs = [i for i, r in enumerate(resources) if r.type == JOB and not r.is_scheduler]
         if jobs:
             created = [i for i in jobs if isinstance(results[i], Created)]
             failed = self._confirm_scheduler([cast(Created, results[i]).id for i in created])
@@ -566,6 +673,7 @@ class SlurmProvider(Provider):
             raise ProviderError("no scheduler address to join")
         text = self.job_script(resource, lineage=ctx.lineage, key=ctx.idempotency_key,
                                scheduler_address=address)
+        assert text is not None
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         return path, meta

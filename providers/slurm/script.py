@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 
 from scalable.units import format_walltime
 
-# Written into the job script where a value exists only at run time (the job's tmp).
+# Written into the job script where a value exists only at run time (the job's tmp,
+# the node's address): left for bash to expand.
 LOCAL_DIR = "${TMPDIR:-/tmp}/scalable-${SLURM_JOB_ID}"
-_RAW_TOKENS = {LOCAL_DIR}
+HOST_VAR = "${SCALABLE_HOST}"
+_RAW_TOKENS = {LOCAL_DIR, HOST_VAR, f"{HOST_VAR}:0"}
 
 COMMENT_PREFIX = "scalable"
 
@@ -105,6 +107,14 @@ def lifetime(walltime: int, margin: float) -> tuple[float, float]:
 def mem_directive(nbytes: int) -> str:
     """``--mem`` value in MiB, rounded up (Slurm's M is MiB)."""
     return f"{max(1, math.ceil(nbytes / 2**20))}M"
+
+
+def host_line(interface: str | None) -> str:
+    """Bash that sets SCALABLE_HOST to the node's address (on ``interface`` if given)."""
+    if interface:
+        return (f"SCALABLE_HOST=$(ip -4 -o addr show dev {shlex.quote(interface)} "
+                "| awk '{split($4, a, \"/\"); print a[1]; exit}')")
+    return "SCALABLE_HOST=$(hostname -I | awk '{print $1}')"
 
 
 def shell_join(argv: Sequence[str]) -> str:

@@ -79,10 +79,12 @@ def _show_scripts(ws: Workspace, p: Plan) -> None:
     address = None if state is None or new_scheduler else state.outputs.get("scheduler_address")
     shown = 0
     for c in p.actionable:
-        if c.action not in ("create", "replace") or c.resource is None or c.address == "scheduler":
+        if c.action not in ("create", "replace") or c.resource is None:
             continue
         text = job_script(c.resource, lineage=state.lineage if state else None,
                           scheduler_address=address)
+        if text is None:  # not a job (a scheduler process on this host)
+            continue
         echo(f"\n# ---- {c.address}: batch script ----\n{text.rstrip()}")
         shown += 1
     if shown:

@@ -425,3 +425,28 @@ def test_destroy_from_another_login_node_stops_the_scheduler_over_tls(hpc: Proje
     assert "2 destroyed" in out.stdout
     wait_for(lambda: not ref.alive(), 30, "the scheduler to shut down")
     assert our_jobs(lineage) == []
+
+
+def test_scheduler_in_a_job(hpc: Project) -> None:
+    hpc.write(MANIFEST.replace("processes: 2\n    max_workers: 3",
+                               "processes: 1\n    max_workers: 2\n"
+                               "    scheduler: {placement: job}"))
+    hpc.run("apply", "--auto-approve", check=True)
+    lineage = lineage_of(hpc)
+    state = hpc.state("hpc")
+    sched = next(r for r in state["resources"] if r["address"] == "scheduler")
+    assert sched["type"] == "slurm.job"
+    live = {r["name"]: r for r in our_jobs(lineage)}
+    assert live[f"scalable-{lineage[:8]}-scheduler"]["id"] == sched["id"]
+    assert len(live) == 3 and all(r["state"] == "RUNNING" for r in live.values())
+    with client(hpc) as c:
+        assert c.submit(lambda: 6 * 7).result(timeout=30) == 42
+        assert len(c.scheduler_info(n_workers=-1)["workers"]) == 2
+    # The scheduler's job ends outside scalable: everything depending on it is re-created.
+    subprocess.run(["scancel", sched["id"]], check=True)
+    wait_for(lambda: all(r["id"] != sched["id"] for r in our_jobs(lineage)), 30, "the cancel")
+    plan = hpc.run("plan").stdout
+    assert f"scheduler (slurm.job) is gone: Slurm job {sched['id']} CANCELLED" in plan
+    assert "Plan: 3 to add, 0 to change, 2 to destroy." in plan
+    hpc.run("destroy", "--auto-approve", check=True)
+    assert our_jobs(lineage) == []

@@ -294,3 +294,29 @@ def test_a_scheduler_on_another_login_node_is_checked_over_the_network(tmp_path:
         assert obs.status == "alive" and "login2-not-here" in obs.reason
     obs = p.observe([rec])["scheduler"]
     assert obs.status == "gone" and "does not answer" in obs.reason
+
+
+def test_scheduler_job_script_binds_the_nodes_interface(tmp_path: Path) -> None:
+    p = provider(tmp_path, """
+        max_workers: 2
+        walltime: 30
+        groups:
+          long: {max_workers: 1, walltime: "02:00:00"}
+        interface: ib0
+        scheduler: {placement: job}
+    """)
+    sched = p.desired()[0]
+    assert sched.type == JOB and sched.attributes["walltime"] == "02:00:00"
+    text = p.job_script(sched, lineage=LINEAGE, key="k")
+    assert text is not None
+    d = directives(text)
+    assert "-J scalable-0123abcd-scheduler" in d and "-t 02:00:00" in d
+    assert "SCALABLE_HOST=$(ip -4 -o addr show dev ib0 " in text
+    cmd = text.splitlines()[-1]
+    assert '-m distributed.cli.dask_scheduler --host "${SCALABLE_HOST}"' in cmd
+    assert f"--scheduler-file {p.workdir}/scheduler.json" in cmd
+    path = tmp_path / "sched.sh"
+    path.write_text(text)
+    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+    local = provider(tmp_path, "max_workers: 1\n")
+    assert local.job_script(local.desired()[0]) is None  # a local process has no script
