@@ -31,6 +31,8 @@ import textwrap
 import time
 from pathlib import Path
 
+T0 = time.perf_counter()  # a --jobqueue-child counts from here
+
 
 def scalable_round(n: int, partition: str, tls: bool) -> float:
     with tempfile.TemporaryDirectory(prefix="bench-slurm-") as tmp:
@@ -63,12 +65,13 @@ def scalable_round(n: int, partition: str, tls: bool) -> float:
         return elapsed
 
 
-def jobqueue_round(n: int, partition: str) -> float:
+def jobqueue_round(n: int, partition: str, start: float | None = None) -> float:
+    """Seconds to n workers; from ``start`` if given (a child counting its imports)."""
     from dask_jobqueue import SLURMCluster
     from distributed import Client
 
     with tempfile.TemporaryDirectory(prefix="bench-jq-") as tmp:
-        start = time.perf_counter()
+        start = time.perf_counter() if start is None else start
         cluster = SLURMCluster(cores=1, processes=1, memory="512MiB", queue=partition,
                                walltime="00:10:00", log_directory=tmp,
                                job_extra_directives=["--chdir", tmp])
@@ -81,28 +84,9 @@ def jobqueue_round(n: int, partition: str) -> float:
         return elapsed
 
 
-JQ_SCRIPT = """
-import sys, tempfile, time
-start = time.perf_counter()
-from dask_jobqueue import SLURMCluster
-from distributed import Client
-n, partition = int(sys.argv[1]), sys.argv[2]
-with tempfile.TemporaryDirectory(prefix="bench-jq-") as tmp:
-    cluster = SLURMCluster(cores=1, processes=1, memory="512MiB", queue=partition,
-                           walltime="00:10:00", log_directory=tmp,
-                           job_extra_directives=["--chdir", tmp])
-    client = Client(cluster)
-    cluster.scale(n)
-    client.wait_for_workers(n, timeout=300)
-    print(time.perf_counter() - start)
-    client.close()
-    cluster.close()
-"""
-
-
 def jobqueue_process_round(n: int, partition: str) -> float:
     """The same, as a fresh ``python`` process (imports included, like the CLI's)."""
-    out = subprocess.run([sys.executable, "-c", JQ_SCRIPT, str(n), partition],
+    out = subprocess.run([sys.executable, __file__, "--jobqueue-child", str(n), partition],
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"dask-jobqueue failed:\n{out.stderr}")
@@ -124,6 +108,9 @@ def _interpreter_startup() -> float:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--jobqueue-child"]:
+        print(jobqueue_round(int(sys.argv[2]), sys.argv[3], start=T0))
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)

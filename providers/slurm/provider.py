@@ -50,7 +50,10 @@ from scalable.providers.processes import (
     TAG_KEY,
     TAG_LINEAGE,
     ProcessRef,
+    discover_processes,
+    observe_process,
     spawn,
+    stop_recorded,
     tagged,
     terminate,
 )
@@ -373,16 +376,7 @@ class SlurmProvider(Provider):
         by_id: dict[str, slurm.Job] | None = None
         for rec in records:
             if rec.type == PROCESS:
-                ref = ProcessRef.from_meta(rec.meta)
-                elsewhere = self._elsewhere(rec)
-                if elsewhere is not None:
-                    out[rec.address] = elsewhere
-                elif ref is None:
-                    out[rec.address] = Observation("gone", "never started")
-                elif ref.alive():
-                    out[rec.address] = Observation("alive", details={"pid": ref.pid})
-                else:
-                    out[rec.address] = Observation("gone", f"process {ref.pid} exited")
+                out[rec.address] = self._elsewhere(rec) or observe_process(rec.meta)
                 continue
             if by_id is None:
                 by_id = {j.id: j for j in self._jobs()}
@@ -405,13 +399,7 @@ class SlurmProvider(Provider):
         return out
 
     def discover(self, lineage: str) -> list[Discovered]:
-        found = [
-            Discovered(
-                address=tags.get(TAG_ADDRESS, "?"), type=PROCESS, id=ref.id,
-                idempotency_key=tags.get(TAG_KEY, ""), meta=ref.meta(),
-            )
-            for ref, tags in tagged(lineage)
-        ]
+        found = discover_processes(lineage, PROCESS)
         for job in self._jobs():
             fields = scripts.parse_comment(job.comment)
             if fields is None or fields["lineage"] != lineage or not job.active:
@@ -821,12 +809,7 @@ class SlurmProvider(Provider):
             if self._elsewhere(record) is not None:
                 self._stop_remote_scheduler(record)
                 return
-            ref = ProcessRef.from_meta(record.meta)
-            if ref is None and record.id and record.id.startswith("pid:"):
-                pid, _, start = record.id[4:].partition("@")
-                ref = ProcessRef(int(pid), int(start))
-            if ref is not None:
-                terminate(ref, grace=10.0)
+            stop_recorded(record.meta, record.id, grace=10.0)
             return
         deadline = time.monotonic() + timeout
         cancelled = False
