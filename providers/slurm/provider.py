@@ -201,10 +201,11 @@ class SlurmProvider(Provider):
                             "core_hours": round(wall / 3600, 4)},
             )
         else:
-            host, _ = self.scheduler_host()
+            # The bind address is a fact of the host apply runs on, kept in the record's
+            # meta: a plan from another login node must not see it as a change.
             sched = ResourceSpec(
                 address="scheduler", type=PROCESS,
-                attributes={"role": "scheduler", "placement": "local", "host": host,
+                attributes={"role": "scheduler", "placement": "local",
                             "interface": self.cfg.interface, "tls": self.target.tls},
             )
         out = [sched]

@@ -450,3 +450,14 @@ def test_scheduler_in_a_job(hpc: Project) -> None:
     assert "Plan: 3 to add, 0 to change, 2 to destroy." in plan
     hpc.run("destroy", "--auto-approve", check=True)
     assert our_jobs(lineage) == []
+
+
+def test_the_example_manifest_plans(hpc: Project) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "slurm.yaml"
+    hpc.write(example.read_text())
+    out = hpc.run("plan", "--show-scripts", check=True).stdout
+    assert "Plan: 3 to add, 0 to change, 0 to destroy." in out
+    assert "core-hours over the horizon: 2" in out
+    assert "over the 0.5 h horizon: $0.04" in out
+    assert "#SBATCH --mem=2048M" in out and "--memory-limit 1073741824" in out
+    assert "--lifetime 1680s --lifetime-stagger 30s" in out
