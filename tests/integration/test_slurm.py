@@ -16,8 +16,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,7 +71,7 @@ def job_records(project: Project, target: str = "hpc") -> dict[str, dict]:
             if r["type"] == "slurm.job"}
 
 
-def client(project: Project, target: str = "hpc"):  # type: ignore[no-untyped-def]
+def client(project: Project, target: str = "hpc") -> Any:
     from distributed import Client
     from distributed.security import Security
 
@@ -82,7 +83,7 @@ def client(project: Project, target: str = "hpc"):  # type: ignore[no-untyped-de
                                     require_encryption=True))
 
 
-def wait_for(pred, timeout: float, what: str, every: float = 0.5):  # type: ignore[no-untyped-def]
+def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = pred()
@@ -347,6 +348,13 @@ def test_clear_errors(hpc: Project, tmp_path: Path) -> None:
     out = hpc.run("plan")
     assert out.returncode == 1
     assert "invalid partition specified: nosuch" in out.stderr
+
+    # an interface this host lacks: the scheduler falls back to 127.0.0.1, and says so
+    hpc.write(MANIFEST.replace("interface: eth0", "interface: nosuch0"))
+    out = hpc.run("plan")
+    assert out.returncode == 0, out.stderr
+    assert ("Warning: interface 'nosuch0' is not present on this host: the scheduler binds "
+            "127.0.0.1") in out.stderr
 
     # no Slurm on PATH
     hpc.write(MANIFEST)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import dask
 import pytest
-
 from scalable.manifest.loader import load_manifest
 from scalable.providers.slurm import SlurmProvider
 from scalable.providers.slurm import commands as slurm
@@ -29,11 +28,14 @@ def provider(tmp_path: Path, body: str) -> SlurmProvider:
     return SlurmProvider(spec, spec.workdir)
 
 
-def job(tmp_path: Path, body: str, address: str = "workers.default[0]") -> tuple[SlurmProvider, str]:
+def job(tmp_path: Path, body: str, address: str = "workers.default[0]"
+        ) -> tuple[SlurmProvider, str]:
     p = provider(tmp_path, body)
     res = next(r for r in p.desired() if r.address == address)
-    return p, p.job_script(res, lineage=LINEAGE, key="0123abcd-workers.default[0]-feedbeef",
-                           scheduler_address="tls://10.1.2.3:8786")
+    text = p.job_script(res, lineage=LINEAGE, key="0123abcd-workers.default[0]-feedbeef",
+                        scheduler_address="tls://10.1.2.3:8786")
+    assert text is not None
+    return p, text
 
 
 def directives(text: str) -> list[str]:
@@ -59,7 +61,7 @@ def test_lifetime_leaves_a_margin_and_the_stagger_stays_inside_the_walltime() ->
     assert (life, stagger) == (45, 3.75)
     for walltime in (60, 120, 600, 3600, 86400):
         life, stagger = scripts.lifetime(walltime, 300)
-        assert 0 < life - stagger and life + stagger < walltime
+        assert life - stagger > 0 and life + stagger < walltime
 
 
 # -- scripts ----------------------------------------------------------------------------
@@ -138,7 +140,8 @@ def test_apptainer_wraps_the_worker_command(tmp_path: Path) -> None:
         image: docker://ghcr.io/dask/dask:2026.8.0
     """)
     worker = text.splitlines()[-1]
-    assert worker.startswith(f"apptainer exec --bind {p.workdir} docker://ghcr.io/dask/dask:2026.8.0 "
+    assert worker.startswith(f"apptainer exec --bind {p.workdir} "
+                             "docker://ghcr.io/dask/dask:2026.8.0 "
                              "python3 -m distributed.cli.dask_worker ")
 
 
@@ -320,3 +323,13 @@ def test_scheduler_job_script_binds_the_nodes_interface(tmp_path: Path) -> None:
     assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
     local = provider(tmp_path, "max_workers: 1\n")
     assert local.job_script(local.desired()[0]) is None  # a local process has no script
+
+
+def test_show_scripts_on_a_provider_without_job_scripts(tmp_path: Path) -> None:
+    from tests.conftest import Project
+
+    proj = Project(tmp_path)
+    proj.write("targets:\n  local:\n    provider: local\n    max_workers: 1\n")
+    out = proj.run("plan", "--show-scripts")
+    assert out.returncode == 1
+    assert "Error: --show-scripts: the local provider submits no job scripts" in out.stderr
