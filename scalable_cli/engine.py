@@ -182,6 +182,12 @@ class Engine:
         updates = [c for c in changes if c.action == "update"]
 
         self._retire(state, [c.record for c in deletes if c.record and c.address != "scheduler"])
+        going = [c.record for c in deletes + stale if c.record and c.address != "scheduler"]
+        if going:
+            try:
+                self.provider.prepare_delete(going)
+            except ProviderError as exc:  # each delete below still tries, and reports
+                self.notify(f"batch delete failed ({exc}); deleting one by one")
         order = {"controller": 0, "scheduler": 2}  # the controller stops first
         for c in sorted(deletes + stale, key=lambda c: order.get(c.address, 1)):
             deleted = self._delete(state, c, result)
