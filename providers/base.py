@@ -166,6 +166,14 @@ class Provider(ABC):
     def update(self, record: ResourceRecord, resource: ResourceSpec) -> Created:
         raise ProviderError(f"{self.name} cannot update {record.address} in place")
 
+    def prepare_delete(self, records: Sequence[ResourceRecord]) -> None:  # noqa: B027
+        """Called once before ``delete`` of each of ``records`` (scheduler excluded).
+
+        A provider may start on all of them at once here, in the order its backend
+        prefers (Slurm cancels pending jobs before running ones); ``delete`` still
+        follows for each and must succeed on what is already gone.
+        """
+
     @abstractmethod
     def delete(self, record: ResourceRecord) -> None:
         """Delete one resource; deleting what is already gone succeeds."""

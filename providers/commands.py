@@ -24,6 +24,7 @@ def scheduler_argv(
     scheduler_file: Path | None = None,
     port: int = 0,
     dashboard: bool = True,
+    dashboard_port: int = 0,
     tls_args: Sequence[str] = (),
     idle_timeout: float | None = None,
     preload: Sequence[str] = (),
@@ -33,7 +34,7 @@ def scheduler_argv(
     argv += ["--host", host, "--port", str(port)]
     if tls_args:
         argv += ["--protocol", "tls"]
-    argv += ["--dashboard-address", f"{host}:0"] if dashboard else ["--no-dashboard"]
+    argv += ["--dashboard-address", f"{host}:{dashboard_port}"] if dashboard else ["--no-dashboard"]
     if scheduler_file is not None:
         argv += ["--scheduler-file", str(scheduler_file)]
     argv += list(tls_args)

@@ -33,7 +33,10 @@ from scalable.providers.processes import (
     TAG_KEY,
     TAG_LINEAGE,
     ProcessRef,
+    discover_processes,
+    observe_process,
     spawn,
+    stop_recorded,
     tagged,
     terminate,
 )
@@ -93,31 +96,10 @@ class LocalProvider(Provider):
 
     # -- refresh --------------------------------------------------------------------------
     def observe(self, records: Sequence[ResourceRecord]) -> dict[str, Observation]:
-        out: dict[str, Observation] = {}
-        for rec in records:
-            ref = ProcessRef.from_meta(rec.meta)
-            if ref is None:
-                out[rec.address] = Observation("gone", "never started")
-            elif ref.alive():
-                out[rec.address] = Observation("alive", details={"pid": ref.pid})
-            else:
-                tail = _last_line(rec.meta.get("log"))
-                out[rec.address] = Observation(
-                    "gone", f"process {ref.pid} exited" + (f" ({tail})" if tail else "")
-                )
-        return out
+        return {rec.address: observe_process(rec.meta) for rec in records}
 
     def discover(self, lineage: str) -> list[Discovered]:
-        return [
-            Discovered(
-                address=tags.get(TAG_ADDRESS, "?"),
-                type=PROCESS,
-                id=ref.id,
-                idempotency_key=tags.get(TAG_KEY, ""),
-                meta=ref.meta(),
-            )
-            for ref, tags in tagged(lineage)
-        ]
+        return discover_processes(lineage, PROCESS)
 
     # -- changes --------------------------------------------------------------------------
     def _tags(self, resource: ResourceSpec, ctx: CreateContext) -> dict[str, str]:
@@ -236,25 +218,4 @@ class LocalProvider(Provider):
         return Created(id=ref.id, meta={**ref.meta(), "log": str(log)})
 
     def delete(self, record: ResourceRecord) -> None:
-        ref = ProcessRef.from_meta(record.meta)
-        if ref is None and record.id and record.id.startswith("pid:"):
-            pid, _, start = record.id[4:].partition("@")
-            ref = ProcessRef(int(pid), int(start))
-        if ref is not None:
-            terminate(ref, grace=10.0)
-
-
-
-def _last_line(path: object, limit: int = 160) -> str:
-    """The last non-empty line of a log, for a reason a person can act on."""
-    if not isinstance(path, str):
-        return ""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - 4096))
-            lines = [ln.strip() for ln in fh.read().decode(errors="replace").splitlines()]
-    except OSError:
-        return ""
-    lines = [ln for ln in lines if ln]
-    return lines[-1][:limit] if lines else ""
+        stop_recorded(record.meta, record.id, grace=10.0)

@@ -14,6 +14,10 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scalable.providers.base import Discovered, Observation
 
 TAG_LINEAGE = "SCALABLE_LINEAGE"
 TAG_ADDRESS = "SCALABLE_ADDRESS"
@@ -176,3 +180,55 @@ def tagged(lineage: str) -> Iterator[tuple[ProcessRef, dict[str, str]]]:
         st = start_time(pid)
         if st is not None:
             yield ProcessRef(pid, st), tags
+
+
+# -- what providers do with the processes they recorded (local, and Slurm's scheduler) --
+
+
+def observe_process(meta: Mapping[str, object]) -> Observation:
+    """alive / gone for a process recorded by its pid and start time."""
+    from scalable.providers.base import Observation
+
+    ref = ProcessRef.from_meta(meta)
+    if ref is None:
+        return Observation("gone", "never started")
+    if ref.alive():
+        return Observation("alive", details={"pid": ref.pid})
+    tail = _last_line(meta.get("log"))
+    return Observation("gone", f"process {ref.pid} exited" + (f" ({tail})" if tail else ""))
+
+
+def _last_line(path: object, limit: int = 160) -> str:
+    """The last non-empty line of a log, for a reason a person can act on."""
+    if not isinstance(path, str):
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = [ln.strip() for ln in fh.read().decode(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [ln for ln in lines if ln]
+    return lines[-1][:limit] if lines else ""
+
+
+def discover_processes(lineage: str, type: str) -> list[Discovered]:
+    """Every live process group leader tagged with ``lineage``, as Discovered resources."""
+    from scalable.providers.base import Discovered
+
+    return [
+        Discovered(address=tags.get(TAG_ADDRESS, "?"), type=type, id=ref.id,
+                   idempotency_key=tags.get(TAG_KEY, ""), meta=ref.meta())
+        for ref, tags in tagged(lineage)
+    ]
+
+
+def stop_recorded(meta: Mapping[str, object], id: str | None, grace: float = 10.0) -> None:
+    """Terminate a recorded process (from its meta, or its ``pid:N@START`` id)."""
+    ref = ProcessRef.from_meta(meta)
+    if ref is None and id and id.startswith("pid:"):
+        pid, _, start = id[4:].partition("@")
+        ref = ProcessRef(int(pid), int(start))
+    if ref is not None:
+        terminate(ref, grace=grace)

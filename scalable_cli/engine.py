@@ -151,6 +151,14 @@ class Engine:
         result = ApplyResult()
         op = "destroy" if plan.destroy else "apply"
         self.events(f"{op}_start", {"changes": len(plan.actionable)})
+        if self.objective is not None and not plan.destroy:
+            goal = self.objective
+            self.events("objective_plan", {
+                "group": goal.group, "workers": goal.chosen.workers,
+                "tasks": goal.estimate.tasks, "task_seconds": goal.estimate.task_seconds,
+                "predicted_seconds": goal.chosen.finish_seconds,
+                "predicted_cost_usd": goal.chosen.cost_usd, "source": goal.estimate.source,
+            })
         if not state.resources:
             state.owner = self.owner  # whoever brings capacity up owns it
         for rec in plan.adopted:
@@ -174,6 +182,12 @@ class Engine:
         updates = [c for c in changes if c.action == "update"]
 
         self._retire(state, [c.record for c in deletes if c.record and c.address != "scheduler"])
+        going = [c.record for c in deletes + stale if c.record and c.address != "scheduler"]
+        if going:
+            try:
+                self.provider.prepare_delete(going)
+            except ProviderError as exc:  # each delete below still tries, and reports
+                self.notify(f"batch delete failed ({exc}); deleting one by one")
         order = {"controller": 0, "scheduler": 2}  # the controller stops first
         for c in sorted(deletes + stale, key=lambda c: order.get(c.address, 1)):
             deleted = self._delete(state, c, result)

@@ -79,6 +79,9 @@ def plan(
     deadline_hours: DeadlineOpt = None,
     tasks: TasksOpt = None,
     tag: TagOpt = None,
+    show_scripts: Annotated[
+        bool, typer.Option("--show-scripts", help="Print the batch script of each new job.")
+    ] = False,
 ) -> None:
     """Show what apply would change, and what it would cost."""
     ws = Workspace.open(file, target)
@@ -91,6 +94,8 @@ def plan(
         print_json(p.to_dict(detail=False))
     else:
         echo(render_plan(p, color=use_color()).rstrip("\n"))
+    if show_scripts:
+        _show_scripts(ws, p)
     if out is not None:
         save_plan(p, out)
         if not json_:
@@ -98,6 +103,35 @@ def plan(
                  f"scalable apply {out}")
     if detailed_exitcode and p.has_changes:
         raise typer.Exit(2)
+
+
+def _show_scripts(ws: Workspace, p: Plan) -> None:
+    """Each job-to-be's exact script, from the provider's ``job_script`` (batch providers)."""
+    job_script = getattr(ws.provider, "job_script", None)
+    if job_script is None:
+        raise ScalableError(f"--show-scripts: the {ws.spec.provider} provider submits no "
+                            "job scripts")
+    state = ws.store.read()
+    new_scheduler = any(c.address == "scheduler" and c.action in ("create", "replace")
+                        for c in p.changes)
+    address = None if state is None or new_scheduler else state.outputs.get("scheduler_address")
+    shown = 0
+    for c in p.actionable:
+        if c.action not in ("create", "replace") or c.resource is None:
+            continue
+        if c.address == "controller":  # runs beside the state, not as a job
+            continue
+        text = job_script(c.resource, lineage=state.lineage if state else None,
+                          scheduler_address=address)
+        if text is None:  # not a job (a scheduler process on this host)
+            continue
+        echo(f"\n# ---- {c.address}: batch script ----\n{text.rstrip()}")
+        shown += 1
+    if shown:
+        echo("\n# <…> placeholders are filled in at apply (idempotency key, and the lineage "
+             "and scheduler address where they do not exist yet).")
+    else:
+        echo("\nNo new jobs: no scripts to show.")
 
 
 def _finish(ws: Workspace, p: Plan, result: ApplyResult, json_: bool, verb: str) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scalable.errors import PlanError
 from scalable.manifest.schema import Objectives
@@ -216,14 +216,41 @@ def estimate_for(spec: TargetSpec, tasks: int | None, tag: str | None) -> Worklo
     return WorkloadEstimate(n, wl.task_seconds, wl.task_seconds, serial, "manifest workload")
 
 
+def _db(spec: TargetSpec) -> Any:
+    from scalable.telemetry.store import TelemetryDB, db_path
+
+    path = db_path(spec.root)
+    return TelemetryDB(path, readonly=True) if path.exists() else None
+
+
 def history(spec: TargetSpec, tag: str | None) -> list[float]:
-    """Task durations recorded by telemetry on this target (empty without telemetry)."""
-    try:
-        from scalable.telemetry.history import task_durations
-    except ModuleNotFoundError:
+    """Task durations recorded by telemetry on this target (empty without history)."""
+    db = _db(spec)
+    if db is None:
         return []
-    durations: list[float] = task_durations(spec, tag)
-    return durations
+    try:
+        return list(db.task_durations(spec.name, tag=tag))
+    finally:
+        db.close()
+
+
+def startup_history(spec: TargetSpec, runs: int = 5) -> float | None:
+    """Median time of the first apply of this target's recent runs, start to workers
+    ready (telemetry's apply_start → apply_complete), or None without history."""
+    db = _db(spec)
+    if db is None:
+        return None
+    try:
+        spans = []
+        for run in db.runs(target=spec.name, limit=runs):
+            events = db.events(run.id, kinds=["apply_start", "apply_complete"])
+            start = next((e.ts for e in events if e.kind == "apply_start"), None)
+            done = next((e.ts for e in events if e.kind == "apply_complete"), None)
+            if start is not None and done is not None and done >= start:
+                spans.append(done - start)
+        return statistics.median(spans) if spans else None
+    finally:
+        db.close()
 
 
 def group_for(spec: TargetSpec, tag: str | None) -> GroupSpec:
@@ -257,7 +284,7 @@ def plan_objectives(
     return choose(
         est, objectives,
         threads=group.threads_per_worker,
-        startup=provider.startup_seconds(),
+        startup=startup_history(spec) or provider.startup_seconds(),
         hourly_per_worker=per_worker,
         max_workers=_cap(group),
         group=group.name,

@@ -103,3 +103,41 @@ def test_cli_controller_is_a_resource(project: Project) -> None:
     assert out.index("controller: Destruction complete") < out.index(
         "scheduler: Destruction complete")
     assert our_processes(project.root) == []
+
+
+def test_second_run_lands_near_its_prediction(project: Project) -> None:
+    project.write("""
+        project: {name: predict}
+        targets:
+          local:
+            provider: local
+            max_workers: 4
+        """)
+    path = project.root / "scalable.yaml"
+    # First run: a few tasks of this kind give the planner its history.
+    with ScalableSession.from_yaml(path) as session:
+        client = session.start()
+        client.gather(client.map(lambda i: time.sleep(1.0) or i, range(4), tag="sim",
+                                 pure=False))
+    # Second run: 32 such tasks. Start-up time comes from the first run's history (it
+    # varies with the machine's load), so the deadline is set to leave room for 2 workers
+    # (16 waves of 1 s) but not for 1 (32 waves).
+    from scalable.scaling.objectives import startup_history
+    from scalable.workspace import Workspace
+
+    startup = startup_history(Workspace.open(path).spec)
+    assert startup is not None and startup > 0
+    t0 = time.monotonic()
+    with ScalableSession.from_yaml(path, objectives={"deadline_hours": (startup + 20) / 3600},
+                                   tasks=32, tag="sim") as session:
+        goal = session.objective
+        assert goal is not None and goal.estimate.source.startswith("telemetry: 4 past tasks")
+        assert goal.estimate.task_seconds == pytest.approx(1.0, abs=0.1)
+        assert goal.chosen.workers == 2
+        client = session.start()
+        assert registered(client) == 2
+        client.gather(client.map(lambda i: time.sleep(1.0) or i, range(32), tag="sim",
+                                 pure=False))
+        actual = time.monotonic() - t0  # start-up and work; teardown is not the workload's
+    predicted = goal.chosen.finish_seconds
+    assert abs(actual - predicted) <= 0.25 * predicted, (actual, predicted)
