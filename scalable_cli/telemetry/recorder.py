@@ -162,10 +162,8 @@ def price_table(provider: Provider) -> dict[str, Any]:
 class RunRecorder:
     """``EventSink`` for an Engine: records its steps into the target's current run."""
 
-    def __init__(self, workspace: Workspace, engine: Any = None) -> None:
+    def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
-        # The engine this sink serves: its objective plan (if any) is recorded too.
-        self.engine = engine
         self.run_id: str | None = None
         self.last_run_id: str | None = None
         self._pending: list[EventTuple] = []
@@ -259,7 +257,6 @@ class RunRecorder:
         if run.manifest_digest is None:
             self.db.update_run(run.id, manifest_digest=self.ws.spec.manifest_digest)
         self._record_prices(run.id)
-        self._record_objective(run.id)
         return run
 
     def _record_prices(self, run_id: str) -> None:
@@ -270,23 +267,6 @@ class RunRecorder:
         last = self.db.events(run_id, ("pricing",))
         if not last or last[-1].data != table:
             self._pending.append((time.time(), "pricing", None, table))
-
-    def _record_objective(self, run_id: str) -> None:
-        """What objective planning predicted, so the report can set it beside the run."""
-        goal = getattr(self.engine, "objective", None)
-        if goal is None:
-            return
-        data = {
-            "group": goal.group, "workers": goal.chosen.workers, "tasks": goal.estimate.tasks,
-            "finish_seconds": goal.chosen.finish_seconds, "cost_usd": goal.chosen.cost_usd,
-            "task_seconds": goal.estimate.task_seconds, "source": goal.estimate.source,
-            "budget_usd": goal.objectives.budget_usd,
-            "deadline_hours": goal.objectives.deadline_hours,
-        }
-        last = self.db.events(run_id, ("objective_plan",))
-        if (not last or last[-1].data != data) and not any(
-                e[1] == "objective_plan" and e[3] == data for e in self._pending):
-            self._pending.append((time.time(), "objective_plan", None, data))
 
     def _flush(self, fallback: str | None = None) -> None:
         run_id = self.run_id or fallback

@@ -382,7 +382,8 @@ def render_objective(r: RunReport) -> list[str]:
     return [
         f"Objective: {', '.join(goals) or 'none'} for {o.get('tasks')} tasks → "
         f"{o.get('workers')} workers (group {o.get('group')})",
-        f"  predicted: {fmt_seconds(o.get('finish_seconds'))}, {fmt_usd(o.get('cost_usd'))}"
+        f"  predicted: {fmt_seconds(o.get('predicted_seconds'))}, "
+        f"{fmt_usd(o.get('predicted_cost_usd'))}"
         f"  (task time {fmt_seconds(o.get('task_seconds'))}; {o.get('source')})",
         f"  actual:    {fmt_seconds(r.work_seconds)} to the last task, {fmt_usd(r.cost.usd)}",
     ]

@@ -298,6 +298,7 @@ class TelemetryDB:
         self.path = Path(path)
         self.readonly = readonly
         self._local = threading.local()
+        self._select_runs = _RUN_COLS
 
     @classmethod
     def for_root(cls, root: str | os.PathLike[str], **kwargs: Any) -> TelemetryDB:
@@ -312,9 +313,13 @@ class TelemetryDB:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
+        self._select_runs = _RUN_COLS
         if self.readonly:
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10.0,
                                    isolation_level=None)
+            cols = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+            if "last_seen" not in cols:  # written before the column; cannot add it here
+                self._select_runs = _RUN_COLS.replace("last_seen", "NULL AS last_seen")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             new = not self.path.exists()
@@ -327,6 +332,10 @@ class TelemetryDB:
         conn.execute("PRAGMA busy_timeout=10000")
         self._local.conn = conn
         return conn
+
+    def _runs_cols(self) -> str:
+        self._connect()
+        return str(self._select_runs)
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         conn.executescript(_SCHEMA)
@@ -412,12 +421,12 @@ class TelemetryDB:
                       (ended_at if ended_at is not None else time.time(), run_id))
 
     def run(self, run_id: str) -> Run | None:
-        rows = self._query(f"SELECT {_RUN_COLS} FROM runs WHERE id=?", (run_id,))
+        rows = self._query(f"SELECT {self._runs_cols()} FROM runs WHERE id=?", (run_id,))
         return Run(*rows[0]) if rows else None
 
     def runs(self, target: str | None = None, limit: int | None = None) -> list[Run]:
         """Runs, newest first."""
-        sql = f"SELECT {_RUN_COLS} FROM runs"
+        sql = f"SELECT {self._runs_cols()} FROM runs"
         params: list[Any] = []
         if target is not None:
             sql += " WHERE target=?"
@@ -434,7 +443,7 @@ class TelemetryDB:
 
     def open_run(self, target: str, scheduler_address: str | None = None) -> Run | None:
         """The newest run of ``target`` that has not ended (optionally on one scheduler)."""
-        sql = f"SELECT {_RUN_COLS} FROM runs WHERE target=? AND ended_at IS NULL"
+        sql = f"SELECT {self._runs_cols()} FROM runs WHERE target=? AND ended_at IS NULL"
         params: list[Any] = [target]
         if scheduler_address is not None:
             sql += " AND scheduler_address=?"
@@ -444,7 +453,7 @@ class TelemetryDB:
 
     def find_runs(self, prefix: str) -> list[Run]:
         """Runs whose id starts with ``prefix`` (for ``report --run`` abbreviations)."""
-        rows = self._query(f"SELECT {_RUN_COLS} FROM runs WHERE id LIKE ? ESCAPE '\\' "
+        rows = self._query(f"SELECT {self._runs_cols()} FROM runs WHERE id LIKE ? ESCAPE '\\' "
                            "ORDER BY started_at DESC",
                            (prefix.replace("%", r"\%").replace("_", r"\_") + "%",))
         return [Run(*r) for r in rows]

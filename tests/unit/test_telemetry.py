@@ -346,19 +346,18 @@ def test_report_cli_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 
 def test_objective_planner_reads_task_history(tmp_path: Path) -> None:
-    from scalable.scaling.objectives import estimate_for
-    from scalable.telemetry.history import task_durations
+    from scalable.scaling.objectives import estimate_for, history
 
     (tmp_path / "scalable.yaml").write_text(
         "project: {name: p}\ntargets:\n  local: {provider: local, max_workers: 4}\n")
     spec = Workspace.open(tmp_path / "scalable.yaml", "local").spec
-    assert task_durations(spec, "sim") == []
+    assert history(spec, "sim") == []
     assert not TelemetryDB.for_root(tmp_path).exists  # reading never creates it
     db = TelemetryDB.for_root(tmp_path)
     run = db.start_run(project="p", target="local", provider="local")
     db.write_batch(run.id, tasks=[(f"k{i}", "f", "sim", "w", 0.0, 1.0 + i, "ok")
                                   for i in range(5)])
-    assert sorted(task_durations(spec, "sim")) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert sorted(history(spec, "sim")) == [1.0, 2.0, 3.0, 4.0, 5.0]
     est = estimate_for(spec, 100, "sim")
     assert est.source == "telemetry: 5 past tasks tagged 'sim' on local"
     assert est.task_seconds == 3.0
@@ -368,8 +367,8 @@ def test_report_sets_the_objective_beside_the_run(tmp_path: Path) -> None:
     db = TelemetryDB.for_root(tmp_path)
     run = db.start_run(project="p", target="local", provider="local", started_at=0.0)
     db.record_events(run.id, [(0.0, "objective_plan", None, {
-        "group": "default", "workers": 3, "tasks": 6, "finish_seconds": 10.0,
-        "cost_usd": 0.5, "task_seconds": 4.0, "source": "manifest workload",
+        "group": "default", "workers": 3, "tasks": 6, "predicted_seconds": 10.0,
+        "predicted_cost_usd": 0.5, "task_seconds": 4.0, "source": "manifest workload",
         "budget_usd": 1.0, "deadline_hours": 0.01})])
     db.write_batch(run.id, tasks=[(f"k{i}", "f", None, "w", 1.0, 9.0, "ok") for i in range(6)])
     db.end_run(run.id, 12.0)
@@ -393,6 +392,9 @@ def test_database_from_before_last_seen_is_upgraded_in_place(tmp_path: Path) -> 
     """)
     old.commit()
     old.close()
+    reader = TelemetryDB(path, readonly=True)  # a reader cannot add the column: copes
+    assert [r.last_seen for r in reader.runs()] == [None]
+    reader.close()
     db = TelemetryDB(path)
     run = db.run("run-old")
     assert run is not None and run.last_seen is None and run.ended_at == 2.0
