@@ -54,7 +54,7 @@ def open_store(loaded: LoadedManifest, spec: TargetSpec) -> StateStore:
         return LocalStore(spec.workdir)
     if cfg.backend == "s3":
         try:
-            from scalable.state.s3 import S3Store  # type: ignore[import-not-found]
+            from scalable.state.s3 import S3Store
         except ModuleNotFoundError as exc:
             raise ScalableError(
                 f"the s3 state backend is not available: {exc}", hint="pip install 'scalable[aws]'"
