@@ -218,8 +218,14 @@ def lineage_task_definitions(ecs: Any, family_prefix: str, lineage: str) -> list
         families = [f for page in ecs.get_paginator("list_task_definition_families").paginate(
             familyPrefix=family_prefix, status="ACTIVE") for f in page["families"]]
         for fam in families:
-            found = ecs.describe_task_definition(taskDefinition=fam, include=["TAGS"])
-            if from_ecs(found.get("tags")).get(TAG_LINEAGE) == lineage:
+            try:
+                found = ecs.describe_task_definition(taskDefinition=fam, include=["TAGS"])
+            except Exception as exc:
+                if error_code(exc) == "ClientException":  # no active revision left
+                    continue
+                raise
+            if found["taskDefinition"].get("status") == "ACTIVE" and \
+                    from_ecs(found.get("tags")).get(TAG_LINEAGE) == lineage:
                 out.append({**found["taskDefinition"], "tags": found.get("tags", [])})
     return out
 

@@ -224,7 +224,11 @@ def _adopt_by_name(ec2: Any, name: str, vpc_id: str, lineage: str) -> str:
 
 
 def delete_group(ec2: Any, group_id: str) -> None:
-    """Wait until nothing uses the group, then delete it (gone already is fine)."""
+    """Wait until no instance uses the group, then delete it (gone already is fine).
+
+    Network interfaces that outlive their users (Fargate tasks release theirs a minute
+    or so after stopping) show up as ``DependencyViolation``, retried with backoff.
+    """
     deadline = time.monotonic() + delete_timeout()
     delay = 2.0
     while True:
@@ -234,11 +238,7 @@ def delete_group(ec2: Any, group_id: str) -> None:
                 {"Name": "instance-state-name",
                  "Values": ["pending", "running", "shutting-down", "stopping", "stopped"]},
             ])["Reservations"]
-            enis = ec2.describe_network_interfaces(
-                Filters=[{"Name": "group-id", "Values": [group_id]}])["NetworkInterfaces"]
-        busy = [i["InstanceId"] for r in users for i in r["Instances"]] + \
-            [e["NetworkInterfaceId"] for e in enis if e.get("Status") == "in-use"
-             and not e.get("Attachment", {}).get("InstanceId")]
+        busy = [i["InstanceId"] for r in users for i in r["Instances"]]
         if not busy or time.monotonic() + delay > deadline:
             break
         time.sleep(delay)

@@ -574,8 +574,7 @@ class AwsProvider(Provider):
         )
         with self._lock:
             self._lookups[f"security group:{ctx.lineage}"] = group_id
-        return Created(id=group_id, meta={"vpc_id": net.vpc_id, "ingress": allowed},
-                       outputs={"security_group_id": group_id})
+        return Created(id=group_id, meta={"vpc_id": net.vpc_id, "ingress": allowed})
 
     def _create_cluster(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
         from scalable.providers.aws.fargate import create_cluster
