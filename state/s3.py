@@ -230,7 +230,7 @@ class S3Store:
                                      Body=self._body(info), ContentType="application/json",
                                      **condition)
         except Exception as exc:
-            if _conflict(exc):
+            if _conflict(exc) or _missing(exc):  # If-Match on a deleted lock: 404
                 return None
             raise self._error(exc, "locking") from None
         return str(out.get("ETag", ""))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from scalable.pricing.catalog import fargate_rates
 from scalable.providers.aws.tags import decode, started_by
 
