@@ -87,14 +87,25 @@ def _instance_meta(inst: dict[str, Any], region: str | None) -> dict[str, Any]:
     }
 
 
+def find_by_keys(ec2: Any, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Live instances carrying any of these idempotency keys, by key (few calls)."""
+    out: dict[str, dict[str, Any]] = {}
+    keys = list(keys)
+    with aws_errors("looking for instances started by an earlier attempt"):
+        for i in range(0, len(keys), 200):
+            pages = ec2.get_paginator("describe_instances").paginate(Filters=[
+                {"Name": f"tag:{TAG_KEY}", "Values": keys[i:i + 200]},
+                {"Name": "instance-state-name", "Values": LIVE_STATES},
+            ])
+            for page in pages:
+                for r in page["Reservations"]:
+                    for inst in r["Instances"]:
+                        out.setdefault(from_ec2(inst.get("Tags")).get(TAG_KEY, ""), inst)
+    return out
+
+
 def find_by_key(ec2: Any, key: str) -> dict[str, Any] | None:
-    with aws_errors("looking for an instance started by an earlier attempt"):
-        res = ec2.describe_instances(Filters=[
-            {"Name": f"tag:{TAG_KEY}", "Values": [key]},
-            {"Name": "instance-state-name", "Values": LIVE_STATES},
-        ])["Reservations"]
-    found = [i for r in res for i in r["Instances"]]
-    return found[0] if found else None
+    return find_by_keys(ec2, [key]).get(key)
 
 
 def _run(ec2: Any, launch: Launch, spot: bool, token: str) -> dict[str, Any]:
@@ -129,9 +140,15 @@ def _run(ec2: Any, launch: Launch, spot: bool, token: str) -> dict[str, Any]:
     return ec2.run_instances(**kwargs)["Instances"][0]
 
 
-def launch_instance(ec2: Any, launch: Launch, region: str | None) -> dict[str, Any]:
-    """Start one instance (or return the one an earlier attempt started)."""
-    found = find_by_key(ec2, launch.key)
+def launch_instance(
+    ec2: Any, launch: Launch, region: str | None,
+    known: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Start one instance (or return the one an earlier attempt started).
+
+    ``known``: the result of :func:`find_by_keys` for a whole batch, fetched once.
+    """
+    found = known.get(launch.key) if known is not None else find_by_key(ec2, launch.key)
     if found is not None:
         return _instance_meta(found, region)
     what = f"starting {launch.tags.get(TAG_ADDRESS, 'an instance')} ({launch.instance_type})"

@@ -243,6 +243,17 @@ def _list_tasks(ecs: Any, cluster: str, **filters: Any) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def tasks_by_starter(ecs: Any, cluster: str) -> dict[str, dict[str, Any]]:
+    """Live tasks of a cluster by ``startedBy`` (one listing for a whole batch)."""
+    with aws_errors("looking for tasks started by an earlier attempt"):
+        arns = _list_tasks(ecs, cluster)
+    out: dict[str, dict[str, Any]] = {}
+    for t in describe_tasks(ecs, cluster, arns).values():
+        if t.get("lastStatus") not in GONE and t.get("startedBy"):
+            out.setdefault(str(t["startedBy"]), t)
+    return out
+
+
 def find_task(ecs: Any, cluster: str, key: str) -> dict[str, Any] | None:
     with aws_errors("looking for a task started by an earlier attempt"):
         arns = _list_tasks(ecs, cluster, startedBy=started_by(key))
@@ -257,9 +268,13 @@ def run_task(
     ecs: Any, *, cluster: str, task_definition: str, key: str, subnets: Sequence[str],
     security_groups: Sequence[str], public_ip: bool, command: list[str],
     environment: list[dict[str, str]], tags: dict[str, str], market: str,
+    known: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Start one task (or return the one an earlier attempt started)."""
-    found = find_task(ecs, cluster, key)
+    """Start one task (or return the one an earlier attempt started).
+
+    ``known``: :func:`tasks_by_starter` for the cluster, fetched once for a batch.
+    """
+    found = known.get(started_by(key)) if known is not None else find_task(ecs, cluster, key)
     if found is not None:
         return found
     base: dict[str, Any] = {

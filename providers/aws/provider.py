@@ -99,6 +99,9 @@ class AwsProvider(Provider):
         self._amis: dict[str, str] = {}
         self._lookups: dict[str, str] = {}
         self._state_types: set[str] = set()
+        # Instances / tasks already carrying a batch's keys, fetched once per create_many.
+        self._known_instances: dict[str, dict[str, Any]] | None = None
+        self._known_tasks: dict[str, dict[str, Any]] | None = None
 
     # -- plumbing -------------------------------------------------------------------------
     @property
@@ -516,14 +519,24 @@ class AwsProvider(Provider):
 
         return self._lookup(f"task definition {family}", lineage, find)
 
-    def _prepare(self, resources: Sequence[ResourceSpec]) -> None:
-        """Resolve shared things once, before threads fan out."""
+    def _prepare(self, resources: Sequence[ResourceSpec],
+                 contexts: Sequence[CreateContext]) -> None:
+        """Resolve shared things once, before threads fan out: the network, clients, and
+        what earlier attempts of these creates left (one listing, not one per create)."""
+        from scalable.providers.aws.ec2 import find_by_keys
+        from scalable.providers.aws.fargate import tasks_by_starter
+
         if any(r.type in (INSTANCE, TASK, SG) for r in resources):
             self.network()
-        if any(r.type == TASK for r in resources):
-            _ = self.aws.ecs
-        if any(r.type == INSTANCE for r in resources):
-            _ = self.aws.ec2
+        keys = [c.idempotency_key for r, c in zip(resources, contexts, strict=True)
+                if r.type == INSTANCE]
+        if keys:
+            self._known_instances = find_by_keys(self.aws.ec2, keys)
+        lineages = {c.lineage for r, c in zip(resources, contexts, strict=True)
+                    if r.type == TASK}
+        if len(lineages) == 1:
+            self._known_tasks = tasks_by_starter(self.aws.ecs,
+                                                 self._cluster_arn(lineages.pop()))
 
     def create_many(
         self, resources: Sequence[ResourceSpec], contexts: Sequence[CreateContext]
@@ -531,7 +544,10 @@ class AwsProvider(Provider):
         """Instances and tasks start ten at a time; support resources one by one."""
         if len(resources) <= 1:
             return super().create_many(resources, contexts)
-        self._prepare(resources)
+        try:
+            self._prepare(resources, contexts)
+        except ProviderError as exc:
+            return [exc for _ in resources]
 
         def one(pair: tuple[ResourceSpec, CreateContext]) -> Created | ProviderError:
             try:
@@ -539,8 +555,12 @@ class AwsProvider(Provider):
             except ProviderError as exc:
                 return exc
 
-        with ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="scalable-aws") as ex:
-            return list(ex.map(one, zip(resources, contexts, strict=True)))
+        try:
+            with ThreadPoolExecutor(max_workers=PARALLEL,
+                                    thread_name_prefix="scalable-aws") as ex:
+                return list(ex.map(one, zip(resources, contexts, strict=True)))
+        finally:
+            self._known_instances = self._known_tasks = None
 
     def create(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
         if resource.type == SG:
@@ -665,7 +685,7 @@ class AwsProvider(Provider):
             market=self._market(a.get("spot", False)),
             iam_instance_profile=a.get("iam_instance_profile"),
         )
-        meta = launch_instance(self.aws.ec2, launch, self.region)
+        meta = launch_instance(self.aws.ec2, launch, self.region, self._known_instances)
         meta["ami"] = ami
         if container:
             meta["container_image"] = container
@@ -745,6 +765,7 @@ class AwsProvider(Provider):
             environment=container_environment(tls=tls, scheduler_address=sched_addr,
                                               extra=self.target.env),
             tags=self._tags(resource, ctx), market=self._market(a.get("spot", False)),
+            known=self._known_tasks,
         )
         arn = task["taskArn"]
         meta: dict[str, Any] = {"task_arn": arn, "cluster": cluster,

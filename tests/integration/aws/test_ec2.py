@@ -314,3 +314,20 @@ def test_unknown_instance_type_fails_at_plan(project, aws: MotoAws) -> None:
     proc = project.run("plan", env=aws.env)
     assert proc.returncode == 1
     assert "unknown instance type" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_aws_tags_change_in_place(project, aws: MotoAws) -> None:
+    write(project, ondemand=1, spot=0, extra="tags: {team: a, old: x}")
+    run(project, aws, "apply", "--auto-approve", "--no-wait")
+    before = {r["address"]: r["id"] for r in state(project)["resources"]}
+    write(project, ondemand=1, spot=0, extra="tags: {team: b}")
+    plan = run(project, aws, "plan").stdout
+    assert "Plan: 0 to add, 3 to change, 0 to destroy." in plan
+    run(project, aws, "apply", "--auto-approve", "--no-wait")
+    after = {r["address"]: r["id"] for r in state(project)["resources"]}
+    assert after == before  # nothing replaced
+    for inst in aws.live_instances(state(project)["lineage"]):
+        tags = {t["Key"]: t["Value"] for t in inst["Tags"]}
+        assert tags["team"] == "b" and "old" not in tags
+        assert tags["scalable:managed-by"] == "scalable"  # ours untouched
+    assert "No changes." in run(project, aws, "plan").stdout
