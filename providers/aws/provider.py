@@ -272,6 +272,10 @@ class AwsProvider(Provider):
                 raise ProviderError(f"target {self.target.name}: {cfg.image} is an AMI, but "
                                     "Fargate runs container images",
                                     hint="set image: to a container image, or launch_type: ec2")
+            if any(g.name == "scheduler" for g in self.target.groups):
+                raise ProviderError(f"target {self.target.name}: a Fargate group may not be "
+                                    "named 'scheduler' (its task definition would clash)",
+                                    hint="rename the group")
             cpu, mem = self._fargate_size(cfg)
             check_size(cpu, mem, f"target {self.target.name} (scheduler)")
             for g in self.target.groups:

@@ -84,7 +84,7 @@ def test_ec2_user_data_starts_a_worker_that_joins_and_leak_guards_fire(
             provider: aws
             region: us-east-1
             image: {ami}          # native mode: the AMI brings Python and Dask
-            idle_timeout: 6s
+            idle_timeout: 30s
             max_workers: 1
             threads_per_worker: 2
     """)
@@ -132,7 +132,7 @@ def test_ec2_user_data_starts_a_worker_that_joins_and_leak_guards_fire(
     with pytest.raises(OSError):
         Client(f"tcp://127.0.0.1:{port}", timeout=3)
 
-    # Leak guards: idle for 6 s, the scheduler exits and the script "powers off"; the
+    # Leak guards: idle for 30 s, the scheduler exits and the script "powers off"; the
     # worker, its scheduler gone, exits and powers off too.
     wait_for(lambda: (sdir / "powered-off").exists(), 90, "scheduler idle shutdown", [slog])
     assert "dask exited with status" in slog.read_text()
