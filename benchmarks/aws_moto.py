@@ -79,7 +79,6 @@ def run_target(launch: str, n: int, parallel: int) -> dict[str, Any]:
 
 def s3_lock_round_trip(samples: int = 20) -> list[float]:
     import boto3
-
     from scalable.state.s3 import S3Store
 
     boto3.client("s3").create_bucket(Bucket="bench-state")

@@ -202,7 +202,7 @@ def _wait_for(pred, timeout: float = 60.0) -> None:
 
 
 def test_kill_dash_nine_mid_apply_then_apply_converges(project, aws: MotoAws) -> None:
-    write(project, ondemand=12, spot=0)
+    write(project, ondemand=20, spot=0)  # a batch wide enough to kill inside
     path = project.root / ".scalable/cloud/state.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "scalable", "apply", "--auto-approve", "--no-wait"],
@@ -236,7 +236,7 @@ def test_kill_dash_nine_mid_apply_then_apply_converges(project, aws: MotoAws) ->
         assert "adopted" in plan
     run(project, aws, "apply", "--auto-approve", "--no-wait")
     live = aws.live_instances(st["lineage"])
-    want = {"scheduler": 1, **{f"workers.ondemand[{i}]": 1 for i in range(12)}}
+    want = {"scheduler": 1, **{f"workers.ondemand[{i}]": 1 for i in range(20)}}
     assert by_address(live) == want  # nothing doubled, nothing missing
     assert {r["status"] for r in state(project)["resources"]} == {"ready"}
     assert started <= {i["InstanceId"] for i in live}  # what the crash made was adopted
