@@ -16,7 +16,7 @@ import pytest
 from scalable.pricing.catalog import machine_catalog
 from scalable.providers.aws.tags import client_token
 
-from .motoaws import MotoAws
+from .motoaws import MotoAws, SlowProxy
 
 pytestmark = pytest.mark.aws
 
@@ -202,47 +202,77 @@ def _wait_for(pred, timeout: float = 60.0) -> None:
 
 
 def test_kill_dash_nine_mid_apply_then_apply_converges(project, aws: MotoAws) -> None:
-    write(project, ondemand=20, spot=0)  # a batch wide enough to kill inside
+    write(project, ondemand=12, spot=0)
     path = project.root / ".scalable/cloud/state.json"
+    run(project, aws, "apply", "--auto-approve", "--no-wait")  # 13 instances, recorded
+    write(project, ondemand=20, spot=0)
+    # RunInstances answers come 5 s late through this proxy: instances exist at once,
+    # the apply cannot record them until the answers arrive — and it is killed before.
+    proxy = SlowProxy(aws.url, {"RunInstances": 5.0})
+    lineage = state(project)["lineage"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "scalable", "apply", "--auto-approve", "--no-wait"],
-        cwd=project.root, env={**os.environ, **aws.env, "CI": "1"},
+        cwd=project.root, env={**os.environ, **aws.env, "CI": "1",
+                               "AWS_ENDPOINT_URL": proxy.url},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 
-    def workers_creating() -> bool:
-        try:
-            data = json.loads(path.read_text())
-        except (FileNotFoundError, ValueError):
-            return False
-        return any(r["status"] == "creating" and r["address"].startswith("workers.")
-                   for r in data["resources"])
+    def new_instances_launched() -> bool:
+        return len(aws.live_instances(lineage)) >= 13 + 4
 
     try:
-        _wait_for(workers_creating)
+        _wait_for(new_instances_launched, timeout=120)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
+        proxy.close()
     assert proc.returncode == -signal.SIGKILL
     st = state(project)
-    creating = [r for r in st["resources"] if r["status"] == "creating"]
-    assert creating, "the kill landed after the apply finished"
+    creating = {r["address"] for r in st["resources"] if r["status"] == "creating"}
+    assert creating == {f"workers.ondemand[{i}]" for i in range(12, 20)}
+    started = {i["InstanceId"] for i in aws.live_instances(lineage)}
+    recorded = {r["id"] for r in st["resources"] if r["id"]}
+    untracked = started - recorded
+    assert len(untracked) >= 4  # launched by the killed apply, never recorded
 
     plan = run(project, aws, "plan").stdout
-    live_before = aws.live_instances(st["lineage"])
-    started = {i["InstanceId"] for i in live_before}
-    recorded = {r["id"] for r in st["resources"] if r["id"]}
-    if started - recorded:  # the crash left instances the state does not hold yet
-        assert "adopted" in plan
+    assert plan.count("adopted: created by an interrupted apply") == len(untracked)
     run(project, aws, "apply", "--auto-approve", "--no-wait")
-    live = aws.live_instances(st["lineage"])
+    live = aws.live_instances(lineage)
     want = {"scheduler": 1, **{f"workers.ondemand[{i}]": 1 for i in range(20)}}
     assert by_address(live) == want  # nothing doubled, nothing missing
+    assert untracked <= {i["InstanceId"] for i in live}  # adopted, not replaced
     assert {r["status"] for r in state(project)["resources"]} == {"ready"}
-    assert started <= {i["InstanceId"] for i in live}  # what the crash made was adopted
+    assert path.exists()
 
     run(project, aws, "destroy", "--auto-approve")
-    assert aws.live_instances(st["lineage"]) == []
+    assert aws.live_instances(lineage) == []
+
+
+def test_kill_dash_nine_then_destroy_leaves_nothing(project, aws: MotoAws) -> None:
+    """Killed mid-apply, then destroyed straight away: the unrecorded instances go too."""
+    write(project, ondemand=6, spot=0)
+    proxy = SlowProxy(aws.url, {"RunInstances": 5.0})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scalable", "apply", "--auto-approve", "--no-wait"],
+        cwd=project.root, env={**os.environ, **aws.env, "CI": "1",
+                               "AWS_ENDPOINT_URL": proxy.url},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: len(aws.live_instances()) >= 1, timeout=120)  # the scheduler
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+        proxy.close()
+    st = state(project)
+    assert [r["status"] for r in st["resources"] if r["address"] == "scheduler"] == ["creating"]
+    out = run(project, aws, "destroy", "--auto-approve").stdout
+    assert "Destroy complete!" in out
+    assert aws.live_instances() == []
+    groups = aws.client("ec2").describe_security_groups(
+        Filters=[{"Name": "tag:scalable:lineage", "Values": [st["lineage"]]}])["SecurityGroups"]
+    assert groups == []
 
 
 def test_crash_leftovers_are_adopted_or_deleted(project, aws: MotoAws) -> None:
