@@ -174,7 +174,10 @@ def main() -> None:
           f"{os.cpu_count()} CPUs")
     print(f"without plugin  median {wo:7.0f} tasks/s   scheduler CPU {cwo:6.0f} ms/1000 tasks")
     print(f"with plugin     median {w:7.0f} tasks/s   scheduler CPU {cw:6.0f} ms/1000 tasks")
-    print(f"throughput ratio with/without {w / wo:.3f}  (overhead {100 * (1 - w / wo):+.1f}%)")
+    paired = statistics.median(a / b for a, b in zip(rates[True], rates[False], strict=True))
+    print(f"throughput ratio with/without {w / wo:.3f}  (overhead {100 * (1 - w / wo):+.1f}%);"
+          f" median of paired trial ratios {paired:.3f}; spread without plugin "
+          f"{min(rates[False]):.0f}-{max(rates[False]):.0f} tasks/s")
     print(f"scheduler CPU ratio with/without {cw / cwo:.3f}  "
           f"(overhead {100 * (cw / cwo - 1):+.1f}%)   aim: <= 5%")
     hooks, write = plugin_cpu_per_task()

@@ -204,6 +204,8 @@ class Engine:
                 "tasks": goal.estimate.tasks, "task_seconds": goal.estimate.task_seconds,
                 "predicted_seconds": goal.chosen.finish_seconds,
                 "predicted_cost_usd": goal.chosen.cost_usd, "source": goal.estimate.source,
+                "budget_usd": goal.objectives.budget_usd,
+                "deadline_hours": goal.objectives.deadline_hours,
             })
         if not state.resources:
             state.owner = self.owner  # whoever brings capacity up owns it

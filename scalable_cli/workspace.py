@@ -46,7 +46,7 @@ class Workspace:
         if events is None:
             from scalable.telemetry.recorder import RunRecorder
 
-            events = RunRecorder(self)  # apply/destroy steps into the run (telemetry.db)
+            events = RunRecorder(self)  # apply/destroy steps into telemetry.db
         engine.events = events
         return engine
 

@@ -63,7 +63,9 @@ def _refresh(db: TelemetryDB, run: Run, file: str | None) -> tuple[Run, float | 
         ws = Workspace.open(file, run.target)
         state = ws.store.read()
         live_addr = state.outputs.get("scheduler_address") if state else None
-        if live_addr and live_addr == run.scheduler_address:
+        sched = state.get("scheduler") if state else None
+        if live_addr and live_addr == run.scheduler_address and sched is not None and (
+                ws.provider.observe([sched])["scheduler"].status != "gone"):
             if run.source == "pulled":
                 current_run(ws, state)
             return db.run(run.id) or run, None

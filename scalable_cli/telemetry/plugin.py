@@ -48,6 +48,9 @@ logger = logging.getLogger("scalable.telemetry")
 PLUGIN_NAME = "scalable-telemetry"
 # How long a worker that retired itself may take to tell us why (lifetime → walltime).
 REASON_GRACE = 2.0
+# An idle scheduler still notes it is alive this often (runs.last_seen), so a run whose
+# scheduler died without closing ends where it was last seen.
+HEARTBEAT = 30.0
 
 TaskTuple = tuple[str, str, "str | None", "str | None", "float | None", "float | None", str]
 EventTuple = tuple[float, str, "str | None", dict[str, Any]]
@@ -145,7 +148,9 @@ class TelemetryPlugin(SchedulerPlugin):
         self._log_events: list[EventTuple] = []
         self._log_tasks: list[TaskTuple] = []
         # db mode: batches waiting for the writer thread.
-        self._outbox: deque[tuple[list[EventTuple], list[TaskTuple], list[Aggregate]]] = deque()
+        self._outbox: deque[
+            tuple[list[EventTuple], list[TaskTuple], list[Aggregate], float]] = deque()
+        self._last_beat = 0.0
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._writing: Future[None] | None = None
@@ -318,14 +323,15 @@ class TelemetryPlugin(SchedulerPlugin):
             if now >= deadline:
                 self._finish_removal(addr, self._closing.pop(addr, None))
         events, tasks, aggs = self._take()
-        if not (events or tasks or aggs):
+        if not (events or tasks or aggs) and now - self._last_beat < HEARTBEAT:
             return
+        self._last_beat = now
         if self.db is None:
             self._log_events.extend(events)
             self._log_tasks.extend(tasks)
             return
         with self._lock:
-            self._outbox.append((events, tasks, aggs))
+            self._outbox.append((events, tasks, aggs, now))
         if self._executor is not None and (self._writing is None or self._writing.done()):
             self._writing = self._executor.submit(self._drain)
 
@@ -336,9 +342,10 @@ class TelemetryPlugin(SchedulerPlugin):
             with self._lock:
                 if not self._outbox:
                     return
-                events, tasks, aggs = self._outbox[0]
+                events, tasks, aggs, seen = self._outbox[0]
             try:
-                self.db.write_batch(self.run_id, events=events, tasks=tasks, aggregates=aggs)
+                self.db.write_batch(self.run_id, events=events, tasks=tasks, aggregates=aggs,
+                                    last_seen=seen)
             except Exception as exc:
                 self.write_errors += 1
                 logger.warning("telemetry: write to %s failed (%s); will retry",

@@ -15,23 +15,15 @@ Telemetry never fails a command: errors here are logged and dropped.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from scalable.telemetry.store import (
-    PULL_HANDLER,
-    Aggregate,
-    Run,
-    TelemetryDB,
-)
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: every engine gets a recorder, `plan` included
     from scalable.providers.base import Provider
     from scalable.state.model import StateFile
+    from scalable.telemetry.store import Run, TelemetryDB
     from scalable.workspace import Workspace
 
 logger = logging.getLogger("scalable.telemetry")
@@ -47,6 +39,11 @@ def telemetry_enabled() -> bool:
 
 
 def _call(address: str, security: Any, timeout: float, **kwargs: Any) -> dict[str, Any]:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scalable.telemetry.store import PULL_HANDLER
+
     async def go() -> dict[str, Any]:
         from distributed.core import rpc
 
@@ -65,11 +62,13 @@ def _call(address: str, security: Any, timeout: float, **kwargs: Any) -> dict[st
 
 
 def pull(db: TelemetryDB, address: str, security: Any = None, *,
-         timeout: float = 10.0) -> Run | None:
+         timeout: float = 5.0) -> Run | None:
     """Ask the scheduler at ``address`` for its run; copy a remote run's new records.
 
     Returns the run (now in ``db``), or None when no telemetry plugin answers.
     """
+    from scalable.telemetry.store import Aggregate
+
     try:
         info = _call(address, security, timeout)
     except Exception as exc:
@@ -111,6 +110,8 @@ def current_run(ws: Workspace, state: StateFile | None = None, *,
     addr = state.outputs.get("scheduler_address") if state is not None else None
     if not addr:
         return None
+    from scalable.telemetry.store import TelemetryDB
+
     db = TelemetryDB.for_root(ws.spec.root)
     run = db.open_run(ws.spec.name, addr) if db.exists else None
     if refresh and (run is None or run.source == "pulled"):
@@ -173,6 +174,8 @@ class RunRecorder:
     @property
     def db(self) -> TelemetryDB:
         if self._db is None:
+            from scalable.telemetry.store import TelemetryDB
+
             self._db = TelemetryDB.for_root(self.ws.spec.root)
         return self._db
 
@@ -197,11 +200,20 @@ class RunRecorder:
                 pull(self.db, run.scheduler_address, self._security())
             self._flush()
         elif kind == "resource_deleted" and is_scheduler:
-            self._resolve(ask=False)
-            self._flush()
-            if self.run_id is not None:
-                self.db.end_run(self.run_id, now)
-                self.last_run_id, self.run_id = self.run_id, None
+            run = self._resolve(ask=False)
+            # None: its plugin ended the run as the scheduler closed; the steps are its.
+            self._flush(fallback=self.last_run_id)
+            if run is not None:
+                # The plugin ends its own run when its scheduler closes; one still open
+                # here died without closing: it ended when it was last heard of.
+                # (A pulled or engine-made run ends now: its scheduler just went.)
+                if run.source == "plugin" and run.ended_at is None:
+                    from scalable.telemetry.report import last_activity
+
+                    self.db.end_run(run.id, min(now, last_activity(self.db, run)))
+                else:
+                    self.db.end_run(run.id, now)
+                self.last_run_id, self.run_id = run.id, None
         elif kind.endswith("_complete") or kind.endswith("_start"):
             self._resolve(ask=True, create=kind == "apply_complete")
             self._flush(fallback=self.last_run_id if kind.endswith("_complete") else None)
@@ -219,7 +231,11 @@ class RunRecorder:
     def _resolve(self, *, ask: bool, create: bool = False) -> Run | None:
         """Find the current run: the database first, then the scheduler (``ask``)."""
         if self.run_id is not None:
-            return self.db.run(self.run_id)
+            known = self.db.run(self.run_id)
+            if known is not None and known.ended_at is None:
+                return known
+            # Ended elsewhere (a long-lived engine, e.g. the controller's, outlived it).
+            self.last_run_id, self.run_id = self.run_id, None
         state = self.ws.store.read()
         addr = state.outputs.get("scheduler_address") if state is not None else None
         if not addr:

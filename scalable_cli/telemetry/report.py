@@ -176,6 +176,16 @@ class RunReport:
     cost: Cost
     removed: dict[str, int] = field(default_factory=dict)
     steps: list[Event] = field(default_factory=list)
+    # What objective planning predicted for this run (an ``objective_plan`` event).
+    objective: dict[str, Any] | None = None
+    last_task_stop: float | None = None
+
+    @property
+    def work_seconds(self) -> float | None:
+        """From the run's start to its last task's end (to set beside a prediction)."""
+        if self.last_task_stop is None:
+            return None
+        return max(0.0, self.last_task_stop - self.run.started_at)
 
     @property
     def efficiency(self) -> float | None:
@@ -270,6 +280,8 @@ def build_report(db: TelemetryDB, run: Run, *, end: float | None = None,
             r = str(e.data.get("reason") or "unknown")
             removed[r] = removed.get(r, 0) + 1
     pricing = next((e.data for e in reversed(events) if e.kind == "pricing"), None)
+    objective = next((e.data for e in reversed(events) if e.kind == "objective_plan"), None)
+    stops = [t.stop for t in tasks if t.stop is not None]
     return RunReport(
         run=run, end=window_end, running=running, peak_workers=peak, avg_workers=avg,
         completed=completed, failed=failed, duration=max(0.0, window_end - start),
@@ -278,13 +290,15 @@ def build_report(db: TelemetryDB, run: Run, *, end: float | None = None,
         by_tag=tag_stats(tasks, aggs), decisions=decisions,
         cost=compute_cost(spans, start, window_end, pricing), removed=removed,
         steps=[e for e in events if e.kind in ENGINE_STEPS],
+        objective=objective, last_task_stop=max(stops) if stops else None,
     )
 
 
 def last_activity(db: TelemetryDB, run: Run) -> float:
-    """The time of the last thing recorded in a run (for a scheduler that died)."""
-    times = [run.started_at]
-    times += [e.ts for e in db.events(run.id)]
+    """When the run's scheduler was last heard of (for one that died without closing):
+    its plugin's last write (heartbeat), worker events and task ends."""
+    times = [run.started_at, run.last_seen or 0.0]
+    times += [e.ts for e in db.events(run.id, ("worker_added", "worker_removed"))]
     times += [t.stop for t in db.tasks(run.id) if t.stop is not None]
     return max(times)
 
@@ -353,7 +367,26 @@ def render_report(r: RunReport) -> str:
     if c.note:
         detail += f"; {c.note}"
     lines += ["", f"Cost: {fmt_usd(c.usd)} ({detail})"]
+    if r.objective is not None:
+        lines += [""] + render_objective(r)
     return "\n".join(lines) + "\n"
+
+
+def render_objective(r: RunReport) -> list[str]:
+    o = r.objective or {}
+    goals = []
+    if o.get("deadline_hours") is not None:
+        goals.append(f"deadline {o['deadline_hours']:g} h")
+    if o.get("budget_usd") is not None:
+        goals.append(f"budget {fmt_usd(o['budget_usd'])}")
+    return [
+        f"Objective: {', '.join(goals) or 'none'} for {o.get('tasks')} tasks → "
+        f"{o.get('workers')} workers (group {o.get('group')})",
+        f"  predicted: {fmt_seconds(o.get('predicted_seconds'))}, "
+        f"{fmt_usd(o.get('predicted_cost_usd'))}"
+        f"  (task time {fmt_seconds(o.get('task_seconds'))}; {o.get('source')})",
+        f"  actual:    {fmt_seconds(r.work_seconds)} to the last task, {fmt_usd(r.cost.usd)}",
+    ]
 
 
 def report_to_dict(r: RunReport) -> dict[str, Any]:
@@ -373,6 +406,9 @@ def report_to_dict(r: RunReport) -> dict[str, Any]:
              "reason": d.reason, "group": d.group} for d in r.decisions
         ],
         "cost": asdict(r.cost),
+        "objective": None if r.objective is None else {
+            "predicted": r.objective, "actual_seconds": r.work_seconds,
+            "actual_cost_usd": r.cost.usd},
         "steps": [e.to_dict() for e in r.steps],
     }
 

@@ -8,7 +8,7 @@ readers are ``scalable report``, the TUI and the objective planner.
 Schema (``SCHEMA_VERSION`` 1; see docs/guides/telemetry.rst)::
 
     runs(id, project, target, provider, manifest_digest, scheduler_address,
-         started_at, ended_at, source)
+         started_at, ended_at, source, last_seen)
     events(id, run_id, ts, kind, worker, data)          -- data is JSON
     tasks(run_id, key, prefix, tag, worker, start, stop, status)
     task_aggregates(run_id, prefix, tag, status, count, total_seconds,
@@ -31,7 +31,6 @@ import json
 import math
 import os
 import re
-import secrets
 import sqlite3
 import threading
 import time
@@ -65,7 +64,8 @@ CREATE TABLE IF NOT EXISTS runs(
     scheduler_address TEXT,
     started_at REAL NOT NULL,
     ended_at REAL,
-    source TEXT NOT NULL DEFAULT 'plugin'
+    source TEXT NOT NULL DEFAULT 'plugin',
+    last_seen REAL
 );
 CREATE INDEX IF NOT EXISTS runs_target ON runs(target, started_at);
 CREATE TABLE IF NOT EXISTS events(
@@ -117,7 +117,7 @@ def new_run_id(project: str, when: float | None = None) -> str:
     """``run-YYYYMMDDTHHMMSS-<project>-<6 hex>``; the time is UTC."""
     stamp = datetime.fromtimestamp(when if when is not None else time.time(), timezone.utc)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", project).strip("-") or "scalable"
-    return f"run-{stamp:%Y%m%dT%H%M%S}-{slug}-{secrets.token_hex(3)}"
+    return f"run-{stamp:%Y%m%dT%H%M%S}-{slug}-{os.urandom(3).hex()}"
 
 
 # -- duration histograms (for aggregates) ---------------------------------------------
@@ -204,6 +204,9 @@ class Run:
     # Who wrote the run: 'plugin' (the scheduler wrote it here), 'pulled' (a remote
     # scheduler's events, pulled by the CLI), 'engine' (no plugin answered).
     source: str = "plugin"
+    # When the scheduler's plugin last wrote (at least every HEARTBEAT seconds while it
+    # lives): where a run that was never ended stopped.
+    last_seen: float | None = None
 
     @property
     def running(self) -> bool:
@@ -271,7 +274,7 @@ class TimelinePoint:
 # -- the database -------------------------------------------------------------------------
 
 _RUN_COLS = ("id, project, target, provider, manifest_digest, scheduler_address, "
-             "started_at, ended_at, source")
+             "started_at, ended_at, source, last_seen")
 _TASK_UPSERT = (
     "INSERT INTO tasks(run_id, key, prefix, tag, worker, start, stop, status) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -295,6 +298,7 @@ class TelemetryDB:
         self.path = Path(path)
         self.readonly = readonly
         self._local = threading.local()
+        self._select_runs = _RUN_COLS
 
     @classmethod
     def for_root(cls, root: str | os.PathLike[str], **kwargs: Any) -> TelemetryDB:
@@ -309,9 +313,13 @@ class TelemetryDB:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
+        self._select_runs = _RUN_COLS
         if self.readonly:
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10.0,
                                    isolation_level=None)
+            cols = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+            if "last_seen" not in cols:  # written before the column; cannot add it here
+                self._select_runs = _RUN_COLS.replace("last_seen", "NULL AS last_seen")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             new = not self.path.exists()
@@ -325,8 +333,15 @@ class TelemetryDB:
         self._local.conn = conn
         return conn
 
+    def _runs_cols(self) -> str:
+        self._connect()
+        return str(self._select_runs)
+
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         conn.executescript(_SCHEMA)
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+        if "last_seen" not in cols:  # a database from before the column (additive)
+            conn.execute("ALTER TABLE runs ADD COLUMN last_seen REAL")
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
@@ -379,9 +394,11 @@ class TelemetryDB:
         )
         with self.transaction() as c:
             c.execute(
-                f"INSERT OR IGNORE INTO runs({_RUN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR IGNORE INTO runs({_RUN_COLS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run.id, run.project, run.target, run.provider, run.manifest_digest,
-                 run.scheduler_address, run.started_at, run.ended_at, run.source),
+                 run.scheduler_address, run.started_at, run.ended_at, run.source,
+                 run.last_seen),
             )
         return run
 
@@ -404,12 +421,12 @@ class TelemetryDB:
                       (ended_at if ended_at is not None else time.time(), run_id))
 
     def run(self, run_id: str) -> Run | None:
-        rows = self._query(f"SELECT {_RUN_COLS} FROM runs WHERE id=?", (run_id,))
+        rows = self._query(f"SELECT {self._runs_cols()} FROM runs WHERE id=?", (run_id,))
         return Run(*rows[0]) if rows else None
 
     def runs(self, target: str | None = None, limit: int | None = None) -> list[Run]:
         """Runs, newest first."""
-        sql = f"SELECT {_RUN_COLS} FROM runs"
+        sql = f"SELECT {self._runs_cols()} FROM runs"
         params: list[Any] = []
         if target is not None:
             sql += " WHERE target=?"
@@ -426,7 +443,7 @@ class TelemetryDB:
 
     def open_run(self, target: str, scheduler_address: str | None = None) -> Run | None:
         """The newest run of ``target`` that has not ended (optionally on one scheduler)."""
-        sql = f"SELECT {_RUN_COLS} FROM runs WHERE target=? AND ended_at IS NULL"
+        sql = f"SELECT {self._runs_cols()} FROM runs WHERE target=? AND ended_at IS NULL"
         params: list[Any] = [target]
         if scheduler_address is not None:
             sql += " AND scheduler_address=?"
@@ -436,7 +453,7 @@ class TelemetryDB:
 
     def find_runs(self, prefix: str) -> list[Run]:
         """Runs whose id starts with ``prefix`` (for ``report --run`` abbreviations)."""
-        rows = self._query(f"SELECT {_RUN_COLS} FROM runs WHERE id LIKE ? ESCAPE '\\' "
+        rows = self._query(f"SELECT {self._runs_cols()} FROM runs WHERE id LIKE ? ESCAPE '\\' "
                            "ORDER BY started_at DESC",
                            (prefix.replace("%", r"\%").replace("_", r"\_") + "%",))
         return [Run(*r) for r in rows]
@@ -485,17 +502,20 @@ class TelemetryDB:
         tasks: Sequence[tuple[str, str, str | None, str | None, float | None, float | None,
                               str]] = (),
         aggregates: Sequence[Aggregate] = (),
+        last_seen: float | None = None,
     ) -> None:
-        """One transaction for a plugin flush.
+        """One transaction for a plugin flush (``last_seen``: the plugin's heartbeat).
 
         ``tasks`` are ``(key, prefix, tag, worker, start, stop, status)``; a key already
         recorded in this run is updated (its last outcome wins). ``aggregates`` replace
         the stored totals of their (prefix, tag, status).
         """
-        if not (events or tasks or aggregates):
+        if not (events or tasks or aggregates or last_seen):
             return
         with self.transaction() as c:
             _insert(c, run_id, events, tasks, aggregates)
+            if last_seen is not None:
+                c.execute("UPDATE runs SET last_seen=? WHERE id=?", (last_seen, run_id))
 
     def tasks(self, run_id: str) -> list[TaskRow]:
         rows = self._query("SELECT run_id, key, prefix, tag, worker, start, stop, status "

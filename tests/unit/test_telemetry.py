@@ -343,3 +343,60 @@ def test_report_cli_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert main(["report", "--run", "run-1-p-aaaaab"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Run: run-1-p-aaaaab\n") and "Tasks: 0 completed, 0 failed" in out
+
+
+def test_objective_planner_reads_task_history(tmp_path: Path) -> None:
+    from scalable.scaling.objectives import estimate_for, history
+
+    (tmp_path / "scalable.yaml").write_text(
+        "project: {name: p}\ntargets:\n  local: {provider: local, max_workers: 4}\n")
+    spec = Workspace.open(tmp_path / "scalable.yaml", "local").spec
+    assert history(spec, "sim") == []
+    assert not TelemetryDB.for_root(tmp_path).exists  # reading never creates it
+    db = TelemetryDB.for_root(tmp_path)
+    run = db.start_run(project="p", target="local", provider="local")
+    db.write_batch(run.id, tasks=[(f"k{i}", "f", "sim", "w", 0.0, 1.0 + i, "ok")
+                                  for i in range(5)])
+    assert sorted(history(spec, "sim")) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    est = estimate_for(spec, 100, "sim")
+    assert est.source == "telemetry: 5 past tasks tagged 'sim' on local"
+    assert est.task_seconds == 3.0
+
+
+def test_report_sets_the_objective_beside_the_run(tmp_path: Path) -> None:
+    db = TelemetryDB.for_root(tmp_path)
+    run = db.start_run(project="p", target="local", provider="local", started_at=0.0)
+    db.record_events(run.id, [(0.0, "objective_plan", None, {
+        "group": "default", "workers": 3, "tasks": 6, "predicted_seconds": 10.0,
+        "predicted_cost_usd": 0.5, "task_seconds": 4.0, "source": "manifest workload",
+        "budget_usd": 1.0, "deadline_hours": 0.01})])
+    db.write_batch(run.id, tasks=[(f"k{i}", "f", None, "w", 1.0, 9.0, "ok") for i in range(6)])
+    db.end_run(run.id, 12.0)
+    text = render_report(build_report(db, db.run(run.id)))  # type: ignore[arg-type]
+    assert text.splitlines()[-3:] == [
+        "Objective: deadline 0.01 h, budget $1.00 for 6 tasks → 3 workers (group default)",
+        "  predicted: 10.0s, $0.50  (task time 4.0s; manifest workload)",
+        "  actual:    9.0s to the last task, unknown",
+    ]
+
+
+def test_database_from_before_last_seen_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / ".scalable" / "telemetry.db"
+    path.parent.mkdir()
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE runs(id TEXT PRIMARY KEY, project TEXT NOT NULL, target TEXT NOT NULL,
+            provider TEXT NOT NULL, manifest_digest TEXT, scheduler_address TEXT,
+            started_at REAL NOT NULL, ended_at REAL, source TEXT NOT NULL DEFAULT 'plugin');
+        INSERT INTO runs VALUES ('run-old', 'p', 't', 'local', NULL, NULL, 1.0, 2.0, 'plugin');
+    """)
+    old.commit()
+    old.close()
+    reader = TelemetryDB(path, readonly=True)  # a reader cannot add the column: copes
+    assert [r.last_seen for r in reader.runs()] == [None]
+    reader.close()
+    db = TelemetryDB(path)
+    run = db.run("run-old")
+    assert run is not None and run.last_seen is None and run.ended_at == 2.0
+    db.write_batch("run-old", last_seen=1.5)
+    assert db.run("run-old").last_seen == 1.5  # type: ignore[union-attr]
