@@ -48,6 +48,16 @@ class ApplyResult:
         return bool(self.errors)
 
 
+def _tier(address: str) -> int:
+    """Creation order: what Dask runs on (a node pool, a security group) first, then the
+    scheduler, then workers and the rest. Deletion goes the other way round."""
+    if address == "scheduler":
+        return 1
+    if address.startswith("workers.") or address == "controller":
+        return 2
+    return 0
+
+
 class Engine:
     """Plan and apply for one target; the CLI and ScalableSession are faces over this."""
 
@@ -114,15 +124,22 @@ class Engine:
         updates = [c for c in changes if c.action == "update"]
 
         self._retire(state, [c.record for c in deletes if c.record and c.address != "scheduler"])
-        for c in sorted(deletes + stale, key=lambda c: c.address == "scheduler"):
+        for c in sorted(deletes + stale, key=lambda c: -_tier(c.address)):
             counted = c in deletes
             if self._delete(state, c, result) and counted and c.action == "delete":
                 result.destroyed += 1
             elif counted and c.action == "replace":
                 result.destroyed += 1
 
-        sched = [c for c in creates if c.address == "scheduler"]
-        others = [c for c in creates if c.address != "scheduler"]
+        infra = [c for c in creates if _tier(c.address) == 0]
+        sched = [c for c in creates if _tier(c.address) == 1]
+        others = [c for c in creates if _tier(c.address) == 2]
+        if infra:
+            self._create_batch(state, infra, result)
+            if result.errors and (sched or others):
+                result.errors.append("what the scheduler and workers run on failed: "
+                                     "they were not created")
+                sched, others = [], []
         for c in sched:
             self._create_batch(state, [c], result)
         if others:
