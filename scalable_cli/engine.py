@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from scalable.planning.diff import make_plan
+from scalable.planning.diff import make_plan, spec_of
 from scalable.planning.model import Change, Plan
 from scalable.providers.base import CreateContext, Created, Provider, ProviderError, ResourceSpec
 from scalable.state.lock import LockInfo
@@ -115,6 +115,10 @@ class Engine:
         if not plan.destroy:
             state.manifest_digest = plan.manifest_digest
         self._save(state)
+        adopted = state.get("scheduler")
+        if (not plan.destroy and adopted is not None and adopted in plan.adopted
+                and "scheduler_address" not in state.outputs):
+            self._recover_outputs(state, adopted, result)
 
         changes = plan.actionable
         deletes = [c for c in changes if c.action in ("delete", "replace")]
@@ -188,6 +192,24 @@ class Engine:
         self.notify(f"{change.address}: Destruction complete")
         self.events("resource_deleted", {"address": change.address, "type": change.type})
         return True
+
+    def _recover_outputs(self, state: StateFile, rec: ResourceRecord,
+                         result: ApplyResult) -> None:
+        """An adopted scheduler's address died with the interrupted apply: creating it
+        again with the same idempotency key finds it and returns it (creates are
+        idempotent), outputs included."""
+        ctx = CreateContext(lineage=state.lineage, idempotency_key=rec.idempotency_key,
+                            target=self.target.name, project=self.target.project,
+                            outputs=dict(state.outputs))
+        try:
+            out = self.provider.create(spec_of(rec), ctx)
+        except ProviderError as exc:
+            result.errors.append(f"scheduler: adopted, but its address is lost: {exc}")
+            return
+        rec.id = out.id
+        rec.meta = {**rec.meta, **out.meta}
+        state.outputs.update(out.outputs)
+        self._save(state)
 
     def _context(self, state: StateFile, spec: ResourceSpec) -> CreateContext:
         return CreateContext(

@@ -297,6 +297,7 @@ class Pools:
 
         path = f"{self.location_path}/operations/{op.name}"
         deadline = time.monotonic() + self.timeout
+        delay = 0.2  # quick first looks, then every ``poll`` seconds
         while _enum_name(op.status) != "DONE":
             if time.monotonic() > deadline:
                 raise ProviderError(
@@ -305,7 +306,8 @@ class Pools:
                     hint="the next `scalable plan` picks the pool up from its labels; raise "
                     "operation_timeout if pools are slow to come up here",
                 )
-            time.sleep(self.poll)
+            time.sleep(delay)
+            delay = min(delay * 1.5, self.poll)
             try:
                 op = self._call(f"read operation {op.name}", self.client.get_operation,
                                 name=path)

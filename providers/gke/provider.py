@@ -87,9 +87,11 @@ class GkeProvider(Provider):
     name = "gke"
     # How long a scheduler pod may take to become ready (image pull included).
     pod_timeout = 900.0
-    # Seconds between polls of GKE operations and of pods.
+    # How long a scheduler pod may stay Unschedulable with its pool at rest.
+    unschedulable_grace = 120.0
+    # Longest pause between polls of GKE operations and of pods (they start at 0.2 s).
     op_poll = 5.0
-    kube_poll = 1.0
+    kube_poll = 2.0
 
     def __init__(
         self,
@@ -525,7 +527,7 @@ class GkeProvider(Provider):
             for kind, body in bodies:
                 self._ensure(kind, body, key)
                 made.append((kind, body["metadata"]["name"]))
-            self._wait_scheduler_pod(select)
+            self._wait_scheduler_pod(select, str(a["pool"]))
             svc = self._wait_ingress(self.scheduler_name)
         except BaseException:
             for kind, name in reversed(made):  # leave nothing unrecorded behind
@@ -553,10 +555,17 @@ class GkeProvider(Provider):
             outputs=outputs,
         )
 
-    def _wait_scheduler_pod(self, select: dict[str, str]) -> None:
-        """Until the scheduler pod is ready; Kubernetes' reason if it cannot start."""
-        deadline = time.monotonic() + self.pod_timeout
+    def _wait_scheduler_pod(self, select: dict[str, str], pool: str) -> None:
+        """Until the scheduler pod is ready; Kubernetes' reason if it cannot start.
+
+        Unschedulable is waited out while the pool is still being changed (an adopted
+        create), and is an error once it has lasted ``unschedulable_grace`` without.
+        """
+        start = time.monotonic()
+        deadline = start + self.pod_timeout
         last = "no pod yet"
+        unschedulable_since: float | None = None
+        delay = 0.2
         while True:
             pods = self.kube.select("pod", _selector_text(select))
             for pod in pods:
@@ -565,22 +574,29 @@ class GkeProvider(Provider):
                     return
                 reason, message = problem
                 last = f"{reason}: {message}" if message else reason
+                hint = f"kubectl -n {self.cfg.namespace} describe pod {pod['metadata']['name']}"
                 if reason in manifests.FATAL_WAITING or reason == "OOMKilled":
+                    raise ProviderError(f"the scheduler pod cannot start: {last}", hint=hint)
+                if reason != "Unschedulable" or self.pools.running(pool):
+                    unschedulable_since = None
+                elif unschedulable_since is None:
+                    unschedulable_since = time.monotonic()
+                elif time.monotonic() - unschedulable_since > self.unschedulable_grace:
                     raise ProviderError(
-                        f"the scheduler pod cannot start: {last}",
-                        hint=f"kubectl -n {self.cfg.namespace} describe pod "
-                             f"{pod['metadata']['name']}",
-                    )
+                        f"the scheduler pod cannot be scheduled on node pool {pool}: "
+                        f"{message}", hint=hint)
             if time.monotonic() > deadline:
                 raise ProviderError(
                     f"the scheduler pod was not ready after {self.pod_timeout:g}s ({last})",
                     hint=f"kubectl -n {self.cfg.namespace} get pods -l "
                          f"{_selector_text(select)}",
                 )
-            time.sleep(self.kube_poll)
+            time.sleep(delay)
+            delay = min(delay * 1.5, self.kube_poll)
 
     def _wait_ingress(self, name: str) -> dict[str, Any]:
         deadline = time.monotonic() + self.pod_timeout
+        delay = 0.2
         while True:
             svc = self.kube.read("service", name)
             if svc is None:
@@ -593,7 +609,8 @@ class GkeProvider(Provider):
                     f"the scheduler's load balancer got no address in {self.pod_timeout:g}s",
                     hint=f"kubectl -n {self.cfg.namespace} describe service {name}",
                 )
-            time.sleep(self.kube_poll)
+            time.sleep(delay)
+            delay = min(delay * 1.5, self.kube_poll)
 
     def _create_workers(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
         from scalable.providers.commands import worker_argv

@@ -87,6 +87,8 @@ class FakeGke:
         # Operation type names whose next operation never completes.
         self.hold_next: set[str] = set()
         self.calls: list[str] = []
+        # RPC method names that answer PERMISSION_DENIED (an account without the role).
+        self.deny: set[str] = set()
         self._server: grpc.Server | None = None
         self.address = ""
 
@@ -211,6 +213,13 @@ class FakeGke:
         return out
 
     # -- RPCs ---------------------------------------------------------------------------
+    def _enter(self, method: str, context: grpc.ServicerContext) -> None:
+        self.calls.append(method)
+        if method in self.deny:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"Required 'container.clusters.update' permission for "
+                          f"'{self.cluster_path}'.")
+
     def _pool_name(self, path: str, context: grpc.ServicerContext) -> str:
         prefix = f"{self.cluster_path}/nodePools/"
         if not path.startswith(prefix):
@@ -223,20 +232,20 @@ class FakeGke:
                           f"Not found: {path}. Could not find cluster.")
 
     def get_cluster(self, req: c.GetClusterRequest, context: Any) -> c.Cluster:
-        self.calls.append("GetCluster")
+        self._enter("GetCluster", context)
         self._check_cluster(req.name, context)
         return self.cluster
 
     def list_node_pools(self, req: c.ListNodePoolsRequest, context: Any
                         ) -> c.ListNodePoolsResponse:
-        self.calls.append("ListNodePools")
+        self._enter("ListNodePools", context)
         self._check_cluster(req.parent, context)
         self.tick()
         with self.lock:
             return c.ListNodePoolsResponse(node_pools=list(self.pools.values()))
 
     def get_node_pool(self, req: c.GetNodePoolRequest, context: Any) -> c.NodePool:
-        self.calls.append("GetNodePool")
+        self._enter("GetNodePool", context)
         name = self._pool_name(req.name, context)
         self.tick()
         with self.lock:
@@ -246,7 +255,7 @@ class FakeGke:
             return pool
 
     def create_node_pool(self, req: c.CreateNodePoolRequest, context: Any) -> c.Operation:
-        self.calls.append("CreateNodePool")
+        self._enter("CreateNodePool", context)
         self._check_cluster(req.parent, context)
         self.tick()
         with self.lock:
@@ -274,7 +283,7 @@ class FakeGke:
             return self._start("CREATE_NODE_POOL", pool.name, done)
 
     def set_node_pool_size(self, req: c.SetNodePoolSizeRequest, context: Any) -> c.Operation:
-        self.calls.append("SetNodePoolSize")
+        self._enter("SetNodePoolSize", context)
         name = self._pool_name(req.name, context)
         self.tick()
         with self.lock:
@@ -295,7 +304,7 @@ class FakeGke:
             return self._start("SET_NODE_POOL_SIZE", name, done)
 
     def delete_node_pool(self, req: c.DeleteNodePoolRequest, context: Any) -> c.Operation:
-        self.calls.append("DeleteNodePool")
+        self._enter("DeleteNodePool", context)
         name = self._pool_name(req.name, context)
         self.tick()
         with self.lock:
@@ -315,7 +324,7 @@ class FakeGke:
             return self._start("DELETE_NODE_POOL", name, done)
 
     def get_operation(self, req: c.GetOperationRequest, context: Any) -> c.Operation:
-        self.calls.append("GetOperation")
+        self._enter("GetOperation", context)
         self.tick()
         name = req.name.rsplit("/", 1)[-1]
         with self.lock:
@@ -326,7 +335,7 @@ class FakeGke:
 
     def list_operations(self, req: c.ListOperationsRequest, context: Any
                         ) -> c.ListOperationsResponse:
-        self.calls.append("ListOperations")
+        self._enter("ListOperations", context)
         self.tick()
         with self.lock:
             return c.ListOperationsResponse(
