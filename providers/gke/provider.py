@@ -295,8 +295,7 @@ class GkeProvider(Provider):
         if cluster.status not in ("RUNNING", "RECONCILING"):
             raise ProviderError(f"GKE cluster {cluster.name} is {cluster.status}",
                                 hint="wait until it is RUNNING")
-        for g in self.target.groups:
-            self._group_shape(g)
+        self.desired()  # sizing: every pod must fit on its machine type
         if self.kube.read("namespace", self.cfg.namespace) is None:
             raise ProviderError(
                 f"namespace {self.cfg.namespace!r} does not exist in cluster {cluster.name}",

@@ -214,6 +214,7 @@ class Forwarder:
         self.open: list[socket.socket] = []
         self.refused = 0
         self.closed = False
+        self.hold = 20.0
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _permitted(self, peer: str) -> bool:
@@ -231,21 +232,31 @@ class Forwarder:
                 continue
             except OSError:
                 return
-            backends = self.backends()
-            if not self._permitted(peer[0]) or not backends:
+            if not self._permitted(peer[0]):
                 self.refused += 1
                 conn.close()
                 continue
-            try:
-                upstream = socket.create_connection(random.choice(backends), timeout=5)
-            except OSError:
+            threading.Thread(target=self._connect, args=(conn,), daemon=True).start()
+
+    def _connect(self, conn: socket.socket) -> None:
+        # No ready endpoint yet (a pod restarting): hold the connection a while, as a load
+        # balancer dropping packets makes a client wait, then give up.
+        deadline = time.monotonic() + self.hold
+        while not (backends := self.backends()):
+            if self.closed or time.monotonic() > deadline:
                 conn.close()
-                continue
-            upstream.settimeout(None)
-            conn.settimeout(None)
-            self.open += [conn, upstream]
-            for a, b in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                return
+            time.sleep(0.1)
+        try:
+            upstream = socket.create_connection(random.choice(backends), timeout=5)
+        except OSError:
+            conn.close()
+            return
+        upstream.settimeout(None)
+        conn.settimeout(None)
+        self.open += [conn, upstream]
+        for a, b in ((conn, upstream), (upstream, conn)):
+            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket) -> None:
