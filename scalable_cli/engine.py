@@ -58,6 +58,15 @@ def _tier(address: str) -> int:
     return 0
 
 
+def _update_order(change: Change) -> int:
+    """In-place updates: what Dask runs on grows first and shrinks last (a node pool is
+    resized up before its workers are added, and down after they are gone)."""
+    tier = _tier(change.address)
+    if tier == 0 and change.hourly_delta is not None and change.hourly_delta < 0:
+        return 3
+    return tier
+
+
 class Engine:
     """Plan and apply for one target; the CLI and ScalableSession are faces over this."""
 
@@ -151,8 +160,14 @@ class Engine:
                 result.errors.append("no scheduler: workers were not created")
             else:
                 self._create_batch(state, others, result)
-        for c in updates:
-            self._update(state, c, result)
+        failed: set[str] = set()
+        for c in sorted(updates, key=_update_order):
+            blocked = set(c.resource.depends_on if c.resource else ()) & failed
+            if blocked:
+                result.errors.append(f"{c.address}: not updated, {', '.join(sorted(blocked))} "
+                                     "failed to")
+            if blocked or not self._update(state, c, result):
+                failed.add(c.address)
 
         if plan.destroy and not state.resources:
             state.outputs = {}
@@ -256,21 +271,22 @@ class Engine:
             f"{', …' if len(specs) > 3 else ''}) in {time.monotonic() - started:.1f}s"
         )
 
-    def _update(self, state: StateFile, change: Change, result: ApplyResult) -> None:
+    def _update(self, state: StateFile, change: Change, result: ApplyResult) -> bool:
         rec = state.get(change.address)
         if rec is None or change.resource is None:
-            return
+            return False
         try:
             out = self.provider.update(rec, change.resource)
         except ProviderError as exc:
             result.errors.append(f"{change.address}: update failed: {exc}")
-            return
+            return False
         rec.attributes = change.resource.attributes
         rec.worker_names = list(change.resource.worker_names)
         rec.meta = {**rec.meta, **out.meta}
         state.outputs.update(out.outputs)
         self._save(state)
         result.changed += 1
+        return True
 
     # -- the scheduler side ----------------------------------------------------------------
     def connect(self, outputs: dict[str, str], timeout: float = 10.0) -> Any:
