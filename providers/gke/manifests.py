@@ -65,10 +65,20 @@ def selector(lineage: str, address: str) -> dict[str, str]:
     return {LABEL_LINEAGE: lineage, LABEL_ADDRESS: address}
 
 
+# RFC 1918 and IPv6 unique-local ranges: addresses inside a VPC (or reached over a VPN).
+# (``ipaddress``'s is_private also counts documentation and loopback ranges.)
+_VPC_RANGES = [ipaddress.ip_network(n) for n in
+               ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")]
+
+
 def all_private(cidrs: Sequence[str]) -> bool:
-    """Whether every CIDR is a private range (then the load balancer is internal)."""
+    """Whether every CIDR lies in a private (VPC) range: then the load balancer is
+    internal, reachable from the VPC and its VPNs only."""
     nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
-    return bool(nets) and all(n.is_private and not n.is_loopback for n in nets)
+    return bool(nets) and all(
+        any(n.version == r.version and n.subnet_of(r) for r in _VPC_RANGES)  # type: ignore[arg-type]
+        for n in nets
+    )
 
 
 def pinning(pool: str, spot: bool) -> dict[str, Any]:

@@ -672,6 +672,7 @@ class GkeProvider(Provider):
             return
         try:
             from distributed import Client
+
             from scalable.tls import security_from_outputs, tls_files
 
             outputs = tls_files(self.workdir / "tls")

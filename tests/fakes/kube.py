@@ -896,10 +896,11 @@ class FakeKube:
                     "ingress", [{"ip": next(self._ips), "ipMode": "VIP"}])
                 key = (ns, name, f"lb:{p['port']}")
                 if key not in self.forwarders:
-                    self.forwarders[key] = Forwarder(
-                        ingress[0]["ip"], int(p["port"]), backends,
-                        allowed=lambda svc=svc: list(
-                            svc["spec"].get("loadBalancerSourceRanges") or []))
+                    def ranges(svc: dict[str, Any] = svc) -> list[str]:
+                        return list(svc["spec"].get("loadBalancerSourceRanges") or [])
+
+                    self.forwarders[key] = Forwarder(ingress[0]["ip"], int(p["port"]),
+                                                     backends, allowed=ranges)
 
     def _close_forwarders(self, ns: str, name: str) -> None:
         for key in [k for k in self.forwarders if k[:2] == (ns, name)]:

@@ -59,8 +59,7 @@ def test_plan_apply_connect_drift_and_destroy(project: Project,
     env = emulator(gke)
     project.write(gke_manifest(gke, workers=2))
 
-    plan = project.run("plan", env=env, check=True)
-    out = plan.stdout
+    out = project.run("plan", env=env, check=True).stdout
     assert '+ gke.node_pool "node_pool.default"  +$0.13/h' in out
     assert "      + node_count = 1" in out
     assert '+ k8s.deployment "scheduler"' in out
@@ -97,7 +96,7 @@ def test_plan_apply_connect_drift_and_destroy(project: Project,
     assert "No changes." in project.run("plan", env=env, check=True).stdout
 
     # Someone else is upgrading the pool: a scale-up is reported, not fought over.
-    pool = gke.pools and next(iter(gke.pools))
+    pool = next(iter(gke.pools))
     op = gke.foreign_operation(pool, "UPGRADE_NODES")
     project.write(gke_manifest(gke, workers=5))
     plan = project.run("plan", env=env, check=True).stdout
