@@ -4,8 +4,8 @@ Resources (addresses → types):
 
 - ``node_pool.<group>`` → ``gke.node_pool``: created, resized in place (``node_count``)
   and deleted through the ClusterManager API; its size follows from the group's workers,
-  the worker size and the machine type (``sizing.py``). The first group's pool also
-  hosts the scheduler.
+  the worker size and the machine type (``sizing.py``). The first on-demand group's pool
+  also hosts the scheduler.
 - ``scheduler`` → ``k8s.deployment``: one scheduler pod, a LoadBalancer Service limited
   to ``allowed_cidrs``, and a Secret with the TLS material the pods need.
 - ``workers.<group>`` → ``k8s.statefulset``: ``replicas`` pods, each running
@@ -225,9 +225,15 @@ class GkeProvider(Provider):
         processes = int(group.setting("processes", 1))
         return shape, memory, math.ceil(group.count / processes)
 
+    def scheduler_group(self) -> Any:
+        """The group whose pool hosts the scheduler: the first on-demand one (a spot
+        preemption would take the whole run's state with it), else the first."""
+        groups = self.target.groups
+        return next((g for g in groups if not g.setting("spot", False)), groups[0])
+
     def desired(self) -> list[ResourceSpec]:
         zones = len(self.cluster().zones)
-        first = self.target.groups[0].name if self.target.groups else "default"
+        host = self.scheduler_group()
         image = self.cfg.image or default_image()
         pools: list[ResourceSpec] = []
         workers: list[ResourceSpec] = []
@@ -236,7 +242,7 @@ class GkeProvider(Provider):
             processes = int(g.setting("processes", 1))
             spot = bool(g.setting("spot", False))
             pod = sizing.worker_pod(g.threads_per_worker, processes, memory)
-            packed = ([sizing.SCHEDULER_POD] if g.name == first else []) + [pod] * pods
+            packed = ([sizing.SCHEDULER_POD] if g is host else []) + [pod] * pods
             nodes = sizing.nodes_for(packed, shape)
             pool = self.pool_name(g.name)
             pools.append(ResourceSpec(
@@ -262,17 +268,16 @@ class GkeProvider(Provider):
                 worker_names=names,
                 depends_on=("scheduler", f"node_pool.{g.name}"),
             ))
-        first_group = self.target.groups[0] if self.target.groups else None
         scheduler = ResourceSpec(
             address="scheduler", type=DEPLOYMENT,
             attributes={
                 "name": self.scheduler_name, "image": image,
-                "pool": self.pool_name(first),
-                "spot": bool(first_group.setting("spot", False)) if first_group else False,
+                "pool": self.pool_name(host.name),
+                "spot": bool(host.setting("spot", False)),
                 "namespace": self.cfg.namespace, "tls": self.target.tls,
                 "allowed_cidrs": list(self.cfg.allowed_cidrs),
             },
-            depends_on=(f"node_pool.{first}",),
+            depends_on=(f"node_pool.{host.name}",),
         )
         return [scheduler, *pools, *workers]
 

@@ -303,3 +303,23 @@ def test_validate_says_what_is_missing(cloud: Cloud) -> None:
     provider, _, _ = cloud.open(text)
     with pytest.raises(ProviderError, match="GKE cluster 'elsewhere' not found"):
         provider.validate()
+
+
+def test_the_scheduler_avoids_spot_pools(cloud: Cloud) -> None:
+    provider, engine, _ = cloud.open(gke_manifest(cloud.gke, """\
+        spot: true
+        groups:
+          steady:
+            machine_type: e2-standard-2
+            spot: false
+            max_workers: 0
+        """))
+    specs = {s.address: s for s in provider.desired()}
+    assert specs["scheduler"].attributes["pool"] == provider.pool_name("steady")
+    assert specs["scheduler"].depends_on == ("node_pool.steady",)
+    assert specs["node_pool.steady"].attributes["node_count"] == 1  # the scheduler alone
+    assert specs["node_pool.default"].attributes["spot"] is True
+    spot_pool = engine.plan().changes
+    prices = {c.address: c.hourly_after for c in spot_pool}
+    assert prices["node_pool.default"] == pytest.approx(0.05358)  # spot e2-standard-4
+    assert prices["node_pool.steady"] == pytest.approx(0.06701)
