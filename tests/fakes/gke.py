@@ -282,18 +282,25 @@ class FakeGke:
 
             return self._start("CREATE_NODE_POOL", pool.name, done)
 
+    def _changeable(self, path: str, context: Any) -> tuple[str, c.NodePool]:
+        """The pool at ``path`` (call with the lock held): NOT_FOUND if there is none,
+        FAILED_PRECONDITION while an operation runs on it or on the cluster, as GKE."""
+        name = self._pool_name(path, context)
+        pool = self.pools.get(name)
+        if pool is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Not found: {path}.")
+        busy = self._busy(name)
+        if busy is not None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"Cluster is running incompatible operation {busy.proto.name}.")
+        assert pool is not None
+        return name, pool
+
     def set_node_pool_size(self, req: c.SetNodePoolSizeRequest, context: Any) -> c.Operation:
         self._enter("SetNodePoolSize", context)
-        name = self._pool_name(req.name, context)
         self.tick()
         with self.lock:
-            pool = self.pools.get(name)
-            if pool is None:
-                context.abort(grpc.StatusCode.NOT_FOUND, f"Not found: {req.name}.")
-            busy = self._busy(name)
-            if busy is not None:
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                              f"Cluster is running incompatible operation {busy.proto.name}.")
+            name, pool = self._changeable(req.name, context)
             pool.status = c.NodePool.Status.RECONCILING
             count = req.node_count
 
@@ -305,16 +312,9 @@ class FakeGke:
 
     def delete_node_pool(self, req: c.DeleteNodePoolRequest, context: Any) -> c.Operation:
         self._enter("DeleteNodePool", context)
-        name = self._pool_name(req.name, context)
         self.tick()
         with self.lock:
-            pool = self.pools.get(name)
-            if pool is None:
-                context.abort(grpc.StatusCode.NOT_FOUND, f"Not found: {req.name}.")
-            busy = self._busy(name)
-            if busy is not None:
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                              f"Cluster is running incompatible operation {busy.proto.name}.")
+            name, pool = self._changeable(req.name, context)
             pool.status = c.NodePool.Status.STOPPING
 
             def done() -> None:

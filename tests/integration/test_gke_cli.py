@@ -12,15 +12,14 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import Project
-from tests.fakes.cluster import fake_cluster, gke_manifest
+from tests.fakes.cluster import eventually, fake_cluster, gke_manifest
 from tests.fakes.gke import FakeGke
 from tests.fakes.kube import FakeKube
 
@@ -35,17 +34,6 @@ def cluster(tmp_path: Path) -> Iterator[tuple[FakeGke, FakeKube]]:
 
 def emulator(gke: FakeGke) -> dict[str, str]:
     return {"SCALABLE_GKE_ENDPOINT": gke.address}
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def ours(kube: FakeKube, res: str) -> list[dict[str, Any]]:

@@ -8,8 +8,7 @@ real in the pods the fake kubelet starts.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from scalable.providers.gke import GkeProvider, manifests
 from scalable.spec import build_target
 from scalable.state.model import StateFile
 from scalable.state.store import LocalStore
-from tests.fakes.cluster import fake_cluster, gke_manifest
+from tests.fakes.cluster import eventually, fake_cluster, gke_manifest
 from tests.fakes.gke import FakeGke
 from tests.fakes.kube import FakeKube
 
@@ -71,17 +70,6 @@ def apply(engine: Engine, plan: Plan | None = None, wait: bool = True) -> ApplyR
 
 def by_address(plan: Plan) -> dict[str, Any]:
     return {c.address: c for c in plan.changes}
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.3)
 
 
 @pytest.mark.slow
