@@ -308,7 +308,14 @@ class GkeProvider(Provider):
             )
 
     def updatable(self, before: dict[str, Any], after: dict[str, Any]) -> bool:
+        """In place: a pool's node_count, a StatefulSet's replicas, the scheduler's
+        allowed_cidrs (unless the load balancer turns internal or external: GKE cannot
+        change that on a live Service)."""
         changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+        if "allowed_cidrs" in changed and manifests.all_private(
+                before.get("allowed_cidrs") or []) != manifests.all_private(
+                after.get("allowed_cidrs") or []):
+            return False
         return bool(changed) and changed <= UPDATABLE
 
     def price(self, resource: ResourceSpec) -> Price:

@@ -233,10 +233,17 @@ class Forwarder:
             except OSError:
                 return
             if not self._permitted(peer[0]):
+                # A firewall drops the packets: the client hears nothing and times out.
                 self.refused += 1
-                conn.close()
+                threading.Thread(target=self._drop, args=(conn,), daemon=True).start()
                 continue
             threading.Thread(target=self._connect, args=(conn,), daemon=True).start()
+
+    def _drop(self, conn: socket.socket) -> None:
+        deadline = time.monotonic() + self.hold
+        while not self.closed and time.monotonic() < deadline:
+            time.sleep(0.1)
+        conn.close()
 
     def _connect(self, conn: socket.socket) -> None:
         # No ready endpoint yet (a pod restarting): hold the connection a while, as a load

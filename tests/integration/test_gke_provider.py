@@ -198,6 +198,25 @@ def test_refresh_shows_pool_size_drift_and_kubernetes_reasons(cloud: Cloud) -> N
     assert ("workers.default", "changed") in {(d.address, d.kind) for d in plan.drift}
     assert by_address(plan)["workers.default"].reasons == ["replicas: 1 → 2"]
     assert apply(engine, plan).ready_workers == 2
+
+    # Narrower client networks: the Service changes in place, and the load balancer
+    # turns this machine away.
+    from distributed import Client
+
+    address = engine.read_state().outputs["scheduler_address"]  # type: ignore[union-attr]
+    provider, engine, _ = cloud.open(gke_manifest(cloud.gke).replace(
+        '["127.0.0.1/32"]', '["198.51.100.0/24"]'))
+    plan = engine.plan()
+    assert by_address(plan)["scheduler"].action == "update"
+    assert apply(engine, plan, wait=False).errors == []
+    assert cloud.ours("services")[0]["spec"]["loadBalancerSourceRanges"] == \
+        ["198.51.100.0/24"]
+    outputs = engine.read_state().outputs  # type: ignore[union-attr]
+    assert outputs["scheduler_address"] == address
+    with pytest.raises((OSError, TimeoutError)):
+        Client(address, security=provider.client_security(outputs), timeout=3,
+               set_as_default=False)
+    assert any(f.refused for f in cloud.kube.forwarders.values())
     apply(engine, engine.plan(destroy=True), wait=False)
 
 

@@ -87,6 +87,10 @@ def test_updatable_is_only_the_counts_and_cidrs() -> None:
     assert not up(None, pool, {**pool, "machine_type": "e2-standard-8"})  # type: ignore[arg-type]
     assert not up(None, pool, {**pool, "node_count": 5,  # type: ignore[arg-type]
                                "machine_type": "e2-standard-8"})
+    sched = {"allowed_cidrs": ["203.0.113.7/32"], "tls": True}
+    assert up(None, sched, {**sched, "allowed_cidrs": ["198.51.100.0/24"]})  # type: ignore[arg-type]
+    # Public → private turns the load balancer internal: that is a new Service.
+    assert not up(None, sched, {**sched, "allowed_cidrs": ["10.0.0.0/8"]})  # type: ignore[arg-type]
     sts = {"replicas": 2, "threads_per_worker": 1}
     assert up(None, sts, {**sts, "replicas": 0})  # type: ignore[arg-type]
     assert not up(None, sts, sts)  # type: ignore[arg-type]
