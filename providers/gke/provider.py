@@ -187,6 +187,28 @@ class GkeProvider(Provider):
                 )
         return self._kube
 
+    def kube_in(self, record: ResourceRecord) -> Any:
+        """The Kubernetes client for the namespace a record's objects live in (the
+        manifest's namespace may have changed since)."""
+        from scalable.providers.gke.kube import Kube
+
+        namespace = str(record.meta.get("namespace") or self.cfg.namespace)
+        kube = self.kube
+        return kube if namespace == kube.namespace else Kube(kube.api_client, namespace)
+
+    def _same_cluster(self, record: ResourceRecord) -> None:
+        """Refuse to act on a pool of another cluster than the manifest's: looking for it
+        in the wrong one would find nothing and forget it."""
+        cluster, location = record.meta.get("cluster"), record.meta.get("location")
+        if (cluster and cluster != self.cfg.cluster) or (location and
+                                                         location != self.cfg.location):
+            raise ProviderError(
+                f"{record.address} is a node pool of cluster {cluster} ({location}); the "
+                f"manifest now names cluster {self.cfg.cluster} ({self.cfg.location})",
+                hint="destroy with the old cluster/location first (or put them back), then "
+                "change the manifest",
+            )
+
     # -- names --------------------------------------------------------------------------------
     @property
     def base(self) -> str:
@@ -339,6 +361,7 @@ class GkeProvider(Provider):
         return out
 
     def _observe_pool(self, rec: ResourceRecord) -> Observation:
+        self._same_cluster(rec)
         name = str(rec.meta.get("name") or rec.attributes.get("name"))
         info = self.pools.get(name)
         if info is None:
@@ -365,16 +388,17 @@ class GkeProvider(Provider):
     def _observe_workload(self, rec: ResourceRecord) -> Observation:
         kind = "deployment" if rec.type == DEPLOYMENT else "statefulset"
         name = str(rec.meta.get("name") or rec.attributes.get("name"))
-        obj = self.kube.read(kind, name)
+        kube = self.kube_in(rec)
+        obj = kube.read(kind, name)
         if obj is None:
             return Observation("gone", f"{kind} {name} no longer exists")
         if rec.type == DEPLOYMENT:
-            svc = self.kube.read("service", str(rec.meta.get("service", name)))
+            svc = kube.read("service", str(rec.meta.get("service", name)))
             if svc is None:
                 return Observation("gone", f"service {rec.meta.get('service', name)} "
                                            "no longer exists")
         want = int(obj.get("spec", {}).get("replicas", 1))
-        pods = self.kube.select("pod", _selector_text(manifests.selector(
+        pods = kube.select("pod", _selector_text(manifests.selector(
             _lineage_of(obj), rec.address)))
         ready, problems = manifests.summarize(pods, want)
         attributes = {"replicas": want} if rec.type == STATEFULSET else {}
@@ -657,6 +681,7 @@ class GkeProvider(Provider):
     def update(self, record: ResourceRecord, resource: ResourceSpec) -> Created:
         a = resource.attributes
         if record.type == POOL:
+            self._same_cluster(record)
             name = str(record.meta.get("name") or a["name"])
             self.pools.notify = self._notify
             self.pools.resize(name, int(a["node_count"]))
@@ -668,11 +693,11 @@ class GkeProvider(Provider):
             if want < have:
                 self._retire(record, [n for n in record.worker_names
                                       if n not in set(resource.worker_names)])
-            self.kube.patch("statefulset", name, {"spec": {"replicas": want}})
+            self.kube_in(record).patch("statefulset", name, {"spec": {"replicas": want}})
             return Created(id=record.id or "", meta={"name": name})
         if record.type == DEPLOYMENT:
             name = str(record.meta.get("service") or a["name"])
-            self.kube.patch("service", name, {"spec": {
+            self.kube_in(record).patch("service", name, {"spec": {
                 "loadBalancerSourceRanges": list(a.get("allowed_cidrs") or [])}})
             return Created(id=record.id or "", meta={})
         raise ProviderError(f"gke cannot update {record.address} in place")
@@ -705,20 +730,22 @@ class GkeProvider(Provider):
     def delete(self, record: ResourceRecord) -> None:
         name = str(record.meta.get("name") or record.attributes.get("name") or "")
         if record.type == POOL:
+            self._same_cluster(record)
             if not name and record.id:
                 name = record.id.rsplit("/", 1)[-1]
             self.pools.notify = self._notify
             self.pools.delete(name)
             return
+        kube = self.kube_in(record)
         if record.type == STATEFULSET:
-            self.kube.delete("statefulset", name)
+            kube.delete("statefulset", name)
             return
         if record.type == DEPLOYMENT:
-            self.kube.delete("deployment", name)
-            self.kube.delete("service", str(record.meta.get("service") or name))
+            kube.delete("deployment", name)
+            kube.delete("service", str(record.meta.get("service") or name))
             secret = record.meta.get("secret")
             if secret:
-                self.kube.delete("secret", str(secret))
+                kube.delete("secret", str(secret))
             return
         raise ProviderError(f"gke does not know how to delete a {record.type}")
 

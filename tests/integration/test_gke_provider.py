@@ -23,7 +23,7 @@ from scalable.planning.render import render_plan
 from scalable.providers.base import CreateContext, ProviderError
 from scalable.providers.gke import GkeProvider, manifests
 from scalable.spec import build_target
-from scalable.state.model import StateFile
+from scalable.state.model import ResourceRecord, StateFile
 from scalable.state.store import LocalStore
 from tests.fakes.cluster import eventually, fake_cluster, gke_manifest
 from tests.fakes.gke import FakeGke
@@ -330,3 +330,18 @@ def test_the_scheduler_avoids_spot_pools(cloud: Cloud) -> None:
     prices = {c.address: c.hourly_after for c in spot_pool}
     assert prices["node_pool.default"] == pytest.approx(0.05358)  # spot e2-standard-4
     assert prices["node_pool.steady"] == pytest.approx(0.06701)
+
+
+def test_pools_of_another_cluster_are_not_silently_forgotten(cloud: Cloud) -> None:
+    text = gke_manifest(cloud.gke).replace("cluster: dev", "cluster: elsewhere")
+    provider, _, _ = cloud.open(text)
+    record = ResourceRecord("node_pool.default", "gke.node_pool", "ready", "k",
+                            id="projects/p/locations/us-central1-a/clusters/dev/nodePools/x",
+                            meta={"name": "x", "cluster": "dev",
+                                  "location": "us-central1-a"})
+    with pytest.raises(ProviderError, match="is a node pool of cluster dev") as err:
+        provider.delete(record)
+    assert err.value.hint and "destroy with the old cluster/location first" in err.value.hint
+    with pytest.raises(ProviderError, match="manifest now names cluster elsewhere"):
+        provider.observe([record])
+    assert "DeleteNodePool" not in cloud.gke.calls
