@@ -18,8 +18,9 @@ from scalable.providers.base import ProviderError
 
 GIB = 2**30
 MIB = 2**20
-# Requests of GKE's system DaemonSets per node (kube-proxy, fluentbit, gke-metrics-agent,
-# pdcsi-node, netd …): measured on standard GKE nodes they sum to roughly this.
+# An allowance for the requests of GKE's system DaemonSets on every node (kube-proxy,
+# fluentbit, gke-metrics-agent, pdcsi-node, netd …). An estimate, not measured here: their
+# requests vary with the GKE version and the cluster's add-ons.
 DAEMONSET_CPU_M = 400
 DAEMONSET_MEMORY = 512 * MIB
 EVICTION_THRESHOLD = 100 * MIB
