@@ -127,6 +127,10 @@ class Provider(ABC):
     def price(self, resource: ResourceSpec) -> Price:
         """Hourly price of one resource, ``Price.unknown(...)`` when it cannot be found."""
 
+    def startup_seconds(self) -> float:
+        """Typical time from create to a registered worker (objective planning)."""
+        return 60.0
+
     def horizon_hours(self) -> float | None:
         """How long capacity is expected to live (walltime, deadline), for cost totals."""
         return None
@@ -157,8 +161,21 @@ class Provider(ABC):
                 out.append(exc)
         return out
 
+    def recover_outputs(self, record: ResourceRecord) -> dict[str, str]:
+        """Outputs of an adopted resource whose create never returned (the scheduler's
+        address after a crash mid-create). Default: none."""
+        return {}
+
     def update(self, record: ResourceRecord, resource: ResourceSpec) -> Created:
         raise ProviderError(f"{self.name} cannot update {record.address} in place")
+
+    def prepare_delete(self, records: Sequence[ResourceRecord]) -> None:  # noqa: B027
+        """Called once before ``delete`` of each of ``records`` (scheduler excluded).
+
+        A provider may start on all of them at once here, in the order its backend
+        prefers (Slurm cancels pending jobs before running ones); ``delete`` still
+        follows for each and must succeed on what is already gone.
+        """
 
     @abstractmethod
     def delete(self, record: ResourceRecord) -> None:
@@ -184,7 +201,8 @@ BUILTIN: dict[str, str] = {
 
 def _load(ref: str) -> type[Provider]:
     module, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+    cls: type[Provider] = getattr(importlib.import_module(module), attr)
+    return cls
 
 
 def provider_class(name: str) -> type[Provider]:

@@ -24,6 +24,7 @@ def scheduler_argv(
     scheduler_file: Path | None = None,
     port: int = 0,
     dashboard: bool = True,
+    dashboard_port: int = 0,
     tls_args: Sequence[str] = (),
     idle_timeout: float | None = None,
     preload: Sequence[str] = (),
@@ -33,7 +34,7 @@ def scheduler_argv(
     argv += ["--host", host, "--port", str(port)]
     if tls_args:
         argv += ["--protocol", "tls"]
-    argv += ["--dashboard-address", f"{host}:0"] if dashboard else ["--no-dashboard"]
+    argv += ["--dashboard-address", f"{host}:{dashboard_port}"] if dashboard else ["--no-dashboard"]
     if scheduler_file is not None:
         argv += ["--scheduler-file", str(scheduler_file)]
     argv += list(tls_args)
@@ -109,7 +110,7 @@ def read_scheduler_file(
         try:
             data = json.loads(path.read_text())
             if data.get("address"):
-                return data  # type: ignore[no-any-return]
+                return data
         except (FileNotFoundError, ValueError):
             pass
         if callable(alive) and not alive():
@@ -120,6 +121,6 @@ def read_scheduler_file(
         lines = log.read_text(errors="replace").strip().splitlines()
         tail = lines[-1] if lines else ""
     raise ScalableError(
-        f"the Dask scheduler did not start: {tail or 'no scheduler file after %gs' % timeout}",
+        f"the Dask scheduler did not start: {tail or f'no scheduler file after {timeout:g}s'}",
         hint=f"see {log}" if log else None,
     )

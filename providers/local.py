@@ -33,7 +33,10 @@ from scalable.providers.processes import (
     TAG_KEY,
     TAG_LINEAGE,
     ProcessRef,
+    discover_processes,
+    observe_process,
     spawn,
+    stop_recorded,
     tagged,
     terminate,
 )
@@ -85,33 +88,18 @@ class LocalProvider(Provider):
                 )
         return out
 
+    def startup_seconds(self) -> float:
+        return 3.0
+
     def price(self, resource: ResourceSpec) -> Price:
         return apply_overrides(Price.free("local machine"), self.target.pricing)
 
     # -- refresh --------------------------------------------------------------------------
     def observe(self, records: Sequence[ResourceRecord]) -> dict[str, Observation]:
-        out: dict[str, Observation] = {}
-        for rec in records:
-            ref = ProcessRef.from_meta(rec.meta)
-            if ref is None:
-                out[rec.address] = Observation("gone", "never started")
-            elif ref.alive():
-                out[rec.address] = Observation("alive", details={"pid": ref.pid})
-            else:
-                out[rec.address] = Observation("gone", f"process {ref.pid} exited")
-        return out
+        return {rec.address: observe_process(rec.meta) for rec in records}
 
     def discover(self, lineage: str) -> list[Discovered]:
-        return [
-            Discovered(
-                address=tags.get(TAG_ADDRESS, "?"),
-                type=PROCESS,
-                id=ref.id,
-                idempotency_key=tags.get(TAG_KEY, ""),
-                meta=ref.meta(),
-            )
-            for ref, tags in tagged(lineage)
-        ]
+        return discover_processes(lineage, PROCESS)
 
     # -- changes --------------------------------------------------------------------------
     def _tags(self, resource: ResourceSpec, ctx: CreateContext) -> dict[str, str]:
@@ -151,17 +139,33 @@ class LocalProvider(Provider):
                 cwd=self.workdir,
             )
         try:
-            info = read_scheduler_file(sched_file, timeout=60, alive=ref.alive, log=log)
+            outputs = self._scheduler_outputs(ref)
         except Exception as exc:
             terminate(ref, grace=2)
             raise ProviderError(str(exc), hint=f"see {log}") from None
+        return Created(id=ref.id, meta={**ref.meta(), "log": str(log)}, outputs=outputs)
+
+    def _scheduler_outputs(self, ref: ProcessRef) -> dict[str, str]:
+        log = self.workdir / "logs" / "scheduler.log"
+        info = read_scheduler_file(
+            self.workdir / "scheduler.json", timeout=60, alive=ref.alive, log=log
+        )
         outputs = {"scheduler_address": str(info["address"])}
         if self.target.tls:
             outputs.update(ensure_tls(self.workdir / "tls").outputs())
         services: Any = info.get("services") or {}
         if "dashboard" in services:
             outputs["dashboard_url"] = f"http://{HOST}:{services['dashboard']}/status"
-        return Created(id=ref.id, meta={**ref.meta(), "log": str(log)}, outputs=outputs)
+        return outputs
+
+    def recover_outputs(self, record: ResourceRecord) -> dict[str, str]:
+        ref = ProcessRef.from_meta(record.meta)
+        if ref is None or not ref.alive():
+            return {}
+        try:
+            return self._scheduler_outputs(ref)
+        except Exception:
+            return {}
 
     def _tls_args(self) -> list[str]:
         return ensure_tls(self.workdir / "tls").node_args() if self.target.tls else []
@@ -214,10 +218,4 @@ class LocalProvider(Provider):
         return Created(id=ref.id, meta={**ref.meta(), "log": str(log)})
 
     def delete(self, record: ResourceRecord) -> None:
-        ref = ProcessRef.from_meta(record.meta)
-        if ref is None and record.id and record.id.startswith("pid:"):
-            pid, _, start = record.id[4:].partition("@")
-            ref = ProcessRef(int(pid), int(start))
-        if ref is not None:
-            terminate(ref, grace=10.0)
-
+        stop_recorded(record.meta, record.id, grace=10.0)

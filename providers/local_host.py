@@ -42,8 +42,10 @@ async def _run(args: argparse.Namespace) -> None:
     for item in args.resources.split():
         k, _, v = item.partition("=")
         resources[k] = float(v)
-    memory: int | str = int(args.memory_limit) if args.memory_limit.isdigit() else args.memory_limit
-    names = [args.name] if args.nworkers == 1 else [f"{args.name}-{k}" for k in range(args.nworkers)]
+    limit = args.memory_limit
+    memory: int | str = int(limit) if limit.isdigit() else limit
+    n = args.nworkers
+    names = [args.name] if n == 1 else [f"{args.name}-{k}" for k in range(n)]
     workers = [
         Worker(
             args.scheduler,

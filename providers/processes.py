@@ -14,29 +14,41 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scalable.providers.base import Discovered, Observation
 
 TAG_LINEAGE = "SCALABLE_LINEAGE"
 TAG_ADDRESS = "SCALABLE_ADDRESS"
 TAG_KEY = "SCALABLE_KEY"
 
 
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+def _stat(pid: int) -> list[str] | None:
+    """Fields 3… of /proc/PID/stat (state first), or None if there is no such process."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
+    try:
+        raw = os.read(fd, 4096).decode(errors="replace")
+    except ProcessLookupError:
+        return None
+    finally:
+        os.close(fd)
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return int(fields[19])
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
 
 
 def _state(pid: int) -> str | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return raw[raw.rindex(")") + 2 :].split()[0]
+    fields = _stat(pid)
+    return fields[0] if fields else None
 
 
 @dataclass(frozen=True)
@@ -49,8 +61,8 @@ class ProcessRef:
         return f"pid:{self.pid}@{self.start}"
 
     def alive(self) -> bool:
-        state = _state(self.pid)
-        return state is not None and state != "Z" and start_time(self.pid) == self.start
+        fields = _stat(self.pid)
+        return fields is not None and fields[0] != "Z" and int(fields[19]) == self.start
 
     def group_alive(self) -> bool:
         return any(True for _ in _group_members(self.pid))
@@ -168,3 +180,55 @@ def tagged(lineage: str) -> Iterator[tuple[ProcessRef, dict[str, str]]]:
         st = start_time(pid)
         if st is not None:
             yield ProcessRef(pid, st), tags
+
+
+# -- what providers do with the processes they recorded (local, and Slurm's scheduler) --
+
+
+def observe_process(meta: Mapping[str, object]) -> Observation:
+    """alive / gone for a process recorded by its pid and start time."""
+    from scalable.providers.base import Observation
+
+    ref = ProcessRef.from_meta(meta)
+    if ref is None:
+        return Observation("gone", "never started")
+    if ref.alive():
+        return Observation("alive", details={"pid": ref.pid})
+    tail = _last_line(meta.get("log"))
+    return Observation("gone", f"process {ref.pid} exited" + (f" ({tail})" if tail else ""))
+
+
+def _last_line(path: object, limit: int = 160) -> str:
+    """The last non-empty line of a log, for a reason a person can act on."""
+    if not isinstance(path, str):
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = [ln.strip() for ln in fh.read().decode(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [ln for ln in lines if ln]
+    return lines[-1][:limit] if lines else ""
+
+
+def discover_processes(lineage: str, type: str) -> list[Discovered]:
+    """Every live process group leader tagged with ``lineage``, as Discovered resources."""
+    from scalable.providers.base import Discovered
+
+    return [
+        Discovered(address=tags.get(TAG_ADDRESS, "?"), type=type, id=ref.id,
+                   idempotency_key=tags.get(TAG_KEY, ""), meta=ref.meta())
+        for ref, tags in tagged(lineage)
+    ]
+
+
+def stop_recorded(meta: Mapping[str, object], id: str | None, grace: float = 10.0) -> None:
+    """Terminate a recorded process (from its meta, or its ``pid:N@START`` id)."""
+    ref = ProcessRef.from_meta(meta)
+    if ref is None and id and id.startswith("pid:"):
+        pid, _, start = id[4:].partition("@")
+        ref = ProcessRef(int(pid), int(start))
+    if ref is not None:
+        terminate(ref, grace=grace)

@@ -7,13 +7,12 @@ only there; a tag that no group declares is an error at submit time, never a han
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
 import dask
 from distributed import Client
-
 from scalable.providers.commands import tag_resource
 from scalable.spec import TargetSpec
 
@@ -27,7 +26,9 @@ class ScalableClient(Client):
         self._scalable_tags: dict[str, str] = dict(spec.declared_tags) if spec else {}
         super().__init__(*args, **kwargs)
 
-    def _route(self, tag: str | None, resources: dict[str, float] | None) -> dict[str, float] | None:
+    def _route(
+        self, tag: str | None, resources: dict[str, float] | None
+    ) -> dict[str, float] | None:
         if tag is None or not self._scalable_tags:
             return resources
         if tag not in self._scalable_tags:
@@ -47,8 +48,9 @@ class ScalableClient(Client):
         with self._tagged(tag):
             return super().submit(func, *args, **kwargs)
 
-    def map(self, func: Callable[..., Any], *iterables: Iterable[Any], tag: str | None = None,
-            **kwargs: Any) -> Any:
+    def map(
+        self, func: Callable[..., Any], *iterables: Any, tag: str | None = None, **kwargs: Any
+    ) -> Any:
         kwargs["resources"] = self._route(tag, kwargs.get("resources"))
         with self._tagged(tag):
             return super().map(func, *iterables, **kwargs)

@@ -6,7 +6,6 @@ import os
 from typing import Any
 
 import yaml
-
 from scalable.errors import ScalableError
 from scalable.spec import TargetSpec
 from scalable.state.store import atomic_write

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from scalable.planning.diff import make_plan, spec_of
+from scalable.planning.diff import make_plan
 from scalable.planning.model import Change, Plan
 from scalable.providers.base import CreateContext, Created, Provider, ProviderError, ResourceSpec
 from scalable.state.lock import LockInfo
@@ -58,6 +58,12 @@ def _tier(address: str) -> int:
     return 0
 
 
+def _delete_order(address: str) -> int:
+    """Deletion: the controller first, then workers, the scheduler, and last what they all
+    ran on (a node pool, a security group)."""
+    return {"controller": 0, "scheduler": 2}.get(address, 1 if _tier(address) == 2 else 3)
+
+
 def _update_order(change: Change) -> int:
     """In-place updates: what Dask runs on grows first and shrinks last (a node pool is
     resized up before its workers are added, and down after they are gone)."""
@@ -86,6 +92,10 @@ class Engine:
         self.events = events
         self.owner = owner
         self.ready_timeout = ready_timeout
+        # The manifest's target; the provider's is this at the state's adaptive counts.
+        self.base_target = provider.target
+        # Set by objective planning: the counts it chose and the horizon it predicted.
+        self.objective: Any | None = None
 
     @property
     def target(self) -> Any:
@@ -100,13 +110,62 @@ class Engine:
         return self.store.read()
 
     def plan(self, *, destroy: bool = False, refresh: bool = True) -> Plan:
+        state = self.store.read()
+        target = self.base_target.scaled(state.scale if state else {})
+        horizon = None
+        if self.objective is not None:
+            target = target.with_counts({self.objective.group: self.objective.chosen.workers})
+            horizon = self.objective.horizon_hours
+        self.provider.target = target
         return make_plan(
             self.provider,
-            self.store.read(),
+            state,
             self.target.manifest_digest,
             destroy=destroy,
             refresh=refresh,
+            horizon_hours=horizon,
         )
+
+    def plan_objectives(
+        self, objectives: Any, *, tasks: int | None = None, tag: str | None = None
+    ) -> Any:
+        """Choose worker counts for ``objectives``; later plans use them."""
+        from scalable.scaling.objectives import plan_objectives
+
+        self.provider.target = self.base_target
+        self.objective = plan_objectives(self.provider, objectives, tasks=tasks, tag=tag)
+        return self.objective
+
+    def scale(
+        self, counts: dict[str, int], reasons: dict[str, str], *, lock_timeout: float = 30.0
+    ) -> ApplyResult | None:
+        """Set adaptive groups' counts and apply (the controller's and the dashboard's path).
+
+        Returns None when nothing changed. Every change is a ``scale_decision`` event.
+        """
+        with self.locked("scale", lock_timeout):
+            state = self.store.read()
+            if state is None or "scheduler_address" not in state.outputs:
+                return None
+            before = {
+                g.name: state.scale.get(g.name, g.count)
+                for g in self.base_target.groups
+                if g.adaptive is not None
+            }
+            wanted = self.base_target.scaled(counts)
+            after = {g.name: g.count for g in wanted.groups if g.name in before}
+            changed = {k: v for k, v in after.items() if v != before[k]}
+            if not changed:
+                return None
+            state.scale.update(changed)
+            self._save(state)
+            for group, count in changed.items():
+                self.events(
+                    "scale_decision",
+                    {"group": group, "from": before[group], "to": count,
+                     "reason": reasons.get(group, "")},
+                )
+            return self.execute(self.plan(), wait=False)
 
     # -- apply --------------------------------------------------------------------------
     def execute(self, plan: Plan, *, wait: bool = True) -> ApplyResult:
@@ -117,17 +176,28 @@ class Engine:
         result = ApplyResult()
         op = "destroy" if plan.destroy else "apply"
         self.events(f"{op}_start", {"changes": len(plan.actionable)})
+        if self.objective is not None and not plan.destroy:
+            goal = self.objective
+            self.events("objective_plan", {
+                "group": goal.group, "workers": goal.chosen.workers,
+                "tasks": goal.estimate.tasks, "task_seconds": goal.estimate.task_seconds,
+                "predicted_seconds": goal.chosen.finish_seconds,
+                "predicted_cost_usd": goal.chosen.cost_usd, "source": goal.estimate.source,
+            })
         if not state.resources:
             state.owner = self.owner  # whoever brings capacity up owns it
         for rec in plan.adopted:
             state.put(rec)
+            if rec.address == "scheduler":
+                state.outputs.update(self.provider.recover_outputs(rec))
         if not plan.destroy:
             state.manifest_digest = plan.manifest_digest
+            goal = self.objective
+            if goal is not None and self.base_target.group(goal.group).adaptive is not None:
+                # Keep the objective's count as the adaptive group's current count, so a
+                # later plain plan does not undo it.
+                state.scale[goal.group] = goal.chosen.workers
         self._save(state)
-        adopted = state.get("scheduler")
-        if (not plan.destroy and adopted is not None and adopted in plan.adopted
-                and "scheduler_address" not in state.outputs):
-            self._recover_outputs(state, adopted, result)
 
         changes = plan.actionable
         deletes = [c for c in changes if c.action in ("delete", "replace")]
@@ -137,11 +207,16 @@ class Engine:
         updates = [c for c in changes if c.action == "update"]
 
         self._retire(state, [c.record for c in deletes if c.record and c.address != "scheduler"])
-        for c in sorted(deletes + stale, key=lambda c: -_tier(c.address)):
-            counted = c in deletes
-            if self._delete(state, c, result) and counted and c.action == "delete":
-                result.destroyed += 1
-            elif counted and c.action == "replace":
+        going = [c.record for c in deletes + stale if c.record and c.address != "scheduler"]
+        if going:
+            try:
+                self.provider.prepare_delete(going)
+            except ProviderError as exc:  # each delete below still tries, and reports
+                self.notify(f"batch delete failed ({exc}); deleting one by one")
+        for c in sorted(deletes + stale, key=lambda c: _delete_order(c.address)):
+            deleted = self._delete(state, c, result)
+            # A replace counts as destroyed even when its old half was already gone.
+            if (deleted and c.action == "delete") or c.action == "replace":
                 result.destroyed += 1
 
         infra = [c for c in creates if _tier(c.address) == 0]
@@ -173,10 +248,10 @@ class Engine:
             state.outputs = {}
         self._save(state)
         result.outputs = dict(state.outputs)
-        names = [n for r in state.resources if r.status == "ready" for n in r.worker_names]
-        result.expected_workers = len(names)
-        if wait and names and state.outputs.get("scheduler_address") and not plan.destroy:
-            result.ready_workers = self.wait_ready(state.outputs, names, result)
+        hosts = [r for r in state.resources if r.status == "ready" and r.worker_names]
+        result.expected_workers = sum(len(r.worker_names) for r in hosts)
+        if wait and hosts and state.outputs.get("scheduler_address") and not plan.destroy:
+            result.ready_workers = self.wait_ready(state.outputs, hosts, result)
         self.events(
             f"{op}_complete",
             {"added": result.added, "changed": result.changed,
@@ -188,43 +263,34 @@ class Engine:
         self.store.write(state)
 
     def _delete(self, state: StateFile, change: Change, result: ApplyResult) -> bool:
-        rec = state.get(change.address) or change.record
+        current = state.get(change.address)
+        rec = change.record or current
         if rec is None:
             return False
-        rec.status = "deleting"
-        state.put(rec)
-        self._save(state)
+        assert rec is not None
+        # An orphan may share an address with a recorded resource: only touch the record
+        # when it is the same resource.
+        recorded = current is not None and (
+            rec.id == current.id or rec.idempotency_key == current.idempotency_key
+        )
+        if recorded and current is not None:
+            rec = current
+            rec.status = "deleting"
+            self._save(state)
+        self.events("resource_deleting", {"address": change.address, "type": change.type})
         try:
             self.provider.delete(rec)
         except ProviderError as exc:
             result.errors.append(f"{change.address}: delete failed: {exc}")
             return False
-        state.remove(change.address)
-        if change.address == "scheduler":
-            for key in list(state.outputs):
-                state.outputs.pop(key)
-        self._save(state)
+        if recorded:
+            state.remove(change.address)
+            if change.address == "scheduler":
+                state.outputs.clear()
+            self._save(state)
         self.notify(f"{change.address}: Destruction complete")
         self.events("resource_deleted", {"address": change.address, "type": change.type})
         return True
-
-    def _recover_outputs(self, state: StateFile, rec: ResourceRecord,
-                         result: ApplyResult) -> None:
-        """An adopted scheduler's address died with the interrupted apply: creating it
-        again with the same idempotency key finds it and returns it (creates are
-        idempotent), outputs included."""
-        ctx = CreateContext(lineage=state.lineage, idempotency_key=rec.idempotency_key,
-                            target=self.target.name, project=self.target.project,
-                            outputs=dict(state.outputs))
-        try:
-            out = self.provider.create(spec_of(rec), ctx)
-        except ProviderError as exc:
-            result.errors.append(f"scheduler: adopted, but its address is lost: {exc}")
-            return
-        rec.id = out.id
-        rec.meta = {**rec.meta, **out.meta}
-        state.outputs.update(out.outputs)
-        self._save(state)
 
     def _context(self, state: StateFile, spec: ResourceSpec) -> CreateContext:
         return CreateContext(
@@ -249,7 +315,7 @@ class Engine:
         self._save(state)  # write-ahead: recorded before the provider is called
         started = time.monotonic()
         outcomes = self.provider.create_many(specs, contexts)
-        for spec, ctx, out in zip(specs, contexts, outcomes, strict=True):
+        for spec, out in zip(specs, outcomes, strict=True):
             if isinstance(out, ProviderError):
                 state.remove(spec.address)
                 result.errors.append(f"{spec.address}: create failed: {out}")
@@ -320,9 +386,15 @@ class Engine:
         finally:
             client.close()
 
-    def wait_ready(self, outputs: dict[str, str], names: list[str], result: ApplyResult) -> int:
-        """Wait until every expected worker has registered; progress as it comes."""
-        want = set(names)
+    def wait_ready(
+        self, outputs: dict[str, str], hosts: list[ResourceRecord], result: ApplyResult
+    ) -> int:
+        """Wait until every expected worker has registered; progress as it comes.
+
+        A resource that dies while we wait is reported at once (with the provider's
+        reason) instead of after the timeout.
+        """
+        want = {n for r in hosts for n in r.worker_names}
         deadline = time.monotonic() + self.ready_timeout
         try:
             client = self.connect(outputs, timeout=30.0)
@@ -331,6 +403,7 @@ class Engine:
                                  f"{outputs['scheduler_address']}: {exc}")
             return 0
         seen = -1
+        next_check = time.monotonic() + 1.0
         try:
             while True:
                 info = client.scheduler_info(n_workers=-1)["workers"]
@@ -340,6 +413,17 @@ class Engine:
                     self.notify(f"workers {seen}/{len(want)} ready")
                 if ready == want:
                     return seen
+                if time.monotonic() > next_check:
+                    next_check = time.monotonic() + 1.0
+                    waiting = [r for r in hosts if set(r.worker_names) - ready]
+                    for addr, obs in self.provider.observe(waiting).items():
+                        if obs.status == "gone":
+                            rec = next(r for r in waiting if r.address == addr)
+                            want -= set(rec.worker_names)
+                            hosts = [r for r in hosts if r.address != addr]
+                            result.errors.append(f"{addr} did not come up: {obs.reason}")
+                    if ready == want:
+                        return seen
                 if time.monotonic() > deadline:
                     missing = sorted(want - ready)
                     result.errors.append(
@@ -350,4 +434,3 @@ class Engine:
                 time.sleep(0.1)
         finally:
             client.close()
-

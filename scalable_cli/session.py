@@ -27,14 +27,30 @@ class SessionError(ScalableError):
 
 
 class ScalableSession:
-    def __init__(self, workspace: Workspace, *, lock_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        lock_timeout: float = 60.0,
+        objectives: dict[str, float] | None = None,
+        tasks: int | None = None,
+        tag: str | None = None,
+    ) -> None:
         self.workspace = workspace
         self.id = f"session:{uuid.uuid4().hex[:12]}"
         self.lock_timeout = lock_timeout
         self.engine: Engine = workspace.engine(notify=log.info, owner=self.id)
         self.client: ScalableClient | None = None
+        self.controller: Any | None = None
         self.attached = False
         self.result: ApplyResult | None = None
+        self.objective: Any | None = None
+        if objectives is not None or workspace.spec.objectives is not None:
+            from scalable.manifest.schema import Objectives
+
+            goal = Objectives(**objectives) if objectives else workspace.spec.objectives
+            # Chosen once, up front: every plan of this session uses these counts.
+            self.objective = self.engine.plan_objectives(goal, tasks=tasks, tag=tag)
 
     @classmethod
     def from_yaml(
@@ -79,6 +95,13 @@ class ScalableSession:
                 raise SessionError("; ".join(self.result.errors),
                                    hint="session.close() tears down what was created")
         self.client = self._connect()
+        if not self.attached and any(g.adaptive for g in self.workspace.spec.groups):
+            from scalable.scaling.controller import Controller
+
+            # The session's own controller: a thread in this process (CLI-applied capacity
+            # has a detached one instead).
+            self.controller = Controller(self.engine)
+            self.controller.start_thread(self.client)
         return self.client
 
     def _connect(self) -> ScalableClient:
@@ -94,6 +117,9 @@ class ScalableSession:
 
     def close(self) -> None:
         """Close the client; destroy the capacity if this session created it."""
+        if self.controller is not None:
+            self.controller.stop_thread()
+            self.controller = None
         if self.client is not None:
             self.client.close()
             self.client = None

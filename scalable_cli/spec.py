@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from scalable.manifest.loader import LoadedManifest
-from scalable.manifest.schema import Adaptive, GroupModel, Objectives, Pricing, TargetModel, Workload
+from scalable.manifest.schema import (
+    Adaptive,
+    GroupModel,
+    Objectives,
+    Pricing,
+    TargetModel,
+    Workload,
+)
 
 # Keys a group may set for itself; anything unset falls back to the target's value.
 _GROUP_COUNT_KEYS = ("max_workers", "adaptive")
@@ -73,6 +80,15 @@ class TargetSpec:
     def declared_tags(self) -> dict[str, str]:
         """tag → group, for every group that declares tags."""
         return {t: g.name for g in self.groups for t in g.tags}
+
+    def scaled(self, counts: dict[str, int]) -> TargetSpec:
+        """The target with adaptive groups at their current counts (clamped to range)."""
+        clamped = {
+            g.name: max(g.adaptive.minimum, min(g.adaptive.maximum, counts[g.name]))
+            for g in self.groups
+            if g.adaptive is not None and g.name in counts
+        }
+        return self.with_counts(clamped) if clamped else self
 
     def with_counts(self, counts: dict[str, int]) -> TargetSpec:
         """The same target with some groups' current counts replaced (scaling)."""

@@ -40,12 +40,31 @@ class Workspace:
     def engine(
         self, *, notify: Notify | None = None, events: EventSink | None = None, owner: str = "cli"
     ) -> Engine:
-        kwargs = {}
+        engine = Engine(self.provider_for(owner), self.store, owner=owner)
         if notify is not None:
-            kwargs["notify"] = notify
-        if events is not None:
-            kwargs["events"] = events
-        return Engine(self.provider, self.store, owner=owner, **kwargs)  # type: ignore[arg-type]
+            engine.notify = notify
+        if events is None:
+            from scalable.telemetry.recorder import RunRecorder
+
+            events = RunRecorder(self)  # apply/destroy steps into the run (telemetry.db)
+        engine.events = events
+        return engine
+
+    def provider_for(self, owner: str) -> Provider:
+        """The provider, wrapped with the ``controller`` resource where one belongs.
+
+        A detached controller runs for adaptive targets whose capacity the CLI owns; a
+        ScalableSession runs its controller in-process instead.
+        """
+        if not any(g.adaptive for g in self.spec.groups):
+            return self.provider
+        state = self.store.read()
+        capacity_owner = state.owner if state is not None and state.resources else owner
+        if capacity_owner not in ("cli", "controller"):
+            return self.provider
+        from scalable.scaling.resource import WithController
+
+        return WithController(self.provider)
 
 
 def open_store(loaded: LoadedManifest, spec: TargetSpec) -> StateStore:
@@ -54,7 +73,7 @@ def open_store(loaded: LoadedManifest, spec: TargetSpec) -> StateStore:
         return LocalStore(spec.workdir)
     if cfg.backend == "s3":
         try:
-            from scalable.state.s3 import S3Store  # type: ignore[import-not-found]
+            from scalable.state.s3 import S3Store
         except ModuleNotFoundError as exc:
             raise ScalableError(
                 f"the s3 state backend is not available: {exc}", hint="pip install 'scalable[aws]'"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -31,6 +31,9 @@ class ResourceRecord:
     worker_names: list[str] = field(default_factory=list)
     created_at: str = field(default_factory=now_iso)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in _RECORD_FIELDS}
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ResourceRecord:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
@@ -48,6 +51,9 @@ class StateFile:
     manifest_digest: str = ""
     # Who made the capacity: "cli" or "session:<id>"; a session leaves CLI capacity alone.
     owner: str = "cli"
+    # Current worker counts of adaptive groups (set by the scaling controller or a manual
+    # scale request); the plan keeps them, clamped to the manifest's adaptive range.
+    scale: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     resources: list[ResourceRecord] = field(default_factory=list)
 
@@ -79,8 +85,9 @@ class StateFile:
         return d
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["resources"] = [asdict(r) for r in self.resources]
+        # Shallow on purpose: asdict() deep-copies every record (seconds at 10k resources).
+        d = {f: getattr(self, f) for f in _STATE_FIELDS if f != "resources"}
+        d["resources"] = [r.to_dict() for r in self.resources]
         return d
 
     @classmethod
@@ -104,8 +111,13 @@ class StateFile:
                 scalable_version=d.get("scalable_version", ""),
                 manifest_digest=d.get("manifest_digest", ""),
                 owner=d.get("owner", "cli"),
+                scale={str(k): int(v) for k, v in d.get("scale", {}).items()},
                 outputs=dict(d.get("outputs", {})),
                 resources=[ResourceRecord.from_dict(r) for r in d.get("resources", [])],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"{source}: malformed state ({exc})") from None
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(ResourceRecord))
+_STATE_FIELDS = tuple(f.name for f in fields(StateFile))

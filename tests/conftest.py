@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from scalable.providers.processes import ProcessRef, start_time, terminate
 
 

@@ -569,6 +569,17 @@ class GkeProvider(Provider):
                 with contextlib.suppress(ProviderError):
                     self.kube.delete(kind, name)
             raise
+        return Created(
+            id=f"{self.cfg.namespace}/deployments/{self.scheduler_name}",
+            meta={"name": self.scheduler_name, "service": self.scheduler_name,
+                  "secret": self.secret_name if self.target.tls else None,
+                  "namespace": self.cfg.namespace},
+            outputs=self._scheduler_outputs(svc),
+        )
+
+    def _scheduler_outputs(self, svc: dict[str, Any]) -> dict[str, str]:
+        from scalable.tls import ensure_tls
+
         proto = "tls" if self.target.tls else "tcp"
         ingress = svc["status"]["loadBalancer"]["ingress"][0]
         host = ingress.get("ip") or ingress.get("hostname")
@@ -576,19 +587,31 @@ class GkeProvider(Provider):
         outputs = {
             "scheduler_address": f"{proto}://{host}:{port}",
             "scheduler_cluster_address": f"{proto}://{svc['spec']['clusterIP']}:{port}",
-            "dashboard_command": f"kubectl -n {self.cfg.namespace} port-forward "
-                                 f"deployment/{self.scheduler_name} "
+            "dashboard_command": f"kubectl -n {svc['metadata']['namespace']} port-forward "
+                                 f"deployment/{svc['metadata']['name']} "
                                  f"{manifests.DASHBOARD_PORT}:{manifests.DASHBOARD_PORT}",
         }
         if self.target.tls:
             outputs.update(ensure_tls(self.workdir / "tls").outputs())
-        return Created(
-            id=f"{self.cfg.namespace}/deployments/{self.scheduler_name}",
-            meta={"name": self.scheduler_name, "service": self.scheduler_name,
-                  "secret": self.secret_name if self.target.tls else None,
-                  "namespace": self.cfg.namespace},
-            outputs=outputs,
-        )
+        return outputs
+
+    def recover_outputs(self, record: ResourceRecord) -> dict[str, str]:
+        """The address of a scheduler an interrupted apply created but never recorded the
+        outputs of: wait for its pod and load balancer as create would, and read them."""
+        if record.type != DEPLOYMENT:
+            return {}
+        name = str(record.meta.get("service") or record.attributes.get("name"))
+        try:
+            svc = self.kube.read("service", name)
+            if svc is None:
+                return {}
+            lineage = _lineage_of(svc)
+            self._wait_scheduler_pod(manifests.selector(lineage, "scheduler"),
+                                     str(record.attributes.get("pool", "")))
+            return self._scheduler_outputs(self._wait_ingress(name))
+        except ProviderError as exc:
+            self._notify(f"scheduler: adopted, but its address could not be read: {exc}")
+            return {}
 
     def _wait_scheduler_pod(self, select: dict[str, str], pool: str) -> None:
         """Until the scheduler pod is ready; Kubernetes' reason if it cannot start.
@@ -709,7 +732,6 @@ class GkeProvider(Provider):
             return
         try:
             from distributed import Client
-
             from scalable.tls import security_from_outputs, tls_files
 
             outputs = tls_files(self.workdir / "tls")

@@ -1,1 +1,5 @@
-"""Slurm provider (issue: Slurm provider against a real Slurm)."""
+"""Slurm provider: a Dask scheduler on the submitting host, workers in Slurm batch jobs."""
+
+from scalable.providers.slurm.provider import SlurmProvider
+
+__all__ = ["SlurmProvider"]

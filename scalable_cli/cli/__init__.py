@@ -7,11 +7,11 @@ import sys
 from typing import Annotated
 
 import typer
-
 from scalable._version import __version__
 from scalable.cli import apply as apply_cmds
 from scalable.cli import manifest as manifest_cmds
 from scalable.cli import outputs as output_cmds
+from scalable.cli import report as report_cmds
 from scalable.cli import state as state_cmds
 from scalable.cli.common import Ctx, report_error
 
@@ -48,6 +48,7 @@ app.command()(apply_cmds.destroy)
 app.command()(output_cmds.output)
 app.command()(output_cmds.env)
 app.command()(output_cmds.status)
+app.command()(report_cmds.report)
 app.command()(manifest_cmds.validate)
 app.command()(manifest_cmds.schema)
 app.command()(manifest_cmds.init)
@@ -57,7 +58,8 @@ app.add_typer(state_cmds.app, name="state")
 def main(argv: list[str] | None = None) -> int:
     """Entry point: errors become one ``Error:`` line and a hint, never a traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        # With standalone_mode=False click returns an Exit's code instead of raising it.
+        rc = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except SystemExit as exc:
@@ -75,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if isinstance(exc, click.ClickException):
             exc.show()
-            return 1 if exc.exit_code not in (2,) else 1
+            return 1
         return report_error(exc)
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 def run() -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from scalable.cli.common import (
     AutoApproveOpt,
     FileOpt,
@@ -20,7 +19,7 @@ from scalable.cli.common import (
     print_json,
     use_color,
 )
-from scalable.engine import ApplyResult
+from scalable.engine import ApplyResult, Engine
 from scalable.errors import ScalableError
 from scalable.planning.model import Plan
 from scalable.planning.planfile import check_fresh, load_plan, save_plan
@@ -30,6 +29,38 @@ from scalable.workspace import Workspace
 
 class PartialApply(ScalableError):
     exit_code = 3
+
+
+BudgetOpt = Annotated[
+    float | None, typer.Option("--budget-usd", help="Objective: spend at most this.")
+]
+DeadlineOpt = Annotated[
+    float | None, typer.Option("--deadline-hours", help="Objective: finish within this.")
+]
+TasksOpt = Annotated[
+    int | None, typer.Option("--tasks", help="How many tasks the objective is for.")
+]
+TagOpt = Annotated[
+    str | None, typer.Option("--tag", help="Predict task times from this tag's history.")
+]
+
+
+def _objectives(
+    ws: Workspace, engine: Engine, budget: float | None, deadline: float | None,
+    tasks: int | None, tag: str | None, quiet: bool,
+) -> None:
+    """Objective-driven counts, from flags or the target's ``objectives:``."""
+    from scalable.manifest.schema import Objectives
+
+    objectives = ws.spec.objectives
+    if budget is not None or deadline is not None:
+        objectives = Objectives(budget_usd=budget, deadline_hours=deadline)
+    if objectives is None or (objectives.budget_usd is None and objectives.deadline_hours is None):
+        return
+    chosen = engine.plan_objectives(objectives, tasks=tasks, tag=tag)
+    if not quiet:
+        echo(chosen.table())
+        echo()
 
 
 def plan(
@@ -44,15 +75,27 @@ def plan(
     no_refresh: Annotated[
         bool, typer.Option("--no-refresh", help="Trust the state; do not ask the provider.")
     ] = False,
+    budget_usd: BudgetOpt = None,
+    deadline_hours: DeadlineOpt = None,
+    tasks: TasksOpt = None,
+    tag: TagOpt = None,
+    show_scripts: Annotated[
+        bool, typer.Option("--show-scripts", help="Print the batch script of each new job.")
+    ] = False,
 ) -> None:
     """Show what apply would change, and what it would cost."""
     ws = Workspace.open(file, target)
     ws.provider.validate()
-    p = ws.engine().plan(destroy=destroy, refresh=not no_refresh)
+    engine = ws.engine()
+    if not destroy:
+        _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_)
+    p = engine.plan(destroy=destroy, refresh=not no_refresh)
     if json_:
         print_json(p.to_dict(detail=False))
     else:
         echo(render_plan(p, color=use_color()).rstrip("\n"))
+    if show_scripts:
+        _show_scripts(ws, p)
     if out is not None:
         save_plan(p, out)
         if not json_:
@@ -60,6 +103,35 @@ def plan(
                  f"scalable apply {out}")
     if detailed_exitcode and p.has_changes:
         raise typer.Exit(2)
+
+
+def _show_scripts(ws: Workspace, p: Plan) -> None:
+    """Each job-to-be's exact script, from the provider's ``job_script`` (batch providers)."""
+    job_script = getattr(ws.provider, "job_script", None)
+    if job_script is None:
+        raise ScalableError(f"--show-scripts: the {ws.spec.provider} provider submits no "
+                            "job scripts")
+    state = ws.store.read()
+    new_scheduler = any(c.address == "scheduler" and c.action in ("create", "replace")
+                        for c in p.changes)
+    address = None if state is None or new_scheduler else state.outputs.get("scheduler_address")
+    shown = 0
+    for c in p.actionable:
+        if c.action not in ("create", "replace") or c.resource is None:
+            continue
+        if c.address == "controller":  # runs beside the state, not as a job
+            continue
+        text = job_script(c.resource, lineage=state.lineage if state else None,
+                          scheduler_address=address)
+        if text is None:  # not a job (a scheduler process on this host)
+            continue
+        echo(f"\n# ---- {c.address}: batch script ----\n{text.rstrip()}")
+        shown += 1
+    if shown:
+        echo("\n# <…> placeholders are filled in at apply (idempotency key, and the lineage "
+             "and scheduler address where they do not exist yet).")
+    else:
+        echo("\nNo new jobs: no scripts to show.")
 
 
 def _finish(ws: Workspace, p: Plan, result: ApplyResult, json_: bool, verb: str) -> None:
@@ -106,6 +178,10 @@ def apply(
         bool, typer.Option("--no-wait", help="Do not wait for workers to register.")
     ] = False,
     lock_timeout: LockTimeoutOpt = "0s",
+    budget_usd: BudgetOpt = None,
+    deadline_hours: DeadlineOpt = None,
+    tasks: TasksOpt = None,
+    tag: TagOpt = None,
 ) -> None:
     """Make the target's capacity match the manifest."""
     ws = Workspace.open(file, target if planfile is None else target)
@@ -120,6 +196,7 @@ def apply(
             check_fresh(saved, ws.store.read(), ws.spec.manifest_digest, ws.spec.name)
             p = saved
         else:
+            _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_)
             p = engine.plan()
         if not json_:
             echo(render_plan(p, color=use_color()).rstrip("\n"))

@@ -8,7 +8,6 @@ import sys
 from typing import Annotated, Any, NoReturn
 
 import typer
-
 from scalable.errors import ScalableError
 from scalable.units import parse_duration
 
@@ -18,7 +17,9 @@ FileOpt = Annotated[
 ]
 TargetOpt = Annotated[
     str | None,
-    typer.Option("-t", "--target", help="Target name (default: default_target; env SCALABLE_TARGET)."),
+    typer.Option(
+        "-t", "--target", help="Target name (default: default_target; env SCALABLE_TARGET)."
+    ),
 ]
 LockTimeoutOpt = Annotated[
     str,

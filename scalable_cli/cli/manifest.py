@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from scalable.cli.common import FileOpt, echo
 from scalable.errors import ScalableError
 from scalable.manifest.loader import load_manifest
@@ -24,7 +23,9 @@ def validate(file: FileOpt = None) -> None:
     for name in loaded.manifest.targets:
         spec = build_target(loaded, name)
         groups = ", ".join(
-            f"{g.name}={g.count if not g.adaptive else f'{g.adaptive.minimum}..{g.adaptive.maximum}'}"
+            f"{g.name}={g.count}"
+            if not g.adaptive
+            else f"{g.name}={g.adaptive.minimum}..{g.adaptive.maximum}"
             for g in spec.groups
         )
         echo(f"  {name}: provider {spec.provider}, workers {groups}")

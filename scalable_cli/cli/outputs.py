@@ -6,11 +6,11 @@ import shlex
 from typing import Annotated
 
 import typer
-
 from scalable.cli.common import FileOpt, JsonOpt, TargetOpt, echo, print_json
 from scalable.connect import client_env
 from scalable.errors import ScalableError
 from scalable.planning.diff import spec_of
+from scalable.state.model import StateFile
 from scalable.workspace import Workspace
 
 
@@ -87,6 +87,7 @@ def status(file: FileOpt = None, target: TargetOpt = None, json_: JsonOpt = Fals
                 client.close()
         except Exception as exc:
             sched_error = f"scheduler unreachable: {exc}"
+    run_id = _run_id(ws, state)
     rows = [
         {"address": r.address, "type": r.type, "id": r.id, "status": r.status,
          "observed": observed[r.address].status, "reason": observed[r.address].reason,
@@ -95,11 +96,13 @@ def status(file: FileOpt = None, target: TargetOpt = None, json_: JsonOpt = Fals
     ]
     if json_:
         print_json({"target": ws.spec.name, "outputs": state.outputs, "resources": rows,
-                    "workers": workers, "error": sched_error or None})
+                    "workers": workers, "error": sched_error or None, "run_id": run_id})
         return
     echo(f"Target: {ws.spec.name} (provider: {ws.spec.provider})  serial {state.serial}")
     if state.outputs.get("scheduler_address"):
         echo(f"Scheduler: {state.outputs['scheduler_address']}")
+    if run_id:
+        echo(f"Run: {run_id}  (scalable report --run {run_id})")
     echo("")
     echo(f"{'ADDRESS':28} {'TYPE':18} {'STATE':9} {'LIVE':8} ID")
     for row in rows:
@@ -112,3 +115,14 @@ def status(file: FileOpt = None, target: TargetOpt = None, json_: JsonOpt = Fals
         echo(f"Workers registered with the scheduler: {len(workers)}")
         for w in workers:
             echo(f"  {w['name']!s:30} {w['address']!s:28} threads={w['threads']}")
+
+
+def _run_id(ws: Workspace, state: StateFile) -> str | None:
+    """The telemetry run of the live scheduler (pulling a remote one's records)."""
+    try:
+        from scalable.telemetry.recorder import current_run
+
+        run = current_run(ws, state)
+    except Exception:
+        return None
+    return run.id if run is not None else None

@@ -7,7 +7,6 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
-
 from scalable.cli.common import FileOpt, LockTimeoutOpt, TargetOpt, echo, lock_seconds
 from scalable.errors import StateError
 from scalable.state.model import StateFile
@@ -44,7 +43,9 @@ def show(address: str, file: FileOpt = None, target: TargetOpt = None) -> None:
 
 @app.command()
 def rm(
-    address: Annotated[str, typer.Argument(help="Address to forget (the resource is NOT deleted).")],
+    address: Annotated[
+        str, typer.Argument(help="Address to forget (the resource is NOT deleted).")
+    ],
     file: FileOpt = None,
     target: TargetOpt = None,
     lock_timeout: LockTimeoutOpt = "0s",

@@ -19,7 +19,6 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
-
 from scalable.errors import ManifestError
 from scalable.manifest.schema import TARGET_CLASSES, Manifest
 
@@ -153,9 +152,12 @@ def _node_at(
                     break
             else:
                 key_node = None
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part < len(node.value):
-                node, key_node = node.value[part], None
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and part < len(node.value)
+        ):
+            node, key_node = node.value[part], None
     return (key_node or node) if want_key else node
 
 
@@ -195,7 +197,7 @@ def _fields_at(data: Any, loc: tuple[int | str, ...]) -> list[str]:
                 if field is not None:
                     model = field.annotation
                     value = value.get(part) if isinstance(value, dict) else None
-    if typing.get_origin(model) in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if typing.get_origin(model) in (typing.Union, __import__("types").UnionType):
         models = [a for a in typing.get_args(model) if isinstance(a, type)]
         model = next((m for m in models if issubclass(m, BaseModel)), model)
     if isinstance(model, type) and issubclass(model, BaseModel):
@@ -203,7 +205,7 @@ def _fields_at(data: Any, loc: tuple[int | str, ...]) -> list[str]:
     return []
 
 
-def _hint(err: dict[str, Any], data: Any) -> str | None:
+def _hint(err: Any, data: Any) -> str | None:
     loc = tuple(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden" and loc:
@@ -220,7 +222,7 @@ def _hint(err: dict[str, Any], data: Any) -> str | None:
     return "see `scalable schema` or docs/manifest.rst"
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: Any) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return "unknown key"
@@ -233,15 +235,16 @@ def _message(err: dict[str, Any]) -> str:
 
 
 def _dotted(loc: tuple[int | str, ...], data: Any) -> str:
+    """``targets.local.max_workers``: the key path as written in the file."""
     out = ""
     value = data
     for part in loc:
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
+        in_dict = isinstance(value, dict) and part in value
+        in_list = isinstance(value, list) and isinstance(part, int) and part < len(value)
+        if in_dict or in_list:
             value = value[part]
         elif isinstance(part, str) and part in TARGET_CLASSES:
-            continue  # discriminator tag, not a key of the file
+            continue  # a discriminator tag, not a key of the file
         else:
             value = None
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))

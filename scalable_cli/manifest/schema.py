@@ -20,7 +20,6 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
-
 from scalable.units import parse_duration, parse_size, parse_walltime
 
 

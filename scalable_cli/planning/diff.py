@@ -27,7 +27,8 @@ def _changed_keys(before: dict[str, object], after: dict[str, object]) -> list[s
 
 
 def _describe_changes(before: dict[str, object], after: dict[str, object]) -> str:
-    return ", ".join(f"{k}: {before.get(k)!r} → {after.get(k)!r}" for k in _changed_keys(before, after))
+    keys = _changed_keys(before, after)
+    return ", ".join(f"{k}: {before.get(k)!r} → {after.get(k)!r}" for k in keys)
 
 
 def _resolve(
@@ -118,6 +119,7 @@ def make_plan(
     *,
     destroy: bool = False,
     refresh: bool = True,
+    horizon_hours: float | None = None,
 ) -> Plan:
     target = provider.target
     state = state or StateFile(target=target.name, provider=target.provider)
@@ -133,24 +135,27 @@ def make_plan(
     prices: dict[str, Price] = {}
 
     def price(spec: ResourceSpec) -> Price:
-        p = prices.get(spec.address + "/" + repr(sorted(spec.attributes.items())))
+        # Prices depend on what a resource is, not where it sits: many share one lookup.
+        key = f"{spec.type}/{spec.group}/{spec.is_scheduler}/{sorted(spec.attributes.items())}"
+        p = prices.get(key)
         if p is None:
-            p = provider.price(spec)
-            prices[spec.address + "/" + repr(sorted(spec.attributes.items()))] = p
+            p = prices[key] = provider.price(spec)
         return p
 
+    after_price = {spec.address: price(spec) for spec in desired}
+    before_price = {rec.address: price(spec_of(rec)) for rec in live.values()}
     want_counts = Counter(r.group for r in desired if r.group)
     have_counts = Counter(r.group for r in live.values() if r.group and r.status != "deleting")
     scheduler_new = False
     unknown: list[str] = []
     for spec in desired:
         rec = live.get(spec.address)
-        after_price = price(spec)
-        if not after_price.known:
-            unknown.append(f"{spec.address} ({after_price.note or 'no price'})")
+        p_after = after_price[spec.address]
+        if not p_after.known:
+            unknown.append(f"{spec.address} ({p_after.note or 'no price'})")
         change = Change(
             address=spec.address, action="no-op", type=spec.type, group=spec.group,
-            after=spec.attributes, hourly_before=0.0, hourly_after=after_price.hourly,
+            after=spec.attributes, hourly_before=0.0, hourly_after=p_after.hourly,
             resource=spec,
         )
         if rec is None:
@@ -165,7 +170,7 @@ def make_plan(
             change.record = rec
             change.before = rec.attributes
             o = obs.get(spec.address, Observation("alive"))
-            change.hourly_before = price(spec_of(rec)).hourly if o.status != "gone" else 0.0
+            change.hourly_before = before_price[rec.address].hourly if o.status != "gone" else 0.0
             if o.status == "gone" or rec.status == "deleting":
                 change.action = "create"
                 change.reasons.append(
@@ -200,7 +205,7 @@ def make_plan(
             Change(
                 address=rec.address, action="delete", type=rec.type, group=rec.group,
                 before=rec.attributes, after=None, reasons=[reason],
-                hourly_before=price(spec_of(rec)).hourly if o.status != "gone" else 0.0,
+                hourly_before=before_price[rec.address].hourly if o.status != "gone" else 0.0,
                 hourly_after=0.0, record=rec,
             )
         )
@@ -214,7 +219,8 @@ def make_plan(
         destroy=destroy,
         changes=_ordered(changes),
         drift=drift,
-        cost=_cost(provider, live, obs, desired, price, unknown, destroy),
+        cost=_cost(provider, live, obs, desired, before_price, after_price, unknown, destroy,
+                   horizon_hours),
         adopted=adopted,
     )
 
@@ -240,29 +246,30 @@ def _cost(
     live: dict[str, ResourceRecord],
     obs: dict[str, Observation],
     desired: list[ResourceSpec],
-    price: object,
+    before_price: dict[str, Price],
+    after_price: dict[str, Price],
     unknown: list[str],
     destroy: bool,
+    horizon_override: float | None,
 ) -> Cost:
-    assert callable(price)
     now: float | None = 0.0
     for rec in live.values():
         if obs.get(rec.address, Observation("alive")).status == "gone":
             continue
-        p = price(spec_of(rec))
+        p = before_price[rec.address]
         now = None if now is None or p.hourly is None else now + p.hourly
     after: float | None = 0.0
     cores = 0.0
     notes: list[str] = []
     for spec in desired:
-        p = price(spec)
+        p = after_price[spec.address]
         after = None if after is None or p.hourly is None else after + p.hourly
         cores += p.cores
         if p.estimate and p.note and p.note not in notes:
             notes.append(p.note)
         if p.source and f"prices: {p.source}" not in notes and p.hourly:
             notes.append(f"prices: {p.source}")
-    horizon = provider.horizon_hours()
+    horizon = horizon_override or provider.horizon_hours()
     return Cost(
         hourly_now=now,
         hourly_after=0.0 if destroy else after,

@@ -66,7 +66,8 @@ def render_change(change: Change, style: Style, verbose: bool = True) -> list[st
     if change.hourly_delta is None:
         price = "  cost: unknown"
     elif change.hourly_delta:
-        price = f"  {'+' if change.hourly_delta > 0 else '-'}{format_usd(abs(change.hourly_delta))}/h"
+        sign = "+" if change.hourly_delta > 0 else "-"
+        price = f"  {sign}{format_usd(abs(change.hourly_delta))}/h"
     lines.append(f"  {style(sym, COLOR[change.action])} {change.type} \"{change.address}\"{price}")
     if verbose:
         lines.extend(_attrs(change, style))

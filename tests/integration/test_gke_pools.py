@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 from google.cloud import container_v1 as c
-
 from scalable.providers.base import ProviderError
 from scalable.providers.gke.pools import Pools
+
 from tests.fakes.gke import FakeGke
 
 pytestmark = pytest.mark.gke

@@ -15,7 +15,6 @@ from typing import Any
 
 import grpc
 import pytest
-
 from scalable.engine import ApplyResult, Engine
 from scalable.manifest.loader import load_manifest
 from scalable.planning.model import Plan
@@ -25,6 +24,7 @@ from scalable.providers.gke import GkeProvider, manifests
 from scalable.spec import build_target
 from scalable.state.model import ResourceRecord, StateFile
 from scalable.state.store import LocalStore
+
 from tests.fakes.cluster import eventually, fake_cluster, gke_manifest
 from tests.fakes.gke import FakeGke
 from tests.fakes.kube import FakeKube

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scalable.engine import _tier, _update_order
+from scalable.engine import _delete_order, _tier, _update_order
 from scalable.manifest import parse_manifest
 from scalable.planning.diff import make_plan
 from scalable.planning.model import Change
@@ -93,6 +93,12 @@ def test_infrastructure_first_then_scheduler_then_workers() -> None:
     assert [_tier(a) for a in ("node_pool.default", "aws.sg", "scheduler",
                                "workers.default", "workers.a[3]", "controller")] == \
         [0, 0, 1, 2, 2, 2]
+
+
+def test_deletion_is_the_other_way_round() -> None:
+    addresses = ["node_pool.default", "scheduler", "workers.a[0]", "controller", "aws.sg"]
+    assert sorted(addresses, key=_delete_order) == [
+        "controller", "workers.a[0]", "scheduler", "node_pool.default", "aws.sg"]
 
 
 def test_updates_grow_capacity_first_and_shrink_it_last() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from scalable.manifest.schema import Pricing
 from scalable.providers.base import ProviderError
 from scalable.providers.gke import manifests, sizing

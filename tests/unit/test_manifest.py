@@ -7,7 +7,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from scalable.errors import ManifestError
 from scalable.manifest import parse_manifest
 from scalable.manifest.starter import TARGETS, starter

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-
 from scalable.errors import PlanError
 from scalable.manifest import parse_manifest
 from scalable.planning.diff import make_plan
@@ -16,7 +15,12 @@ from scalable.planning.planfile import check_fresh, load_plan, save_plan
 from scalable.planning.render import render_plan
 from scalable.pricing.estimator import Price
 from scalable.providers.base import (
-    CreateContext, Created, Discovered, Observation, Provider, ResourceSpec,
+    CreateContext,
+    Created,
+    Discovered,
+    Observation,
+    Provider,
+    ResourceSpec,
 )
 from scalable.spec import build_target
 from scalable.state.model import ResourceRecord, StateFile

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from scalable.errors import StateError
 from scalable.state import LocalStore, LockTimeout, ResourceRecord, StateFile
 from scalable.state.lock import read_holder

@@ -1,0 +1,190 @@
+"""Batch scripts for worker jobs, built on dask-jobqueue's ``SLURMJob``.
+
+dask-jobqueue owns the ``#SBATCH`` header (``-J``, ``-e/-o``, ``-p``, ``-A``, ``-n 1``,
+``--cpus-per-task``, ``--mem``, ``-t``, extra directives) and the script template; we
+supply the worker command (the same ``dask worker`` argv every scalable provider builds,
+optionally wrapped in ``apptainer exec``) and our identity directives (``--comment``,
+``--wckey``). ``scalable plan --show-scripts`` prints exactly what :func:`render` returns.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from scalable.units import format_walltime
+
+# Written into the job script where a value exists only at run time (the job's tmp,
+# the node's address): left for bash to expand.
+LOCAL_DIR = "${TMPDIR:-/tmp}/scalable-${SLURM_JOB_ID}"
+HOST_VAR = "${SCALABLE_HOST}"
+_RAW_TOKENS = {LOCAL_DIR, HOST_VAR, f"{HOST_VAR}:0"}
+
+COMMENT_PREFIX = "scalable"
+
+
+# -- identity ---------------------------------------------------------------------------
+
+
+def address_slug(address: str) -> str:
+    """``workers.gpu[3]`` → ``gpu-3``; ``scheduler`` → ``scheduler``."""
+    m = re.fullmatch(r"workers\.([A-Za-z0-9_-]+)\[(\d+)\]", address)
+    if m:
+        return f"{m.group(1)}-{m.group(2)}"
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", address).strip("-")
+
+
+def job_name(lineage: str, address: str) -> str:
+    """``scalable-<lineage8>-<group>-<i>``: unique per state and address."""
+    return f"scalable-{lineage[:8]}-{address_slug(address)}"
+
+
+def wckey(lineage: str) -> str:
+    """One wckey per state: ``scancel --wckey`` stops everything a state made."""
+    return f"scalable-{lineage[:8]}"
+
+
+def comment(lineage: str, address: str, key: str) -> str:
+    """``scalable;lineage=…;address=…;key=…``: what discover reads back."""
+    return f"{COMMENT_PREFIX};lineage={lineage};address={address};key={key}"
+
+
+def parse_comment(text: str) -> dict[str, str] | None:
+    """The fields of a comment we wrote, or None for anyone else's job."""
+    parts = text.strip().split(";")
+    if not parts or parts[0] != COMMENT_PREFIX:
+        return None
+    out: dict[str, str] = {}
+    for p in parts[1:]:
+        k, sep, v = p.partition("=")
+        if sep:
+            out[k] = v
+    if not {"lineage", "address", "key"} <= set(out):
+        return None
+    return out
+
+
+# -- shape of one job -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobShape:
+    """Everything a job's script says, resolved from the manifest."""
+
+    job_name: str
+    comment: str
+    wckey: str
+    partition: str | None
+    account: str | None
+    walltime: int  # seconds
+    cores: int
+    memory: int | None  # bytes for --mem; None = the partition's default
+    log_directory: str
+    worker_command: Sequence[str]
+    extra_directives: Sequence[str] = ()
+    prologue: Sequence[str] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    python: str = "python3"
+
+
+def lifetime(walltime: int, margin: float) -> tuple[float, float]:
+    """Worker ``--lifetime`` and ``--lifetime-stagger`` for a job of ``walltime`` seconds.
+
+    Workers retire (moving their data to other workers) ``margin`` seconds before Slurm
+    would kill the job. The margin is capped at a quarter of the walltime so short jobs
+    still do work; the stagger (a quarter of the margin) spreads retirements so a batch
+    of jobs that started together does not leave all at once, and is small enough that
+    lifetime + stagger stays before the walltime.
+    """
+    m = min(float(margin), walltime / 4.0)
+    return walltime - m, m / 4.0
+
+
+def mem_directive(nbytes: int) -> str:
+    """``--mem`` value in MiB, rounded up (Slurm's M is MiB)."""
+    return f"{max(1, math.ceil(nbytes / 2**20))}M"
+
+
+def host_line(interface: str | None) -> str:
+    """Bash that sets SCALABLE_HOST to the node's address (on ``interface`` if given)."""
+    if interface:
+        return (f"SCALABLE_HOST=$(ip -4 -o addr show dev {shlex.quote(interface)} "
+                "| awk '{split($4, a, \"/\"); print a[1]; exit}')")
+    return "SCALABLE_HOST=$(hostname -I | awk '{print $1}')"
+
+
+def shell_join(argv: Sequence[str]) -> str:
+    """Quote for bash, leaving our run-time tokens (``$TMPDIR``…) to expand."""
+    return " ".join(f'"{a}"' if a in _RAW_TOKENS else shlex.quote(a) for a in argv)
+
+
+def apptainer_wrap(argv: Sequence[str], image: str, binds: Sequence[str]) -> list[str]:
+    out = ["apptainer", "exec"]
+    for b in binds:
+        out += ["--bind", b]
+    return [*out, image, *argv]
+
+
+def render(shape: JobShape) -> str:
+    """The exact batch script for one job (dask-jobqueue's header and template)."""
+    from dask_jobqueue.slurm import SLURMJob
+
+    class _Job(SLURMJob):
+        """SLURMJob with our worker command in place of the one it builds."""
+
+        def __init__(self, command: str, **kwargs: object) -> None:
+            super().__init__(**kwargs)
+            self._command_template = command
+
+    prologue = list(shape.prologue)
+    prologue += [f"export {k}={shlex.quote(v)}" for k, v in sorted(shape.env.items())]
+    prologue += [
+        f'export SCALABLE_LOCAL_DIR="{LOCAL_DIR}"',
+        'mkdir -p "$SCALABLE_LOCAL_DIR" && trap \'rm -rf "$SCALABLE_LOCAL_DIR"\' EXIT',
+    ]
+    directives = [f"--comment={shape.comment}", f"--wckey={shape.wckey}",
+                  *shape.extra_directives]
+    # Unset keys must not be filled from a user's jobqueue.yaml behind the plan's back.
+    skip = []
+    if not shape.memory:
+        skip.append("#SBATCH --mem=")
+    if not shape.partition:
+        skip.append("#SBATCH -p ")
+    if not shape.account:
+        skip.append("#SBATCH -A ")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        job = _Job(
+            command=shell_join(shape.worker_command),
+            scheduler="(set by scalable)",
+            name="(set by scalable)",
+            queue=shape.partition,
+            account=shape.account,
+            walltime=format_walltime(shape.walltime),
+            cores=shape.cores,
+            memory=f"{shape.memory or 2**30}B",
+            processes=1,
+            job_cpu=shape.cores,
+            job_mem=mem_directive(shape.memory) if shape.memory else None,
+            job_extra_directives=directives,
+            job_script_prologue=prologue,
+            job_directives_skip=skip,
+            log_directory=shape.log_directory,
+            shebang="#!/usr/bin/env bash",
+            python=shape.python,
+            job_name=shape.job_name,
+            interface=None,
+            death_timeout=None,
+            local_directory=None,
+            worker_extra_args=[],
+            env_extra=None,
+            job_extra=None,
+            header_skip=None,
+            extra=None,
+        )
+    text: str = job.job_script()
+    return text

@@ -1,0 +1,393 @@
+"""Run summaries: what a run did and what it cost, computed from the telemetry database.
+
+Definitions (see docs/guides/telemetry.rst):
+
+- the run's window is ``[started_at, end]``, ``end`` being ``ended_at`` (or, for a run
+  still going, now);
+- ``Workers: peak`` is the most workers present at once; ``avg`` is the time-weighted
+  mean number of workers over the window;
+- ``Tasks``: tasks counted once per key (a task rescheduled after its worker was lost,
+  or recomputed, counts once, with its last outcome); ``failed`` counts ``error``,
+  ``killed`` and ``upstream`` outcomes;
+- ``Efficiency`` = busy thread-seconds (sum of the tasks' compute time) ÷ available
+  thread-seconds (sum over workers of threads × seconds present in the window);
+- by tag: count, median and 95th percentile of compute time of finished tasks
+  (``-`` for untagged tasks); beyond the per-run row limit the quantiles come from a
+  log histogram (within ~6%);
+- cost = Σ worker-hours × that worker's hourly price + scheduler-hours × the
+  scheduler's price, prices as the provider gave them at apply (``pricing`` event).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from scalable.telemetry.store import (
+    FAILED_STATUSES,
+    Aggregate,
+    Event,
+    Run,
+    TaskRow,
+    TelemetryDB,
+    WorkerSpan,
+)
+
+REPORT_FORMAT_VERSION = 1
+ENGINE_STEPS = ("apply_start", "apply_complete", "destroy_start", "destroy_complete",
+                "resource_created", "resource_deleted")
+_GROUP_RE = re.compile(r"^workers\.([^\[\]]+)\[")
+
+
+# -- the arithmetic (pure functions) ----------------------------------------------------
+
+
+def clip(span: WorkerSpan, start: float, end: float) -> tuple[float, float]:
+    """The part of a worker's presence inside ``[start, end]`` (possibly empty)."""
+    s = max(span.start, start)
+    e = min(span.stop if span.stop is not None else end, end)
+    return s, max(s, e)
+
+
+def worker_stats(spans: Sequence[WorkerSpan], start: float, end: float) -> tuple[int, float]:
+    """(peak, time-weighted average) number of workers over ``[start, end]``."""
+    deltas: list[tuple[float, int]] = []
+    for sp in spans:
+        s, e = clip(sp, start, end)
+        if e > s:
+            deltas += [(s, 1), (e, -1)]
+    deltas.sort(key=lambda d: (d[0], d[1]))
+    peak = current = 0
+    area = 0.0
+    last = start
+    for ts, d in deltas:
+        area += current * (ts - last)
+        last = ts
+        current += d
+        peak = max(peak, current)
+    window = end - start
+    return peak, (area / window if window > 0 else float(peak))
+
+
+def available_thread_seconds(spans: Iterable[WorkerSpan], start: float, end: float) -> float:
+    total = 0.0
+    for sp in spans:
+        s, e = clip(sp, start, end)
+        total += sp.nthreads * (e - s)
+    return total
+
+
+def busy_thread_seconds(tasks: Iterable[TaskRow], aggregates: Iterable[Aggregate] = ()) -> float:
+    busy = sum(t.duration or 0.0 for t in tasks)
+    return busy + sum(a.total_seconds for a in aggregates)
+
+
+def quantile(samples: Sequence[tuple[float, int]], q: float) -> float | None:
+    """The ``q`` quantile of weighted samples ``(value, weight)``.
+
+    Linear interpolation between closest ranks, as if each value were repeated
+    ``weight`` times (numpy's default method for unit weights).
+    """
+    pts = sorted((v, w) for v, w in samples if w > 0)
+    n = sum(w for _, w in pts)
+    if n == 0:
+        return None
+    pos = q * (n - 1)
+    lo_rank, hi_rank = math.floor(pos), math.ceil(pos)
+    lo = hi = None
+    seen = 0
+    for v, w in pts:
+        if lo is None and lo_rank < seen + w:
+            lo = v
+        if hi_rank < seen + w:
+            hi = v
+            break
+        seen += w
+    assert lo is not None and hi is not None
+    return lo + (hi - lo) * (pos - lo_rank)
+
+
+def group_of(worker_name: str) -> str | None:
+    """``workers.default[3]`` (or ``workers.default[0]-2``) → ``default``."""
+    m = _GROUP_RE.match(worker_name)
+    return m.group(1) if m else None
+
+
+def worker_price(name: str, prices: dict[str, float | None]) -> float | None:
+    if not prices:
+        return None
+    group = group_of(name)
+    if group is not None and group in prices:
+        return prices[group]
+    if len(prices) == 1:
+        return next(iter(prices.values()))
+    return prices.get("default")
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+@dataclass
+class TagStats:
+    tag: str | None
+    count: int
+    failed: int
+    median: float | None
+    p95: float | None
+
+
+@dataclass
+class Decision:
+    ts: float
+    offset: float
+    from_: Any
+    to: Any
+    reason: str
+    group: str | None = None
+
+
+@dataclass
+class Cost:
+    usd: float | None
+    worker_hours: float
+    scheduler_hours: float
+    source: str = ""
+    note: str = ""
+
+
+@dataclass
+class RunReport:
+    run: Run
+    end: float
+    running: bool
+    peak_workers: int
+    avg_workers: float
+    completed: int
+    failed: int
+    duration: float
+    busy_thread_seconds: float
+    available_thread_seconds: float
+    by_tag: list[TagStats]
+    decisions: list[Decision]
+    cost: Cost
+    removed: dict[str, int] = field(default_factory=dict)
+    steps: list[Event] = field(default_factory=list)
+
+    @property
+    def efficiency(self) -> float | None:
+        if self.available_thread_seconds <= 0:
+            return None
+        return self.busy_thread_seconds / self.available_thread_seconds
+
+
+def tag_stats(tasks: Sequence[TaskRow], aggregates: Sequence[Aggregate]) -> list[TagStats]:
+    tags: dict[str | None, dict[str, Any]] = {}
+
+    def entry(tag: str | None) -> dict[str, Any]:
+        return tags.setdefault(tag, {"count": 0, "failed": 0, "samples": []})
+
+    for t in tasks:
+        e = entry(t.tag)
+        if t.status == "ok":
+            e["count"] += 1
+            if t.duration is not None:
+                e["samples"].append((t.duration, 1))
+        else:
+            e["failed"] += 1
+    for a in aggregates:
+        e = entry(a.tag)
+        if a.status == "ok":
+            e["count"] += a.count
+            e["samples"].extend(a.samples())
+        else:
+            e["failed"] += a.count
+    out = [TagStats(tag, e["count"], e["failed"], quantile(e["samples"], 0.5),
+                    quantile(e["samples"], 0.95)) for tag, e in tags.items()]
+    return sorted(out, key=lambda s: (s.tag is None, s.tag or ""))
+
+
+def compute_cost(spans: Sequence[WorkerSpan], start: float, end: float,
+                 pricing: dict[str, Any] | None) -> Cost:
+    worker_hours = sum(e - s for s, e in (clip(sp, start, end) for sp in spans)) / 3600
+    scheduler_hours = max(0.0, end - start) / 3600
+    if pricing is None:
+        return Cost(None, worker_hours, scheduler_hours, note="no price was recorded")
+    prices: dict[str, float | None] = pricing.get("worker_hourly") or {}
+    total = 0.0
+    unknown: list[str] = []
+    for sp in spans:
+        s, e = clip(sp, start, end)
+        if e <= s:
+            continue
+        p = worker_price(sp.name, prices)
+        if p is None:
+            unknown.append(sp.name)
+        else:
+            total += p * (e - s) / 3600
+    sched = pricing.get("scheduler_hourly")
+    if sched is None:
+        unknown.append("scheduler")
+    else:
+        total += sched * scheduler_hours
+    notes = "; ".join(pricing.get("notes") or [])
+    if unknown:
+        what = ", ".join(unknown[:3]) + (", …" if len(unknown) > 3 else "")
+        return Cost(None, worker_hours, scheduler_hours, pricing.get("source", ""),
+                    f"no price for {what}" + (f" ({notes})" if notes else ""))
+    return Cost(total, worker_hours, scheduler_hours, pricing.get("source", ""), notes)
+
+
+def build_report(db: TelemetryDB, run: Run, *, end: float | None = None,
+                 now: float | None = None) -> RunReport:
+    """Summarise ``run``. ``end`` overrides the window's end (for a run gone silent)."""
+    import time as _time
+
+    running = run.ended_at is None and end is None
+    window_end = end if end is not None else (
+        run.ended_at if run.ended_at is not None else (now or _time.time()))
+    start = run.started_at
+    spans = db.worker_spans(run.id)
+    tasks = db.tasks(run.id)
+    aggs = db.aggregates(run.id)
+    peak, avg = worker_stats(spans, start, window_end)
+    completed = sum(1 for t in tasks if t.status == "ok") + sum(
+        a.count for a in aggs if a.status == "ok")
+    failed = sum(1 for t in tasks if t.status in FAILED_STATUSES) + sum(
+        a.count for a in aggs if a.status in FAILED_STATUSES)
+    events = db.events(run.id)
+    decisions = [
+        Decision(ts=e.ts, offset=e.ts - start, from_=e.data.get("from"), to=e.data.get("to"),
+                 reason=str(e.data.get("reason", "")), group=e.data.get("group"))
+        for e in events if e.kind == "scale_decision"
+    ]
+    removed: dict[str, int] = {}
+    for e in events:
+        if e.kind == "worker_removed":
+            r = str(e.data.get("reason") or "unknown")
+            removed[r] = removed.get(r, 0) + 1
+    pricing = next((e.data for e in reversed(events) if e.kind == "pricing"), None)
+    return RunReport(
+        run=run, end=window_end, running=running, peak_workers=peak, avg_workers=avg,
+        completed=completed, failed=failed, duration=max(0.0, window_end - start),
+        busy_thread_seconds=busy_thread_seconds(tasks, aggs),
+        available_thread_seconds=available_thread_seconds(spans, start, window_end),
+        by_tag=tag_stats(tasks, aggs), decisions=decisions,
+        cost=compute_cost(spans, start, window_end, pricing), removed=removed,
+        steps=[e for e in events if e.kind in ENGINE_STEPS],
+    )
+
+
+def last_activity(db: TelemetryDB, run: Run) -> float:
+    """The time of the last thing recorded in a run (for a scheduler that died)."""
+    times = [run.started_at]
+    times += [e.ts for e in db.events(run.id)]
+    times += [t.stop for t in db.tasks(run.id) if t.stop is not None]
+    return max(times)
+
+
+# -- rendering -----------------------------------------------------------------------
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s < 0.001:
+        return f"{s * 1e6:.0f}µs"
+    if s < 1:
+        return f"{s * 1000:.0f}ms"
+    if s < 60:
+        return f"{s:.1f}s"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+
+
+def fmt_usd(v: float | None) -> str:
+    from scalable.pricing.estimator import format_usd
+
+    return format_usd(v)
+
+
+def render_report(r: RunReport) -> str:
+    run = r.run
+    eff = r.efficiency
+    lines = [
+        f"Run: {run.id}",
+        f"Target: {run.target} (provider: {run.provider})",
+        f"Workers: peak={r.peak_workers}, avg={r.avg_workers:.1f}",
+        f"Tasks: {r.completed} completed, {r.failed} failed",
+        f"Duration: {fmt_seconds(r.duration)}" + (" (still running)" if r.running else ""),
+        "Efficiency: " + ("n/a (no workers)" if eff is None else f"{eff:.0%}")
+        + " (worker utilization)",
+        "",
+        "Tasks by tag:",
+    ]
+    if r.by_tag:
+        width = max(8, *(len(s.tag or "-") for s in r.by_tag))
+        lines.append(f"  {'TAG':<{width}}  {'COUNT':>7}  {'FAILED':>6}  {'MEDIAN':>7}  "
+                     f"{'P95':>7}")
+        for s in r.by_tag:
+            lines.append(f"  {s.tag or '-':<{width}}  {s.count:>7}  {s.failed:>6}  "
+                         f"{fmt_seconds(s.median):>7}  {fmt_seconds(s.p95):>7}")
+    else:
+        lines.append("  (no tasks)")
+    lines += ["", "Scaling decisions:"]
+    if r.decisions:
+        for d in r.decisions:
+            group = f" [{d.group}]" if d.group else ""
+            when = "+" + fmt_seconds(d.offset)
+            lines.append(f"  {when:<8}  {d.from_} → {d.to} workers{group}  {d.reason}")
+    else:
+        lines.append("  (none)")
+    if r.removed:
+        parts = ", ".join(f"{n} {reason}" for reason, n in sorted(r.removed.items()))
+        lines += ["", f"Workers removed: {parts}"]
+    c = r.cost
+    detail = f"{c.worker_hours:.3g} worker-hours"
+    if c.source:
+        detail += f"; prices: {c.source}"
+    if c.note:
+        detail += f"; {c.note}"
+    lines += ["", f"Cost: {fmt_usd(c.usd)} ({detail})"]
+    return "\n".join(lines) + "\n"
+
+
+def report_to_dict(r: RunReport) -> dict[str, Any]:
+    """The ``--json`` document (``format_version`` 1; additive changes only)."""
+    return {
+        "format_version": REPORT_FORMAT_VERSION,
+        "run": {**r.run.to_dict(), "running": r.running, "end": r.end},
+        "workers": {"peak": r.peak_workers, "avg": r.avg_workers, "removed": r.removed},
+        "tasks": {"completed": r.completed, "failed": r.failed},
+        "duration_seconds": r.duration,
+        "efficiency": r.efficiency,
+        "busy_thread_seconds": r.busy_thread_seconds,
+        "available_thread_seconds": r.available_thread_seconds,
+        "by_tag": [asdict(s) for s in r.by_tag],
+        "scaling_decisions": [
+            {"ts": d.ts, "offset_seconds": d.offset, "from": d.from_, "to": d.to,
+             "reason": d.reason, "group": d.group} for d in r.decisions
+        ],
+        "cost": asdict(r.cost),
+        "steps": [e.to_dict() for e in r.steps],
+    }
+
+
+def render_run_list(db: TelemetryDB, runs: Sequence[Run]) -> str:
+    if not runs:
+        return "No runs recorded.\n"
+    lines = [f"{'RUN':<48} {'TARGET':<12} {'STARTED':<19} {'DURATION':>9} "
+             f"{'TASKS':>8} {'FAILED':>6}  STATUS"]
+    for run in runs:
+        counts = db.task_counts(run.id)
+        ok = counts.get("ok", 0)
+        bad = sum(v for k, v in counts.items() if k in FAILED_STATUSES)
+        started = datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M:%S")
+        status = "running" if run.ended_at is None else "ended"
+        lines.append(f"{run.id:<48} {run.target:<12} {started:<19} "
+                     f"{fmt_seconds(run.duration()):>9} {ok:>8} {bad:>6}  {status}")
+    return "\n".join(lines) + "\n"
