@@ -346,6 +346,11 @@ class GkeProvider(Provider):
         pool = resource.attributes.get("pool", "")
         return Price(hourly=0.0, source=f"runs on node pool {pool}")
 
+    def startup_seconds(self) -> float:
+        """Create to registered worker, for objective planning: an estimate (a new GKE
+        node pool typically takes a few minutes, then the Dask image is pulled)."""
+        return 240.0
+
     def horizon_hours(self) -> float | None:
         obj = self.target.objectives
         return obj.deadline_hours if obj and obj.deadline_hours else None

@@ -223,6 +223,10 @@ class AwsTarget(_TargetCommon, _AwsKeys):
     security_groups: list[str] = Field(default_factory=list)
     allowed_cidrs: list[str] = Field(default_factory=list)
     iam_instance_profile: str | None = None
+    execution_role: str | None = Field(
+        default=None, pattern=r"^arn:",
+        description="Fargate task execution role ARN; enables CloudWatch Logs for the tasks",
+    )
     tags: dict[str, str] = Field(default_factory=dict)
     idle_timeout: Duration | Literal[False] = 3600.0
     groups: dict[str, AwsGroup] = Field(default_factory=dict)

@@ -18,6 +18,7 @@ def spec_of(record: ResourceRecord) -> ResourceSpec:
         attributes=record.attributes,
         group=record.group,
         worker_names=tuple(record.worker_names),
+        depends_on=tuple(record.depends_on),
     )
 
 

@@ -249,7 +249,7 @@ def test_an_image_that_cannot_be_pulled_fails_the_scheduler_and_leaves_nothing(
     assert "scheduler: create failed: the scheduler pod cannot start: " in errors
     assert "ErrImagePull" in errors or "ImagePullBackOff" in errors
     assert 'ghcr.io/example/missing:1' in errors
-    assert "workers were not created" in errors
+    assert "no scheduler: 1 resource(s) were not created (workers.default)" in errors
     state = engine.read_state()
     assert [r.address for r in state.resources] == ["node_pool.default"]  # type: ignore[union-attr]
     for res in ("deployments", "services", "secrets", "statefulsets"):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scalable.engine import _delete_order, _tier, _update_order
+from scalable.engine import update_order
 from scalable.manifest import parse_manifest
 from scalable.planning.diff import make_plan
 from scalable.planning.model import Change
@@ -89,25 +89,21 @@ def test_observed_values_equal_to_the_record_are_no_drift() -> None:
     assert plan.drift == [] and not plan.has_changes
 
 
-def test_infrastructure_first_then_scheduler_then_workers() -> None:
-    assert [_tier(a) for a in ("node_pool.default", "aws.sg", "scheduler",
-                               "workers.default", "workers.a[3]", "controller")] == \
-        [0, 0, 1, 2, 2, 2]
+def test_updates_grow_what_others_need_first_and_shrink_it_last() -> None:
+    deps = {"scheduler": {"node_pool.default"},
+            "workers.default": {"scheduler", "node_pool.default"},
+            "node_pool.default": set()}
 
-
-def test_deletion_is_the_other_way_round() -> None:
-    addresses = ["node_pool.default", "scheduler", "workers.a[0]", "controller", "aws.sg"]
-    assert sorted(addresses, key=_delete_order) == [
-        "controller", "workers.a[0]", "scheduler", "node_pool.default", "aws.sg"]
-
-
-def test_updates_grow_capacity_first_and_shrink_it_last() -> None:
     def change(address: str, before: float, after: float) -> Change:
         return Change(address, "update", "t", hourly_before=before, hourly_after=after)
 
+    def order(changes: list[Change]) -> list[str]:
+        return [c.address for c in sorted(changes, key=lambda c: update_order(c, deps))]
+
     grow = [change("workers.default", 0, 0), change("node_pool.default", 0.1, 0.3)]
-    assert [c.address for c in sorted(grow, key=_update_order)] == [
-        "node_pool.default", "workers.default"]
+    assert order(grow) == ["node_pool.default", "workers.default"]
     shrink = [change("node_pool.default", 0.3, 0.1), change("workers.default", 0, 0)]
-    assert [c.address for c in sorted(shrink, key=_update_order)] == [
-        "workers.default", "node_pool.default"]
+    assert order(shrink) == ["workers.default", "node_pool.default"]
+    # The scheduler (needed by the workers) changes before them at an unchanged price.
+    assert order([change("workers.default", 0, 0), change("scheduler", 0, 0)]) == [
+        "scheduler", "workers.default"]
