@@ -94,6 +94,15 @@ def waves(addresses: list[str], deps: dict[str, set[str]]) -> list[set[str]]:
     return out
 
 
+def update_order(change: Change, deps: dict[str, set[str]]) -> int:
+    """0: something others need, growing (or not changing price); 1: the rest;
+    2: something others need, shrinking."""
+    needed = any(change.address in d for a, d in deps.items() if a != change.address)
+    if not needed:
+        return 1
+    return 2 if change.hourly_delta is not None and change.hourly_delta < 0 else 0
+
+
 class Engine:
     """Plan and apply for one target; the CLI and ScalableSession are faces over this."""
 
@@ -280,8 +289,17 @@ class Engine:
                                      f"{', …' if len(no_scheduler) > 3 else ''})")
             if batch:
                 failed |= self._create_batch(state, batch, result)
-        for c in updates:
-            self._update(state, c, result)
+        # In place: what others stand on grows first and shrinks last (a node pool is
+        # resized up before workers are added, and down after they are gone); an update
+        # whose declared dependency failed to update is not attempted.
+        not_updated: set[str] = set()
+        for c in sorted(updates, key=lambda c: update_order(c, deps)):
+            held = set(c.resource.depends_on if c.resource else ()) & not_updated
+            if held:
+                result.errors.append(f"{c.address}: not updated: "
+                                     f"{', '.join(sorted(held))} failed to update")
+            if held or not self._update(state, c, result):
+                not_updated.add(c.address)
 
         if plan.destroy and not state.resources:
             state.outputs = {}
@@ -383,21 +401,22 @@ class Engine:
         )
         return failed
 
-    def _update(self, state: StateFile, change: Change, result: ApplyResult) -> None:
+    def _update(self, state: StateFile, change: Change, result: ApplyResult) -> bool:
         rec = state.get(change.address)
         if rec is None or change.resource is None:
-            return
+            return False
         try:
             out = self.provider.update(rec, change.resource)
         except ProviderError as exc:
             result.errors.append(f"{change.address}: update failed: {exc}")
-            return
+            return False
         rec.attributes = change.resource.attributes
         rec.worker_names = list(change.resource.worker_names)
         rec.meta = {**rec.meta, **out.meta}
         state.outputs.update(out.outputs)
         self._save(state)
         result.changed += 1
+        return True
 
     # -- the scheduler side ----------------------------------------------------------------
     def connect(self, outputs: dict[str, str], timeout: float = 10.0) -> Any:

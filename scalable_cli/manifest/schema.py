@@ -240,6 +240,12 @@ class GkeTarget(_TargetCommon, _GkeKeys):
     node_pool: str | None = None
     disk_size_gb: PositiveInt = 100
     namespace: str = "default"
+    allowed_cidrs: list[str] = Field(
+        default_factory=list, description="client networks allowed to reach the scheduler"
+    )
+    operation_timeout: Duration = Field(
+        default=1800.0, description="how long to wait for one GKE node-pool operation"
+    )
     groups: dict[str, GkeGroup] = Field(default_factory=dict)
 
 
