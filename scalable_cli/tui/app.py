@@ -10,11 +10,6 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from textual import work
-from textual.app import App, ComposeResult
-from textual.binding import Binding
-from textual.widgets import Footer, Input
-
 from scalable.tui.model import Snapshot
 from scalable.tui.source import LiveSource, ReplaySource
 from scalable.tui.widgets import (
@@ -27,6 +22,10 @@ from scalable.tui.widgets import (
     WorkersTable,
     WorkTable,
 )
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import Footer, Input
 
 Source = LiveSource | ReplaySource
 # A replay played with `p` shows the whole run in about this many seconds.

@@ -12,12 +12,6 @@ from typing import Any
 
 from rich.table import Table
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Label, RichLog, Static
-
 from scalable.pricing.estimator import format_usd
 from scalable.tui.model import (
     SPARK_SECONDS,
@@ -33,6 +27,11 @@ from scalable.tui.model import (
     fmt_uptime,
     sparkline,
 )
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Label, RichLog, Static
 
 
 def _matches(needle: str, *values: object) -> bool:
