@@ -8,6 +8,7 @@ with the arrow keys, played with ``p``).
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from scalable.tui.model import Snapshot
@@ -39,28 +40,44 @@ class DashboardApp(App[int]):
 
     BINDINGS = [
         Binding("q", "quit", "Quit"),
-        Binding("p", "pause", "Pause"),
+        Binding("p", "pause", "Pause / play"),
         Binding("plus,equals_sign", "scale(1)", "Scale up", key_display="+"),
         Binding("minus", "scale(-1)", "Scale down", key_display="-"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("left", "step(-1)", "Back", show=False),
-        Binding("right", "step(1)", "Forward", show=False),
-        Binding("home", "seek(0)", "Start", show=False),
-        Binding("end", "seek(1)", "End", show=False),
+        # Priority: the tables would take these keys first (hidden on a live target).
+        Binding("left", "step(-1)", "Back", key_display="←", priority=True),
+        Binding("right", "step(1)", "Forward", key_display="→", priority=True),
+        Binding("home", "seek(0)", "Start", show=False, priority=True),
+        Binding("end", "seek(1)", "End", show=False, priority=True),
     ]
+    LIVE_ONLY = ("scale",)
+    REPLAY_ONLY = ("step", "seek")
 
-    def __init__(self, source: Source, *, interval: float = 1.0) -> None:
+    def __init__(self, source: Source, *, interval: float = 1.0,
+                 screenshot: Path | None = None) -> None:
         super().__init__()
         self.source = source
         self.interval = interval
+        # Headless one-shot: draw the first picture into this SVG file and exit.
+        self.screenshot = screenshot
+        self.failure: str | None = None
         self.paused = False
         self.needle = ""
         self.snapshot: Snapshot | None = None
         self._polling = False
         self._busy_scaling = False
         self.polls = 0
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Scale keys only on a live target; step keys only in a replay (hidden otherwise)."""
+        replay = isinstance(self.source, ReplaySource)
+        if action in self.LIVE_ONLY and replay:
+            return False
+        if action in self.REPLAY_ONLY and not replay:
+            return False
+        return True
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -123,6 +140,16 @@ class DashboardApp(App[int]):
         total = len(snap.workers)
         self.query_one("#workers-panel", Panel).border_title = (
             f"Workers ({total})" if shown == total else f"Workers ({shown} of {total})")
+        if self.screenshot is not None and self.polls == 1:
+            self.call_after_refresh(self._save_and_exit)
+
+    def _save_and_exit(self) -> None:
+        assert self.screenshot is not None
+        try:
+            self.save_screenshot(self.screenshot.name, str(self.screenshot.parent or "."))
+        except OSError as exc:
+            self.failure = f"cannot write {self.screenshot}: {exc}"
+        self.exit(0)
 
     def _redraw(self) -> None:
         if self.snapshot is not None:

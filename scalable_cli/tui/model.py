@@ -225,12 +225,12 @@ def event_line(key: str, ev: Event, start: float) -> LogLine | None:
         return LogLine(key, ev.ts, offset, "scale", text + (f"  {reason}" if reason else ""))
     if ev.kind == "worker_removed":
         name = ev.worker or d.get("name") or d.get("address") or "?"
-        reason = d.get("reason")
+        why = d.get("reason")
         busy = int(d.get("processing_tasks") or 0)
         more = f" ({busy} task{'s' if busy != 1 else ''} rescheduled)" if busy else ""
-        if reason == "lost":
+        if why == "lost":
             return LogLine(key, ev.ts, offset, "drift", f"lost worker {name}{more}")
-        if reason == "walltime":
+        if why == "walltime":
             return LogLine(key, ev.ts, offset, "drift",
                            f"job expired: {name} reached its walltime{more}")
         return None
