@@ -73,11 +73,8 @@ class DashboardApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Scale keys only on a live target; step keys only in a replay (hidden otherwise)."""
         replay = isinstance(self.source, ReplaySource)
-        if action in self.LIVE_ONLY and replay:
-            return False
-        if action in self.REPLAY_ONLY and not replay:
-            return False
-        return True
+        hidden = self.LIVE_ONLY if replay else self.REPLAY_ONLY
+        return action not in hidden
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
