@@ -130,9 +130,6 @@ def dashboard(
         raise ScalableError("--interval must be at least 0.2s",
                             hint="the dashboard polls the scheduler once per interval")
     dims = _size(size)
-    if screenshot is None and not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise ScalableError("the dashboard needs a terminal",
-                            hint="use --screenshot FILE.svg to draw one picture without one")
     if at is not None and run is None:
         raise ScalableError("--at is for replays", hint="add --run ID")
     if Ctx.no_color:
@@ -144,7 +141,10 @@ def dashboard(
         if at is not None:
             source.seek(_moment(at, source))
     else:
-        source = _live_source(file, target)
+        source = _live_source(file, target)  # connects at the first update, not here
+    if screenshot is None and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ScalableError("the dashboard needs a terminal",
+                            hint="use --screenshot FILE.svg to draw one picture without one")
 
     from scalable.tui.app import DashboardApp
 

@@ -74,6 +74,8 @@ class DashboardApp(App[int]):
         """Scale keys only on a live target; step keys only in a replay (hidden otherwise)."""
         replay = isinstance(self.source, ReplaySource)
         hidden = self.LIVE_ONLY if replay else self.REPLAY_ONLY
+        if action in self.REPLAY_ONLY and isinstance(self.focused, Input):
+            return False  # arrows edit the filter while it is open
         return action not in hidden
 
     # -- layout -------------------------------------------------------------------------

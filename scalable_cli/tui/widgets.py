@@ -55,14 +55,17 @@ class HeaderBar(Static):
         line1.append(f" {status} ", style=style)
         if not snap.connected and snap.mode == "live" and snap.extra.get("lost_at"):
             line1.append(" last picture", style="italic")
+        if needle:
+            line1.append(f"  filter: {needle}", style="italic")
         line2 = Text()
         line2.append(snap.run_id or "no run recorded")
         line2.append(f"  up {fmt_uptime(snap.uptime)}")
         line2.append(f"  cost {format_usd(snap.cost_usd)}")
         hourly = format_usd(snap.hourly_usd)
         line2.append(f"  {hourly}/h" if snap.hourly_usd is not None else "  ?/h")
-        if needle:
-            line2.append(f"  filter: {needle}", style="italic")
+        for line in (line1, line2):
+            line.no_wrap = True
+            line.overflow = "ellipsis"
         self.update(Text("\n").join([line1, line2]))
 
 
