@@ -7,6 +7,7 @@ with the arrow keys, played with ``p``).
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,8 @@ class DashboardApp(App[int]):
         finally:
             self._polling = False
         if snap is not None:
-            self.call_from_thread(self.show, snap)
+            with contextlib.suppress(RuntimeError):  # the app closed meanwhile
+                self.call_from_thread(self.show, snap)
 
     def show(self, snap: Snapshot) -> None:
         """Draw a snapshot (on the UI thread)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -31,6 +32,11 @@ from tests.integration import dashboard_run as synthetic
 def screen_text(app: DashboardApp) -> str:
     """What the terminal shows, as plain text."""
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def log_text(app: DashboardApp) -> str:
+    """The decision log as one string (wrapped lines joined back, spaces collapsed)."""
+    return " ".join(" ".join(app.query_one(DecisionLog).plain_lines).split())
 
 
 async def until(pilot: Pilot[Any], pred: Callable[[], bool], timeout: float,
@@ -220,11 +226,20 @@ async def test_live_fixed_target_fills_then_scheduler_disappears(project: Projec
             # A fixed group is the manifest's: "-" explains, and state does not change.
             serial = project.state()["serial"]
             await pilot.press("minus")
-            log = app.query_one(DecisionLog)
-            await until(pilot, lambda: any("fixed size (max_workers: 2)" in ln
-                                           for ln in log.plain_lines), 20, "the refusal")
+            await until(pilot, lambda: "fixed size (max_workers: 2)" in log_text(app), 20,
+                        "the refusal")
             assert project.state()["serial"] == serial
             assert not isinstance(app.screen, ConfirmScale)
+
+            # Pause: no more readings until resumed.
+            await pilot.press("p")
+            assert "PAUSED" in screen_text(app).splitlines()[0]
+            polls = app.polls
+            await pilot.pause(2.5)
+            assert app.polls == polls
+            await pilot.press("p")
+            await until(pilot, lambda: app.polls > polls, 10, "updates after resuming")
+            assert "LIVE" in screen_text(app).splitlines()[0]
 
             # The scheduler goes away: the app says so and keeps the last picture.
             _kill_scheduler(project)
@@ -263,7 +278,6 @@ async def test_live_plus_goes_through_the_engine_and_scale_up_is_logged(
     try:
         async with app.run_test(size=(80, 24)) as pilot:
             workers = app.query_one(WorkersTable)
-            log = app.query_one(DecisionLog)
             await until(pilot, lambda: workers.row_count == 1, 30, "1 worker")
             assert app.query_one(CapacityTable).get_row_at(0)[1] == "adaptive 1-3"
 
@@ -281,19 +295,18 @@ async def test_live_plus_goes_through_the_engine_and_scale_up_is_logged(
             await until(pilot, lambda: project.state().get("scale") == {"default": 2}, 60,
                         "state.scale default=2")
             await until(pilot, lambda: workers.row_count == 2, 60, "2 workers")
-            await until(pilot, lambda: any("default: 1 → 2 workers  manual +1 from the "
-                                           "dashboard" in ln for ln in log.plain_lines),
-                        20, "the manual decision line")
-            assert any("applied (1 added" in ln for ln in log.plain_lines)
+            await until(pilot, lambda: "default: 1 → 2 workers manual +1 from the "
+                                       "dashboard" in log_text(app), 20,
+                        "the manual decision line")
+            assert "applied (1 added" in log_text(app)
 
             # Work arrives: the controller scales up, and its reason shows.
             client = await asyncio.to_thread(_client, project)
             try:
                 futs = await asyncio.to_thread(
                     client.map, lambda i: time.sleep(1.0) or i, range(30), pure=False)
-                await until(pilot, lambda: any("default: 2 → 3 workers" in ln
-                                               and "queued tasks" in ln
-                                               for ln in log.plain_lines), 60,
+                await until(pilot, lambda: re.search(r"default: 2 → 3 workers \+1: \d+ queued "
+                                                     r"tasks", log_text(app)) is not None, 60,
                             "the controller's scale-up line")
                 await until(pilot, lambda: workers.row_count == 3, 60, "3 workers")
                 cap = app.query_one(CapacityTable).get_row_at(0)
@@ -301,8 +314,8 @@ async def test_live_plus_goes_through_the_engine_and_scale_up_is_logged(
 
                 # At the maximum, "+" is refused with the reason; nothing is asked.
                 await pilot.press("plus")
-                await until(pilot, lambda: any("adaptive maximum (3 workers)" in ln
-                                               for ln in log.plain_lines), 30, "refusal")
+                await until(pilot, lambda: "adaptive maximum (3 workers)" in log_text(app), 30,
+                            "refusal")
                 assert not isinstance(app.screen, ConfirmScale)
                 await asyncio.to_thread(client.gather, futs)
             finally:
