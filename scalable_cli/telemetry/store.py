@@ -559,6 +559,15 @@ class TelemetryDB:
             last = max(last, int(top))
         return out, last
 
+    def finished_since(
+        self, run_id: str, after_rowid: int, since: float
+    ) -> list[tuple[str | None, float]]:
+        """(tag, stop) of tasks recorded after row ``after_rowid`` that stopped at or
+        after ``since`` (for throughput over a recent window)."""
+        rows = self._query("SELECT tag, stop FROM tasks WHERE rowid>? AND run_id=? "
+                           "AND stop>=?", (after_rowid, run_id, since))
+        return [(r[0], float(r[1])) for r in rows]
+
     def task_durations(
         self,
         target: str,

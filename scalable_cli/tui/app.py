@@ -35,7 +35,8 @@ PLAY_SECONDS = 30.0
 
 
 class DashboardApp(App[int]):
-    CSS_PATH = "dashboard.tcss"
+    # Absolute: Textual resolves a relative path against the file of a subclass.
+    CSS_PATH = Path(__file__).with_name("dashboard.tcss")
     TITLE = "scalable dashboard"
     ENABLE_COMMAND_PALETTE = False
 
@@ -64,6 +65,7 @@ class DashboardApp(App[int]):
         # Headless one-shot: draw the first picture into this SVG file and exit.
         self.screenshot = screenshot
         self.failure: str | None = None
+        self._saving = False
         self.paused = False
         self.needle = ""
         self.snapshot: Snapshot | None = None
@@ -141,8 +143,12 @@ class DashboardApp(App[int]):
         total = len(snap.workers)
         self.query_one("#workers-panel", Panel).border_title = (
             f"Workers ({total})" if shown == total else f"Workers ({shown} of {total})")
-        if self.screenshot is not None and self.polls == 1:
-            self.call_after_refresh(self._save_and_exit)
+        if self.screenshot is not None and not self._saving:
+            # Live: the second reading, so rates (which need two) are on the picture.
+            wanted = 2 if isinstance(self.source, LiveSource) and snap.connected else 1
+            if self.polls >= wanted:
+                self._saving = True
+                self.call_after_refresh(self._save_and_exit)
 
     def _save_and_exit(self) -> None:
         assert self.screenshot is not None

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 HANDLER = "scalable_dashboard_snapshot"
-MAX_TASKS = 20_000
+MAX_TASKS = 5_000
 
 
 def install(dask_scheduler: Any, max_tasks: int = MAX_TASKS) -> dict[str, Any]:

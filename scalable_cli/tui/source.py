@@ -62,6 +62,8 @@ if TYPE_CHECKING:
     from scalable.workspace import Workspace
 
 Clock = Callable[[], float]
+# How far behind the scheduler telemetry's task rows may be (the plugin's flush period).
+RATE_LAG = 1.0
 LOG_KINDS = ("scale_decision", "worker_removed", "apply_complete", "destroy_start")
 SPAN_KINDS = ("worker_added", "worker_removed")
 
@@ -171,7 +173,10 @@ class LiveSource:
         self._row_counts: dict[tuple[str | None, str], int] = {}
         self._row_cursor = 0
         self._agg_counts: dict[tuple[str | None, str], int] = {}
-        self._done_history: deque[tuple[float, dict[str | None, int]]] = deque()
+        # Finish times of recent tasks (throughput), and aggregate totals over time
+        # (tasks past the row limit have no times: their rate comes from the totals).
+        self._recent: list[tuple[str | None, float]] = []
+        self._agg_history: deque[tuple[float, dict[str | None, int]]] = deque()
         self._ready_history: dict[str, deque[tuple[float, int]]] = {}
         self._pricing: dict[str, Any] | None = None
 
@@ -290,11 +295,15 @@ class LiveSource:
             self._events.insert(i, ev)
         # Finished tasks: new rows only; a full recount now and then catches rows that
         # were updated in place (a recomputed task's new outcome).
+        cursor = self._row_cursor
         if self._polls % 30 == 0:
             self._row_counts, self._row_cursor = {}, 0
+        horizon = now - RATE_WINDOW - RATE_LAG
+        self._recent.extend(db.finished_since(run_id, cursor, horizon))
         counts, self._row_cursor = db.tag_counts(run_id, self._row_cursor)
         for k, n in counts.items():
             self._row_counts[k] = self._row_counts.get(k, 0) + n
+        self._recent = [r for r in self._recent if r[1] >= horizon]
         aggs: dict[tuple[str | None, str], int] = {}
         for a in db.aggregates(run_id):
             aggs[(a.tag, a.status)] = aggs.get((a.tag, a.status), 0) + a.count
@@ -335,13 +344,15 @@ class LiveSource:
         # Work per tag: queues from the scheduler, outcomes from telemetry.
         outcomes = self._outcomes()
         if connected:
-            self._done_history.append((now, {t: v[0] + v[1] for t, v in outcomes.items()}))
-            while self._done_history and now - self._done_history[0][0] > 3 * RATE_WINDOW:
-                self._done_history.popleft()
+            totals: dict[str | None, int] = {}
+            for (tag, _), n in self._agg_counts.items():
+                totals[tag or None] = totals.get(tag or None, 0) + n
+            self._agg_history.append((now, totals))
+            while self._agg_history and now - self._agg_history[0][0] > 3 * RATE_WINDOW:
+                self._agg_history.popleft()
         live_tags: dict[str, list[int]] = (probe or {}).get("tags", {})
         tags: list[str | None] = sorted(
             {t or None for t in live_tags} | set(outcomes), key=lambda t: (t is None, t or ""))
-        history = list(self._done_history)
         work = tuple(
             TagRow(
                 tag=t,
@@ -349,7 +360,7 @@ class LiveSource:
                 processing=live_tags.get(t or "", [0, 0])[1] if probe else None,
                 done=outcomes.get(t, [0, 0])[0],
                 failed=outcomes.get(t, [0, 0])[1],
-                rate=rate_from(history, t) if connected else None,
+                rate=self._rate(t, now) if connected else None,
             )
             for t in tags
         )
@@ -413,6 +424,13 @@ class LiveSource:
             waiting=(probe or {}).get("waiting"), approximate=bool((probe or {}).get("capped")),
             extra={"probe_seconds": (probe or {}).get("elapsed"), "lost_at": self._lost_at},
         )
+
+    def _rate(self, tag: str | None, now: float) -> float:
+        """Tasks of ``tag`` finished per second over RATE_WINDOW seconds up to RATE_LAG
+        ago (telemetry reaches the database in batches, once a second)."""
+        lo, hi = now - RATE_WINDOW - RATE_LAG, now - RATE_LAG
+        rows = sum(1 for t, stop in self._recent if (t or None) == tag and lo <= stop < hi)
+        return rows / RATE_WINDOW + (rate_from(list(self._agg_history), tag) or 0.0)
 
     def _own_series(self, group: str, ready: int, at: float, connected: bool) -> tuple[int, ...]:
         """Without telemetry: the worker counts this dashboard saw itself."""

@@ -127,6 +127,20 @@ async def test_replay_keys_step_filter_and_play(tmp_path: Path) -> None:
     assert app.return_code == 0
 
 
+def test_guide_python_block_replays_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.integration.test_docs import DOCS, python_blocks
+
+    synthetic.write(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (block,) = python_blocks(DOCS / "guides" / "dashboard.rst")
+    exec(compile(block, "dashboard.rst", "exec"), {"__name__": "__docs__"})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{synthetic.RUN_ID}: 1 workers at the end, cost $0.0181"
+    assert f"  +30s scale: default: 2 → 4 workers  {synthetic.UP_REASON}" in out
+    assert "  +70s drift: lost worker workers.default[1] (3 tasks rescheduled)" in out
+
+
 # -- the CLI ---------------------------------------------------------------------------------
 
 
@@ -220,6 +234,9 @@ async def test_live_fixed_target_fills_then_scheduler_disappears(project: Projec
                             "40 analysis tasks done")
                 await until(pilot, lambda: (row("fragile") or [0] * 6)[4] == "1", 20,
                             "1 fragile task failed")
+                # Throughput from the tasks' finish times, over the last 10 s.
+                rate = str((row("analysis") or [""] * 6)[5])
+                assert rate.endswith("/s") and 0 < float(rate[:-2]) <= 40 / 10
             finally:
                 await asyncio.to_thread(client.close)
 
