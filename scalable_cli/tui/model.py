@@ -142,7 +142,8 @@ def fmt_uptime(seconds: float | None) -> str:
 
 
 def fmt_offset(seconds: float) -> str:
-    return "+" + fmt_seconds(max(0.0, seconds)) if seconds >= 1 else f"+{seconds:.1f}s"
+    seconds = max(0.0, seconds)
+    return "+" + fmt_seconds(seconds) if seconds >= 1 else f"+{seconds:.1f}s"
 
 
 def fmt_rate(rate: float | None) -> str:

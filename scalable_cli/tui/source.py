@@ -162,6 +162,7 @@ class LiveSource:
         self._state_every = 0.0 if type(ws.store).__name__ == "LocalStore" else 5.0
         self._messages: list[LogLine] = []
         self._polls = 0
+        self._opened = clock()
         self._reset_run()
 
     def _reset_run(self) -> None:
@@ -403,7 +404,8 @@ class LiveSource:
             if pricing is not None:
                 cost, hourly, note = cost_at(spans_at(spans, at), run.started_at, at, pricing)
 
-        log = self._log(started if started is not None else now)
+        # Log times count from the run's start (without a run: from the dashboard's).
+        log = self._log(started if started is not None else self._opened)
         if connected:
             status = "live"
         elif address is None:

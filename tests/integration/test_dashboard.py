@@ -170,9 +170,8 @@ def test_cli_replay_screenshot_and_errors(project: Project) -> None:
 
 
 def _client(project: Project) -> Any:
-    from distributed import Client
-
-    return Client(project.state()["outputs"]["scheduler_address"], timeout=30)
+    ws = Workspace.open(project.root / "scalable.yaml", "local")
+    return ws.engine().connect(project.state()["outputs"], timeout=30)  # TLS if the target has it
 
 
 def _kill_scheduler(project: Project) -> None:
@@ -182,6 +181,8 @@ def _kill_scheduler(project: Project) -> None:
 
 @pytest.mark.slow
 async def test_live_fixed_target_fills_then_scheduler_disappears(project: Project) -> None:
+    """Over TLS, with the scheduler keeping telemetry in memory (as on a cloud VM): the
+    dashboard pulls the run's records itself."""
     project.write("""
         project: {name: live}
         targets:
@@ -189,6 +190,8 @@ async def test_live_fixed_target_fills_then_scheduler_disappears(project: Projec
             provider: local
             max_workers: 2
             threads_per_worker: 2
+            tls: true
+            env: {SCALABLE_TELEMETRY: memory}
         """)
     await asyncio.to_thread(project.run, "apply", "--auto-approve", check=True)
     source = LiveSource(Workspace.open(project.root / "scalable.yaml", "local"))
@@ -198,7 +201,10 @@ async def test_live_fixed_target_fills_then_scheduler_disappears(project: Projec
             workers = app.query_one(WorkersTable)
             await until(pilot, lambda: workers.row_count == 2, 30, "2 workers in the table")
             text = screen_text(app)
-            assert "LIVE" in text and "run-" in text and "-live-" in text
+            assert "LIVE" in text and "tls://127.0.0.1:" in text
+            await until(pilot, lambda: "-live-" in screen_text(app), 20, "the run id")
+            run = TelemetryDB.for_root(project.root).open_run("local")
+            assert run is not None and run.source == "pulled"
             names = sorted(str(workers.get_row_at(i)[0]) for i in range(2))
             assert names == ["workers.default[0]", "workers.default[1]"]
             row = workers.get_row_at(0)
