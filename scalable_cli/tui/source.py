@@ -163,6 +163,7 @@ class LiveSource:
         self._messages: list[LogLine] = []
         self._polls = 0
         self._opened = clock()
+        self._telemetry_error: str | None = None
         self._reset_run()
 
     def _reset_run(self) -> None:
@@ -259,9 +260,12 @@ class LiveSource:
             return
         try:
             self._follow_run(address, state, now)
+            self._telemetry_error = None
         except Exception as exc:  # telemetry never stops the dashboard
-            if self._polls <= 1 or self._polls % 30 == 0:
-                self.note(f"telemetry unavailable: {exc}", "error")
+            text = f"telemetry unavailable: {exc}"
+            if text != self._telemetry_error:  # once per distinct failure
+                self._telemetry_error = text
+                self.note(text, "error")
 
     def _follow_run(self, address: str | None, state: StateFile | None, now: float) -> None:
         db = self.db

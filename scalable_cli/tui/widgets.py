@@ -202,12 +202,20 @@ class DecisionLog(RichLog):
     def show(self, lines: Sequence[LogLine], needle: str) -> None:
         visible = [ln for ln in lines if _matches(needle, ln.text, ln.kind)]
         keys = [ln.key for ln in visible]
-        if needle == self._needle and keys[: len(self._keys)] == self._keys:
-            new = visible[len(self._keys):]
-        else:
+        old = self._keys
+        start: int | None = None  # where the lines not yet written begin
+        if needle == self._needle:
+            if not old:
+                start = 0
+            elif old[-1] in keys:
+                # Only added at the end (the oldest may have dropped off): append.
+                pos = keys.index(old[-1]) + 1
+                if set(keys[:pos]) <= set(old):
+                    start = pos
+        if start is None:  # a new filter, or a line landed in the middle: redraw
             self.clear()
-            new = visible
-        for ln in new:
+            start = 0
+        for ln in visible[start:]:
             self.write(self.format_line(ln))
         self._keys = keys
         self._needle = needle

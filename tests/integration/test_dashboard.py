@@ -29,6 +29,12 @@ from tests.conftest import Project, our_processes
 from tests.integration import dashboard_run as synthetic
 
 
+@pytest.fixture(autouse=True)
+def colours(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Snapshots are in colour unless a test sets NO_COLOR itself (CI exports it)."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
 def screen_text(app: DashboardApp) -> str:
     """What the terminal shows, as plain text."""
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
@@ -125,6 +131,39 @@ async def test_replay_keys_step_filter_and_play(tmp_path: Path) -> None:
         await pilot.press("p", "plus")  # scaling is a live-only key: nothing happens
         await pilot.press("q")
     assert app.return_code == 0
+
+
+async def test_log_appends_what_is_new_and_redraws_on_insertions() -> None:
+    from scalable.tui.model import LogLine
+    from textual.app import App, ComposeResult
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield DecisionLog()
+
+    def line(key: str, ts: float) -> LogLine:
+        return LogLine(key, ts, ts, "scale", f"line {key}")
+
+    app = Host()
+    async with app.run_test(size=(80, 24)) as pilot:
+        log = app.query_one(DecisionLog)
+        first = [line(f"k{i}", i) for i in range(5)]
+        log.show(first, "")
+        await pilot.pause()
+        assert [ln.split()[-1] for ln in log.plain_lines] == ["k0", "k1", "k2", "k3", "k4"]
+        # The oldest dropped off the model and one arrived: appended, nothing redrawn.
+        log.show(first[1:] + [line("k5", 5)], "")
+        await pilot.pause()
+        assert [ln.split()[-1] for ln in log.plain_lines][-2:] == ["k4", "k5"]
+        assert len(log.plain_lines) == 6
+        # A late event lands in the middle: the log is redrawn in time order.
+        log.show(first[1:3] + [line("late", 2.5)] + first[3:] + [line("k5", 5)], "")
+        await pilot.pause()
+        assert [ln.split()[-1] for ln in log.plain_lines] == ["k1", "k2", "late", "k3", "k4",
+                                                              "k5"]
+        log.show(first, "k3")  # a filter redraws with the matching lines only
+        await pilot.pause()
+        assert [ln.split()[-1] for ln in log.plain_lines] == ["k3"]
 
 
 def test_guide_python_block_replays_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
