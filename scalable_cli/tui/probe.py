@@ -17,7 +17,9 @@ Keep this module free of imports beyond the standard library: it is shipped by v
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterable
 from typing import Any
 
 HANDLER = "scalable_dashboard_snapshot"
@@ -36,53 +38,42 @@ def install(dask_scheduler: Any, max_tasks: int = MAX_TASKS) -> dict[str, Any]:
     return snapshot(s, max_tasks)
 
 
+def _count(pools: Iterable[Iterable[Any]], slot: int, budget: int,
+           tags: dict[str, list[int]]) -> int:
+    """Add up to ``budget`` tasks from ``pools`` into ``tags[tag][slot]``; how many seen."""
+    seen = 0
+    for ts in itertools.islice(itertools.chain.from_iterable(pools), max(0, budget)):
+        seen += 1
+        ann = ts.annotations
+        tag = str(ann.get("tag") or "") if ann else ""
+        entry = tags.get(tag)
+        if entry is None:
+            entry = tags[tag] = [0, 0]
+        entry[slot] += 1
+    return seen
+
+
 def snapshot(s: Any, max_tasks: int = MAX_TASKS) -> dict[str, Any]:
     """Workers, per-tag queued/processing counts and a few totals, as plain lists."""
     t0 = time.perf_counter()
     workers = []
-    # tag ("" for none) -> [queued, processing]
-    tags: dict[str, list[int]] = {}
-    budget = max_tasks
-    seen_processing = total_processing = 0
-    for ws in list(s.workers.values()):
+    states = list(s.workers.values())
+    for ws in states:
         metrics = ws.metrics or {}
         try:
             memory = int(ws.memory.process)
         except Exception:
             memory = int(metrics.get("memory") or 0)
-        processing = len(ws.processing)
-        total_processing += processing
         workers.append([
             str(ws.name), ws.address, ws.host, int(ws.nthreads), memory,
-            int(ws.memory_limit or 0), processing, float(metrics.get("cpu") or 0.0),
+            int(ws.memory_limit or 0), len(ws.processing), float(metrics.get("cpu") or 0.0),
         ])
-        for ts in ws.processing:
-            if budget <= 0:
-                break
-            budget -= 1
-            seen_processing += 1
-            ann = ts.annotations
-            tag = str(ann.get("tag") or "") if ann else ""
-            entry = tags.get(tag)
-            if entry is None:
-                entry = tags[tag] = [0, 0]
-            entry[1] += 1
+    # tag ("" for none) -> [queued, processing]
+    tags: dict[str, list[int]] = {}
+    total_processing = sum(w[6] for w in workers)
     total_queued = len(s.queued) + len(s.unrunnable)
-    seen_queued = 0
-    for pool in (s.queued, s.unrunnable):
-        if budget <= 0:
-            break
-        for ts in pool:
-            if budget <= 0:
-                break
-            budget -= 1
-            seen_queued += 1
-            ann = ts.annotations
-            tag = str(ann.get("tag") or "") if ann else ""
-            entry = tags.get(tag)
-            if entry is None:
-                entry = tags[tag] = [0, 0]
-            entry[0] += 1
+    seen_processing = _count([ws.processing for ws in states], 1, max_tasks, tags)
+    seen_queued = _count([s.queued, s.unrunnable], 0, max_tasks - seen_processing, tags)
     capped = seen_queued < total_queued or seen_processing < total_processing
     if capped:
         # Past the cap: scale each tag's share of what was seen up to the exact totals.

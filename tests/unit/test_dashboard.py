@@ -233,3 +233,41 @@ targets:
                                                                      ("land", 1, 2)]
     groups = [r.group for r in state.resources if r.group]
     assert groups.count("energy") == 3 and groups.count("land") == 2
+
+
+# -- the probe (one function, over a stand-in for the scheduler's state) ----------------
+
+
+def _scheduler(queued: int, per_worker: int) -> object:
+    from types import SimpleNamespace as NS
+
+    def task(tag: str | None) -> object:
+        return NS(annotations={"tag": tag} if tag else {})
+
+    workers = {
+        f"tcp://h{i}:1": NS(name=f"workers.default[{i}]", address=f"tcp://h{i}:1", host=f"h{i}",
+                            nthreads=2, memory=NS(process=100 + i), memory_limit=1000,
+                            metrics={"cpu": 12.5},
+                            processing=[task("io") for _ in range(per_worker)])
+        for i in range(2)
+    }
+    return NS(workers=workers, queued=[task("analysis" if k % 4 else None)
+                                       for k in range(queued)],
+              unrunnable=[task("gpu")], task_groups={"g": NS(states={"waiting": 7})},
+              tasks=dict.fromkeys(range(queued + 2 * per_worker + 1)), address="tcp://s:1")
+
+
+def test_probe_counts_per_tag_and_scales_past_its_cap() -> None:
+    from scalable.tui.probe import snapshot
+
+    snap = snapshot(_scheduler(queued=40, per_worker=3))
+    assert snap["workers"][1] == ["workers.default[1]", "tcp://h1:1", "h1", 2, 101, 1000, 3,
+                                  12.5]
+    assert snap["tags"] == {"io": [0, 6], "analysis": [30, 0], "": [10, 0], "gpu": [1, 0]}
+    assert (snap["queued"], snap["processing"], snap["waiting"]) == (41, 6, 7)
+    assert not snap["capped"]
+    # Cap at 26 tasks: all 6 processing and the first 20 queued are read, then scaled.
+    capped = snapshot(_scheduler(queued=40, per_worker=3), max_tasks=26)
+    assert capped["capped"] and capped["queued"] == 41
+    assert capped["tags"]["io"] == [0, 6]
+    assert capped["tags"]["analysis"][0] + capped["tags"][""][0] == 41
