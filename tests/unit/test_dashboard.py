@@ -271,3 +271,31 @@ def test_probe_counts_per_tag_and_scales_past_its_cap() -> None:
     assert capped["capped"] and capped["queued"] == 41
     assert capped["tags"]["io"] == [0, 6]
     assert capped["tags"]["analysis"][0] + capped["tags"][""][0] == 41
+
+
+def test_probe_ships_by_value_to_a_scheduler_without_scalable(tmp_path: Path) -> None:
+    """What the dashboard sends runs where ``import scalable`` fails (a bare Dask image)."""
+    import subprocess
+    import sys
+
+    import cloudpickle
+    from distributed.protocol.pickle import dumps
+    from scalable.tui import probe
+
+    cloudpickle.register_pickle_by_value(probe)
+    (tmp_path / "install.pkl").write_bytes(dumps(probe.install))
+    code = f"""
+import pickle, sys
+from types import SimpleNamespace as NS
+sys.modules["scalable"] = None  # any import of scalable now fails
+install = pickle.loads(open({str(tmp_path / "install.pkl")!r}, "rb").read())
+s = NS(handlers={{}}, workers={{}}, queued=[], unrunnable=[], task_groups={{}}, tasks={{}},
+       address="tcp://s:1")
+first = install(s)
+again = s.handlers["scalable_dashboard_snapshot"]()
+print(first["queued"], again["address"])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "tcp://s:1"]
