@@ -6,6 +6,8 @@ second, from a worker thread):
 - one RPC to the scheduler (``scalable.tui.probe``): workers with host, threads,
   memory, tasks processing and CPU; queued and processing tasks per tag;
 - ``state.json`` (desired counts of adaptive groups, resources still starting);
+- every ``observe_every`` seconds, in a thread of its own, the provider's refresh of the
+  recorded resources (a Slurm job that timed out, an instance terminated): drift;
 - the run's telemetry recorded since the last poll (events by id, task outcomes by
   row), for the decision log, finished / failed tasks per tag, worker history and
   cost.
@@ -142,14 +144,61 @@ class ProbeClient:
         self._loop.stop()
 
 
+class Observer:
+    """Refreshes the recorded resources through the provider every ``period`` seconds
+    (in its own thread: a slow ``squeue`` or cloud API never delays an update) and
+    reports each one found gone once: drift the next ``scalable plan`` will repair."""
+
+    def __init__(self, ws: Workspace, period: float, report: Callable[[str], None]) -> None:
+        self.ws = ws
+        self.period = period
+        self.report = report
+        self.seen: set[tuple[str, str | None]] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scalable-dashboard-observe",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from scalable.workspace import Workspace
+
+        try:  # its own provider object: nothing shared with the polling thread
+            ws = Workspace.open(self.ws.spec.manifest_path, self.ws.spec.name)
+        except Exception:
+            return
+        while not self._stop.wait(self.period):
+            # A failed refresh is retried next period; updates go on meanwhile.
+            with contextlib.suppress(Exception):
+                self.check(ws)
+
+    def check(self, ws: Workspace) -> None:
+        state = ws.store.read()
+        records = [r for r in (state.resources if state else []) if r.status == "ready"]
+        if not records:
+            return
+        for address, obs in ws.provider.observe(records).items():
+            rec = next((r for r in records if r.address == address), None)
+            key = (address, rec.id if rec else None)
+            if obs.status == "gone" and key not in self.seen:
+                self.seen.add(key)
+                kind = f" ({rec.type})" if rec else ""
+                self.report(f"{address}{kind} is gone: {obs.reason or 'no reason given'}"
+                            " (`scalable plan` shows the repair)")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 class LiveSource:
     """Polls a live target (see the module docstring)."""
 
     mode = "live"
 
     def __init__(self, ws: Workspace, *, timeout: float = 2.0, clock: Clock = time.time,
-                 db: TelemetryDB | None = None) -> None:
+                 db: TelemetryDB | None = None, observe_every: float | None = 10.0) -> None:
         self.ws = ws
+        self.observe_every = observe_every
+        self._observer: Observer | None = None
         self.timeout = timeout
         self.clock = clock
         self.db = db if db is not None else TelemetryDB.for_root(ws.spec.root)
@@ -195,6 +244,9 @@ class LiveSource:
     def poll(self) -> Snapshot:
         self._polls += 1
         now = self.clock()
+        if self._observer is None and self.observe_every:
+            self._observer = Observer(self.ws, self.observe_every,
+                                      lambda text: self.note(text, "drift"))
         state = self._read_state(now)
         address = state.outputs.get("scheduler_address") if state is not None else None
         if address is None:
@@ -218,6 +270,9 @@ class LiveSource:
         return self._picture(state, address, now)
 
     def close(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer = None
         if self._probe_client is not None:
             self._probe_client.close()
             self._probe_client = None
@@ -382,8 +437,11 @@ class LiveSource:
                 mode = f"adaptive {g.adaptive.minimum}-{g.adaptive.maximum}"
             else:
                 desired, mode = g.count, "fixed"
+            gone = self._observer.seen if self._observer is not None else set()
             names = {n for r in (state.resources if state else [])
-                     if r.group == g.name and r.status != "deleting" for n in r.worker_names}
+                     if r.group == g.name and r.status != "deleting"
+                     and (r.address, r.id) not in gone  # drift, not on its way
+                     for n in r.worker_names}
             ready = sum(1 for w in workers if only or w.group == g.name)
             pending = len(names - registered) if probe is not None else None
             if run is not None:

@@ -261,9 +261,8 @@ scalable dashboard: live capacity, work and every scaling decision
 Keys
   q        quit (the cluster keeps running)
   p        pause / resume updates (replay: play / pause)
-  + / -    ask for one worker more / less in the selected group
-           (adaptive groups; asks first, then plans and applies under
-           the state lock, like `scalable apply`)
+  + / -    one worker more / less in the selected adaptive group
+           (asks first; applied under the state lock, like apply)
   /        filter workers, tags and log lines (Esc clears)
   tab      move between panels; arrows move the cursor
   ← / →    replay: step back / forward (home / end: start / end)
@@ -276,7 +275,8 @@ Panels
   Workers   memory in use / limit, TASKS processing, CPU of one core
   Work      per tag: QUEUED (waiting for a thread), RUNNING, DONE,
             FAILED, TASKS/S finished over the last 10 s
-  Log       scale: decisions and why; drift: lost workers, expired jobs
+  Log       scale: decisions and why; drift: lost workers, expired jobs,
+            resources the provider finds gone
 """
 
 

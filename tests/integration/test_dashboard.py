@@ -303,14 +303,27 @@ async def test_live_fixed_target_fills_then_scheduler_disappears(project: Projec
             await until(pilot, lambda: app.polls > polls, 10, "updates after resuming")
             assert "LIVE" in screen_text(app).splitlines()[0]
 
+            # Drift: a worker killed outside scalable. Telemetry says it was lost; the
+            # provider's refresh says its process is gone.
+            victim = next(r for r in project.state()["resources"]
+                          if r["address"] == "workers.default[1]")
+            os.killpg(victim["meta"]["pid"], signal.SIGKILL)
+            await until(pilot, lambda: "drift lost worker workers.default[1]" in log_text(app),
+                        30, "the lost-worker line")
+            await until(pilot, lambda: "drift workers.default[1] (local.process) is gone: "
+                                       "process" in log_text(app), 30, "the refresh's drift line")
+            assert workers.row_count == 1
+            # Not counted as pending: it is gone, not on its way.
+            assert app.query_one(CapacityTable).get_row_at(0)[2:5] == ["2", "0", "1"]
+
             # The scheduler goes away: the app says so and keeps the last picture.
             _kill_scheduler(project)
             await until(pilot, lambda: "SCHEDULER GONE" in screen_text(app), 20,
                         "the scheduler-gone banner")
             text = screen_text(app)
-            assert "last picture" in text and "is not answering" in text
-            assert workers.row_count == 2
-            assert app.query_one(CapacityTable).get_row_at(0)[4] == "2"
+            assert "last picture" in text and "is not answering" in log_text(app)
+            assert workers.row_count == 1
+            assert app.query_one(CapacityTable).get_row_at(0)[4] == "1"
             t0 = time.monotonic()
             await pilot.press("q")
         assert time.monotonic() - t0 < 10
