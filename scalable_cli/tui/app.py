@@ -104,6 +104,8 @@ class DashboardApp(App[int]):
             self.set_interval(0.5, self._play_tick)
         else:
             self.sub_title = f"live: {self.source.target}"
+            self.query_one(HeaderBar).update(
+                f"scalable {self.source.target}  connecting to the scheduler…")
             self.refresh_now()
             self.set_interval(self.interval, self.refresh_now)
 
