@@ -71,7 +71,7 @@ class DashboardApp(App[int]):
         self.snapshot: Snapshot | None = None
         self._polling = False
         self._busy_scaling = False
-        self.polls = 0
+        self.polls = 0  # readings drawn (a redraw for a filter or a pause is not one)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Scale keys only on a live target; step keys only in a replay (hidden otherwise)."""
@@ -122,18 +122,19 @@ class DashboardApp(App[int]):
         try:
             snap = self.source.poll()
         except Exception as exc:  # a bug in a reading must not end the dashboard
-            self.call_from_thread(self.notify, f"update failed: {exc}", severity="error")
-            snap = None
+            with contextlib.suppress(RuntimeError):
+                self.call_from_thread(self.notify, f"update failed: {exc}", severity="error")
+            return
         finally:
             self._polling = False
-        if snap is not None:
-            with contextlib.suppress(RuntimeError):  # the app closed meanwhile
-                self.call_from_thread(self.show, snap)
+        with contextlib.suppress(RuntimeError):  # the app closed meanwhile
+            self.call_from_thread(self.show, snap)
 
-    def show(self, snap: Snapshot) -> None:
-        """Draw a snapshot (on the UI thread)."""
+    def show(self, snap: Snapshot, *, fresh: bool = True) -> None:
+        """Draw a snapshot (on the UI thread); ``fresh``: a new reading, not a redraw."""
         self.snapshot = snap
-        self.polls += 1
+        if fresh:
+            self.polls += 1
         needle = self.needle.lower()
         self.query_one(HeaderBar).show(snap, paused=self.paused, needle=self.needle)
         self.query_one(CapacityTable).show(snap.groups)
@@ -145,7 +146,7 @@ class DashboardApp(App[int]):
         total = len(snap.workers)
         self.query_one("#workers-panel", Panel).border_title = (
             f"Workers ({total})" if shown == total else f"Workers ({shown} of {total})")
-        if self.screenshot is not None and not self._saving:
+        if self.screenshot is not None and fresh and not self._saving:
             # Live: the second reading, so rates (which need two) are on the picture.
             wanted = 2 if isinstance(self.source, LiveSource) and snap.connected else 1
             if self.polls >= wanted:
@@ -162,7 +163,7 @@ class DashboardApp(App[int]):
 
     def _redraw(self) -> None:
         if self.snapshot is not None:
-            self.show(self.snapshot)
+            self.show(self.snapshot, fresh=False)
 
     # -- keys -----------------------------------------------------------------------------
     def action_pause(self) -> None:
