@@ -182,7 +182,8 @@ class Engine:
                 for g in self.base_target.groups
                 if g.adaptive is not None
             }
-            wanted = self.base_target.scaled(counts)
+            # Groups not named keep their current count.
+            wanted = self.base_target.scaled({**before, **counts})
             after = {g.name: g.count for g in wanted.groups if g.name in before}
             changed = {k: v for k, v in after.items() if v != before[k]}
             if not changed:
