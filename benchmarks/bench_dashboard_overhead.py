@@ -206,7 +206,7 @@ def main() -> None:
           + (" (per-tag counts scaled past the probe's cap)" if costs["approximate"] else ""))
     share = costs["queued_ms"] / (INTERVAL * 1000) * 100
     print(f"  = {share:.2f}% of the scheduler's event loop at one poll per {INTERVAL:g}s "
-          f"(the most it can take: the probe stops after 5,000 tasks)")
+          f"(bounded: the probe stops after 5,000 tasks)")
     print(f"one poll end to end (dashboard side, idle): {costs['poll_wall_ms']:.1f} ms")
 
 
