@@ -281,7 +281,8 @@ async def test_live_fixed_target_fills_then_scheduler_disappears(project: Projec
                             "1 fragile task failed")
                 # Throughput from the tasks' finish times, over the last 10 s.
                 rate = str((row("analysis") or [""] * 6)[5])
-                assert rate.endswith("/s") and 0 < float(rate[:-2]) <= 40 / 10
+                # (≥ 0, not > 0: on a loaded machine the 10 s window may have passed.)
+                assert rate.endswith("/s") and 0 <= float(rate[:-2]) <= 40 / 10
             finally:
                 await asyncio.to_thread(client.close)
 
