@@ -58,6 +58,9 @@ class Observation:
     reason: str = ""
     # Extra facts worth showing (Slurm's expected start time, a node, an AWS state).
     details: dict[str, Any] = field(default_factory=dict)
+    # Recorded attributes as the backend has them now, where it can tell (a node pool's
+    # node_count, a StatefulSet's replicas): a difference is drift, planned back.
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

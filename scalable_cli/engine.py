@@ -48,6 +48,61 @@ class ApplyResult:
         return bool(self.errors)
 
 
+def dependency_graph(state: StateFile, changes: list[Change]) -> dict[str, set[str]]:
+    """address → addresses it needs, from the plan's resources and the recorded state.
+
+    Providers declare ``depends_on``; on top of that everything waits for the scheduler
+    except what the scheduler itself (transitively) needs — the rule the engine always
+    had, so a provider that declares nothing gets: scheduler first, then the rest.
+    """
+    deps: dict[str, set[str]] = {r.address: set(r.depends_on) for r in state.resources}
+    for c in changes:
+        if c.resource is not None:
+            deps[c.address] = set(c.resource.depends_on)
+        elif c.record is not None:
+            deps.setdefault(c.address, set(c.record.depends_on))
+        else:
+            deps.setdefault(c.address, set())
+    needed: set[str] = set()
+    stack = list(deps.get("scheduler", ()))
+    while stack:
+        a = stack.pop()
+        if a not in needed:
+            needed.add(a)
+            stack.extend(deps.get(a, ()))
+    for addr, d in deps.items():
+        if addr != "scheduler" and addr not in needed:
+            d.add("scheduler")
+    return deps
+
+
+def waves(addresses: list[str], deps: dict[str, set[str]]) -> list[set[str]]:
+    """``addresses`` in dependency levels: each level needs only earlier ones.
+
+    Dependencies outside ``addresses`` (already there, or not being touched) are
+    satisfied; a cycle (a provider bug) ends up in one last level rather than hanging.
+    """
+    todo = set(addresses)
+    out: list[set[str]] = []
+    while todo:
+        level = {a for a in todo if not (deps.get(a, set()) & (todo - {a}))}
+        if not level:
+            out.append(todo)
+            break
+        out.append(level)
+        todo -= level
+    return out
+
+
+def update_order(change: Change, deps: dict[str, set[str]]) -> int:
+    """0: something others need, growing (or not changing price); 1: the rest;
+    2: something others need, shrinking."""
+    needed = any(change.address in d for a, d in deps.items() if a != change.address)
+    if not needed:
+        return 1
+    return 2 if change.hourly_delta is not None and change.hourly_delta < 0 else 0
+
+
 class Engine:
     """Plan and apply for one target; the CLI and ScalableSession are faces over this."""
 
@@ -127,7 +182,8 @@ class Engine:
                 for g in self.base_target.groups
                 if g.adaptive is not None
             }
-            wanted = self.base_target.scaled(counts)
+            # Groups not named keep their current count.
+            wanted = self.base_target.scaled({**before, **counts})
             after = {g.name: g.count for g in wanted.groups if g.name in before}
             changed = {k: v for k, v in after.items() if v != before[k]}
             if not changed:
@@ -182,6 +238,7 @@ class Engine:
         stale = [c for c in changes if c.action == "create" and c.record is not None]
         creates = [c for c in changes if c.action in ("create", "replace")]
         updates = [c for c in changes if c.action == "update"]
+        deps = dependency_graph(state, changes)
 
         self._retire(state, [c.record for c in deletes if c.record and c.address != "scheduler"])
         going = [c.record for c in deletes + stale if c.record and c.address != "scheduler"]
@@ -190,24 +247,60 @@ class Engine:
                 self.provider.prepare_delete(going)
             except ProviderError as exc:  # each delete below still tries, and reports
                 self.notify(f"batch delete failed ({exc}); deleting one by one")
-        order = {"controller": 0, "scheduler": 2}  # the controller stops first
-        for c in sorted(deletes + stale, key=lambda c: order.get(c.address, 1)):
-            deleted = self._delete(state, c, result)
-            # A replace counts as destroyed even when its old half was already gone.
-            if (deleted and c.action == "delete") or c.action == "replace":
-                result.destroyed += 1
+        # Dependents go first (workers, then the scheduler, then what it stood on).
+        undeleted: set[str] = set()
+        for wave in reversed(waves([c.address for c in deletes + stale], deps)):
+            # The adaptive controller stops before the workers it would resize.
+            in_wave = [c for c in deletes + stale if c.address in wave]
+            for c in sorted(in_wave, key=lambda c: c.address != "controller"):
+                blocked = sorted(a for a in undeleted if c.address in deps.get(a, ()))
+                if blocked:
+                    result.errors.append(f"{c.address}: not deleted: {', '.join(blocked)} "
+                                         "(which uses it) could not be deleted")
+                    undeleted.add(c.address)
+                    continue
+                counted = c in deletes
+                if self._delete(state, c, result):
+                    if counted:
+                        result.destroyed += 1
+                else:
+                    undeleted.add(c.address)
 
-        sched = [c for c in creates if c.address == "scheduler"]
-        others = [c for c in creates if c.address != "scheduler"]
-        for c in sched:
-            self._create_batch(state, [c], result)
-        if others:
-            if "scheduler_address" not in state.outputs:
-                result.errors.append("no scheduler: workers were not created")
-            else:
-                self._create_batch(state, others, result)
-        for c in updates:
-            self._update(state, c, result)
+        # What a resource needs is created before it, one batch per dependency level.
+        failed: set[str] = set()
+        for wave in waves([c.address for c in creates], deps):
+            batch: list[Change] = []
+            no_scheduler: list[str] = []
+            for c in [c for c in creates if c.address in wave]:
+                missing = sorted(deps.get(c.address, set()) & failed)
+                if missing and missing != ["scheduler"]:
+                    failed.add(c.address)
+                    result.errors.append(f"{c.address}: not created: "
+                                         f"{', '.join(missing)} failed")
+                    continue
+                if "scheduler" in deps.get(c.address, ()) and (
+                        missing or "scheduler_address" not in state.outputs):
+                    failed.add(c.address)
+                    no_scheduler.append(c.address)
+                    continue
+                batch.append(c)
+            if no_scheduler:
+                result.errors.append(f"no scheduler: {len(no_scheduler)} resource(s) were not "
+                                     f"created ({', '.join(no_scheduler[:3])}"
+                                     f"{', …' if len(no_scheduler) > 3 else ''})")
+            if batch:
+                failed |= self._create_batch(state, batch, result)
+        # In place: what others stand on grows first and shrinks last (a node pool is
+        # resized up before workers are added, and down after they are gone); an update
+        # whose declared dependency failed to update is not attempted.
+        not_updated: set[str] = set()
+        for c in sorted(updates, key=lambda c: update_order(c, deps)):
+            held = set(c.resource.depends_on if c.resource else ()) & not_updated
+            if held:
+                result.errors.append(f"{c.address}: not updated: "
+                                     f"{', '.join(sorted(held))} failed to update")
+            if held or not self._update(state, c, result):
+                not_updated.add(c.address)
 
         if plan.destroy and not state.resources:
             state.outputs = {}
@@ -266,7 +359,11 @@ class Engine:
             outputs=dict(state.outputs),
         )
 
-    def _create_batch(self, state: StateFile, changes: list[Change], result: ApplyResult) -> None:
+    def _create_batch(
+        self, state: StateFile, changes: list[Change], result: ApplyResult
+    ) -> set[str]:
+        """Create ``changes`` through ``create_many``; return the addresses that failed."""
+        failed: set[str] = set()
         specs = [c.resource for c in changes if c.resource is not None]
         contexts = [self._context(state, s) for s in specs]
         for spec, ctx in zip(specs, contexts, strict=True):
@@ -275,6 +372,7 @@ class Engine:
                     address=spec.address, type=spec.type, status="creating",
                     idempotency_key=ctx.idempotency_key, group=spec.group,
                     attributes=spec.attributes, worker_names=list(spec.worker_names),
+                    depends_on=list(spec.depends_on),
                 )
             )
         self._save(state)  # write-ahead: recorded before the provider is called
@@ -284,6 +382,7 @@ class Engine:
             if isinstance(out, ProviderError):
                 state.remove(spec.address)
                 result.errors.append(f"{spec.address}: create failed: {out}")
+                failed.add(spec.address)
                 continue
             assert isinstance(out, Created)
             rec = state.get(spec.address)
@@ -301,22 +400,24 @@ class Engine:
             f"created ({', '.join(s.address for s in specs[:3])}"
             f"{', …' if len(specs) > 3 else ''}) in {time.monotonic() - started:.1f}s"
         )
+        return failed
 
-    def _update(self, state: StateFile, change: Change, result: ApplyResult) -> None:
+    def _update(self, state: StateFile, change: Change, result: ApplyResult) -> bool:
         rec = state.get(change.address)
         if rec is None or change.resource is None:
-            return
+            return False
         try:
             out = self.provider.update(rec, change.resource)
         except ProviderError as exc:
             result.errors.append(f"{change.address}: update failed: {exc}")
-            return
+            return False
         rec.attributes = change.resource.attributes
         rec.worker_names = list(change.resource.worker_names)
         rec.meta = {**rec.meta, **out.meta}
         state.outputs.update(out.outputs)
         self._save(state)
         result.changed += 1
+        return True
 
     # -- the scheduler side ----------------------------------------------------------------
     def connect(self, outputs: dict[str, str], timeout: float = 10.0) -> Any:

@@ -125,7 +125,9 @@ def _group(name: str, base: TargetModel, own: GroupModel | None) -> GroupSpec:
     else:
         count = merged.get("max_workers")
         count = 1 if count is None else int(count)
-    tags = tuple(merged.pop("tags", ()) or ())
+    raw_tags = merged.pop("tags", ()) or ()
+    # An AWS target's own `tags:` is a dict of AWS tags, not worker tags.
+    tags = tuple(raw_tags) if isinstance(raw_tags, list | tuple) else ()
     return GroupSpec(
         name=name,
         tags=tags,

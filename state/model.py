@@ -30,6 +30,8 @@ class ResourceRecord:
     meta: dict[str, Any] = field(default_factory=dict)
     worker_names: list[str] = field(default_factory=list)
     created_at: str = field(default_factory=now_iso)
+    # Addresses this resource needs (created before it, deleted after it).
+    depends_on: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in _RECORD_FIELDS}

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from scalable._version import __version__
 from scalable.cli import apply as apply_cmds
+from scalable.cli import dashboard as dashboard_cmds
 from scalable.cli import manifest as manifest_cmds
 from scalable.cli import outputs as output_cmds
 from scalable.cli import report as report_cmds
@@ -49,6 +50,7 @@ app.command()(output_cmds.output)
 app.command()(output_cmds.env)
 app.command()(output_cmds.status)
 app.command()(report_cmds.report)
+app.command()(dashboard_cmds.dashboard)
 app.command()(manifest_cmds.validate)
 app.command()(manifest_cmds.schema)
 app.command()(manifest_cmds.init)

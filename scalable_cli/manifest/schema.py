@@ -223,6 +223,10 @@ class AwsTarget(_TargetCommon, _AwsKeys):
     security_groups: list[str] = Field(default_factory=list)
     allowed_cidrs: list[str] = Field(default_factory=list)
     iam_instance_profile: str | None = None
+    execution_role: str | None = Field(
+        default=None, pattern=r"^arn:",
+        description="Fargate task execution role ARN; enables CloudWatch Logs for the tasks",
+    )
     tags: dict[str, str] = Field(default_factory=dict)
     idle_timeout: Duration | Literal[False] = 3600.0
     groups: dict[str, AwsGroup] = Field(default_factory=dict)
@@ -236,6 +240,12 @@ class GkeTarget(_TargetCommon, _GkeKeys):
     node_pool: str | None = None
     disk_size_gb: PositiveInt = 100
     namespace: str = "default"
+    allowed_cidrs: list[str] = Field(
+        default_factory=list, description="client networks allowed to reach the scheduler"
+    )
+    operation_timeout: Duration = Field(
+        default=1800.0, description="how long to wait for one GKE node-pool operation"
+    )
     groups: dict[str, GkeGroup] = Field(default_factory=dict)
 
 

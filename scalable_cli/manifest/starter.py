@@ -58,6 +58,7 @@ TARGETS = {
     machine_type: e2-standard-4
     max_workers: 4
     namespace: default
+    allowed_cidrs: ["203.0.113.7/32"]  # who may reach the scheduler: your public IP
 """,
 }
 NAMES = {"local": "local", "slurm": "hpc", "aws": "cloud", "gke": "gke"}

@@ -18,6 +18,7 @@ def spec_of(record: ResourceRecord) -> ResourceSpec:
         attributes=record.attributes,
         group=record.group,
         worker_names=tuple(record.worker_names),
+        depends_on=tuple(record.depends_on),
     )
 
 
@@ -77,6 +78,15 @@ def _resolve(
             # Not refreshed (--no-refresh): trust the record.
             o = Observation("alive", "not refreshed")
         obs[rec.address] = o
+        changed = {k: v for k, v in o.attributes.items() if rec.attributes.get(k) != v}
+        if changed and o.status != "gone":
+            # The backend has other values than the record (a pool resized by hand): diff
+            # the manifest against what is really there.
+            drift.append(Drift(rec.address, rec.type, "changed", ", ".join(
+                f"{k}: {rec.attributes.get(k)!r} → {v!r}" for k, v in changed.items())))
+            rec = ResourceRecord(**{**rec.__dict__,
+                                    "attributes": {**rec.attributes, **changed}})
+            live[rec.address] = rec
         if o.status == "gone" and rec.status != "deleting":
             drift.append(Drift(rec.address, rec.type, "gone", o.reason or "no longer exists"))
         elif o.status == "pending":

@@ -83,7 +83,7 @@ class Drift:
 
     address: str
     type: str
-    kind: Literal["gone", "orphan", "adopted", "pending"]
+    kind: Literal["gone", "orphan", "adopted", "pending", "changed"]
     reason: str
 
     def to_dict(self) -> dict[str, Any]:

@@ -82,7 +82,8 @@ def render_plan(plan: Plan, color: bool = False, compact_after: int = 12) -> str
         out.append(style.bold("Note: Objects have changed outside of scalable"))
         out.append("")
         for d in notable:
-            word = {"gone": "is gone", "orphan": "is not in state", "adopted": "adopted"}[d.kind]
+            word = {"gone": "is gone", "orphan": "is not in state", "adopted": "adopted",
+                    "changed": "was changed"}[d.kind]
             out.append(f"  # {d.address} ({d.type}) {word}: {d.reason}")
         out.append("")
     pending = [d for d in plan.drift if d.kind == "pending"]

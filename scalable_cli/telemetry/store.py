@@ -493,6 +493,23 @@ class TelemetryDB:
         rows = self._query(sql + " ORDER BY ts, id", params)
         return [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
+    def events_after(
+        self, run_id: str, after_id: int = 0, kinds: Iterable[str] | None = None
+    ) -> list[tuple[int, Event]]:
+        """A run's events recorded after event id ``after_id``, as ``(id, event)``.
+
+        For readers that follow a run (the dashboard): ids grow in recording order,
+        which is not always time order (the engine records some steps late).
+        """
+        sql = "SELECT id, run_id, ts, kind, worker, data FROM events WHERE run_id=? AND id>?"
+        params: list[Any] = [run_id, after_id]
+        if kinds is not None:
+            ks = list(kinds)
+            sql += f" AND kind IN ({', '.join('?' for _ in ks)})"
+            params += ks
+        rows = self._query(sql + " ORDER BY id", params)
+        return [(int(r[0]), Event(r[1], r[2], r[3], r[4], json.loads(r[5]))) for r in rows]
+
     # -- tasks ---------------------------------------------------------------------------
     def write_batch(
         self,
@@ -544,6 +561,33 @@ class TelemetryDB:
             out[status] = out.get(status, 0) + int(n or 0)
         return out
 
+    def tag_counts(
+        self, run_id: str, after_rowid: int = 0
+    ) -> tuple[dict[tuple[str | None, str], int], int]:
+        """(tag, status) → tasks recorded after row ``after_rowid``, and the last row seen.
+
+        For readers that follow a run: pass the returned row back to count only new
+        tasks. A task updated in place later (recomputed) is not counted again; its
+        first outcome stays. Aggregated tasks are not included (see ``aggregates``).
+        """
+        out: dict[tuple[str | None, str], int] = {}
+        last = after_rowid
+        for tag, status, n, top in self._query(
+            "SELECT tag, status, COUNT(*), MAX(rowid) FROM tasks WHERE rowid>? AND run_id=? "
+            "GROUP BY tag, status", (after_rowid, run_id)):
+            out[(tag, status)] = int(n)
+            last = max(last, int(top))
+        return out, last
+
+    def finished_since(
+        self, run_id: str, after_rowid: int, since: float
+    ) -> list[tuple[str | None, float]]:
+        """(tag, stop) of tasks recorded after row ``after_rowid`` that stopped at or
+        after ``since`` (for throughput over a recent window)."""
+        rows = self._query("SELECT tag, stop FROM tasks WHERE rowid>? AND run_id=? "
+                           "AND stop>=?", (after_rowid, run_id, since))
+        return [(r[0], float(r[1])) for r in rows]
+
     def task_durations(
         self,
         target: str,
@@ -592,20 +636,7 @@ class TelemetryDB:
     # -- workers ---------------------------------------------------------------------------
     def worker_spans(self, run_id: str) -> list[WorkerSpan]:
         """Each worker's presence, from its ``worker_added`` / ``worker_removed`` events."""
-        open_: dict[str, dict[str, Any]] = {}
-        spans: list[WorkerSpan] = []
-        for ev in self.events(run_id, ("worker_added", "worker_removed")):
-            addr = str(ev.data.get("address") or ev.worker)
-            if ev.kind == "worker_added":
-                open_[addr] = {"name": ev.worker or addr, "address": addr,
-                               "nthreads": int(ev.data.get("nthreads") or 1), "start": ev.ts}
-            elif addr in open_:
-                w = open_.pop(addr)
-                spans.append(WorkerSpan(w["name"], addr, w["nthreads"], w["start"], ev.ts,
-                                        ev.data.get("reason")))
-        spans.extend(WorkerSpan(w["name"], a, w["nthreads"], w["start"], None, None)
-                     for a, w in open_.items())
-        return sorted(spans, key=lambda s: (s.start, s.name))
+        return spans_of(self.events(run_id, ("worker_added", "worker_removed")))
 
     def worker_timeline(self, run_id: str) -> list[TimelinePoint]:
         """The number of workers (and threads) over time: one point per change."""
@@ -661,6 +692,27 @@ def _insert(
         c.executemany(_TASK_UPSERT, [(run_id, *t) for t in tasks])
     if aggregates:
         c.executemany(_AGG_UPSERT, [a.to_row(run_id) for a in aggregates])
+
+
+def spans_of(events: Iterable[Event]) -> list[WorkerSpan]:
+    """Worker spans from ``worker_added`` / ``worker_removed`` events (in time order;
+    other kinds are ignored)."""
+    open_: dict[str, dict[str, Any]] = {}
+    spans: list[WorkerSpan] = []
+    for ev in events:
+        if ev.kind not in ("worker_added", "worker_removed"):
+            continue
+        addr = str(ev.data.get("address") or ev.worker)
+        if ev.kind == "worker_added":
+            open_[addr] = {"name": ev.worker or addr, "address": addr,
+                           "nthreads": int(ev.data.get("nthreads") or 1), "start": ev.ts}
+        elif addr in open_:
+            w = open_.pop(addr)
+            spans.append(WorkerSpan(w["name"], addr, w["nthreads"], w["start"], ev.ts,
+                                    ev.data.get("reason")))
+    spans.extend(WorkerSpan(w["name"], a, w["nthreads"], w["start"], None, None)
+                 for a, w in open_.items())
+    return sorted(spans, key=lambda s: (s.start, s.name))
 
 
 def timeline(spans: Iterable[WorkerSpan], end: float | None = None) -> list[TimelinePoint]:

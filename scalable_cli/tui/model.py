@@ -1,0 +1,288 @@
+"""The dashboard's picture as plain data, and the arithmetic that builds it.
+
+A *source* (``scalable.tui.source``) produces a :class:`Snapshot` per update; widgets
+only draw snapshots. Nothing here imports Textual or Dask, so sources and these
+functions are tested without a terminal and without a cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from scalable.telemetry.report import compute_cost, fmt_seconds, group_of, worker_price
+from scalable.telemetry.store import Event, WorkerSpan, timeline
+
+# The worker-count sparkline: COLUMNS columns of SPARK_SECONDS / COLUMNS seconds each,
+# ending at the moment shown; a column is the most workers present during it.
+SPARK_COLUMNS = 24
+SPARK_SECONDS = 120.0
+SPARK_BARS = "▁▂▃▄▅▆▇█"
+# Throughput: tasks finished over the last RATE_WINDOW seconds.
+RATE_WINDOW = 10.0
+# The log keeps the newest lines only.
+MAX_LOG_LINES = 500
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    name: str
+    address: str
+    host: str
+    threads: int
+    memory: int | None  # bytes in use (None: not known, e.g. in a replay)
+    memory_limit: int | None
+    processing: int | None
+    cpu: float | None  # percent of one core
+    group: str | None
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    name: str
+    mode: str  # "fixed" or "adaptive 1-3"
+    desired: int | None
+    pending: int | None
+    ready: int
+    history: tuple[int, ...]  # SPARK_COLUMNS worker counts, oldest first (-1: before the run)
+    adaptive: bool = False
+
+
+@dataclass(frozen=True)
+class TagRow:
+    tag: str | None  # None: untagged tasks
+    queued: int | None  # None: not known (replays do not record queues)
+    processing: int | None
+    done: int
+    failed: int
+    rate: float | None  # tasks finished per second over the last RATE_WINDOW
+
+
+@dataclass(frozen=True)
+class LogLine:
+    key: str
+    ts: float
+    offset: float  # seconds since the run started
+    kind: str  # scale | drift | step | note | error
+    text: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    mode: str  # live | replay
+    target: str
+    provider: str
+    scheduler_address: str | None
+    run_id: str | None
+    started_at: float | None
+    at: float  # the moment this picture shows
+    status: str  # what the header says about the connection / playback
+    connected: bool = True
+    cost_usd: float | None = None
+    hourly_usd: float | None = None
+    cost_note: str = ""
+    groups: tuple[GroupRow, ...] = ()
+    workers: tuple[WorkerRow, ...] = ()
+    work: tuple[TagRow, ...] = ()
+    log: tuple[LogLine, ...] = ()
+    waiting: int | None = None  # tasks waiting on dependencies (live only)
+    approximate: bool = False  # per-tag counts scaled past the probe's cap
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def uptime(self) -> float | None:
+        return None if self.started_at is None else max(0.0, self.at - self.started_at)
+
+
+# -- formatting --------------------------------------------------------------------------
+
+
+def sparkline(values: Sequence[int], top: int | None = None) -> str:
+    """Bars scaled from 0 to ``top`` (default: the largest value); -1 draws a blank."""
+    top = max([top or 0, *values, 1])
+    out = []
+    for v in values:
+        if v < 0:
+            out.append(" ")
+        elif v == 0:
+            out.append("·")
+        else:
+            out.append(SPARK_BARS[min(len(SPARK_BARS) - 1,
+                                      math.ceil(v / top * len(SPARK_BARS)) - 1)])
+    return "".join(out)
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, factor in (("T", 2**40), ("G", 2**30), ("M", 2**20), ("K", 2**10)):
+        if n >= factor:
+            v = n / factor
+            return f"{v:.1f}{unit}" if v < 10 else f"{v:.0f}{unit}"
+    return f"{n}B"
+
+
+def fmt_memory(used: int | None, limit: int | None) -> str:
+    if used is None and not limit:
+        return "-"
+    if not limit:
+        return fmt_bytes(used)
+    return f"{fmt_bytes(used)}/{fmt_bytes(limit)}"
+
+
+def fmt_uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    text = f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{days}d {text}" if days else text
+
+
+def fmt_offset(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return "+" + fmt_seconds(seconds) if seconds >= 1 else f"+{seconds:.1f}s"
+
+
+def fmt_rate(rate: float | None) -> str:
+    if rate is None:
+        return "-"
+    if rate >= 100:
+        return f"{rate:.0f}/s"
+    return f"{rate:.1f}/s"
+
+
+def fmt_count(n: int | None, approximate: bool = False) -> str:
+    if n is None:
+        return "-"
+    return f"≈{n}" if approximate and n else str(n)
+
+
+# -- arithmetic shared by the live and replay sources -------------------------------------
+
+
+def group_series(spans: Iterable[WorkerSpan], start: float, at: float,
+                 columns: int = SPARK_COLUMNS, seconds: float = SPARK_SECONDS) -> tuple[int, ...]:
+    """The most workers present in each of ``columns`` slices of ``seconds`` up to ``at``.
+
+    Slices that end before ``start`` (the run had not begun) are -1.
+    """
+    points = timeline(list(spans))
+    width = seconds / columns
+    out: list[int] = []
+    for i in range(columns):
+        lo = at - seconds + i * width
+        hi = lo + width
+        if hi <= start:
+            out.append(-1)
+            continue
+        # Workers present at the slice's start, then any change inside it.
+        before = [p.workers for p in points if p.ts <= lo]
+        peak = before[-1] if before else 0
+        for p in points:
+            if lo < p.ts <= hi:
+                peak = max(peak, p.workers)
+        out.append(peak)
+    return tuple(out)
+
+
+def spans_at(spans: Iterable[WorkerSpan], at: float) -> list[WorkerSpan]:
+    """The spans as they were known at ``at``: later ones dropped, later ends reopened."""
+    out = []
+    for sp in spans:
+        if sp.start > at:
+            continue
+        if sp.stop is not None and sp.stop > at:
+            sp = WorkerSpan(sp.name, sp.address, sp.nthreads, sp.start, None, None)
+        out.append(sp)
+    return out
+
+
+def cost_at(spans: Sequence[WorkerSpan], start: float, at: float,
+            pricing: dict[str, Any] | None) -> tuple[float | None, float | None, str]:
+    """(cost so far, $/hour now, note) with the run's recorded prices."""
+    cost = compute_cost(spans, start, at, pricing)
+    if pricing is None:
+        return None, None, cost.note
+    prices: dict[str, float | None] = pricing.get("worker_hourly") or {}
+    hourly: float | None = pricing.get("scheduler_hourly")
+    for sp in spans:
+        if sp.start <= at and (sp.stop is None or sp.stop > at):
+            p = worker_price(sp.name, prices)
+            hourly = None if p is None or hourly is None else hourly + p
+    return cost.usd, hourly, cost.note
+
+
+def event_line(key: str, ev: Event, start: float) -> LogLine | None:
+    """The log line for a telemetry event, or None for events the log leaves out."""
+    d = ev.data
+    offset = ev.ts - start
+    if ev.kind == "scale_decision":
+        group = d.get("group") or "default"
+        reason = str(d.get("reason") or "").strip()
+        text = f"{group}: {d.get('from')} → {d.get('to')} workers"
+        return LogLine(key, ev.ts, offset, "scale", text + (f"  {reason}" if reason else ""))
+    if ev.kind == "worker_removed":
+        name = ev.worker or d.get("name") or d.get("address") or "?"
+        why = d.get("reason")
+        busy = int(d.get("processing_tasks") or 0)
+        more = f" ({busy} task{'s' if busy != 1 else ''} rescheduled)" if busy else ""
+        if why == "lost":
+            return LogLine(key, ev.ts, offset, "drift", f"lost worker {name}{more}")
+        if why == "walltime":
+            return LogLine(key, ev.ts, offset, "drift",
+                           f"job expired: {name} reached its walltime{more}")
+        return None
+    if ev.kind == "apply_complete":
+        errors = d.get("errors") or []
+        text = (f"apply: {d.get('added', 0)} added, {d.get('changed', 0)} changed, "
+                f"{d.get('destroyed', 0)} destroyed")
+        if errors:
+            text += f"; {len(errors)} error(s): {errors[0]}"
+        return LogLine(key, ev.ts, offset, "error" if errors else "step", text)
+    if ev.kind == "destroy_start":
+        return LogLine(key, ev.ts, offset, "step", "destroy started")
+    return None
+
+
+def group_names(declared: Sequence[str], spans: Iterable[WorkerSpan],
+                decisions: Iterable[Event]) -> list[str]:
+    """Declared groups first, then any group seen in worker names or decisions."""
+    names = list(declared)
+    for sp in spans:
+        g = group_of(sp.name)
+        if g is not None and g not in names:
+            names.append(g)
+    for ev in decisions:
+        g = ev.data.get("group")
+        if g and g not in names:
+            names.append(str(g))
+    return names
+
+
+def spans_of_group(spans: Iterable[WorkerSpan], group: str, only: bool) -> list[WorkerSpan]:
+    """The spans of one group (``only``: the target has one group; every worker counts)."""
+    return [sp for sp in spans if only or group_of(sp.name) == group]
+
+
+def rate_from(history: Sequence[tuple[float, dict[str | None, int]]], tag: str | None,
+              window: float = RATE_WINDOW) -> float | None:
+    """Tasks per second of ``tag`` (None key: untagged; "*": all) over the history's
+    newest ``window`` seconds; None until two readings exist."""
+    if len(history) < 2:
+        return None
+    now, last = history[-1]
+    base_t, base = history[0]
+    for t, counts in history:
+        if now - t <= window:
+            base_t, base = t, counts
+            break
+    if now <= base_t:
+        return None
+
+    def total(c: dict[str | None, int]) -> int:
+        return sum(c.values()) if tag == "*" else c.get(tag, 0)
+
+    return max(0, total(last) - total(base)) / (now - base_t)

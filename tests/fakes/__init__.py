@@ -1,0 +1,1 @@
+"""Small, honest fakes of services no test machine can have (GKE, a Kubernetes API)."""
