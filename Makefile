@@ -5,17 +5,20 @@ BIN := $(VENV)/bin
 EXTRAS ?= test,dev,slurm,aws,gke,tui
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma := ,
+# Every install takes its versions from this lock (pip constraints): what passed in CI is
+# what a newcomer gets. pyproject.toml keeps ranges for library users. `make lock` renews it.
+LOCK := requirements.lock
 
-.PHONY: venv demo test unit lint types docs bench clean
+.PHONY: venv demo test unit lint types docs bench clean lock versions
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c $(LOCK) --upgrade pip
 
 # Strict editable mode so mypy can follow the package-dir mapping; a new module needs
 # the install re-run, so the stamp depends on every package folder's listing.
-$(STAMP): pyproject.toml $(BIN)/python $(wildcard scalable_cli/*/ providers/*/ state/)
-	$(BIN)/pip install -q -e ".[$(EXTRAS)]" --config-settings editable_mode=strict
+$(STAMP): pyproject.toml $(LOCK) $(BIN)/python $(wildcard scalable_cli/*/ providers/*/ state/)
+	$(BIN)/pip install -q -c $(LOCK) -e ".[$(EXTRAS)]" --config-settings editable_mode=strict
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -41,6 +44,18 @@ docs: venv
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
+
+# Resolve the newest versions pyproject.toml allows in a throwaway venv and pin them all.
+lock:
+	rm -rf .lock-venv && $(PY) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip
+	.lock-venv/bin/pip install -q -e ".[$(EXTRAS)]"
+	.lock-venv/bin/pip freeze --all --exclude-editable | grep -vE '^(scalable|setuptools)==' > $(LOCK)
+	rm -rf .lock-venv
+
+# What this venv runs (CI prints it).
+versions: venv
+	$(BIN)/pip freeze --all --exclude-editable
 
 clean:
 	rm -rf $(VENV) docs/_build .pytest_cache .mypy_cache .ruff_cache
