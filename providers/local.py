@@ -33,8 +33,10 @@ from scalable.providers.processes import (
     TAG_KEY,
     TAG_LINEAGE,
     ProcessRef,
+    ask_to_stop,
     discover_processes,
     observe_process,
+    recorded_ref,
     spawn,
     stop_recorded,
     tagged,
@@ -60,6 +62,7 @@ class LocalProvider(Provider):
         super().__init__(target, workdir)
         # A scheduler spawned by this apply whose start is confirmed after the workers'.
         self._unconfirmed: StartedScheduler | None = None
+        self._asked: set[str] = set()  # processes already sent SIGTERM by prepare_delete
 
     @property
     def host(self) -> str:
@@ -151,9 +154,14 @@ class LocalProvider(Provider):
                            else self._create_worker(res, ctx))
             except ProviderError as exc:
                 out.append(exc)
-        failed = self._confirm_scheduler([c for c in out if isinstance(c, Created)])
+        if all(r.is_scheduler for r in resources):
+            return out  # the workers' batch comes next and confirms it
+        spawned = [c for r, c in zip(resources, out, strict=True)
+                   if isinstance(c, Created) and not r.is_scheduler]
+        failed = self._confirm_scheduler(spawned)
         if failed is not None:
-            out = [failed if isinstance(c, Created) else c for c in out]
+            out = [failed if isinstance(c, Created) and not r.is_scheduler else c
+                   for r, c in zip(resources, out, strict=True)]
         return out
 
     def _confirm_scheduler(self, spawned: list[Created]) -> ProviderError | None:
@@ -243,5 +251,15 @@ class LocalProvider(Provider):
                         cwd=self.workdir)
         return Created(id=ref.id, meta={**ref.meta(), "log": str(log)})
 
+    def prepare_delete(self, records: Sequence[ResourceRecord]) -> None:
+        """SIGTERM every worker process at once; ``delete`` then waits for each."""
+        for rec in records:
+            ref = recorded_ref(rec.meta, rec.id)
+            if ref is not None:
+                ask_to_stop(ref)
+                self._asked.add(ref.id)
+
     def delete(self, record: ResourceRecord) -> None:
-        stop_recorded(record.meta, record.id, grace=10.0)
+        ref = recorded_ref(record.meta, record.id)
+        asked = ref is not None and ref.id in self._asked
+        stop_recorded(record.meta, record.id, grace=10.0, asked=asked)

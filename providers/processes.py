@@ -12,6 +12,7 @@ recognised (see ``_same_start``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -156,18 +157,33 @@ def _group_members(pgid: int) -> Iterator[int]:
             continue
 
 
-def terminate(ref: ProcessRef, grace: float = 10.0) -> None:
+def _may_signal(ref: ProcessRef) -> bool:
+    """Its group is ours to signal: the leader is still the process we started (even as
+    a zombie whose children live on), or the leader is gone (a group id cannot be
+    reused while any member lives)."""
+    return _process(ref.pid) is None or ref._ours() is not None
+
+
+def ask_to_stop(ref: ProcessRef) -> None:
+    """SIGTERM the process group now, without waiting (``terminate`` waits later)."""
+    if _may_signal(ref):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(ref.pid, signal.SIGTERM)
+
+
+def terminate(ref: ProcessRef, grace: float = 10.0, *, asked: bool = False) -> None:
     """SIGTERM the process group, wait, then SIGKILL what is left.
 
-    The group is only signalled if its leader is still the process we started (even as
-    a zombie whose children live on), or the leader is gone (a group id cannot be
-    reused while any member lives).
+    ``asked``: the SIGTERM was already sent (``ask_to_stop``); only wait. Sending it
+    twice would cut Dask's graceful close short. See ``_may_signal`` for when a group
+    is signalled at all.
     """
-    if _process(ref.pid) is not None and ref._ours() is None:
+    if not _may_signal(ref):
         return  # the PID now belongs to someone else: never signal it
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
-            os.killpg(ref.pid, sig)
+            if not (asked and sig == signal.SIGTERM):
+                os.killpg(ref.pid, sig)
         except ProcessLookupError:
             break
         deadline = time.monotonic() + wait
@@ -247,11 +263,18 @@ def discover_processes(lineage: str, type: str) -> list[Discovered]:
     ]
 
 
-def stop_recorded(meta: Mapping[str, object], id: str | None, grace: float = 10.0) -> None:
-    """Terminate a recorded process (from its meta, or its ``pid:N@START`` id)."""
+def recorded_ref(meta: Mapping[str, object], id: str | None) -> ProcessRef | None:
+    """The process of a record (from its meta, or its ``pid:N@START`` id)."""
     ref = ProcessRef.from_meta(meta)
     if ref is None and id and id.startswith("pid:"):
         pid, _, start = id[4:].partition("@")
         ref = ProcessRef(int(pid), int(start))
+    return ref
+
+
+def stop_recorded(meta: Mapping[str, object], id: str | None, grace: float = 10.0,
+                  *, asked: bool = False) -> None:
+    """Terminate a recorded process (from its meta, or its ``pid:N@START`` id)."""
+    ref = recorded_ref(meta, id)
     if ref is not None:
-        terminate(ref, grace=grace)
+        terminate(ref, grace=grace, asked=asked)

@@ -6,14 +6,16 @@ is spawned: a provider can start its workers (or submit its jobs) while the sche
 still importing, and confirm it afterwards (``StartedScheduler.confirm``). Workers retry
 their connection until their death timeout, so the order they come up in does not matter.
 
-The port is the kernel's pick, released just before the scheduler binds it; another
-program taking it in that window makes the scheduler exit, ``confirm`` then reports it
-(with the log's last line), and the next apply starts it again on a new port.
+The port is picked free below the kernel's ephemeral range (so no outgoing connection
+can take it meanwhile) and released just before the scheduler binds it; a program
+asking for that very port in that window makes the scheduler exit, ``confirm`` then
+reports it (with the log's last line), and the next apply starts it on a new port.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import random
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,13 +27,34 @@ from scalable.providers.commands import TELEMETRY_PRELOAD, read_scheduler_file, 
 from scalable.providers.processes import ProcessRef, spawn, terminate
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for automatic (bind 0 / outgoing) ports."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default; BSDs and macOS use 49152-65535
+
+
 def free_port(host: str) -> int:
-    """A port free on ``host`` now (the kernel's pick), for a server to bind next."""
+    """A port free on ``host`` now, for a server to bind a moment later.
+
+    Chosen below the kernel's ephemeral range: a port from that range (what ``bind(0)``
+    returns) can be taken in the meantime as the local end of any outgoing connection
+    on a busy machine; one outside it only by a program asking for that very port.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host.strip("[]"), 0))
-        port: int = s.getsockname()[1]
-        return port
+    low, _ = _ephemeral_range()
+    candidates = random.sample(range(10000, low), 50) if low > 10050 else []
+    for port in [*candidates, 0]:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host.strip("[]"), port))
+            except OSError:
+                continue
+            chosen: int = s.getsockname()[1]
+            return chosen
+    raise OSError(f"no free port on {host}")
 
 
 def preload() -> list[str]:
@@ -86,11 +109,13 @@ class StartedScheduler:
     def confirm(self, timeout: float = 120.0) -> Mapping[str, Any]:
         """Wait for its scheduler file; stop the process and raise if it failed."""
         try:
-            info = read_scheduler_file(self.scheduler_file, timeout=timeout,
-                                       alive=self.ref.alive, log=self.log)
+            info = read_scheduler_file(
+                self.scheduler_file, timeout=timeout, alive=self.ref.alive, log=self.log
+            )
             if self.address is not None and info.get("address") != self.address:
-                raise ProviderError(f"the scheduler listens on {info.get('address')}, "
-                                    f"not {self.address}")
+                raise ProviderError(
+                    f"the scheduler listens on {info.get('address')}, not {self.address}"
+                )
         except Exception as exc:
             terminate(self.ref, grace=2)
             raise ProviderError(str(exc), hint=f"see {self.log}") from None
@@ -114,8 +139,15 @@ def start_scheduler(
     dash = free_port(host) if dashboard else 0
     sched_file.unlink(missing_ok=True)
     ref = spawn(
-        scheduler_argv(host=host, port=port, dashboard=dashboard, dashboard_port=dash,
-                       scheduler_file=sched_file, preload=preload(), tls_args=tls_args),
+        scheduler_argv(
+            host=host,
+            port=port,
+            dashboard=dashboard,
+            dashboard_port=dash,
+            scheduler_file=sched_file,
+            preload=preload(),
+            tls_args=tls_args,
+        ),
         log=log,
         tags=tags,
         # The scheduler must not inherit a parent's scheduler address by accident.

@@ -240,7 +240,10 @@ class Engine:
         updates = [c for c in changes if c.action == "update"]
         deps = dependency_graph(state, changes)
 
-        self._retire(state, [c.record for c in deletes if c.record and c.address != "scheduler"])
+        if not any(c.address == "scheduler" for c in deletes):
+            # Moving data off workers only helps when a scheduler stays to keep it.
+            self._retire(state, [c.record for c in deletes
+                                 if c.record and c.address != "scheduler"])
         going = [c.record for c in deletes + stale if c.record and c.address != "scheduler"]
         if going:
             try:

@@ -49,6 +49,7 @@ def load_command(name: str) -> click.Command:
 
     module, attr, _ = COMMANDS[name]
     obj = getattr(importlib.import_module(module), attr)
+    cmd: click.Command
     if isinstance(obj, typer.Typer):
         obj.rich_markup_mode = None  # plain help, like the top level
         cmd = typer.main.get_group(obj)

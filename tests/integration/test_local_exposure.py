@@ -33,8 +33,7 @@ def listeners(root: Path) -> list[tuple[int, str, int]]:
             conns = p.net_connections(kind="inet")
         except psutil.NoSuchProcess:
             continue
-        out += [(pid, c.laddr.ip, c.laddr.port) for c in conns
-                if c.status == psutil.CONN_LISTEN]
+        out += [(pid, c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN]
     return out
 
 
@@ -50,8 +49,9 @@ def test_every_listener_is_loopback_after_apply(project: Project, processes: boo
         pids = {pid for pid, _, _ in found}
         # scheduler (+ its dashboard) and at least one worker process were seen listening
         assert len(pids) >= 2, found
-        exposed = [(pid, ip, port) for pid, ip, port in found
-                   if not ipaddress.ip_address(ip).is_loopback]
+        exposed = [
+            (pid, ip, port) for pid, ip, port in found if not ipaddress.ip_address(ip).is_loopback
+        ]
         assert not exposed, f"listening beyond loopback: {exposed}"
     finally:
         project.run("destroy", "--auto-approve", check=True)

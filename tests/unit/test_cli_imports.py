@@ -8,8 +8,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("distributed", "dask", "bokeh", "tornado", "boto3", "botocore", "google", "grpc",
-         "textual", "rich", "kubernetes", "dask_jobqueue", "numpy", "pandas")
+HEAVY = (
+    "distributed",
+    "dask",
+    "bokeh",
+    "tornado",
+    "boto3",
+    "botocore",
+    "google",
+    "grpc",
+    "textual",
+    "rich",
+    "kubernetes",
+    "dask_jobqueue",
+    "numpy",
+    "pandas",
+)
 
 PROBE = """
 import json, sys
@@ -22,10 +36,16 @@ print(json.dumps({"rcs": rcs, "heavy": heavy}))
 
 def test_help_and_plan_load_no_heavy_module(tmp_path: Path) -> None:
     (tmp_path / "scalable.yaml").write_text(
-        "targets:\n  local: {provider: local, max_workers: 2}\n")
-    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(HEAVY)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "CI": "1", "NO_COLOR": "1"})
+        "targets:\n  local: {provider: local, max_workers: 2}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(HEAVY)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "CI": "1", "NO_COLOR": "1"},
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["rcs"] == [0, 0], proc.stdout

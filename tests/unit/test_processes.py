@@ -27,14 +27,16 @@ def test_start_time_is_psutils_and_never_zero() -> None:
 
 
 def test_ref_tells_our_process_from_a_reused_pid(tmp_path: Path) -> None:
-    ref = spawn([sys.executable, "-c", "import time; time.sleep(30)"],
-                log=tmp_path / "a.log", tags={})
+    ref = spawn(
+        [sys.executable, "-c", "import time; time.sleep(30)"], log=tmp_path / "a.log", tags={}
+    )
     try:
         assert ref.start > 0 and ref.alive()
         assert not ProcessRef(ref.pid, ref.start + 5000).alive()  # same pid, other start
         # A record written before psutil (clock ticks since boot) is still recognised.
-        ticks = round((psutil.Process(ref.pid).create_time() - psutil.boot_time())
-                      * os.sysconf("SC_CLK_TCK"))
+        ticks = round(
+            (psutil.Process(ref.pid).create_time() - psutil.boot_time()) * os.sysconf("SC_CLK_TCK")
+        )
         assert ProcessRef(ref.pid, ticks).alive()
     finally:
         terminate(ref, grace=2)
@@ -45,8 +47,9 @@ def test_terminate_signals_the_group_of_a_zombie_leader(tmp_path: Path) -> None:
     """The leader exits (a zombie until reaped) while its child lives on: the group is
     still ours and must be stopped."""
     pidfile = tmp_path / "child.pid"
-    ref = spawn(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; exit 0"],
-                log=tmp_path / "z.log", tags={})
+    ref = spawn(
+        ["sh", "-c", f"sleep 60 & echo $! > {pidfile}; exit 0"], log=tmp_path / "z.log", tags={}
+    )
     deadline = time.monotonic() + 10
     while not (pidfile.exists() and pidfile.read_text().strip()):
         assert time.monotonic() < deadline
@@ -61,8 +64,9 @@ def test_terminate_signals_the_group_of_a_zombie_leader(tmp_path: Path) -> None:
 
 
 def test_terminate_never_signals_a_stranger() -> None:
-    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
-                                start_new_session=True)
+    stranger = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True
+    )
     try:
         real = start_time(stranger.pid)
         assert real is not None
