@@ -15,7 +15,6 @@ reports it (with the log's last line), and the next apply starts it on a new por
 from __future__ import annotations
 
 import importlib.util
-import random
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +42,8 @@ def free_port(host: str) -> int:
     returns) can be taken in the meantime as the local end of any outgoing connection
     on a busy machine; one outside it only by a program asking for that very port.
     """
+    import random  # only apply needs it; plan stays light
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     low, _ = _ephemeral_range()
     candidates = random.sample(range(10000, low), 50) if low > 10050 else []
