@@ -14,6 +14,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from scalable.addrs import CONTROLLER, SCHEDULER
+from scalable.events import (
+    RESOURCE_CREATED,
+    RESOURCE_DELETED,
+    RESOURCE_DELETING,
+    ObjectivePlan,
+    Payload,
+    ResourceStep,
+    ScaleDecision,
+    StepCompleted,
+    StepStarted,
+)
+from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.diff import make_plan
 from scalable.planning.model import Change, Plan
 from scalable.providers.base import CreateContext, Created, Provider, ProviderError, ResourceSpec
@@ -64,15 +77,15 @@ def dependency_graph(state: StateFile, changes: list[Change]) -> dict[str, set[s
         else:
             deps.setdefault(c.address, set())
     needed: set[str] = set()
-    stack = list(deps.get("scheduler", ()))
+    stack = list(deps.get(SCHEDULER, ()))
     while stack:
         a = stack.pop()
         if a not in needed:
             needed.add(a)
             stack.extend(deps.get(a, ()))
     for addr, d in deps.items():
-        if addr != "scheduler" and addr not in needed:
-            d.add("scheduler")
+        if addr != SCHEDULER and addr not in needed:
+            d.add(SCHEDULER)
     return deps
 
 
@@ -175,7 +188,7 @@ class Engine:
         """
         with self.locked("scale", lock_timeout):
             state = self.store.read()
-            if state is None or "scheduler_address" not in state.outputs:
+            if state is None or SCHEDULER_ADDRESS not in state.outputs:
                 return None
             before = {
                 g.name: state.scale.get(g.name, g.count)
@@ -191,11 +204,7 @@ class Engine:
             state.scale.update(changed)
             self._save(state)
             for group, count in changed.items():
-                self.events(
-                    "scale_decision",
-                    {"group": group, "from": before[group], "to": count,
-                     "reason": reasons.get(group, "")},
-                )
+                self._event(ScaleDecision(group, before[group], count, reasons.get(group, "")))
             return self.execute(self.plan(), wait=False)
 
     # -- apply --------------------------------------------------------------------------
@@ -205,23 +214,22 @@ class Engine:
             target=self.target.name, provider=self.target.provider, owner=self.owner
         )
         result = ApplyResult()
-        op = "destroy" if plan.destroy else "apply"
-        self.events(f"{op}_start", {"changes": len(plan.actionable)})
+        self._event(StepStarted(plan.destroy, len(plan.actionable)))
         if self.objective is not None and not plan.destroy:
             goal = self.objective
-            self.events("objective_plan", {
-                "group": goal.group, "workers": goal.chosen.workers,
-                "tasks": goal.estimate.tasks, "task_seconds": goal.estimate.task_seconds,
-                "predicted_seconds": goal.chosen.finish_seconds,
-                "predicted_cost_usd": goal.chosen.cost_usd, "source": goal.estimate.source,
-                "budget_usd": goal.objectives.budget_usd,
-                "deadline_hours": goal.objectives.deadline_hours,
-            })
+            self._event(ObjectivePlan(
+                group=goal.group, workers=goal.chosen.workers,
+                tasks=goal.estimate.tasks, task_seconds=goal.estimate.task_seconds,
+                predicted_seconds=goal.chosen.finish_seconds,
+                predicted_cost_usd=goal.chosen.cost_usd, source=goal.estimate.source,
+                budget_usd=goal.objectives.budget_usd,
+                deadline_hours=goal.objectives.deadline_hours,
+            ))
         if not state.resources:
             state.owner = self.owner  # whoever brings capacity up owns it
         for rec in plan.adopted:
             state.put(rec)
-            if rec.address == "scheduler":
+            if rec.address == SCHEDULER:
                 state.outputs.update(self.provider.recover_outputs(rec))
         if not plan.destroy:
             state.manifest_digest = plan.manifest_digest
@@ -240,8 +248,8 @@ class Engine:
         updates = [c for c in changes if c.action == "update"]
         deps = dependency_graph(state, changes)
 
-        self._retire(state, [c.record for c in deletes if c.record and c.address != "scheduler"])
-        going = [c.record for c in deletes + stale if c.record and c.address != "scheduler"]
+        self._retire(state, [c.record for c in deletes if c.record and c.address != SCHEDULER])
+        going = [c.record for c in deletes + stale if c.record and c.address != SCHEDULER]
         if going:
             try:
                 self.provider.prepare_delete(going)
@@ -252,7 +260,7 @@ class Engine:
         for wave in reversed(waves([c.address for c in deletes + stale], deps)):
             # The adaptive controller stops before the workers it would resize.
             in_wave = [c for c in deletes + stale if c.address in wave]
-            for c in sorted(in_wave, key=lambda c: c.address != "controller"):
+            for c in sorted(in_wave, key=lambda c: c.address != CONTROLLER):
                 blocked = sorted(a for a in undeleted if c.address in deps.get(a, ()))
                 if blocked:
                     result.errors.append(f"{c.address}: not deleted: {', '.join(blocked)} "
@@ -273,13 +281,13 @@ class Engine:
             no_scheduler: list[str] = []
             for c in [c for c in creates if c.address in wave]:
                 missing = sorted(deps.get(c.address, set()) & failed)
-                if missing and missing != ["scheduler"]:
+                if missing and missing != [SCHEDULER]:
                     failed.add(c.address)
                     result.errors.append(f"{c.address}: not created: "
                                          f"{', '.join(missing)} failed")
                     continue
-                if "scheduler" in deps.get(c.address, ()) and (
-                        missing or "scheduler_address" not in state.outputs):
+                if SCHEDULER in deps.get(c.address, ()) and (
+                        missing or SCHEDULER_ADDRESS not in state.outputs):
                     failed.add(c.address)
                     no_scheduler.append(c.address)
                     continue
@@ -308,14 +316,14 @@ class Engine:
         result.outputs = dict(state.outputs)
         hosts = [r for r in state.resources if r.status == "ready" and r.worker_names]
         result.expected_workers = sum(len(r.worker_names) for r in hosts)
-        if wait and hosts and state.outputs.get("scheduler_address") and not plan.destroy:
+        if wait and hosts and state.outputs.get(SCHEDULER_ADDRESS) and not plan.destroy:
             result.ready_workers = self.wait_ready(state.outputs, hosts, result)
-        self.events(
-            f"{op}_complete",
-            {"added": result.added, "changed": result.changed,
-             "destroyed": result.destroyed, "errors": result.errors},
-        )
+        self._event(StepCompleted(plan.destroy, result.added, result.changed,
+                                  result.destroyed, list(result.errors)))
         return result
+
+    def _event(self, payload: Payload) -> None:
+        self.events(payload.kind, payload.to_data())
 
     def _save(self, state: StateFile) -> None:
         self.store.write(state)
@@ -335,7 +343,7 @@ class Engine:
             rec = current
             rec.status = "deleting"
             self._save(state)
-        self.events("resource_deleting", {"address": change.address, "type": change.type})
+        self._event(ResourceStep(RESOURCE_DELETING, change.address, change.type))
         try:
             self.provider.delete(rec)
         except ProviderError as exc:
@@ -343,11 +351,11 @@ class Engine:
             return False
         if recorded:
             state.remove(change.address)
-            if change.address == "scheduler":
+            if change.address == SCHEDULER:
                 state.outputs.clear()
             self._save(state)
         self.notify(f"{change.address}: Destruction complete")
-        self.events("resource_deleted", {"address": change.address, "type": change.type})
+        self._event(ResourceStep(RESOURCE_DELETED, change.address, change.type))
         return True
 
     def _context(self, state: StateFile, spec: ResourceSpec) -> CreateContext:
@@ -392,8 +400,7 @@ class Engine:
             rec.meta = out.meta
             state.outputs.update(out.outputs)
             result.added += 1
-            self.events("resource_created", {"address": spec.address, "type": spec.type,
-                                             "id": out.id})
+            self._event(ResourceStep(RESOURCE_CREATED, spec.address, spec.type, out.id))
         self._save(state)
         self.notify(
             f"{len(specs) - sum(isinstance(o, ProviderError) for o in outcomes)}/{len(specs)} "
@@ -424,7 +431,7 @@ class Engine:
         from distributed import Client
 
         return Client(
-            outputs["scheduler_address"],
+            outputs[SCHEDULER_ADDRESS],
             security=self.provider.client_security(outputs),
             timeout=timeout,
             set_as_default=False,
@@ -433,7 +440,7 @@ class Engine:
     def _retire(self, state: StateFile, records: list[ResourceRecord | None]) -> None:
         """Move data off workers that are going away before their processes stop."""
         names = [n for r in records if r is not None for n in r.worker_names]
-        addr = state.outputs.get("scheduler_address")
+        addr = state.outputs.get(SCHEDULER_ADDRESS)
         if not names or not addr:
             return
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from scalable import addrs
+from scalable.addrs import SCHEDULER
 from scalable.planning.model import Change, Cost, Drift, Plan
 from scalable.pricing.estimator import Price
 from scalable.providers.base import Discovered, Observation, Provider, ResourceSpec
@@ -184,7 +186,7 @@ def make_plan(
                 else:
                     change.action = "replace"
                 change.reasons.append(_describe_changes(rec.attributes, spec.attributes))
-            elif scheduler_new and "scheduler" in spec.depends_on:
+            elif scheduler_new and SCHEDULER in spec.depends_on:
                 change.action = "replace"
                 change.reasons.append("the scheduler is being replaced")
         if spec.is_scheduler and change.action in ("create", "replace") and rec is not None:
@@ -228,18 +230,7 @@ def make_plan(
 
 def _ordered(changes: list[Change]) -> list[Change]:
     """Scheduler first, then by group and index, so the output reads naturally."""
-
-    def key(c: Change) -> tuple[int, str, int]:
-        if c.address == "scheduler":
-            return (0, "", 0)
-        base, _, idx = c.address.partition("[")
-        try:
-            n = int(idx.rstrip("]"))
-        except ValueError:
-            n = 0
-        return (1 if base.startswith("workers.") else 2, base, n)
-
-    return sorted(changes, key=key)
+    return sorted(changes, key=lambda c: addrs.sort_key(c.address))
 
 
 def _cost(
