@@ -113,7 +113,7 @@ def preview(ws: Workspace, group: str, delta: int) -> ScaleRequest:
     cost = (f"$/hour: {format_usd(plan.cost.hourly_now)} → "
             f"{format_usd(plan.cost.hourly_after)}")
     changes = [f"  {SYMBOLS.get(c.action, c.action)} {c.address}"
-               + (f"  ({'; '.join(c.reasons)})" if c.reasons else "")
+               + (f"  ({'; '.join(map(str, c.reasons))})" if c.reasons else "")
                for c in plan.actionable]
     return ScaleRequest(group, current, after, summary, cost, changes)
 
