@@ -17,6 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from scalable import addrs
+from scalable.addrs import SCHEDULER
+from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.pricing.estimator import Price, apply_overrides
 from scalable.providers.base import (
     CreateContext,
@@ -71,7 +74,7 @@ class LocalProvider(Provider):
     def desired(self) -> list[ResourceSpec]:
         out = [
             ResourceSpec(
-                address="scheduler",
+                address=SCHEDULER,
                 type=PROCESS,
                 attributes={"role": "scheduler", "host": self.host, "tls": self.target.tls},
             )
@@ -85,23 +88,23 @@ class LocalProvider(Provider):
             }
             if g.setting("processes", True):
                 for i in range(g.count):
-                    addr = f"workers.{g.name}[{i}]"
+                    addr = addrs.worker(g.name, i)
                     out.append(
                         ResourceSpec(
                             address=addr, type=PROCESS, group=g.name,
                             attributes={**base, "workers": 1},
                             worker_names=worker_names(addr, 1),
-                            depends_on=("scheduler",),
+                            depends_on=(SCHEDULER,),
                         )
                     )
             elif g.count:
-                addr = f"workers.{g.name}[0]"
+                addr = addrs.worker(g.name, 0)
                 out.append(
                     ResourceSpec(
                         address=addr, type=PROCESS, group=g.name,
                         attributes={**base, "workers": g.count, "processes": False},
                         worker_names=worker_names(addr, g.count),
-                        depends_on=("scheduler",),
+                        depends_on=(SCHEDULER,),
                     )
                 )
         return out
@@ -194,7 +197,7 @@ class LocalProvider(Provider):
         if self.target.tls:
             outputs.update(ensure_tls(workdir / "tls").outputs())
         workers_follow = any(not r.is_scheduler for r in self.desired()) and not any(
-            tags.get(TAG_ADDRESS, "scheduler") != "scheduler" for _, tags in tagged(ctx.lineage)
+            tags.get(TAG_ADDRESS, SCHEDULER) != SCHEDULER for _, tags in tagged(ctx.lineage)
         )
         if workers_follow:
             self._unconfirmed = started
@@ -229,7 +232,7 @@ class LocalProvider(Provider):
 
     def _create_worker(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
         group = self.target.group(resource.group or "default")
-        address = ctx.outputs.get("scheduler_address")
+        address = ctx.outputs.get(SCHEDULER_ADDRESS)
         if not address:
             raise ProviderError("no scheduler address to join")
         nworkers = int(resource.attributes.get("workers", 1))

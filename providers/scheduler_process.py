@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scalable.outputs import DASHBOARD_URL, SCHEDULER_ADDRESS
 from scalable.providers.base import ProviderError
 from scalable.providers.commands import TELEMETRY_PRELOAD, read_scheduler_file, scheduler_argv
 from scalable.providers.processes import ProcessRef, spawn, terminate
@@ -90,11 +91,11 @@ def dashboard_url(host: str, port: object) -> str:
 def outputs_from_file(info: Mapping[str, Any]) -> dict[str, str]:
     """scheduler_address (and dashboard_url) from a scheduler file's content."""
     address = str(info["address"])
-    outputs = {"scheduler_address": address}
+    outputs = {SCHEDULER_ADDRESS: address}
     services: Any = info.get("services") or {}
     if "dashboard" in services:
         host = address.split("://", 1)[-1].rpartition(":")[0]
-        outputs["dashboard_url"] = dashboard_url(host, services["dashboard"])
+        outputs[DASHBOARD_URL] = dashboard_url(host, services["dashboard"])
     return outputs
 
 
@@ -156,7 +157,7 @@ def start_scheduler(
         cwd=workdir,
     )
     address = f"{'tls' if tls else 'tcp'}://{url_host(host)}:{port}"
-    outputs = {"scheduler_address": address}
+    outputs = {SCHEDULER_ADDRESS: address}
     if dashboard:
-        outputs["dashboard_url"] = dashboard_url(host, dash)
+        outputs[DASHBOARD_URL] = dashboard_url(host, dash)
     return StartedScheduler(ref, sched_file, log, address), outputs
