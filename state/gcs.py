@@ -44,7 +44,9 @@ class GcsObjects:
         return self._bucket
 
     def _connect(self) -> Any:
-        from google.cloud import storage  # heavy: only when a GCS backend is used
+        # Heavy: only when a GCS backend is used. (mypy resolves google.cloud to another
+        # installed google-cloud package's namespace, without storage.)
+        from google.cloud import storage  # type: ignore[attr-defined]
 
         if os.environ.get("STORAGE_EMULATOR_HOST"):
             from google.auth.credentials import AnonymousCredentials
@@ -105,7 +107,7 @@ class GcsObjects:
 
         for _ in range(5):
             try:
-                return self._call("reading", key, fetch, missing_ok=True)  # type: ignore[no-any-return]
+                return self._call("reading", key, fetch, missing_ok=True)
             except Conflict:
                 continue  # rewritten between metadata and body: read again
         raise StateError(f"reading {self.url(key)}: it keeps changing while being read",

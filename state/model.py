@@ -158,7 +158,7 @@ class _Checker:
             return default
         value = d[key]
         if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-            names = {str: "a string", list: "an array", dict: "an object"}
+            names: dict[type, str] = {str: "a string", list: "an array", dict: "an object"}
             raise self.fail(prefix + key, names.get(kind, kind.__name__), value)
         return value
 
