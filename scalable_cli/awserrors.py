@@ -46,14 +46,18 @@ def describe(exc: BaseException, what: str) -> tuple[str, str | None]:
     from botocore import exceptions as bx
 
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
-        return (f"{what}: no AWS credentials found",
-                "set AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-                "or run where an instance or task role is available")
+        return (
+            f"{what}: no AWS credentials found",
+            "set AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+            "or run where an instance or task role is available",
+        )
     if isinstance(exc, bx.NoRegionError):
         return f"{what}: no AWS region", "set `region:` in the target, or AWS_REGION"
     if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError):
-        return (f"{what}: cannot reach the AWS endpoint ({exc})",
-                "check the network, AWS_ENDPOINT_URL and the region")
+        return (
+            f"{what}: cannot reach the AWS endpoint ({exc})",
+            "check the network, AWS_ENDPOINT_URL and the region",
+        )
     if isinstance(exc, bx.ClientError):
         err = exc.response.get("Error", {})
         code = err.get("Code", "")
@@ -61,8 +65,13 @@ def describe(exc: BaseException, what: str) -> tuple[str, str | None]:
         hint = None
         if code in ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException"):
             hint = "the credentials lack a permission: see the IAM policy in docs/guides/aws"
-        elif code in ("AuthFailure", "InvalidClientTokenId", "ExpiredToken",
-                      "UnrecognizedClientException", "SignatureDoesNotMatch"):
+        elif code in (
+            "AuthFailure",
+            "InvalidClientTokenId",
+            "ExpiredToken",
+            "UnrecognizedClientException",
+            "SignatureDoesNotMatch",
+        ):
             hint = "the AWS credentials are invalid or expired"
         elif code in ("VcpuLimitExceeded", "InstanceLimitExceeded"):
             hint = "raise the EC2 vCPU quota (Service Quotas) or ask for fewer workers"

@@ -51,8 +51,9 @@ class GcsObjects:
         if os.environ.get("STORAGE_EMULATOR_HOST"):
             from google.auth.credentials import AnonymousCredentials
 
-            client = storage.Client(project=self.project or "scalable",
-                                    credentials=AnonymousCredentials())
+            client = storage.Client(
+                project=self.project or "scalable", credentials=AnonymousCredentials()
+            )
         else:
             client = storage.Client(project=self.project)
         return client.bucket(self.bucket_name)
@@ -61,11 +62,19 @@ class GcsObjects:
         return f"gs://{self.bucket_name}/{key}"
 
     def permission_hint(self, key: str) -> str:
-        return (f"the credentials need storage.objects.get, create and delete on "
-                f"gs://{self.bucket_name} (roles/storage.objectUser)")
+        return (
+            f"the credentials need storage.objects.get, create and delete on "
+            f"gs://{self.bucket_name} (roles/storage.objectUser)"
+        )
 
-    def _call(self, what: str, key: str, fn: Callable[[], Any], *, missing_ok: bool = False,
-              ) -> Any:
+    def _call(
+        self,
+        what: str,
+        key: str,
+        fn: Callable[[], Any],
+        *,
+        missing_ok: bool = False,
+    ) -> Any:
         from google.api_core import exceptions as gx
         from google.auth import exceptions as ax
 
@@ -78,22 +87,30 @@ class GcsObjects:
                 return None
             hint = None
             if "bucket" in str(exc).lower():
-                hint = f"create the bucket first: gcloud storage buckets create " \
-                       f"gs://{self.bucket_name}"
-            raise StateError(f"{what} {self.url(key)}: not found ({_short(exc)})",
-                             hint=hint) from None
+                hint = (
+                    f"create the bucket first: gcloud storage buckets create "
+                    f"gs://{self.bucket_name}"
+                )
+            raise StateError(
+                f"{what} {self.url(key)}: not found ({_short(exc)})", hint=hint
+            ) from None
         except (gx.Forbidden, gx.Unauthorized) as exc:
-            raise StateError(f"{what} {self.url(key)}: permission denied ({_short(exc)})",
-                             hint=self.permission_hint(key)) from None
+            raise StateError(
+                f"{what} {self.url(key)}: permission denied ({_short(exc)})",
+                hint=self.permission_hint(key),
+            ) from None
         except ax.DefaultCredentialsError:
-            raise StateError(f"{what} {self.url(key)}: no Google Cloud credentials found",
-                             hint="run `gcloud auth application-default login`, or set "
-                             "GOOGLE_APPLICATION_CREDENTIALS to a service account key "
-                             "file") from None
+            raise StateError(
+                f"{what} {self.url(key)}: no Google Cloud credentials found",
+                hint="run `gcloud auth application-default login`, or set "
+                "GOOGLE_APPLICATION_CREDENTIALS to a service account key "
+                "file",
+            ) from None
         except (gx.GoogleAPIError, ax.GoogleAuthError, OSError) as exc:
-            raise StateError(f"{what} {self.url(key)}: {type(exc).__name__}: {_short(exc)}",
-                             hint="check the network and STORAGE_EMULATOR_HOST, if set"
-                             ) from None
+            raise StateError(
+                f"{what} {self.url(key)}: {type(exc).__name__}: {_short(exc)}",
+                hint="check the network and STORAGE_EMULATOR_HOST, if set",
+            ) from None
 
     def get(self, key: str) -> Blob | None:
         def fetch() -> Blob | None:
@@ -101,8 +118,7 @@ class GcsObjects:
             if blob is None:
                 return None
             # Exactly the generation whose metadata we just read.
-            body = blob.download_as_bytes(if_generation_match=blob.generation,
-                                          timeout=TIMEOUT)
+            body = blob.download_as_bytes(if_generation_match=blob.generation, timeout=TIMEOUT)
             return Blob(body=body, version=str(blob.generation))
 
         for _ in range(5):
@@ -110,29 +126,43 @@ class GcsObjects:
                 return self._call("reading", key, fetch, missing_ok=True)
             except Conflict:
                 continue  # rewritten between metadata and body: read again
-        raise StateError(f"reading {self.url(key)}: it keeps changing while being read",
-                         hint="another writer is busy; run the command again")
+        raise StateError(
+            f"reading {self.url(key)}: it keeps changing while being read",
+            hint="another writer is busy; run the command again",
+        )
 
-    def put(self, key: str, body: bytes, *, if_version: str | None = None,
-            if_absent: bool = False) -> str:
+    def put(
+        self, key: str, body: bytes, *, if_version: str | None = None, if_absent: bool = False
+    ) -> str:
         blob = self.bucket.blob(key)
         match = 0 if if_absent else (int(if_version) if if_version else None)
-        self._call("writing", key, lambda: blob.upload_from_string(
-            body, content_type="application/json", if_generation_match=match,
-            timeout=TIMEOUT))
+        self._call(
+            "writing",
+            key,
+            lambda: blob.upload_from_string(
+                body, content_type="application/json", if_generation_match=match, timeout=TIMEOUT
+            ),
+        )
         return str(blob.generation)
 
     def delete(self, key: str, *, if_version: str) -> None:
         # Checked first as well: not every GCS-API server honours the precondition on
         # delete (fake-gcs-server does not), and it narrows the window on those.
-        current = self._call("reading", key,
-                             lambda: self.bucket.get_blob(key, timeout=TIMEOUT), missing_ok=True)
+        current = self._call(
+            "reading", key, lambda: self.bucket.get_blob(key, timeout=TIMEOUT), missing_ok=True
+        )
         if current is None:
             return
         if str(current.generation) != if_version:
             raise Conflict(f"{key} is at generation {current.generation}, not {if_version}")
-        self._call("deleting", key, lambda: self.bucket.delete_blob(
-            key, if_generation_match=int(if_version), timeout=TIMEOUT), missing_ok=True)
+        self._call(
+            "deleting",
+            key,
+            lambda: self.bucket.delete_blob(
+                key, if_generation_match=int(if_version), timeout=TIMEOUT
+            ),
+            missing_ok=True,
+        )
 
 
 def _short(exc: BaseException) -> str:

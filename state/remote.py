@@ -48,16 +48,23 @@ DEFAULT_LEASE = 60.0
 
 def lease_seconds() -> float:
     """The lock lease; ``SCALABLE_STATE_LOCK_LEASE`` (or the older ``SCALABLE_S3_…``)."""
-    raw = os.environ.get("SCALABLE_STATE_LOCK_LEASE") or os.environ.get(
-        "SCALABLE_S3_LOCK_LEASE") or DEFAULT_LEASE
+    raw = (
+        os.environ.get("SCALABLE_STATE_LOCK_LEASE")
+        or os.environ.get("SCALABLE_S3_LOCK_LEASE")
+        or DEFAULT_LEASE
+    )
     try:
         value = float(raw)
     except ValueError:
-        raise StateError(f"SCALABLE_STATE_LOCK_LEASE={raw!r} is not a number of seconds",
-                         hint="e.g. SCALABLE_STATE_LOCK_LEASE=60") from None
+        raise StateError(
+            f"SCALABLE_STATE_LOCK_LEASE={raw!r} is not a number of seconds",
+            hint="e.g. SCALABLE_STATE_LOCK_LEASE=60",
+        ) from None
     if not 0.5 <= value <= 3600:
-        raise StateError(f"SCALABLE_STATE_LOCK_LEASE={raw!r} is out of range",
-                         hint="between 0.5 and 3600 seconds")
+        raise StateError(
+            f"SCALABLE_STATE_LOCK_LEASE={raw!r} is out of range",
+            hint="between 0.5 and 3600 seconds",
+        )
     return value
 
 
@@ -80,8 +87,9 @@ class ObjectStore(Protocol):
 
     def get(self, key: str) -> Blob | None: ...
 
-    def put(self, key: str, body: bytes, *, if_version: str | None = None,
-            if_absent: bool = False) -> str:
+    def put(
+        self, key: str, body: bytes, *, if_version: str | None = None, if_absent: bool = False
+    ) -> str:
         """Write ``body``; return the new version. Conflict if the condition fails."""
         ...
 
@@ -260,8 +268,10 @@ class RemoteStore:
                 if version is not None:
                     if notify:
                         who = holder.describe() if holder else "an unreadable lock"
-                        notify(f"Took over an expired state lock ({who}; its lease ran out "
-                               f"{overdue:.0f}s ago)")
+                        notify(
+                            f"Took over an expired state lock ({who}; its lease ran out "
+                            f"{overdue:.0f}s ago)"
+                        )
                     break
                 continue
             if not told and notify and time.monotonic() - start > 0.4:
@@ -281,8 +291,9 @@ class RemoteStore:
         held = _Held(info=info, version=version, confirmed=sent, lease=lease)
         self._held = held
         stop = threading.Event()
-        renewer = threading.Thread(target=self._renew, args=(held, stop),
-                                   name="scalable-state-lock", daemon=True)
+        renewer = threading.Thread(
+            target=self._renew, args=(held, stop), name="scalable-state-lock", daemon=True
+        )
         renewer.start()
         try:
             yield info
@@ -332,6 +343,8 @@ class RemoteStore:
         try:
             self.objects.delete(self.lock_key, if_version=blob.version)
         except Conflict:
-            raise StateError("the lock changed while unlocking (renewed or released)",
-                             hint="read the lock error again and retry") from None
+            raise StateError(
+                "the lock changed while unlocking (renewed or released)",
+                hint="read the lock error again and retry",
+            ) from None
         return holder

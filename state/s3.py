@@ -36,8 +36,9 @@ def _status(exc: BaseException) -> int:
 
 def _conflict(exc: BaseException) -> bool:
     """A conditional request lost: 412 PreconditionFailed or 409 ConditionalRequestConflict."""
-    return error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict") or \
-        _status(exc) in (409, 412)
+    return error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict") or _status(
+        exc
+    ) in (409, 412)
 
 
 def _missing(exc: BaseException) -> bool:
@@ -59,9 +60,13 @@ class S3Objects:
             from botocore.config import Config
 
             self._client = boto3.session.Session().client(
-                "s3", region_name=self.region,
-                config=Config(retries={"mode": "standard", "max_attempts": 8},
-                              connect_timeout=10, read_timeout=60),
+                "s3",
+                region_name=self.region,
+                config=Config(
+                    retries={"mode": "standard", "max_attempts": 8},
+                    connect_timeout=10,
+                    read_timeout=60,
+                ),
             )
         return self._client
 
@@ -69,8 +74,10 @@ class S3Objects:
         return f"s3://{self.bucket}/{key}"
 
     def permission_hint(self, key: str) -> str:
-        return (f"the credentials need s3:GetObject, s3:PutObject and s3:DeleteObject "
-                f"on arn:aws:s3:::{self.bucket}/{key}*")
+        return (
+            f"the credentials need s3:GetObject, s3:PutObject and s3:DeleteObject "
+            f"on arn:aws:s3:::{self.bucket}/{key}*"
+        )
 
     def _error(self, exc: BaseException, what: str, key: str) -> StateError:
         message, hint = describe(exc, f"{what} {self.url(key)}")
@@ -81,8 +88,14 @@ class S3Objects:
             hint = self.permission_hint(key)
         return StateError(message, hint=hint)
 
-    def _call(self, what: str, key: str, fn: Callable[[], Any], *, missing_ok: bool = False,
-              ) -> Any:
+    def _call(
+        self,
+        what: str,
+        key: str,
+        fn: Callable[[], Any],
+        *,
+        missing_ok: bool = False,
+    ) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -95,9 +108,9 @@ class S3Objects:
             raise self._error(exc, what, key) from None
 
     def get(self, key: str) -> Blob | None:
-        obj = self._call("reading", key,
-                         lambda: self.s3.get_object(Bucket=self.bucket, Key=key),
-                         missing_ok=True)
+        obj = self._call(
+            "reading", key, lambda: self.s3.get_object(Bucket=self.bucket, Key=key), missing_ok=True
+        )
         if obj is None:
             return None
         body = self._call("reading", key, lambda: obj["Body"].read())
@@ -108,15 +121,24 @@ class S3Objects:
             age = (parsedate_to_datetime(date) - modified).total_seconds()
         return Blob(body=body, version=str(obj.get("ETag", "")), age=age)
 
-    def put(self, key: str, body: bytes, *, if_version: str | None = None,
-            if_absent: bool = False) -> str:
+    def put(
+        self, key: str, body: bytes, *, if_version: str | None = None, if_absent: bool = False
+    ) -> str:
         condition = {"IfMatch": if_version} if if_version else {}
         if if_absent:
             condition = {"IfNoneMatch": "*"}
         try:
-            out = self._call("writing", key, lambda: self.s3.put_object(
-                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json",
-                **condition))
+            out = self._call(
+                "writing",
+                key,
+                lambda: self.s3.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=body,
+                    ContentType="application/json",
+                    **condition,
+                ),
+            )
         except StateError as err:
             # If-Match on an object that is gone answers 404: the condition failed.
             if if_version and "NoSuchKey" in err.message:
@@ -125,8 +147,12 @@ class S3Objects:
         return str(out.get("ETag", ""))
 
     def delete(self, key: str, *, if_version: str) -> None:
-        self._call("deleting", key, lambda: self.s3.delete_object(
-            Bucket=self.bucket, Key=key, IfMatch=if_version), missing_ok=True)
+        self._call(
+            "deleting",
+            key,
+            lambda: self.s3.delete_object(Bucket=self.bucket, Key=key, IfMatch=if_version),
+            missing_ok=True,
+        )
 
 
 class S3Store(RemoteStore):

@@ -12,25 +12,34 @@ from scalable.state.model import StateFile
 from scalable.state.store import StateStore
 
 
-def check_import(incoming: StateFile, existing: StateFile | None, *, force: bool,
-                 location: str) -> None:
+def check_import(
+    incoming: StateFile, existing: StateFile | None, *, force: bool, location: str
+) -> None:
     """Refuse what Terraform refuses (each with the way out); nothing with ``force``."""
     if force or existing is None:
         return
-    hint = "check that this is the right state; --force writes it anyway (the one there " \
-           "now is kept as the backup)"
+    hint = (
+        "check that this is the right state; --force writes it anyway (the one there "
+        "now is kept as the backup)"
+    )
     if incoming.lineage != existing.lineage:
-        raise StateError(f"cannot import state with lineage {incoming.lineage!r} over "
-                         f"unrelated state with lineage {existing.lineage!r} ({location})",
-                         hint=hint)
+        raise StateError(
+            f"cannot import state with lineage {incoming.lineage!r} over "
+            f"unrelated state with lineage {existing.lineage!r} ({location})",
+            hint=hint,
+        )
     if incoming.serial < existing.serial:
-        raise StateError(f"cannot import state with serial {incoming.serial} over newer "
-                         f"state with serial {existing.serial} ({location})",
-                         hint="`scalable state pull` the newer one first; " + hint)
+        raise StateError(
+            f"cannot import state with serial {incoming.serial} over newer "
+            f"state with serial {existing.serial} ({location})",
+            hint="`scalable state pull` the newer one first; " + hint,
+        )
     if incoming.serial == existing.serial and incoming.content() != existing.content():
-        raise StateError(f"cannot overwrite existing state with serial {existing.serial} "
-                         f"with a different state that has the same serial ({location})",
-                         hint=hint)
+        raise StateError(
+            f"cannot overwrite existing state with serial {existing.serial} "
+            f"with a different state that has the same serial ({location})",
+            hint=hint,
+        )
 
 
 def import_state(store: StateStore, incoming: StateFile, *, force: bool) -> bool:

@@ -16,28 +16,57 @@ from scalable.errors import StateError
 from scalable.state import LocalStore, ResourceRecord, StateFile
 from scalable.state.store import decode_state
 
-GOOD = StateFile(target="t", provider="local", lineage="l-1", serial=3, resources=[
-    ResourceRecord(address="scheduler", type="local.scheduler", status="ready",
-                   idempotency_key="k", id="1", worker_names=["w0"])]).to_dict()
+GOOD = StateFile(
+    target="t",
+    provider="local",
+    lineage="l-1",
+    serial=3,
+    resources=[
+        ResourceRecord(
+            address="scheduler",
+            type="local.scheduler",
+            status="ready",
+            idempotency_key="k",
+            id="1",
+            worker_names=["w0"],
+        )
+    ],
+).to_dict()
 
 
-@pytest.mark.parametrize("doc", [
-    [], "state", 3, None,
-    {"format_version": 1, "resources": []},
-    {**GOOD, "resources": {}},
-    {**GOOD, "resources": [[]]},
-    {**GOOD, "resources": [{"address": "a"}]},
-    {**GOOD, "resources": [{**GOOD["resources"][0], "status": "zombie"}]},
-    {**GOOD, "resources": [{**GOOD["resources"][0], "worker_names": "w0"}]},
-    {**GOOD, "serial": 1e400}, {**GOOD, "serial": "3"}, {**GOOD, "serial": True},
-    {**GOOD, "serial": -1}, {**GOOD, "serial": 2**80},
-    {**GOOD, "scale": []}, {**GOOD, "scale": {"g": 1.5}}, {**GOOD, "outputs": {"a": 1}},
-    {**GOOD, "lineage": 7}, {**GOOD, "format_version": True}, {**GOOD, "format_version": 0},
-])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        [],
+        "state",
+        3,
+        None,
+        {"format_version": 1, "resources": []},
+        {**GOOD, "resources": {}},
+        {**GOOD, "resources": [[]]},
+        {**GOOD, "resources": [{"address": "a"}]},
+        {**GOOD, "resources": [{**GOOD["resources"][0], "status": "zombie"}]},
+        {**GOOD, "resources": [{**GOOD["resources"][0], "worker_names": "w0"}]},
+        {**GOOD, "serial": 1e400},
+        {**GOOD, "serial": "3"},
+        {**GOOD, "serial": True},
+        {**GOOD, "serial": -1},
+        {**GOOD, "serial": 2**80},
+        {**GOOD, "scale": []},
+        {**GOOD, "scale": {"g": 1.5}},
+        {**GOOD, "outputs": {"a": 1}},
+        {**GOOD, "lineage": 7},
+        {**GOOD, "format_version": True},
+        {**GOOD, "format_version": 0},
+    ],
+)
 def test_wrong_shapes_are_clean_errors(tmp_path: Path, doc: Any) -> None:
     store = LocalStore(tmp_path)
-    store.path.write_text(json.dumps(doc) if doc != {**GOOD, "serial": 1e400}
-                          else json.dumps(GOOD).replace('"serial": 3', '"serial": 1e400'))
+    store.path.write_text(
+        json.dumps(doc)
+        if doc != {**GOOD, "serial": 1e400}
+        else json.dumps(GOOD).replace('"serial": 3', '"serial": 1e400')
+    )
     with pytest.raises(StateError) as err:
         store.read()
     assert str(store.path) in err.value.message
@@ -66,8 +95,9 @@ def test_a_good_state_round_trips() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                 max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 KEYS = sorted({*GOOD, "x"})
@@ -98,7 +128,8 @@ def _check(doc: Any) -> None:
     again = StateFile.from_dict(json.loads(json.dumps(state.to_dict())))
     assert again.to_dict() == state.to_dict()
     assert isinstance(state.serial, int) and all(
-        isinstance(r, ResourceRecord) for r in state.resources)
+        isinstance(r, ResourceRecord) for r in state.resources
+    )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

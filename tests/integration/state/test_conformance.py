@@ -25,8 +25,15 @@ from .conftest import Harness
 
 def sample(lineage: str | None = None) -> StateFile:
     st = StateFile(target="t", provider="local", lineage=lineage or str(uuid.uuid4()))
-    st.resources.append(ResourceRecord(address="scheduler", type="local.scheduler",
-                                       status="ready", idempotency_key="k1", id="1"))
+    st.resources.append(
+        ResourceRecord(
+            address="scheduler",
+            type="local.scheduler",
+            status="ready",
+            idempotency_key="k1",
+            id="1",
+        )
+    )
     return st
 
 
@@ -34,8 +41,13 @@ def child(backend: Harness, body: str, **env: str) -> subprocess.Popen[str]:
     """Another writer: a Python process holding its own store on the same location."""
     code = backend.code + "\n" + textwrap.dedent(body)
     return subprocess.Popen(
-        [sys.executable, "-c", code], env={**os.environ, **backend.env, **env},
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-c", code],
+        env={**os.environ, **backend.env, **env},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_read_empty(backend: Harness) -> None:
@@ -73,8 +85,7 @@ def test_other_lineage_is_never_written_over(backend: Harness) -> None:
 
 
 def test_newer_format_version_is_refused_not_overwritten(backend: Harness) -> None:
-    doc = {**sample().to_dict(), "format_version": 99, "serial": 4,
-           "scalable_version": "9.0"}
+    doc = {**sample().to_dict(), "format_version": 99, "serial": 4, "scalable_version": "9.0"}
     backend.put_raw(json.dumps(doc).encode())
     store = backend.store()
     with pytest.raises(StateError, match="format_version 99 is newer") as err:
@@ -86,10 +97,16 @@ def test_newer_format_version_is_refused_not_overwritten(backend: Harness) -> No
     assert raw is not None and json.loads(raw)["format_version"] == 99
 
 
-@pytest.mark.parametrize("raw", [b"[]", b'{"format_version": 1, "resources": []}',
-                                 b'{"format_version": 1, "target": "t", "provider": "p",'
-                                 b' "lineage": "l", "serial": 1e400}', b"\xff\xfe",
-                                 b"[" * 5000])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[]",
+        b'{"format_version": 1, "resources": []}',
+        b'{"format_version": 1, "target": "t", "provider": "p", "lineage": "l", "serial": 1e400}',
+        b"\xff\xfe",
+        b"[" * 5000,
+    ],
+)
 def test_wrong_shape_is_one_clean_error(backend: Harness, raw: bytes) -> None:
     backend.put_raw(raw)
     with pytest.raises(StateError) as err:
@@ -113,12 +130,16 @@ def test_lock_excludes_names_holder_and_is_released(backend: Harness) -> None:
 
 
 def test_force_unlock_a_dead_holders_lock(backend: Harness) -> None:
-    proc = child(backend, """
+    proc = child(
+        backend,
+        """
         import time
         with store.lock("apply (CI job 7)") as info:
             print(info.id, flush=True)
             time.sleep(600)
-    """, SCALABLE_STATE_LOCK_LEASE="600")
+    """,
+        SCALABLE_STATE_LOCK_LEASE="600",
+    )
     try:
         assert proc.stdout is not None
         lock_id = proc.stdout.readline().strip()
@@ -172,9 +193,16 @@ def test_concurrent_writers_lose_nothing(backend: Harness) -> None:
         print("ok", flush=True)
     """
     code = backend.code + "\n" + textwrap.dedent(body)
-    procs = [subprocess.Popen([sys.executable, "-c", code, name],
-                              env={**os.environ, **backend.env}, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, name],
+            env={**os.environ, **backend.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
     for p in procs:
         out, err = p.communicate(timeout=240)
         assert p.returncode == 0 and out.strip() == "ok", err
@@ -193,7 +221,9 @@ def test_a_holder_paused_past_its_lease_cannot_overwrite_the_new_holder(
     new holder's state must stand."""
     seed = sample()
     remote.store().write(seed)
-    proc = child(remote, """
+    proc = child(
+        remote,
+        """
         import sys
         from scalable.state.remote import LockLost
         with store.lock("apply") as info:
@@ -209,7 +239,9 @@ def test_a_holder_paused_past_its_lease_cannot_overwrite_the_new_holder(
                     print("lost:", exc.message, flush=True)
                     sys.exit(exc.exit_code)
                 print("wrote", st.serial, flush=True)
-    """, SCALABLE_STATE_LOCK_LEASE="2")
+    """,
+        SCALABLE_STATE_LOCK_LEASE="2",
+    )
     assert proc.stdout is not None and proc.stdin is not None
     try:
         assert proc.stdout.readline().strip() == "locked"
