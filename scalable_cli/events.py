@@ -28,6 +28,7 @@ DESTROY_COMPLETE: Final = "destroy_complete"
 RESOURCE_CREATED: Final = "resource_created"
 RESOURCE_DELETING: Final = "resource_deleting"
 RESOURCE_DELETED: Final = "resource_deleted"
+WORKER_PREEMPTED: Final = "worker_preempted"
 
 # A worker's presence is the span between these two.
 WORKER_SPAN: Final = (WORKER_ADDED, WORKER_REMOVED)
@@ -217,6 +218,49 @@ class WorkerRemoved:
             closing_reason=d.get("closing_reason"),
             stimulus_id=str(d.get("stimulus_id") or ""),
             expected=d.get("expected"),
+        )
+
+
+@dataclass(frozen=True)
+class WorkerPreempted:
+    """A worker was told it would go (spot notice, platform SIGTERM) and was retired.
+
+    ``reason``: ``spot-interruption`` (EC2 instance metadata) or ``sigterm`` (Fargate, GKE,
+    any platform stopping the container); ``notice_seconds``: how long the platform gave
+    (None when it did not say); ``retired``: the scheduler moved the worker's data off.
+    """
+
+    address: str
+    name: str
+    reason: str
+    notice_seconds: float | None = None
+    retired: bool = False
+    retire_seconds: float | None = None
+
+    kind: ClassVar[str] = WORKER_PREEMPTED
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "name": self.name,
+            "reason": self.reason,
+            "notice_seconds": self.notice_seconds,
+            "retired": self.retired,
+            "retire_seconds": self.retire_seconds,
+        }
+
+    @classmethod
+    def from_data(cls, d: dict[str, Any], worker: str | None = None) -> WorkerPreempted:
+        def num(v: Any) -> float | None:
+            return None if v is None else float(v)
+
+        return cls(
+            address=str(d.get("address") or d.get("worker") or worker or "?"),
+            name=str(worker or d.get("name") or d.get("address") or "?"),
+            reason=str(d.get("reason") or "unknown"),
+            notice_seconds=num(d.get("notice_seconds")),
+            retired=bool(d.get("retired")),
+            retire_seconds=num(d.get("retire_seconds")),
         )
 
 

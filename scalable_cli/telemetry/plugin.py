@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
-from scalable.events import WORKER_REMOVED, WorkerAdded
+from scalable.events import WORKER_REMOVED, WorkerAdded, WorkerPreempted
+from scalable.preemption import PREEMPTION_TOPIC
 from scalable.telemetry.store import (
     DB_NAME,
     DEFAULT_MAX_TASK_ROWS,
@@ -267,7 +268,12 @@ class TelemetryPlugin(SchedulerPlugin):
         if not isinstance(msg, dict):
             return
         action = msg.get("action")
-        if action == "remove-worker" and topic == "all":
+        if topic == PREEMPTION_TOPIC and action == "worker-preempted":
+            addr = str(msg.get("worker") or "?")
+            name: str | None = self._names.get(addr) or msg.get("name")
+            p = WorkerPreempted.from_data(msg, name)
+            self._events.append((time.time(), p.kind, p.name, p.to_data()))
+        elif action == "remove-worker" and topic == "all":
             addr = msg.get("worker")
             if addr:
                 self._removal_info[addr] = msg
