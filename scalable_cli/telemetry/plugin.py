@@ -269,8 +269,8 @@ class TelemetryPlugin(SchedulerPlugin):
             return
         action = msg.get("action")
         if topic == PREEMPTION_TOPIC and action == "worker-preempted":
-            addr = str(msg.get("worker") or "?")
-            name: str | None = self._names.get(addr) or msg.get("name")
+            who = str(msg.get("worker") or "?")
+            name: str | None = self._names.get(who) or msg.get("name")
             p = WorkerPreempted.from_data(msg, name)
             self._events.append((time.time(), p.kind, p.name, p.to_data()))
         elif action == "remove-worker" and topic == "all":
