@@ -112,13 +112,39 @@ def scheduler_dask_args(*, tls_dir: str | None, idle_timeout: float | None) -> l
 
 
 def worker_dask_args(group: GroupSpec, *, name: str, processes: int, tls_dir: str | None,
-                     ) -> list[str]:
+                     preload_nanny: str | None = None) -> list[str]:
     """``-m distributed.cli.dask_worker $SCHED …`` with the group's sizes and tags."""
-    return worker_argv(
+    argv = worker_argv(
         group, "@SCHED@", name=name, nworkers=processes,
         death_timeout=WORKER_DEATH_TIMEOUT,
         tls_args=tls_args(tls_dir) if tls_dir else (),
     )[1:]
+    if preload_nanny:
+        argv += ["--preload-nanny", preload_nanny]
+    return argv
+
+
+# The preemption preload travels as a file (the image has no scalable): its path in native
+# mode and inside the container.
+PREEMPTION_FILE = "scalable_preemption.py"
+PREEMPTION_NATIVE = f"@D@/{PREEMPTION_FILE}"
+PREEMPTION_CONTAINER = f"/scalable/{PREEMPTION_FILE}"
+
+
+def preemption_source() -> str:
+    """The source of :mod:`scalable.preemption` (standard library and distributed only)."""
+    import scalable.preemption
+
+    return Path(scalable.preemption.__file__).read_text()
+
+
+def _shipped_file(text: str, path: str) -> list[str]:
+    # gzip + base64: the user data is capped at 16 KB and the PEMs use a third of it.
+    import base64
+    import gzip
+
+    blob = base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
+    return [f"echo {blob} | base64 -d | gunzip > \"{path}\""]
 
 
 # -- EC2 user data ---------------------------------------------------------------------
@@ -143,11 +169,13 @@ def ec2_user_data(
     tls: TlsPems | None,
     container_image: str | None,
     env: Mapping[str, str] | None = None,
+    preemption: bool = False,
 ) -> str:
     """A bash script for cloud-init: write the TLS files, start Dask, power off after it.
 
     ``container_image`` None means native mode (the AMI has Python and distributed);
-    otherwise Dask runs in that image with Docker (host networking).
+    otherwise Dask runs in that image with Docker (host networking). ``preemption``
+    writes the preemption preload next to Dask (``dask_args`` name it).
     """
     from scalable._version import __version__
 
@@ -169,6 +197,8 @@ def ec2_user_data(
     lines += ["umask 077", 'mkdir -p "$D/tls"']
     if tls is not None:
         lines += _heredocs(tls.by_name(), "$D/tls")
+    if preemption:
+        lines += _shipped_file(preemption_source(), f"$D/{PREEMPTION_FILE}")
     lines.append('cd "$D"')
     if container_image is None:
         lines.append('PY="${SCALABLE_PYTHON:-python3}"')
@@ -178,10 +208,16 @@ def ec2_user_data(
             "# The ECS agent of the ECS-optimised AMI is not used: Docker runs Dask directly.",
             "systemctl stop ecs >/dev/null 2>&1 || true",
         ]
+        mounts = '-v "$D/tls:/scalable/tls:ro" '
+        if preemption:
+            mounts += f'-v "$D/{PREEMPTION_FILE}:{PREEMPTION_CONTAINER}:ro" '
+        # The exported variables reach Dask inside the container too (by name: no values
+        # on the command line).
+        passed = "".join(f"-e {k} " for k in (env or {}))
         command = (
             "docker run --rm --network host --name scalable-dask "
-            '-v "$D/tls:/scalable/tls:ro" '
-            f"{shlex.quote(container_image)} python " + sh_join(dask_args)
+            + mounts + passed
+            + f"{shlex.quote(container_image)} python " + sh_join(dask_args)
         )
     lines += [
         "run_dask() {",

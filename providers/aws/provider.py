@@ -34,6 +34,8 @@ from scalable.outputs import DASHBOARD_URL, SCHEDULER_ADDRESS, SCHEDULER_PRIVATE
 from scalable.pricing.estimator import Price
 from scalable.providers.aws.bootstrap import (
     DASHBOARD_PORT,
+    PREEMPTION_CONTAINER,
+    PREEMPTION_NATIVE,
     SCHEDULER_PORT,
     TlsPems,
     container_command,
@@ -676,12 +678,17 @@ class AwsProvider(Provider):
         else:
             sched_addr = self._scheduler_for_workers(ctx)
             group = self.target.group(resource.group or "default")
-            dask_args = worker_dask_args(group, name=resource.address,
-                                         processes=int(a.get("processes", 1)), tls_dir=tls_dir)
+            dask_args = worker_dask_args(
+                group, name=resource.address, processes=int(a.get("processes", 1)),
+                tls_dir=tls_dir,
+                preload_nanny=PREEMPTION_NATIVE if container is None else PREEMPTION_CONTAINER)
         user_data = ec2_user_data(
             role="scheduler" if scheduler else "worker", address=resource.address,
             target=self.target.name, dask_args=dask_args, scheduler_address=sched_addr,
-            tls=tls, container_image=container, env=self.target.env,
+            tls=tls, container_image=container,
+            env={**self.target.env, **self._preemption_env(a.get("spot", False))}
+            if not scheduler else self.target.env,
+            preemption=not scheduler,
         )
         net = self.network()
         launch = Launch(
@@ -702,6 +709,12 @@ class AwsProvider(Provider):
                 meta["public_ip"] = public_ip(self.aws.ec2, meta["instance_id"])
             outputs = self._scheduler_outputs(meta.get("private_ip"), meta.get("public_ip"))
         return Created(id=meta["instance_id"], meta=meta, outputs=outputs)
+
+    @staticmethod
+    def _preemption_env(spot: Any) -> dict[str, str]:
+        """Spot workers watch the instance metadata for an interruption notice; every
+        worker retires itself gracefully on SIGTERM (see scalable.preemption)."""
+        return {"SCALABLE_PREEMPTION_WATCH": "ec2"} if spot in (True, "fallback") else {}
 
     @staticmethod
     def _market(spot: Any) -> str:

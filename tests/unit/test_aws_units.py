@@ -300,3 +300,28 @@ def test_aws_target_tags_are_not_worker_tags(tmp_path) -> None:
                     "    tags: {team: climate}\n    groups:\n      io:\n        tags: [io]\n")
     spec = build_target(load_manifest(path), "c")
     assert {g.name: g.tags for g in spec.groups} == {"default": (), "io": ("io",)}
+
+
+def test_container_user_data_ships_the_preemption_preload_and_passes_env(tmp_path) -> None:
+    """The script writes the preload byte for byte, mounts it and passes env by name."""
+    from scalable.spec import GroupSpec
+
+    group = GroupSpec(name="default", tags=(), count=1, adaptive=None, threads_per_worker=1,
+                      memory_per_worker=None)
+    args = bootstrap.worker_dask_args(group, name="w", processes=1, tls_dir=None,
+                                      preload_nanny=bootstrap.PREEMPTION_CONTAINER)
+    script = bootstrap.ec2_user_data(
+        role="worker", address="w", target="t", dask_args=args, scheduler_address="x:1",
+        tls=None, container_image="img", env={"SCALABLE_PREEMPTION_WATCH": "ec2"},
+        preemption=True)
+    assert len(script.encode()) < 16 * 1024 - 6 * 1024  # room left for the TLS PEMs
+    assert "-e SCALABLE_PREEMPTION_WATCH " in script and "'ec2'" not in script.split("docker")[1]
+    assert f":{bootstrap.PREEMPTION_CONTAINER}:ro" in script
+    assert f"--preload-nanny {bootstrap.PREEMPTION_CONTAINER}" in script
+    # Run only the lines that write the file: it arrives intact.
+    lines = [ln for ln in script.splitlines()
+             if ln.startswith(('D=', "umask", "mkdir", "echo "))]
+    subprocess.run(["bash", "-c", "\n".join(lines)], check=True,
+                   env={"SCALABLE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    shipped = tmp_path / bootstrap.PREEMPTION_FILE
+    assert shipped.read_text() == bootstrap.preemption_source()

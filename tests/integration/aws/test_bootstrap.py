@@ -128,6 +128,11 @@ def test_ec2_user_data_starts_a_worker_that_joins_and_leak_guards_fire(
         info = next(iter(client.scheduler_info()["workers"].values()))
         assert info["nthreads"] == 2
         assert client.submit(lambda x: x + 1, 41).result(timeout=30) == 42
+    # The preemption preload travelled in the user data and the worker's nanny runs it.
+    from scalable.providers.aws.bootstrap import PREEMPTION_FILE, preemption_source
+
+    assert (wdir / PREEMPTION_FILE).read_text() == preemption_source()
+    assert f"Run preload setup: {wdir / PREEMPTION_FILE}" in wlog.read_text()
     # A plain-TCP client is refused: the scheduler only speaks TLS.
     with pytest.raises(OSError):
         Client(f"tcp://127.0.0.1:{port}", timeout=3)
