@@ -15,10 +15,16 @@ from typing import Any
 
 from scalable.engine import Engine
 from scalable.outputs import SCHEDULER_ADDRESS
+from scalable.preemption import PREEMPTION_TOPIC
 from scalable.scaling.demand import group_demand, scheduler_demand
 from scalable.scaling.policy import AdaptivePolicy, Decision
 
 log = logging.getLogger("scalable.scaling")
+
+# How long a preempted worker's replacement is looked for (its instance may take a while
+# to go once Dask has left it), and how often the controller re-plans meanwhile.
+REPLACE_WINDOW = 600.0
+REPLACE_EVERY = 2.0
 
 
 class Controller:
@@ -32,6 +38,11 @@ class Controller:
         self.interval = min((a.interval for a in adaptive), default=1.0)
         self.target_duration = min((a.target_duration for a in adaptive), default=5.0)
         self.decisions: list[Decision] = []
+        # Preemptions read from the scheduler's event log, and those still to replace.
+        self.preemptions: list[dict[str, Any]] = []
+        self.replacements = 0
+        self._pending: dict[str, float] = {}
+        self._last_replan = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -45,6 +56,7 @@ class Controller:
         state = self.engine.store.read()
         if state is None or SCHEDULER_ADDRESS not in state.outputs:
             return []
+        self._replace_preempted(client, now)
         raw = client.run_on_scheduler(scheduler_demand, target_duration=self.target_duration)
         demand = group_demand(self.engine.base_target, raw, self.target_duration)
         decisions = []
@@ -66,6 +78,29 @@ class Controller:
                 log.warning("scaling was partial: %s", "; ".join(result.errors))
             self.decisions += decisions
         return decisions
+
+    def _replace_preempted(self, client: Any, now: float) -> None:
+        """A worker told it would go (spot notice, SIGTERM) is replaced now, not at the
+        next ``apply``: once Dask has left it, a refreshed plan re-creates its resource."""
+        events = client.get_events(PREEMPTION_TOPIC)
+        for _, msg in events[len(self.preemptions):]:
+            self.preemptions.append(msg)
+            name = str(msg.get("name") or msg.get("worker"))
+            log.warning("worker %s preempted (%s); replacing it", name, msg.get("reason"))
+            self._pending[name] = now
+        self._pending = {n: t for n, t in self._pending.items() if now - t < REPLACE_WINDOW}
+        if not self._pending or now - self._last_replan < REPLACE_EVERY:
+            return
+        self._last_replan = now
+        with self.engine.locked("replace", 30.0):
+            plan = self.engine.plan()
+            if not any(c.action in ("create", "replace") for c in plan.changes):
+                return  # the preempted worker is still there: look again shortly
+            result = self.engine.execute(plan, wait=False)
+        self.replacements += 1
+        self._pending.clear()
+        if result.errors:
+            log.warning("replacing preempted workers was partial: %s", "; ".join(result.errors))
 
     def run(self, client: Any, stop: threading.Event | None = None) -> None:
         stop = stop or self._stop

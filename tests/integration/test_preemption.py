@@ -257,3 +257,42 @@ def test_a_worker_retired_on_purpose_is_not_a_preemption(cluster: Cluster) -> No
         client.retire_workers(workers=[_by_name(client)["victim"]], close_workers=True)
         _wait(lambda: victim.poll() is not None, "the retired worker to exit")
         assert client.get_events(preemption.PREEMPTION_TOPIC) == ()
+
+
+def test_controller_replaces_a_preempted_worker_at_once(project: Any) -> None:
+    """The adaptive controller reads the preemption and re-creates the worker's resource
+    as soon as the worker is gone (without it, nothing would until the next apply)."""
+    import psutil
+    from scalable import ScalableSession
+
+    project.write("""
+        project: {name: preempt}
+        targets:
+          local:
+            provider: local
+            adaptive: {minimum: 2, maximum: 2, interval: 0.5s}
+        """)
+    with ScalableSession.from_yaml(project.root / "scalable.yaml") as session:
+        client = session.start()
+        controller = session.controller
+        assert controller is not None
+        client.wait_for_workers(2, timeout=120)
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        addr, info = sorted(workers.items())[0]
+        pid = client.run(os.getpid, workers=[addr])[addr]
+        # The platform takes the machine: its notice reaches the scheduler's log, then
+        # the worker and its nanny are gone.
+        client.log_event(preemption.PREEMPTION_TOPIC, {
+            "action": "worker-preempted", "worker": addr, "name": info["name"],
+            "reason": preemption.SPOT_INTERRUPTION, "notice_seconds": 120.0,
+            "retired": True})
+        victim = psutil.Process(pid)
+        for p in [victim.parent(), victim]:
+            if p is not None and p.pid != os.getpid():
+                p.kill()
+        _wait(lambda: addr not in client.scheduler_info(n_workers=-1)["workers"],
+              "the worker to leave")
+        _wait(lambda: len(client.scheduler_info(n_workers=-1)["workers"]) == 2,
+              "a replacement worker")
+        assert controller.replacements >= 1
+        assert [m["name"] for m in controller.preemptions] == [info["name"]]
