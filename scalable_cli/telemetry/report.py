@@ -33,7 +33,10 @@ from scalable.events import (
     PRICING,
     SCALE_DECISION,
     WORKER_ADDED,
+    WORKER_PREEMPTED,
     WORKER_REMOVED,
+    WorkerPreempted,
+    WorkerRemoved,
 )
 from scalable.telemetry.store import (
     FAILED_STATUSES,
@@ -159,6 +162,39 @@ class Cost:
 
 
 @dataclass
+class Preemption:
+    """A worker taken by the platform, and the work it cost: tasks it was running (they
+    ran again elsewhere) and results lost with it (recomputed; 0 when the retire moved
+    them in time)."""
+
+    ts: float
+    offset: float
+    worker: str
+    reason: str
+    notice_seconds: float | None
+    retired: bool
+    rerun_tasks: int = 0
+    lost_results: int = 0
+
+
+def preemptions_of(events: Sequence[Event], start: float) -> list[Preemption]:
+    out: list[Preemption] = []
+    for i, e in enumerate(events):
+        if e.kind != WORKER_PREEMPTED:
+            continue
+        p = WorkerPreempted.from_data(e.data, e.worker)
+        gone = next((r for r in events[i + 1:] if r.kind == WORKER_REMOVED
+                     and r.worker == e.worker), None)
+        removed = WorkerRemoved.from_data(gone.data, gone.worker) if gone else None
+        out.append(Preemption(
+            ts=e.ts, offset=e.ts - start, worker=p.name, reason=p.reason,
+            notice_seconds=p.notice_seconds, retired=p.retired,
+            rerun_tasks=removed.processing_tasks if removed else 0,
+            lost_results=removed.lost_results if removed else 0))
+    return out
+
+
+@dataclass
 class RunReport:
     run: Run
     end: float
@@ -178,6 +214,7 @@ class RunReport:
     # What objective planning predicted for this run (an ``objective_plan`` event).
     objective: dict[str, Any] | None = None
     last_task_stop: float | None = None
+    preemptions: list[Preemption] = field(default_factory=list)
 
     @property
     def work_seconds(self) -> float | None:
@@ -290,6 +327,7 @@ def build_report(db: TelemetryDB, run: Run, *, end: float | None = None,
         cost=compute_cost(spans, start, window_end, pricing), removed=removed,
         steps=[e for e in events if e.kind in ENGINE_STEPS],
         objective=objective, last_task_stop=max(stops) if stops else None,
+        preemptions=preemptions_of(events, start),
     )
 
 
@@ -359,6 +397,15 @@ def render_report(r: RunReport) -> str:
     if r.removed:
         parts = ", ".join(f"{n} {reason}" for reason, n in sorted(r.removed.items()))
         lines += ["", f"Workers removed: {parts}"]
+    if r.preemptions:
+        lines += ["", "Preemptions:"]
+        for p in r.preemptions:
+            notice = "no notice given" if p.notice_seconds is None else (
+                f"{fmt_seconds(p.notice_seconds)} notice")
+            moved = "data moved" if p.retired else "data NOT moved"
+            lines.append(f"  +{fmt_seconds(p.offset):<7}  {p.worker}  {p.reason} ({notice}; "
+                         f"{moved}); cost: {p.rerun_tasks} task(s) re-run, "
+                         f"{p.lost_results} result(s) recomputed")
     c = r.cost
     detail = f"{c.worker_hours:.3g} worker-hours"
     if c.source:
@@ -409,6 +456,7 @@ def report_to_dict(r: RunReport) -> dict[str, Any]:
             "predicted": r.objective, "actual_seconds": r.work_seconds,
             "actual_cost_usd": r.cost.usd},
         "steps": [e.to_dict() for e in r.steps],
+        "preemptions": [asdict(p) for p in r.preemptions],
     }
 
 

@@ -400,3 +400,26 @@ def test_database_from_before_last_seen_is_upgraded_in_place(tmp_path: Path) -> 
     assert run is not None and run.last_seen is None and run.ended_at == 2.0
     db.write_batch("run-old", last_seen=1.5)
     assert db.run("run-old").last_seen == 1.5  # type: ignore[union-attr]
+
+
+def test_report_shows_preemptions_and_the_work_they_cost(tmp_path: Path) -> None:
+    from scalable.events import WORKER_PREEMPTED, WORKER_REMOVED, WorkerPreempted
+    from scalable.telemetry.report import build_report, render_report, report_to_dict
+
+    db = TelemetryDB(tmp_path / "t.db")
+    run = db.start_run(project="p", target="t", provider="aws", started_at=1000.0)
+    pre = WorkerPreempted(address="tcp://a:1", name="w0", reason="spot-interruption",
+                          notice_seconds=118.0, retired=True, retire_seconds=1.5)
+    db.write_batch(run.id, events=[
+        (1000.0, "worker_added", "w0", {"address": "tcp://a:1", "name": "w0"}),
+        (1010.0, WORKER_PREEMPTED, "w0", pre.to_data()),
+        (1012.0, WORKER_REMOVED, "w0", {"address": "tcp://a:1", "reason": "retired",
+                                        "processing_tasks": 3, "lost_results": 0}),
+    ])
+    r = build_report(db, run, end=1100.0)
+    assert [(p.worker, p.reason, p.rerun_tasks, p.lost_results) for p in r.preemptions] == [
+        ("w0", "spot-interruption", 3, 0)]
+    text = render_report(r)
+    assert "Preemptions:" in text and "w0  spot-interruption" in text
+    assert "3 task(s) re-run" in text and "data moved" in text
+    assert report_to_dict(r)["preemptions"][0]["notice_seconds"] == 118.0
