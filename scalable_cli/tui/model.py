@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scalable.addrs import group_of
-from scalable.events import APPLY_COMPLETE, DESTROY_START, SCALE_DECISION, WORKER_REMOVED
+from scalable.events import (
+    APPLY_COMPLETE,
+    DESTROY_START,
+    SCALE_DECISION,
+    WORKER_PREEMPTED,
+    WORKER_REMOVED,
+    WorkerPreempted,
+)
 from scalable.telemetry.report import compute_cost, fmt_seconds, worker_price
 from scalable.telemetry.store import Event, WorkerSpan, timeline
 
@@ -226,6 +233,12 @@ def event_line(key: str, ev: Event, start: float) -> LogLine | None:
         reason = str(d.get("reason") or "").strip()
         text = f"{group}: {d.get('from')} → {d.get('to')} workers"
         return LogLine(key, ev.ts, offset, "scale", text + (f"  {reason}" if reason else ""))
+    if ev.kind == WORKER_PREEMPTED:
+        p = WorkerPreempted.from_data(d, ev.worker)
+        notice = "" if p.notice_seconds is None else f", {p.notice_seconds:.0f}s notice"
+        moved = "data moved off" if p.retired else "data NOT moved"
+        return LogLine(key, ev.ts, offset, "drift",
+                       f"preempted: {p.name} ({p.reason}{notice}); {moved}")
     if ev.kind == WORKER_REMOVED:
         name = ev.worker or d.get("name") or d.get("address") or "?"
         why = d.get("reason")

@@ -38,6 +38,7 @@ from scalable.events import (
     PRICING,
     SCALE_DECISION,
     WORKER_ADDED,
+    WORKER_PREEMPTED,
     WORKER_REMOVED,
 )
 from scalable.outputs import SCHEDULER_ADDRESS
@@ -76,7 +77,7 @@ if TYPE_CHECKING:
 Clock = Callable[[], float]
 # How far behind the scheduler telemetry's task rows may be (the plugin's flush period).
 RATE_LAG = 1.0
-LOG_KINDS = (SCALE_DECISION, WORKER_REMOVED, APPLY_COMPLETE, DESTROY_START)
+LOG_KINDS = (SCALE_DECISION, WORKER_PREEMPTED, WORKER_REMOVED, APPLY_COMPLETE, DESTROY_START)
 SPAN_KINDS = (WORKER_ADDED, WORKER_REMOVED)
 
 

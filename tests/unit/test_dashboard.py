@@ -74,6 +74,10 @@ def test_event_lines_cover_decisions_and_drift_only() -> None:
     assert expired is not None and expired.text == "job expired: w2 reached its walltime"
     assert model.event_line("4", ev("worker_removed", name="w3", reason="retired"), 100) is None
     assert model.event_line("5", ev("worker_added", name="w4"), 100.0) is None
+    pre = model.event_line("6", ev("worker_preempted", name="w5", reason="spot-interruption",
+                                   notice_seconds=118.4, retired=True), 100.0)
+    assert pre is not None and (pre.kind, pre.text) == (
+        "drift", "preempted: w5 (spot-interruption, 118s notice); data moved off")
 
 
 # -- replays of the synthetic run --------------------------------------------------------
