@@ -3,6 +3,7 @@
 The public API is small on purpose::
 
     from scalable import ScalableSession, connect
+    from scalable import cacheable, FileType, DirType   # result caching
 """
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ from typing import TYPE_CHECKING, Any
 from scalable._version import __version__
 
 if TYPE_CHECKING:
+    from scalable.cache.decorator import cacheable
+    from scalable.cache.types import DirType, FileType
     from scalable.client import ScalableClient
     from scalable.session import ScalableSession
 
-__all__ = ["ScalableClient", "ScalableSession", "__version__", "connect"]
+__all__ = [
+    "DirType", "FileType", "ScalableClient", "ScalableSession", "__version__", "cacheable",
+    "connect",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -32,4 +38,12 @@ def __getattr__(name: str) -> Any:
         from scalable.connect import connect
 
         return connect
+    if name == "cacheable":
+        from scalable.cache.decorator import cacheable
+
+        return cacheable
+    if name in ("FileType", "DirType"):
+        from scalable.cache import types
+
+        return getattr(types, name)
     raise AttributeError(name)
