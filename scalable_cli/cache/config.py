@@ -20,9 +20,13 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scalable.cache.remote import S3Remote
 from scalable.cache.store import LocalStore
+
+if TYPE_CHECKING:
+    from scalable.manifest.schema import CacheConfig
 
 ENV_DIR = "SCALABLE_CACHE_DIR"
 ENV_REMOTE = "SCALABLE_CACHE_REMOTE"
@@ -98,3 +102,22 @@ def current() -> Cache:
                               S3Remote(settings.remote) if settings.remote else None)
                 _CACHES[settings] = cache
     return cache
+
+
+def worker_env(cfg: CacheConfig, root: Path | None) -> dict[str, str]:
+    """The environment that carries a manifest's ``cache:`` block to a target's workers
+    (``root``: the manifest's folder where workers share its filesystem, else None)."""
+    env: dict[str, str] = {}
+    if not cfg.enabled:
+        env[ENV_SWITCH] = "off"
+    if cfg.directory:
+        d = Path(cfg.directory).expanduser()
+        env[ENV_DIR] = str(root / d if root is not None and not d.is_absolute() else d)
+    if cfg.remote:
+        env[ENV_REMOTE] = cfg.remote
+    if cfg.size_limit is not None:
+        env[ENV_LIMIT] = str(cfg.size_limit)
+    off = sorted(t for t, on in cfg.tags.items() if not on)
+    if off:
+        env[ENV_OFF_TAGS] = ",".join(off)
+    return env
