@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from scalable._version import __version__
 from scalable.cli import apply as apply_cmds
+from scalable.cli import cache as cache_cmds
 from scalable.cli import dashboard as dashboard_cmds
 from scalable.cli import manifest as manifest_cmds
 from scalable.cli import outputs as output_cmds
@@ -55,6 +56,7 @@ app.command()(manifest_cmds.validate)
 app.command()(manifest_cmds.schema)
 app.command()(manifest_cmds.init)
 app.add_typer(state_cmds.app, name="state")
+app.add_typer(cache_cmds.app, name="cache")
 
 
 def main(argv: list[str] | None = None) -> int:

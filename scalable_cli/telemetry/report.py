@@ -179,6 +179,8 @@ class RunReport:
     # What objective planning predicted for this run (an ``objective_plan`` event).
     objective: dict[str, Any] | None = None
     last_task_stop: float | None = None
+    # @cacheable hits and misses (scalable.cache.telemetry.CacheSummary), if any.
+    cache: Any | None = None
 
     @property
     def work_seconds(self) -> float | None:
@@ -291,7 +293,14 @@ def build_report(db: TelemetryDB, run: Run, *, end: float | None = None,
         cost=compute_cost(spans, start, window_end, pricing), removed=removed,
         steps=[e for e in events if e.kind in ENGINE_STEPS],
         objective=objective, last_task_stop=max(stops) if stops else None,
+        cache=summarise_cache(events),
     )
+
+
+def summarise_cache(events: Sequence[Event]) -> Any:
+    from scalable.cache.telemetry import summarise
+
+    return summarise(events)
 
 
 def last_activity(db: TelemetryDB, run: Run) -> float:
@@ -369,7 +378,26 @@ def render_report(r: RunReport) -> str:
     lines += ["", f"Cost: {fmt_usd(c.usd)} ({detail})"]
     if r.objective is not None:
         lines += [""] + render_objective(r)
+    if r.cache is not None:
+        lines += [""] + render_cache(r.cache)
     return "\n".join(lines) + "\n"
+
+
+def render_cache(summary: Any) -> list[str]:
+    """The "Cache" section: calls, hit rate, misses and time saved, per tag."""
+    t = summary.total
+    rate = "-" if t.hit_rate is None else f"{t.hit_rate:.0%}"
+    lines = [f"Cache: {t.calls} calls, {t.hits} hits ({rate}), {t.misses} misses, "
+             f"{fmt_seconds(t.saved_seconds)} saved"]
+    if summary.by_tag:
+        width = max(8, *(len(tag) for tag in summary.by_tag))
+        lines.append(f"  {'TAG':<{width}}  {'CALLS':>7}  {'HITS':>7}  {'MISSES':>7}  "
+                     f"{'SAVED':>7}")
+        for tag, c in sorted(summary.by_tag.items()):
+            hits = f"{c.hit_rate:.0%}" if c.hit_rate is not None else "-"
+            lines.append(f"  {tag:<{width}}  {c.calls:>7}  {hits:>7}  {c.misses:>7}  "
+                         f"{fmt_seconds(c.saved_seconds):>7}")
+    return lines
 
 
 def render_objective(r: RunReport) -> list[str]:
@@ -410,6 +438,7 @@ def report_to_dict(r: RunReport) -> dict[str, Any]:
             "predicted": r.objective, "actual_seconds": r.work_seconds,
             "actual_cost_usd": r.cost.usd},
         "steps": [e.to_dict() for e in r.steps],
+        "cache": None if r.cache is None else r.cache.to_dict(),
     }
 
 
