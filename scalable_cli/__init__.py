@@ -26,6 +26,14 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # Lazy: `import scalable` must stay cheap for the CLI (distributed costs ~350 ms).
+    value = _load(name)
+    # Importing scalable.connect binds the *module* as this package's `connect`; put
+    # the function back, or `from scalable import connect` returns the module.
+    globals()[name] = value
+    return value
+
+
+def _load(name: str) -> Any:
     if name == "ScalableSession":
         from scalable.session import ScalableSession
 

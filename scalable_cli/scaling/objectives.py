@@ -13,6 +13,7 @@ Workers are billed from start-up to finish. Never more workers than tasks can us
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
@@ -58,6 +59,9 @@ class ObjectivePlan:
     objectives: Objectives
     options: list[Option]
     chosen: Option
+    # Cache-aware planning: of the run's calls, how many were cached (and not sized for);
+    # a scalable.cache.planning.CacheCount, or None.
+    cached: Any | None = None
 
     @property
     def horizon_hours(self) -> float:
@@ -73,6 +77,7 @@ class ObjectivePlan:
             f"{self.estimate.task_seconds_p90:.3g} s p90 ({self.estimate.source}); "
             f"serial fraction {self.estimate.serial_fraction:g}; start-up "
             f"{self.startup_seconds:.0f} s; {format_usd(self.hourly_per_worker)}/worker-hour",
+            *([f"  {self.cached.describe()}"] if self.cached is not None else []),
             "",
             f"  {'WORKERS':>7}  {'EST. FINISH':>11}  {'EST. COST':>10}  CHOSEN",
         ]
@@ -268,7 +273,10 @@ def plan_objectives(
     *,
     tasks: int | None = None,
     tag: str | None = None,
+    cached: Any | None = None,
 ) -> ObjectivePlan:
+    """``cached`` (a CacheCount): the run's calls already cached; ``tasks`` are then
+    the misses, the only work sized for."""
     spec = provider.target
     group = group_for(spec, tag)
     est = estimate_for(spec, tasks, tag)
@@ -281,7 +289,7 @@ def plan_objectives(
     finally:
         provider.target = saved
     per_worker = None if price.hourly is None else price.hourly / max(1, len(worker.worker_names))
-    return choose(
+    plan = choose(
         est, objectives,
         threads=group.threads_per_worker,
         startup=startup_history(spec) or provider.startup_seconds(),
@@ -289,6 +297,7 @@ def plan_objectives(
         max_workers=_cap(group),
         group=group.name,
     )
+    return plan if cached is None else dataclasses.replace(plan, cached=cached)
 
 
 def _cap(group: GroupSpec) -> int:
