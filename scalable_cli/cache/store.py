@@ -285,10 +285,13 @@ class LocalStore:
             else:
                 s.misses += 1
                 s.compute_seconds += seconds
+            if not self._stats.dirty:
+                # Flush within STATS_FLUSH_EVERY even if no call follows (a worker that
+                # stays up idle): one timer per burst of calls, not one per call.
+                timer = threading.Timer(STATS_FLUSH_EVERY, self.flush_stats)
+                timer.daemon = True
+                timer.start()
             self._stats.dirty = True
-            due = time.monotonic() - self._stats.flushed > STATS_FLUSH_EVERY
-        if due:
-            self.flush_stats()
 
     def flush_stats(self) -> None:
         """Write this process's counters (one small file per function per process)."""

@@ -54,7 +54,8 @@ def starts(log: Path, offset: int = 0) -> list[int]:
 
 def entries(root: Path) -> list[Path]:
     cache = root / ".scalable" / "cache"
-    return [p for p in cache.glob("*/*/*") if not p.name.startswith(".")]
+    return [p for p in cache.glob("*/*/*")
+            if not any(part.startswith(".") for part in p.relative_to(cache).parts)]
 
 
 def test_worker_looks_up_and_stores_and_report_counts(project: Project) -> None:
