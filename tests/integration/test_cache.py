@@ -109,7 +109,10 @@ def test_a_run_killed_midway_recomputes_only_what_was_missing(project: Project) 
         # As a walltime or a preemption would: the client and every worker die at once.
         proc.kill()
         for ref in our_processes(project.root):
-            os.killpg(ref.pid, signal.SIGKILL)
+            try:
+                os.killpg(ref.pid, signal.SIGKILL)
+            except ProcessLookupError:  # its group went with an earlier kill
+                pass
         proc.wait()
 
         status = finish(script(project, n, 1.0, log, "--status"))
