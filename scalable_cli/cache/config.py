@@ -46,8 +46,11 @@ class CacheSettings:
     @classmethod
     def from_env(cls) -> CacheSettings:
         env = os.environ
-        return cls(_directory(env.get(ENV_DIR), env.get("SCALABLE_STATE_DIR")),
-                   env.get(ENV_REMOTE) or None, _limit(env.get(ENV_LIMIT)))
+        return cls(
+            _directory(env.get(ENV_DIR), env.get("SCALABLE_STATE_DIR")),
+            env.get(ENV_REMOTE) or None,
+            _limit(env.get(ENV_LIMIT)),
+        )
 
 
 def _directory(explicit: str | None, state_dir: str | None) -> str:
@@ -98,8 +101,10 @@ def current() -> Cache:
         with _LOCK:
             cache = _CACHES.get(settings)
             if cache is None:
-                cache = Cache(LocalStore(settings.directory, settings.size_limit),
-                              S3Remote(settings.remote) if settings.remote else None)
+                cache = Cache(
+                    LocalStore(settings.directory, settings.size_limit),
+                    S3Remote(settings.remote) if settings.remote else None,
+                )
                 _CACHES[settings] = cache
     return cache
 

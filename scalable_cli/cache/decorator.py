@@ -16,6 +16,7 @@ cached. Inside a Dask task, each hit or miss is reported to the scheduler (event
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
@@ -91,15 +92,19 @@ class CachedFunction:
             return _lookup, (mod, qual)  # by reference: the worker imports the module
         # By value: ship the key's code fingerprint with the code it describes, so the
         # key is the same on the client (planning) and the worker.
-        return _rebuild, (self.func, self.return_type, self.recompute, self.arg_types,
-                          self.fingerprint)
+        return _rebuild, (
+            self.func,
+            self.return_type,
+            self.recompute,
+            self.arg_types,
+            self.fingerprint,
+        )
 
     # -- keys --------------------------------------------------------------------------
 
     def key(self, *args: Any, **kwargs: Any) -> str:
         """This call's cache key (hex BLAKE2b-256)."""
-        return call_key(self.fingerprint, self._bind(args, kwargs), self.arg_types,
-                        config.seed())
+        return call_key(self.fingerprint, self._bind(args, kwargs), self.arg_types, config.seed())
 
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
         try:
@@ -153,15 +158,22 @@ class CachedFunction:
                 try:
                     found = decode(data, key)
                 except CorruptEntry as exc:
-                    warnings.warn(f"corrupt remote cache entry {cache.remote.url} "
-                                  f"{self.name}/{key[:12]}: {exc}; recomputing",
-                                  CacheWarning, stacklevel=3)
+                    warnings.warn(
+                        f"corrupt remote cache entry {cache.remote.url} "
+                        f"{self.name}/{key[:12]}: {exc}; recomputing",
+                        CacheWarning,
+                        stacklevel=3,
+                    )
                     return None
                 cache.local.put_bytes(self.name, key, data)  # next time, local
         if found is not None and not self._typed(found[1]):
-            cache.local.discard(self.name, key, f"cache entry {self.name}/{key[:12]} holds "
-                                f"{type(found[1]).__qualname__}, not "
-                                f"{getattr(self.return_type, '__qualname__', '?')}")
+            cache.local.discard(
+                self.name,
+                key,
+                f"cache entry {self.name}/{key[:12]} holds "
+                f"{type(found[1]).__qualname__}, not "
+                f"{getattr(self.return_type, '__qualname__', '?')}",
+            )
             return None
         return found
 
@@ -173,15 +185,20 @@ class CachedFunction:
         if not self._typed(result):
             warnings.warn(
                 f"{self.name} returned {type(result).__qualname__}, not its declared "
-                f"return_type {self.return_type!r}; the result is not cached", CacheWarning,
-                stacklevel=3)
+                f"return_type {self.return_type!r}; the result is not cached",
+                CacheWarning,
+                stacklevel=3,
+            )
             return
         header = Header(self.name, key, time.time(), duration)
         try:
             data = cache.local.put(header, result)
         except Exception as exc:  # unpicklable result, full disk...
-            warnings.warn(f"{self.name}: result not cached ({type(exc).__name__}: {exc})",
-                          CacheWarning, stacklevel=3)
+            warnings.warn(
+                f"{self.name}: result not cached ({type(exc).__name__}: {exc})",
+                CacheWarning,
+                stacklevel=3,
+            )
             return
         if cache.remote is not None:
             cache.remote.put_bytes(self.name, key, data)
@@ -212,10 +229,20 @@ def _lookup(module: str, qualname: str) -> Any:
     return obj
 
 
-def _rebuild(func: Callable[..., Any], return_type: type | None, recompute: bool,
-             arg_types: dict[str, Any], fingerprint: str) -> CachedFunction:
-    return CachedFunction(func, return_type=return_type, recompute=recompute,
-                          arg_types=arg_types, fingerprint=fingerprint)
+def _rebuild(
+    func: Callable[..., Any],
+    return_type: type | None,
+    recompute: bool,
+    arg_types: dict[str, Any],
+    fingerprint: str,
+) -> CachedFunction:
+    return CachedFunction(
+        func,
+        return_type=return_type,
+        recompute=recompute,
+        arg_types=arg_types,
+        fingerprint=fingerprint,
+    )
 
 
 def _task_context() -> tuple[Any, str, str | None] | None:
@@ -236,16 +263,13 @@ def _task_context() -> tuple[Any, str, str | None] | None:
     return worker, key, tag if isinstance(tag, str) else None
 
 
-def _report(task: tuple[Any, str, str | None] | None, name: str, hit: bool,
-            seconds: float) -> None:
+def _report(task: tuple[Any, str, str | None] | None, name: str, hit: bool, seconds: float) -> None:
     if task is None:
         return
     worker, key, tag = task
-    try:
-        worker.log_event(EVENT_TOPIC, {"key": str(key), "function": name, "tag": tag,
-                                       "hit": hit, "seconds": seconds})
-    except Exception:  # telemetry never breaks a task
-        pass
+    msg = {"key": str(key), "function": name, "tag": tag, "hit": hit, "seconds": seconds}
+    with contextlib.suppress(Exception):  # telemetry never breaks a task
+        worker.log_event(EVENT_TOPIC, msg)
 
 
 @overload
@@ -254,23 +278,31 @@ def cacheable(func: Callable[..., Any], /) -> CachedFunction: ...
 
 @overload
 def cacheable(
-    func: None = None, /, *, return_type: type | None = None, recompute: bool = False,
+    func: None = None,
+    /,
+    *,
+    return_type: type | None = None,
+    recompute: bool = False,
     **arg_types: Any,
 ) -> Callable[[Callable[..., Any]], CachedFunction]: ...
 
 
 def cacheable(
-    func: Callable[..., Any] | None = None, /, *, return_type: type | None = None,
-    recompute: bool = False, **arg_types: Any,
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    return_type: type | None = None,
+    recompute: bool = False,
+    **arg_types: Any,
 ) -> Any:
     """Cache a function's results on disk (and in a shared remote), keyed so that a hit
     is always the result the call would compute. See docs/guides/caching.rst."""
     if func is not None:
-        return CachedFunction(func, return_type=return_type, recompute=recompute,
-                              arg_types=arg_types)
+        return CachedFunction(
+            func, return_type=return_type, recompute=recompute, arg_types=arg_types
+        )
 
     def wrap(f: Callable[..., Any]) -> CachedFunction:
-        return CachedFunction(f, return_type=return_type, recompute=recompute,
-                              arg_types=arg_types)
+        return CachedFunction(f, return_type=return_type, recompute=recompute, arg_types=arg_types)
 
     return wrap

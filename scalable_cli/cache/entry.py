@@ -53,8 +53,9 @@ def encode(header: Header, value: Any) -> bytes:
         payload = cloudpickle.dumps(value, protocol=5)
     except ImportError:  # pragma: no cover - cloudpickle comes with distributed
         payload = pickle.dumps(value, protocol=5)
-    head = Header(header.function, header.key, header.created, header.duration,
-                  len(payload)).to_json()
+    head = Header(
+        header.function, header.key, header.created, header.duration, len(payload)
+    ).to_json()
     body = MAGIC + _LEN.pack(len(head)) + head + payload
     return body + _checksum(body)
 
@@ -66,7 +67,7 @@ def decode_header(data: bytes) -> tuple[Header, int]:
     n = _LEN.unpack_from(data, len(MAGIC))[0]
     start = len(MAGIC) + _LEN.size
     try:
-        raw = json.loads(data[start:start + n])
+        raw = json.loads(data[start : start + n])
         header = Header(**raw)
     except (ValueError, TypeError) as exc:
         raise CorruptEntry(f"unreadable header: {exc}") from None

@@ -21,6 +21,7 @@ value — open files, locks, generators, sockets — are refused with
 
 from __future__ import annotations
 
+import contextlib
 import dis
 import hashlib
 import inspect
@@ -56,14 +57,20 @@ def _new() -> Any:
 # -- values ----------------------------------------------------------------------------
 
 _LOCK_TYPES: tuple[type, ...] = (
-    type(threading.Lock()), type(threading.RLock()), threading.Condition,
-    threading.Semaphore, threading.Event, threading.Thread,
+    type(threading.Lock()),
+    type(threading.RLock()),
+    threading.Condition,
+    threading.Semaphore,
+    threading.Event,
+    threading.Thread,
 )
 _STATEFUL = (
     (io.IOBase, "an open file or stream"),
     (_LOCK_TYPES, "a lock or other threading object"),
-    ((types.GeneratorType, types.AsyncGeneratorType, types.CoroutineType),
-     "a generator or coroutine (consumed as it is read)"),
+    (
+        (types.GeneratorType, types.AsyncGeneratorType, types.CoroutineType),
+        "a generator or coroutine (consumed as it is read)",
+    ),
 )
 
 
@@ -134,8 +141,9 @@ class _Hasher:
     def _mapping(self, v: Mapping[Any, Any], where: str) -> None:
         # Equal dicts share a key whatever their insertion order (as joblib does).
         self._enter(v, where)
-        items = sorted(((_digest_of(k, where), k, val) for k, val in v.items()),
-                       key=lambda item: item[0])
+        items = sorted(
+            ((_digest_of(k, where), k, val) for k, val in v.items()), key=lambda item: item[0]
+        )
         self.raw(b"D", str(len(v)).encode())
         for kd, k, val in items:
             self.h.update(kd)
@@ -186,8 +194,11 @@ class _Hasher:
 
 
 def _is_numpy(v: Any) -> bool:
-    return type(v).__module__ == "numpy" and "numpy" in sys.modules and (
-        hasattr(v, "dtype") and hasattr(v, "tobytes"))
+    return (
+        type(v).__module__ == "numpy"
+        and "numpy" in sys.modules
+        and (hasattr(v, "dtype") and hasattr(v, "tobytes"))
+    )
 
 
 def _digest_of(v: Any, where: str) -> bytes:
@@ -292,10 +303,8 @@ def _fingerprint(func: Any) -> str:
     code = getattr(func, "__code__", None)
     if code is None:  # a builtin or C function: its identity is all there is
         return f"{ident}@{h.hexdigest()[:16]}"
-    try:
+    with contextlib.suppress(OSError, TypeError):
         h.update(inspect.getsource(func).encode())
-    except (OSError, TypeError):
-        pass
     _code_digest(code, h)
     hv = _Hasher()
     hv.h = h
@@ -306,8 +315,12 @@ def _fingerprint(func: Any) -> str:
             contents = cell.cell_contents
         except ValueError:  # an empty cell
             continue
-        hv.value(contents if not callable(contents) or isinstance(contents, type)
-                 else function_fingerprint(contents), "a closure value")
+        hv.value(
+            contents
+            if not callable(contents) or isinstance(contents, type)
+            else function_fingerprint(contents),
+            "a closure value",
+        )
     glb = getattr(func, "__globals__", {})
     for name in sorted(_global_names(code)):
         if name in glb and isinstance(glb[name], _SIMPLE):
@@ -370,7 +383,9 @@ def coerce(value: Any, declared: Any, name: str) -> Any:
 
 
 def bind(
-    signature: inspect.Signature, declared: Mapping[str, Any], args: tuple[Any, ...],
+    signature: inspect.Signature,
+    declared: Mapping[str, Any],
+    args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> inspect.BoundArguments:
     """Bind a call as the function would see it: defaults applied, declared types coerced."""

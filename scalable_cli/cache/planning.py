@@ -62,8 +62,7 @@ def count_cached(calls: Iterable[Any]) -> CacheCount:
         if cache.remote is not None:
             if name not in remote_keys:
                 try:
-                    remote_keys[name] = {k.rsplit("/", 1)[-1]
-                                         for k in cache.remote.keys(name)}
+                    remote_keys[name] = {k.rsplit("/", 1)[-1] for k in cache.remote.keys(name)}
                 except Exception:  # an unreachable remote counts as empty
                     remote_keys[name] = set()
             if key in remote_keys[name]:

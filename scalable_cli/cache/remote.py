@@ -10,6 +10,7 @@ credential chain.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from typing import Any
@@ -44,7 +45,8 @@ class S3Remote:
                 from botocore.config import Config
 
                 self._client = boto3.client(
-                    "s3", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+                    "s3", config=Config(retries={"max_attempts": 3, "mode": "standard"})
+                )
             return self._client
 
     def object_key(self, function: str, key: str) -> str:
@@ -52,35 +54,38 @@ class S3Remote:
 
     def get_bytes(self, function: str, key: str) -> bytes | None:
         try:
-            resp = self.client.get_object(Bucket=self.bucket,
-                                          Key=self.object_key(function, key))
+            resp = self.client.get_object(Bucket=self.bucket, Key=self.object_key(function, key))
             return bytes(resp["Body"].read())
         except Exception as exc:
             if _not_found(exc):
                 return None
-            warnings.warn(f"remote cache {self.url} unreadable ({exc}); treating as a miss",
-                          CacheWarning, stacklevel=3)
+            warnings.warn(
+                f"remote cache {self.url} unreadable ({exc}); treating as a miss",
+                CacheWarning,
+                stacklevel=3,
+            )
             return None
 
     def put_bytes(self, function: str, key: str, data: bytes) -> None:
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self.object_key(function, key),
-                                   Body=data)
+            self.client.put_object(
+                Bucket=self.bucket, Key=self.object_key(function, key), Body=data
+            )
         except Exception as exc:
-            warnings.warn(f"remote cache {self.url}: upload failed ({exc})", CacheWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"remote cache {self.url}: upload failed ({exc})", CacheWarning, stacklevel=3
+            )
 
     def delete(self, function: str, key: str) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.client.delete_object(Bucket=self.bucket, Key=self.object_key(function, key))
-        except Exception:
-            pass
 
     def keys(self, function: str | None = None) -> list[str]:
         prefix = self.prefix + (function_dir(function) + "/" if function else "")
         out: list[str] = []
         pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=prefix)
+            Bucket=self.bucket, Prefix=prefix
+        )
         for page in pages:
             out += [o["Key"] for o in page.get("Contents", [])]
         return out

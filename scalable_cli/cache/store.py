@@ -20,6 +20,7 @@ Layout under the cache directory::
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -116,14 +117,13 @@ class LocalStore:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
-            warnings.warn(f"cache entry {p} unreadable ({exc}); recomputing", CacheWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"cache entry {p} unreadable ({exc}); recomputing", CacheWarning, stacklevel=3
+            )
             return None
         if time.time() - mtime > TOUCH_EVERY:
-            try:
+            with contextlib.suppress(OSError):
                 os.utime(p)
-            except OSError:
-                pass
         return data
 
     def get(self, function: str, key: str) -> tuple[Header, Any] | None:
@@ -138,12 +138,9 @@ class LocalStore:
             return None
 
     def discard(self, function: str, key: str, why: str) -> None:
-        warnings.warn(f"{why}; treating it as a miss and recomputing", CacheWarning,
-                      stacklevel=3)
-        try:
+        warnings.warn(f"{why}; treating it as a miss and recomputing", CacheWarning, stacklevel=3)
+        with contextlib.suppress(OSError):
             self.path(function, key).unlink()
-        except OSError:
-            pass
 
     def contains(self, function: str, key: str) -> bool:
         return self.path(function, key).is_file()
@@ -157,10 +154,8 @@ class LocalStore:
                 f.write(data)
             os.replace(tmp, p)
         except BaseException:
-            try:
+            with contextlib.suppress(OSError):
                 tmp.unlink()
-            except OSError:
-                pass
             raise
         self._grew(len(data))
 
@@ -188,8 +183,11 @@ class LocalStore:
     def entries(self, function: str | None = None) -> Iterator[EntryInfo]:
         if not self.root.is_dir():
             return
-        fdirs = [self.root / function_dir(function)] if function else sorted(
-            p for p in self.root.iterdir() if p.is_dir())
+        fdirs = (
+            [self.root / function_dir(function)]
+            if function
+            else sorted(p for p in self.root.iterdir() if p.is_dir())
+        )
         for fdir in fdirs:
             if not fdir.is_dir():
                 continue
@@ -204,8 +202,7 @@ class LocalStore:
                             st = e.stat()
                         except FileNotFoundError:
                             continue
-                        yield EntryInfo(fdir.name, e.name, Path(e.path), st.st_size,
-                                        st.st_mtime)
+                        yield EntryInfo(fdir.name, e.name, Path(e.path), st.st_size, st.st_mtime)
 
     def total_size(self) -> int:
         return sum(e.size for e in self.entries())
@@ -250,8 +247,11 @@ class LocalStore:
             except FileNotFoundError:
                 pass
         if older_than is None:
-            fdirs = [self.root / function_dir(function)] if function else (
-                [p for p in self.root.iterdir() if p.is_dir()] if self.root.is_dir() else [])
+            fdirs = (
+                [self.root / function_dir(function)]
+                if function
+                else ([p for p in self.root.iterdir() if p.is_dir()] if self.root.is_dir() else [])
+            )
             import shutil
 
             for fdir in fdirs:

@@ -38,9 +38,14 @@ class CacheCounts:
         self.compute_seconds += float(row.get("compute_seconds") or 0.0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"calls": self.calls, "hits": self.hits, "misses": self.misses,
-                "hit_rate": self.hit_rate, "time_saved_seconds": self.saved_seconds,
-                "compute_seconds": self.compute_seconds}
+        return {
+            "calls": self.calls,
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": self.hit_rate,
+            "time_saved_seconds": self.saved_seconds,
+            "compute_seconds": self.compute_seconds,
+        }
 
 
 @dataclass
@@ -50,9 +55,11 @@ class CacheSummary:
     by_function: dict[str, CacheCounts] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.total.to_dict(),
-                "by_tag": {t: c.to_dict() for t, c in sorted(self.by_tag.items())},
-                "by_function": {f: c.to_dict() for f, c in sorted(self.by_function.items())}}
+        return {
+            **self.total.to_dict(),
+            "by_tag": {t: c.to_dict() for t, c in sorted(self.by_tag.items())},
+            "by_function": {f: c.to_dict() for f, c in sorted(self.by_function.items())},
+        }
 
 
 def summarise(events: Iterable[Any]) -> CacheSummary | None:

@@ -15,8 +15,7 @@ import typer
 from scalable.cli.common import Ctx, FileOpt, TargetOpt, echo, fail, print_json
 from scalable.units import format_size, parse_duration
 
-app = typer.Typer(help="Show or clear the @cacheable result cache.",
-                  invoke_without_command=True)
+app = typer.Typer(help="Show or clear the @cacheable result cache.", invoke_without_command=True)
 
 DirOpt = Annotated[
     str | None,
@@ -55,9 +54,19 @@ def _rows(root: Path) -> tuple[list[dict[str, Any]], Any]:
     by_fn: dict[str, dict[str, Any]] = {}
 
     def row(folder: str) -> dict[str, Any]:
-        return by_fn.setdefault(folder, {"function": folder, "entries": 0, "bytes": 0,
-                                         "calls": 0, "hits": 0, "misses": 0,
-                                         "hit_rate": None, "time_saved_seconds": 0.0})
+        return by_fn.setdefault(
+            folder,
+            {
+                "function": folder,
+                "entries": 0,
+                "bytes": 0,
+                "calls": 0,
+                "hits": 0,
+                "misses": 0,
+                "hit_rate": None,
+                "time_saved_seconds": 0.0,
+            },
+        )
 
     for e in store.entries():
         r = row(e.function)
@@ -94,11 +103,18 @@ def cache(
     calls = sum(r["calls"] for r in rows)
     hits = sum(r["hits"] for r in rows)
     if json_:
-        print_json({"directory": str(root), "entries": entries, "bytes": total_bytes,
-                    "calls": calls, "hits": hits,
-                    "hit_rate": hits / calls if calls else None,
-                    "remote": os.environ.get("SCALABLE_CACHE_REMOTE") or None,
-                    "functions": rows})
+        print_json(
+            {
+                "directory": str(root),
+                "entries": entries,
+                "bytes": total_bytes,
+                "calls": calls,
+                "hits": hits,
+                "hit_rate": hits / calls if calls else None,
+                "remote": os.environ.get("SCALABLE_CACHE_REMOTE") or None,
+                "functions": rows,
+            }
+        )
         return
     echo(f"Cache: {root}")
     rate = f"{hits / calls:.0%}" if calls else "-"
@@ -110,22 +126,32 @@ def cache(
 
     width = max(8, *(len(r["function"]) for r in rows))
     echo("")
-    echo(f"  {'FUNCTION':<{width}}  {'ENTRIES':>12}  {'SIZE':>9}  {'CALLS':>7}  "
-         f"{'HIT RATE':>8}  {'SAVED':>7}")
+    echo(
+        f"  {'FUNCTION':<{width}}  {'ENTRIES':>12}  {'SIZE':>9}  {'CALLS':>7}  "
+        f"{'HIT RATE':>8}  {'SAVED':>7}"
+    )
     for r in rows:
         hr = f"{r['hit_rate']:.0%}" if r["hit_rate"] is not None else "-"
-        echo(f"  {r['function']:<{width}}  {str(r['entries']) + ' entries':>12}  "
-             f"{format_size(r['bytes']):>9}  {r['calls']:>7}  {hr:>8}  "
-             f"{fmt_seconds(r['time_saved_seconds']):>7}")
+        echo(
+            f"  {r['function']:<{width}}  {str(r['entries']) + ' entries':>12}  "
+            f"{format_size(r['bytes']):>9}  {r['calls']:>7}  {hr:>8}  "
+            f"{fmt_seconds(r['time_saved_seconds']):>7}"
+        )
 
 
 @app.command()
 def clear(
     ctx: typer.Context,
-    function: Annotated[str | None, typer.Option(
-        "--function", help="Only this function (module.name, or a unique name).")] = None,
-    older_than: Annotated[str | None, typer.Option(
-        "--older-than", help="Only entries last used before this long ago (30d, 12h).")] = None,
+    function: Annotated[
+        str | None,
+        typer.Option("--function", help="Only this function (module.name, or a unique name)."),
+    ] = None,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than", help="Only entries last used before this long ago (30d, 12h)."
+        ),
+    ] = None,
 ) -> None:
     """Remove entries (all, one function's, or those unused for a while)."""
     directory, file, target = ctx.obj or (None, None, None)
@@ -157,7 +183,10 @@ def _resolve(name: str, known: list[str]) -> str:
     if len(matches) == 1:
         return function_dir(matches[0])
     if matches:
-        fail(f"--function {name!r} is ambiguous: {', '.join(matches)}",
-             hint="give the full module.name")
-    fail(f"no cached function {name!r}",
-         hint="cached: " + (", ".join(known) if known else "(none)"))
+        fail(
+            f"--function {name!r} is ambiguous: {', '.join(matches)}",
+            hint="give the full module.name",
+        )
+    fail(
+        f"no cached function {name!r}", hint="cached: " + (", ".join(known) if known else "(none)")
+    )

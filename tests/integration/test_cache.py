@@ -3,6 +3,7 @@ kill -9 and started again computes only what had not finished."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,12 +31,19 @@ LOCAL = """
     """
 
 
-def script(project: Project, n: int, seconds: float, log: Path, *extra: str,
-           ) -> subprocess.Popen[str]:
+def script(
+    project: Project,
+    n: int,
+    seconds: float,
+    log: Path,
+    *extra: str,
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(SCRIPT), str(project.root), str(n), str(seconds), str(log),
-         *extra],
-        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(SCRIPT), str(project.root), str(n), str(seconds), str(log), *extra],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "SCALABLE_CACHE_DIR": ""},
     )
 
@@ -54,8 +62,11 @@ def starts(log: Path, offset: int = 0) -> list[int]:
 
 def entries(root: Path) -> list[Path]:
     cache = root / ".scalable" / "cache"
-    return [p for p in cache.glob("*/*/*")
-            if not any(part.startswith(".") for part in p.relative_to(cache).parts)]
+    return [
+        p
+        for p in cache.glob("*/*/*")
+        if not any(part.startswith(".") for part in p.relative_to(cache).parts)
+    ]
 
 
 def test_worker_looks_up_and_stores_and_report_counts(project: Project) -> None:
@@ -64,8 +75,7 @@ def test_worker_looks_up_and_stores_and_report_counts(project: Project) -> None:
     try:
         log = project.root / "work.log"
         first = finish(script(project, 6, 0.2, log))
-        assert sorted(int(x.split()[1]) for x in first.splitlines()) == [
-            i * i for i in range(6)]
+        assert sorted(int(x.split()[1]) for x in first.splitlines()) == [i * i for i in range(6)]
         assert sorted(starts(log)) == list(range(6))
         # Entries are written by the worker processes, into <root>/.scalable/cache.
         assert len(entries(project.root)) == 6
@@ -109,10 +119,9 @@ def test_a_run_killed_midway_recomputes_only_what_was_missing(project: Project) 
         # As a walltime or a preemption would: the client and every worker die at once.
         proc.kill()
         for ref in our_processes(project.root):
-            try:
+            # A process may have gone with an earlier group's kill.
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(ref.pid, signal.SIGKILL)
-            except ProcessLookupError:  # its group went with an earlier kill
-                pass
         proc.wait()
 
         status = finish(script(project, n, 1.0, log, "--status"))

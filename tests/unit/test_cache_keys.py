@@ -142,8 +142,10 @@ def test_unhashable_arguments_are_a_clear_error(value: object, what: str) -> Non
 
 
 def test_an_open_file_inside_a_list_names_its_place(tmp_path: Path) -> None:
-    with open(tmp_path / "f", "w") as fh, pytest.raises(UnhashableArgument,
-                                                        match=r"argument 'a'\[1\]"):
+    with (
+        open(tmp_path / "f", "w") as fh,
+        pytest.raises(UnhashableArgument, match=r"argument 'a'\[1\]"),
+    ):
         sub.key([1, fh])
 
 

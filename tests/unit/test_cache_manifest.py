@@ -12,8 +12,11 @@ from scalable.spec import build_target
 
 
 def target(block: str, provider: str = "local"):
-    text = (f"targets:\n  t:\n    provider: {provider}\n    max_workers: 1\n    cache:\n"
-            + textwrap.indent(textwrap.dedent(block).strip(), " " * 6) + "\n")
+    text = (
+        f"targets:\n  t:\n    provider: {provider}\n    max_workers: 1\n    cache:\n"
+        + textwrap.indent(textwrap.dedent(block).strip(), " " * 6)
+        + "\n"
+    )
     return build_target(parse_manifest(text, Path("/proj/scalable.yaml")), "t")
 
 
@@ -32,10 +35,13 @@ def test_cache_block_becomes_worker_environment() -> None:
 
 
 def test_cache_disabled_and_cloud_paths_stay_as_written() -> None:
-    spec = target("""
+    spec = target(
+        """
         enabled: false
         directory: cache
-    """, provider="aws")
+    """,
+        provider="aws",
+    )
     assert spec.env["SCALABLE_CACHE"] == "off"
     assert spec.env["SCALABLE_CACHE_DIR"] == "cache"
 
@@ -46,12 +52,15 @@ def test_no_cache_block_adds_nothing() -> None:
     assert not any(k.startswith("SCALABLE_CACHE") for k in spec.env)
 
 
-@pytest.mark.parametrize(("block", "needle"), [
-    ("remote: http://x/", "remote"),
-    ("size_limit: lots", "size_limit"),
-    ("tags: {a: maybe}", "tags"),
-    ("directroy: x", "directroy"),
-])
+@pytest.mark.parametrize(
+    ("block", "needle"),
+    [
+        ("remote: http://x/", "remote"),
+        ("size_limit: lots", "size_limit"),
+        ("tags: {a: maybe}", "tags"),
+        ("directroy: x", "directroy"),
+    ],
+)
 def test_bad_cache_keys_are_positioned_errors(block: str, needle: str) -> None:
     with pytest.raises(ManifestError) as info:
         target(block)

@@ -21,8 +21,12 @@ CALLS: list[tuple] = []
 @pytest.fixture(autouse=True)
 def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SCALABLE_CACHE_DIR", str(tmp_path / "cache"))
-    for var in ("SCALABLE_SEED", "SCALABLE_CACHE_REMOTE", "SCALABLE_CACHE_SIZE_LIMIT",
-                "SCALABLE_CACHE"):
+    for var in (
+        "SCALABLE_SEED",
+        "SCALABLE_CACHE_REMOTE",
+        "SCALABLE_CACHE_SIZE_LIMIT",
+        "SCALABLE_CACHE",
+    ):
         monkeypatch.delenv(var, raising=False)
     CALLS.clear()
     return tmp_path / "cache"
@@ -167,8 +171,10 @@ def _writer(root: str, n: int) -> None:
 
     store = LocalStore(root)
     for i in range(n):
-        store.put(Header("m.f", "cd" * 32, time.time(), 0.0), {"writer": os.getpid(), "i": i,
-                                                                 "pad": "x" * 50_000})
+        store.put(
+            Header("m.f", "cd" * 32, time.time(), 0.0),
+            {"writer": os.getpid(), "i": i, "pad": "x" * 50_000},
+        )
 
 
 def test_concurrent_writers_of_one_key_leave_a_valid_entry(tmp_path: Path) -> None:

@@ -47,8 +47,7 @@ def objects(aws: MotoAws) -> list[str]:
     return sorted(o["Key"] for o in resp.get("Contents", []))
 
 
-def test_a_result_computed_on_one_machine_is_a_hit_on_another(machines, aws: MotoAws
-                                                              ) -> None:
+def test_a_result_computed_on_one_machine_is_a_hit_on_another(machines, aws: MotoAws) -> None:
     a = machines("a")
     assert simulate(1) == {"scenario": 1, "value": 1.5}
     key = simulate.key(1)
@@ -94,7 +93,8 @@ def test_a_corrupted_remote_entry_is_a_miss_and_a_warning(machines, aws: MotoAws
 
 
 def test_an_unreachable_remote_slows_a_run_but_never_breaks_it(
-        machines, monkeypatch: pytest.MonkeyPatch) -> None:
+    machines, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SCALABLE_CACHE_REMOTE", "s3://no-such-bucket-here/x/")
     machines("a")
     with pytest.warns(CacheWarning):
