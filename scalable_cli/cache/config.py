@@ -94,18 +94,33 @@ _CACHES: dict[CacheSettings, Cache] = {}
 _LOCK = threading.Lock()
 
 
+_BY_ENV: dict[tuple[str | None, ...], Cache] = {}
+
+
 def current() -> Cache:
+    """The stores for the environment as it is now (memoised on the raw variables and
+    the working directory, so a hit costs no path arithmetic)."""
+    env = os.environ
+    raw = (
+        env.get(ENV_DIR),
+        env.get("SCALABLE_STATE_DIR"),
+        env.get(ENV_REMOTE),
+        env.get(ENV_LIMIT),
+        os.getcwd(),
+    )
+    cache = _BY_ENV.get(raw)
+    if cache is not None:
+        return cache
     settings = CacheSettings.from_env()
-    cache = _CACHES.get(settings)
-    if cache is None:
-        with _LOCK:
-            cache = _CACHES.get(settings)
-            if cache is None:
-                cache = Cache(
-                    LocalStore(settings.directory, settings.size_limit),
-                    S3Remote(settings.remote) if settings.remote else None,
-                )
-                _CACHES[settings] = cache
+    with _LOCK:
+        cache = _CACHES.get(settings)
+        if cache is None:
+            cache = Cache(
+                LocalStore(settings.directory, settings.size_limit),
+                S3Remote(settings.remote) if settings.remote else None,
+            )
+            _CACHES[settings] = cache
+        _BY_ENV[raw] = cache
     return cache
 
 

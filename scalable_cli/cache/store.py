@@ -95,6 +95,8 @@ class _StatsBuffer:
 class LocalStore:
     def __init__(self, root: str | os.PathLike[str], size_limit: int | None = None) -> None:
         self.root = Path(root)
+        self._root = str(self.root)
+        self._fdirs: dict[str, str] = {}
         self.size_limit = size_limit
         self._lock = threading.Lock()
         self._approx_size: int | None = None
@@ -106,10 +108,16 @@ class LocalStore:
     # -- entries -----------------------------------------------------------------------
 
     def path(self, function: str, key: str) -> Path:
-        return self.root / function_dir(function) / key[:2] / key
+        return Path(self._path(function, key))
+
+    def _path(self, function: str, key: str) -> str:
+        fdir = self._fdirs.get(function)
+        if fdir is None:
+            fdir = self._fdirs[function] = os.path.join(self._root, function_dir(function))
+        return f"{fdir}/{key[:2]}/{key}"
 
     def get_bytes(self, function: str, key: str) -> bytes | None:
-        p = self.path(function, key)
+        p = self._path(function, key)
         try:
             with open(p, "rb") as f:
                 data = f.read()
@@ -143,7 +151,7 @@ class LocalStore:
             self.path(function, key).unlink()
 
     def contains(self, function: str, key: str) -> bool:
-        return self.path(function, key).is_file()
+        return os.path.isfile(self._path(function, key))
 
     def put_bytes(self, function: str, key: str, data: bytes) -> None:
         p = self.path(function, key)
