@@ -88,7 +88,7 @@ class CachedFunction:
 
     def __reduce__(self) -> Any:
         mod, qual = self.func.__module__, self.func.__qualname__
-        if mod != "__main__" and "<locals>" not in qual and _lookup(mod, qual) is self:
+        if mod != "__main__" and "<locals>" not in qual and _importable(mod, qual) is self:
             return _lookup, (mod, qual)  # by reference: the worker imports the module
         # By value: ship the key's code fingerprint with the code it describes, so the
         # key is the same on the client (planning) and the worker.
@@ -119,6 +119,18 @@ class CachedFunction:
         if cache.local.contains(self.name, key):
             return True
         return cache.remote is not None and cache.remote.get_bytes(self.name, key) is not None
+
+    def forget(self, *args: Any, **kwargs: Any) -> bool:
+        """Remove this call's entry (local and remote); True if there was a local one."""
+        cache = config.current()
+        key = self.key(*args, **kwargs)
+        path = cache.local.path(self.name, key)
+        existed = path.is_file()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        if cache.remote is not None:
+            cache.remote.delete(self.name, key)
+        return existed
 
     def call(self, *args: Any, **kwargs: Any) -> CachedCall:
         """A call not made yet: for planning (``session.plan(calls=...)``) or later."""
@@ -220,6 +232,13 @@ class CachedCall:
 
     def __call__(self) -> Any:
         return self.func(*self.args, **self.kwargs)
+
+
+def _importable(module: str, qualname: str) -> Any:
+    try:
+        return _lookup(module, qualname)
+    except Exception:  # a module that cannot be imported here: ship by value
+        return None
 
 
 def _lookup(module: str, qualname: str) -> Any:
