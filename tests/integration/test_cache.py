@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,4 +137,19 @@ def test_a_run_killed_midway_recomputes_only_what_was_missing(project: Project) 
         assert sorted(second) == sorted(set(range(n)) - cached)  # only the missing ones
     finally:
         project.run("destroy", "--auto-approve")
+    assert our_processes(project.root) == []
+
+
+def test_caching_example_runs(project: Project) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    (project.root / "examples").mkdir()
+    shutil.copy(repo / "examples" / "caching.py", project.root / "examples" / "caching.py")
+    shutil.copy(repo / "scalable.yaml", project.root / "scalable.yaml")
+    proc = subprocess.run(
+        [sys.executable, "examples/caching.py"], cwd=project.root, capture_output=True,
+        text=True, timeout=240, env={**os.environ, "SCALABLE_CACHE_DIR": ""},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "cached before the second pass: [0, 1, 2, 3]" in proc.stdout
+    assert "cached: 8 of 1,000 calls; sizing for 992" in proc.stdout
     assert our_processes(project.root) == []
