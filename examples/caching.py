@@ -16,6 +16,7 @@ from pathlib import Path
 
 from scalable import ScalableSession, cacheable
 
+
 @cacheable(return_type=dict, scenario_id=int)
 def run_simulation(scenario_id: int) -> dict:
     time.sleep(0.1)  # the expensive part

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-CACHE_EVENT = "cache_calls"
+from scalable.events import CACHE_CALLS as CACHE_EVENT
 
 
 @dataclass
