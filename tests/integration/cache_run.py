@@ -36,7 +36,7 @@ def main() -> None:
     from distributed import as_completed
     from scalable import connect
 
-    client = connect("local")
+    client = connect(os.environ.get("CACHE_RUN_TARGET") or "local")
     futures = [client.submit(work, i, seconds, log, tag="sim", pure=False) for i in range(n)]
     for fut in as_completed(futures):
         print("done", fut.result(), flush=True)
