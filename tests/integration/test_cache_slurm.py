@@ -42,8 +42,7 @@ def starts(log: Path, offset: int = 0) -> list[int]:
         log.exists()) else []
 
 
-def test_walltime_cuts_a_run_and_the_next_job_computes_only_the_rest(hpc: Project) -> None:
-    hpc.write("""
+MANIFEST = """
         project: {name: slurmcache}
         targets:
           hpc:
@@ -52,7 +51,12 @@ def test_walltime_cuts_a_run_and_the_next_job_computes_only_the_rest(hpc: Projec
             interface: eth0
             walltime: 1
             max_workers: 1
-    """)
+    """
+
+
+@pytest.mark.timeout(900)
+def test_walltime_cuts_a_run_and_the_next_job_computes_only_the_rest(hpc: Project) -> None:
+    hpc.write(MANIFEST)
     log = hpc.root / "work.log"
     hpc.run("apply", "--auto-approve", check=True)
     lineage = lineage_of(hpc)
@@ -76,7 +80,9 @@ def test_walltime_cuts_a_run_and_the_next_job_computes_only_the_rest(hpc: Projec
         assert 5 <= len(cached) < N and cached <= first
         offset = len(log.read_text())
 
-        hpc.run("apply", "--auto-approve", check=True)  # a new job
+        # A new job; with a longer walltime, so the rest fits even on a loaded machine.
+        hpc.write(MANIFEST.replace("walltime: 1", "walltime: 10"))
+        hpc.run("apply", "--auto-approve", check=True)
         second = run(hpc, log)
         out, err = second.communicate(timeout=240)
         assert second.returncode == 0, err
