@@ -126,6 +126,10 @@ class Engine:
         self.base_target = provider.target
         # Set by objective planning: the counts it chose and the horizon it predicted.
         self.objective: Any | None = None
+        # Once applied, an adaptive group's objective count is only its starting count:
+        # the controller moves it (within the objective's bounds) and plans follow state.
+        self.objective_applied = False
+        self.objective_asked_at: float | None = None
 
     @property
     def target(self) -> Any:
@@ -143,9 +147,12 @@ class Engine:
         state = self.store.read()
         target = self.base_target.scaled(state.scale if state else {})
         horizon = None
-        if self.objective is not None:
-            target = target.with_counts({self.objective.group: self.objective.chosen.workers})
-            horizon = self.objective.horizon_hours
+        goal = self.objective
+        if goal is not None:
+            adaptive = self.base_target.group(goal.group).adaptive is not None
+            if not (adaptive and self.objective_applied):
+                target = target.with_counts({goal.group: goal.chosen.workers})
+            horizon = goal.horizon_hours
         self.provider.target = target
         return make_plan(
             self.provider,
@@ -164,6 +171,7 @@ class Engine:
 
         self.provider.target = self.base_target
         self.objective = plan_objectives(self.provider, objectives, tasks=tasks, tag=tag)
+        self.objective_applied = False
         return self.objective
 
     def scale(
@@ -190,13 +198,16 @@ class Engine:
                 return None
             state.scale.update(changed)
             self._save(state)
+            result = self.execute(self.plan(), wait=False)
+            # Recorded once carried out: a decision in telemetry is one that happened.
             for group, count in changed.items():
-                self.events(
-                    "scale_decision",
-                    {"group": group, "from": before[group], "to": count,
-                     "reason": reasons.get(group, "")},
-                )
-            return self.execute(self.plan(), wait=False)
+                data = {"group": group, "from": before[group], "to": count,
+                        "reason": reasons.get(group, "")}
+                if result.errors:
+                    self.events("scale_failed", {**data, "errors": result.errors})
+                else:
+                    self.events("scale_decision", data)
+            return result
 
     # -- apply --------------------------------------------------------------------------
     def execute(self, plan: Plan, *, wait: bool = True) -> ApplyResult:
@@ -207,16 +218,12 @@ class Engine:
         result = ApplyResult()
         op = "destroy" if plan.destroy else "apply"
         self.events(f"{op}_start", {"changes": len(plan.actionable)})
-        if self.objective is not None and not plan.destroy:
-            goal = self.objective
-            self.events("objective_plan", {
-                "group": goal.group, "workers": goal.chosen.workers,
-                "tasks": goal.estimate.tasks, "task_seconds": goal.estimate.task_seconds,
-                "predicted_seconds": goal.chosen.finish_seconds,
-                "predicted_cost_usd": goal.chosen.cost_usd, "source": goal.estimate.source,
-                "budget_usd": goal.objectives.budget_usd,
-                "deadline_hours": goal.objectives.deadline_hours,
-            })
+        # The objective's prediction, once per objective (not again for each resize).
+        goal = self.objective
+        pin_objective = goal is not None and not plan.destroy and not self.objective_applied
+        if goal is not None and pin_objective:
+            self.objective_asked_at = time.time()  # the deadline's clock starts here
+            self.events("objective_plan", goal.event())
         if not state.resources:
             state.owner = self.owner  # whoever brings capacity up owns it
         for rec in plan.adopted:
@@ -225,11 +232,13 @@ class Engine:
                 state.outputs.update(self.provider.recover_outputs(rec))
         if not plan.destroy:
             state.manifest_digest = plan.manifest_digest
-            goal = self.objective
-            if goal is not None and self.base_target.group(goal.group).adaptive is not None:
-                # Keep the objective's count as the adaptive group's current count, so a
-                # later plain plan does not undo it.
+            if (goal is not None and pin_objective
+                    and self.base_target.group(goal.group).adaptive is not None):
+                # The objective's count starts the adaptive group (so a later plain plan
+                # does not undo it); from here the controller moves it.
                 state.scale[goal.group] = goal.chosen.workers
+            if pin_objective:
+                self.objective_applied = True
         self._save(state)
 
         changes = plan.actionable

@@ -100,7 +100,8 @@ class ScalableSession:
 
             # The session's own controller: a thread in this process (CLI-applied capacity
             # has a detached one instead).
-            self.controller = Controller(self.engine)
+            # Bound by this session's objectives, if any (docs: scaling guide).
+            self.controller = Controller.for_engine(self.engine)
             self.controller.start_thread(self.client)
         return self.client
 

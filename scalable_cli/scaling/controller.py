@@ -11,17 +11,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from scalable.engine import Engine
+from scalable.scaling.bounds import ObjectiveBounds
 from scalable.scaling.demand import group_demand, scheduler_demand
 from scalable.scaling.policy import AdaptivePolicy, Decision
 
 log = logging.getLogger("scalable.scaling")
 
+# How long a detached controller waits for the run's first apply to be recorded.
+BOUNDS_WAIT = 60.0
+# For a detached controller: (known yet?, the run's objective bounds or None).
+BoundsSource = Callable[[], "tuple[bool, ObjectiveBounds | None]"]
+
 
 class Controller:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, bounds: ObjectiveBounds | None = None,
+                 bounds_source: BoundsSource | None = None) -> None:
         self.engine = engine
         spec = engine.base_target
         self.policies = {
@@ -30,9 +38,46 @@ class Controller:
         adaptive = [g.adaptive for g in spec.groups if g.adaptive]
         self.interval = min((a.interval for a in adaptive), default=1.0)
         self.target_duration = min((a.target_duration for a in adaptive), default=5.0)
+        # Decisions carried out (a resize the engine applied), in order.
         self.decisions: list[Decision] = []
+        # Scale-ups the objectives held back: (group, wanted, allowed, reason), each once.
+        self.blocked: list[tuple[str, int, int, str]] = []
+        self.bounds = bounds if bounds is None or bounds.group in self.policies else None
+        self._bounds_source = bounds_source if bounds is None else None
+        self._bounds_wait_until = time.monotonic() + BOUNDS_WAIT
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> Controller:
+        """A controller bound by the engine's objective plan, if it has one."""
+        goal = engine.objective
+        if goal is None:
+            return cls(engine)
+        group = engine.base_target.group(goal.group)
+        if group.adaptive is None:
+            return cls(engine)
+        started = getattr(engine, "objective_asked_at", None) or time.time()
+        return cls(engine, bounds=ObjectiveBounds.from_event(
+            goal.event(), started, group.adaptive.maximum))
+
+    def _ready(self) -> bool:
+        """A detached controller decides nothing until it knows the run's objectives."""
+        if self._bounds_source is None:
+            return True
+        try:
+            known, bounds = self._bounds_source()
+        except Exception as exc:  # an unreadable database must not stop scaling for good
+            log.warning("could not read the run's objectives: %s", exc)
+            known, bounds = False, None
+        if not known and time.monotonic() > self._bounds_wait_until:
+            log.warning("no record of this run's objectives after %.0f s; scaling "
+                        "without them", BOUNDS_WAIT)
+            known = True
+        if known:
+            self.bounds = bounds if bounds is None or bounds.group in self.policies else None
+            self._bounds_source = None
+        return known
 
     @property
     def active(self) -> bool:
@@ -44,6 +89,8 @@ class Controller:
         state = self.engine.store.read()
         if state is None or "scheduler_address" not in state.outputs:
             return []
+        if not self._ready():
+            return []
         raw = client.run_on_scheduler(scheduler_demand, target_duration=self.target_duration)
         demand = group_demand(self.engine.base_target, raw, self.target_duration)
         decisions = []
@@ -51,20 +98,45 @@ class Controller:
             policy = self.policies.get(g.name)
             if policy is None:
                 continue
-            current = state.scale.get(g.name, g.count)
-            d = policy.decide(now, policy.clamp(current), demand[g.name])
+            current = policy.clamp(state.scale.get(g.name, g.count))
+            ceiling = None
+            bounds = self.bounds if self.bounds and self.bounds.group == g.name else None
+            if bounds is not None:
+                cap = bounds.cap(current, demand[g.name])
+                ceiling = cap.workers
+                wanted = policy.clamp(demand[g.name].workers)
+                if wanted > max(current, ceiling):
+                    self._held(g.name, current, wanted, ceiling, cap.reason)
+            d = policy.decide(now, current, demand[g.name], ceiling)
             if d is not None:
+                if bounds is not None and d.delta > 0 and d.after > bounds.workers:
+                    d = Decision(d.group, d.before, d.after, f"+{d.delta}: {cap.reason}",
+                                 at=d.at)
                 decisions.append(d)
-        if decisions:
-            result = self.engine.scale(
-                {d.group: d.after for d in decisions}, {d.group: d.reason for d in decisions}
-            )
-            for d in decisions:
-                log.info("%s: %d → %d (%s)", d.group, d.before, d.after, d.reason)
-            if result is not None and result.errors:
-                log.warning("scaling was partial: %s", "; ".join(result.errors))
-            self.decisions += decisions
+        if not decisions:
+            return []
+        result = self.engine.scale(
+            {d.group: d.after for d in decisions}, {d.group: d.reason for d in decisions}
+        )
+        if result is None or result.errors:
+            # Not carried out (nothing changed, or the apply failed): not a decision.
+            if result is not None:
+                log.warning("scaling failed: %s", "; ".join(result.errors))
+            return []
+        for d in decisions:
+            log.info("%s: %d → %d (%s)", d.group, d.before, d.after, d.reason)
+        self.decisions += decisions
         return decisions
+
+    def _held(self, group: str, current: int, wanted: int, allowed: int, why: str) -> None:
+        """Record once (per group and allowed count) that a scale-up was held back."""
+        if any(b[0] == group and b[2] == allowed for b in self.blocked):
+            return
+        reason = f"adaptive asks for {wanted}; held at {allowed}: {why}"
+        self.blocked.append((group, wanted, allowed, reason))
+        log.info("%s: %s", group, reason)
+        self.engine.events("scale_blocked", {"group": group, "from": current, "wanted": wanted,
+                                             "allowed": allowed, "reason": reason})
 
     def run(self, client: Any, stop: threading.Event | None = None) -> None:
         stop = stop or self._stop
