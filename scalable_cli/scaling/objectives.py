@@ -281,6 +281,10 @@ def _infeasible(options: list[Option], deadline: float | None, budget: float | N
             f"workers ({bound}), finishing in {format_duration(fastest.finish_seconds)}"
         )
     need = min(on_time, key=lambda o: o.cost_usd or 0.0)
+    if deadline is None:
+        return (f"nothing fits within {format_usd(budget)}: the cheapest is {need.workers} "
+                f"workers, {format_usd(need.cost_usd)} (every resource billed, the "
+                "scheduler included)")
     within = [o for o in options if o.cost_usd is not None and budget is not None
               and o.cost_usd <= budget]
     text = (f"deadline needs ≥ {need.workers} workers = {format_usd(need.cost_usd)} > budget "
