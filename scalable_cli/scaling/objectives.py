@@ -137,7 +137,8 @@ class ObjectivePlan:
         ]
         for o in picks:
             mark = "   ✔" if o is self.chosen else ""
-            rng = f"{format_duration(o.finish_low)}–{format_duration(o.finish_high)}"
+            rng = (f"{format_duration(o.finish_low)}–{format_duration(o.finish_high)}"
+                   if o.finish_high > o.finish_low else "-")
             out.append(f"  {o.workers:>7}  {format_duration(o.finish_seconds):>11}  {rng:>15}  "
                        f"{format_usd(o.cost_usd):>10}{mark}")
         out.append(f"  predicted: {self.spread()}, {format_usd(self.chosen.cost_usd)} "
