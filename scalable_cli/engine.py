@@ -130,6 +130,8 @@ class Engine:
         # the controller moves it (within the objective's bounds) and plans follow state.
         self.objective_applied = False
         self.objective_asked_at: float | None = None
+        # Set when the budget ran out (on_budget: stop): every later plan has no workers.
+        self.workers_stopped = False
 
     @property
     def target(self) -> Any:
@@ -153,6 +155,8 @@ class Engine:
             if not (adaptive and self.objective_applied):
                 target = target.with_counts({goal.group: goal.chosen.workers})
             horizon = goal.horizon_hours
+        if self.workers_stopped and not destroy:
+            target = target.with_counts({g.name: 0 for g in target.groups})
         self.provider.target = target
         return make_plan(
             self.provider,
@@ -208,6 +212,21 @@ class Engine:
                 else:
                     self.events("scale_decision", data)
             return result
+
+    def stop_workers(self, *, lock_timeout: float = 30.0) -> ApplyResult | None:
+        """Retire every worker and keep them gone (the budget ran out); the scheduler
+        stays, so clients see why their work stopped."""
+        self.workers_stopped = True
+        with self.locked("budget stop", lock_timeout):
+            state = self.store.read()
+            if state is None or "scheduler_address" not in state.outputs:
+                return None
+            return self.execute(self.plan(), wait=False)
+
+    def destroy_all(self, *, lock_timeout: float = 30.0) -> ApplyResult:
+        """Destroy the whole target (on_budget: destroy)."""
+        with self.locked("budget destroy", lock_timeout):
+            return self.execute(self.plan(destroy=True), wait=False)
 
     # -- apply --------------------------------------------------------------------------
     def execute(self, plan: Plan, *, wait: bool = True) -> ApplyResult:

@@ -16,6 +16,7 @@ from typing import Any
 
 from scalable.engine import Engine
 from scalable.scaling.bounds import ObjectiveBounds
+from scalable.scaling.budget import BudgetGuard, cancel_everything, cancel_message
 from scalable.scaling.demand import group_demand, scheduler_demand
 from scalable.scaling.policy import AdaptivePolicy, Decision
 
@@ -29,7 +30,8 @@ BoundsSource = Callable[[], "tuple[bool, ObjectiveBounds | None]"]
 
 class Controller:
     def __init__(self, engine: Engine, *, bounds: ObjectiveBounds | None = None,
-                 bounds_source: BoundsSource | None = None) -> None:
+                 bounds_source: BoundsSource | None = None,
+                 budget: BudgetGuard | None = None) -> None:
         self.engine = engine
         spec = engine.base_target
         self.policies = {
@@ -45,21 +47,37 @@ class Controller:
         self.bounds = bounds if bounds is None or bounds.group in self.policies else None
         self._bounds_source = bounds_source if bounds is None else None
         self._bounds_wait_until = time.monotonic() + BOUNDS_WAIT
+        self.budget = budget
+        if budget is not None:
+            budget.interval = self.interval
+        # Set once the budget ran out: the controller does nothing more.
+        self.exhausted = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @classmethod
     def for_engine(cls, engine: Engine) -> Controller:
-        """A controller bound by the engine's objective plan, if it has one."""
+        """A controller bound by the engine's objective plan (and its budget), if any."""
         goal = engine.objective
         if goal is None:
             return cls(engine)
+        started = engine.objective_asked_at or time.time()
+        budget = None
+        obj = goal.objectives
+        if (obj.budget_usd is not None and goal.hourly_per_worker is not None
+                and goal.hourly_fixed is not None):
+            budget = BudgetGuard(obj.budget_usd, goal.hourly_per_worker, goal.hourly_fixed,
+                                 asked_at=started, on_budget=obj.on_budget)
+            budget.observe(goal.chosen.workers, started)
         group = engine.base_target.group(goal.group)
-        if group.adaptive is None:
-            return cls(engine)
-        started = getattr(engine, "objective_asked_at", None) or time.time()
-        return cls(engine, bounds=ObjectiveBounds.from_event(
-            goal.event(), started, group.adaptive.maximum))
+        bounds = None if group.adaptive is None else ObjectiveBounds.from_event(
+            goal.event(), started, group.adaptive.maximum)
+        return cls(engine, bounds=bounds, budget=budget)
+
+    @property
+    def needed(self) -> bool:
+        """Whether a loop is needed: adaptive groups to resize, or a budget to guard."""
+        return bool(self.policies) or self.budget is not None
 
     def _ready(self) -> bool:
         """A detached controller decides nothing until it knows the run's objectives."""
@@ -89,8 +107,13 @@ class Controller:
         state = self.engine.store.read()
         if state is None or "scheduler_address" not in state.outputs:
             return []
-        if not self._ready():
+        if self.exhausted or not self._ready():
             return []
+        hold = ""
+        if self.budget is not None:
+            hold = self._guard_budget(client, state)
+            if self.exhausted:
+                return []
         raw = client.run_on_scheduler(scheduler_demand, target_duration=self.target_duration)
         demand = group_demand(self.engine.base_target, raw, self.target_duration)
         decisions = []
@@ -101,7 +124,12 @@ class Controller:
             current = policy.clamp(state.scale.get(g.name, g.count))
             ceiling = None
             bounds = self.bounds if self.bounds and self.bounds.group == g.name else None
-            if bounds is not None:
+            if hold:
+                ceiling = current
+                wanted = policy.clamp(demand[g.name].workers)
+                if wanted > current:
+                    self._held(g.name, current, wanted, current, hold)
+            elif bounds is not None:
                 cap = bounds.cap(current, demand[g.name])
                 ceiling = cap.workers
                 wanted = policy.clamp(demand[g.name].workers)
@@ -126,7 +154,62 @@ class Controller:
         for d in decisions:
             log.info("%s: %d → %d (%s)", d.group, d.before, d.after, d.reason)
         self.decisions += decisions
+        if self.budget is not None:
+            self.budget.observe(self._budget_count())
         return decisions
+
+    def _budget_count(self) -> int:
+        """The budgeted group's count as asked for (state), for the spend."""
+        goal = self.engine.objective
+        state = self.engine.store.read()
+        if goal is None or state is None:
+            return 0
+        if self.engine.workers_stopped:
+            return 0
+        return int(state.scale.get(goal.group, goal.chosen.workers))
+
+    def _guard_budget(self, client: Any, state: Any) -> str:
+        """Track the spend; warn, hold or stop. Returns a hold reason ("" = none)."""
+        assert self.budget is not None
+        b = self.budget
+        count = self._budget_count()
+        b.observe(count)
+        level, spent = b.level(count)
+        share = f"{spent / b.budget_usd:.0%}"
+        if level in ("warn", "hold", "stop") and not b.warned:
+            b.warned = True
+            self.engine.events("budget_warning", {
+                "budget_usd": b.budget_usd, "spent_usd": spent,
+                "reason": f"{share} of the budget spent ({spent:.4g} of {b.budget_usd:g} USD)"})
+        if level == "stop":
+            self._exhaust(client, spent)
+            return ""
+        if level == "hold":
+            return (f"the budget is {share} spent ({spent:.4g} of {b.budget_usd:g} USD): "
+                    "no scale-up past 90%")
+        return ""
+
+    def _exhaust(self, client: Any, spent: float) -> None:
+        """The budget is spent: cancel the pending work, retire the workers (or destroy)."""
+        assert self.budget is not None
+        b = self.budget
+        self.exhausted = b.exhausted = True
+        self.engine.events("budget_exhausted", {
+            "budget_usd": b.budget_usd, "spent_usd": spent, "on_budget": b.on_budget,
+            "reason": f"the next {self.interval:g} s would pass the budget "
+                      f"({spent:.4g} of {b.budget_usd:g} USD spent); "
+                      + ("destroying the target" if b.on_budget == "destroy"
+                         else "cancelling the pending work and retiring the workers")})
+        log.warning("budget exhausted: %.4g of %.4g USD spent", spent, b.budget_usd)
+        try:
+            client.run_on_scheduler(cancel_everything,
+                                    message=cancel_message(b.budget_usd, spent))
+        except Exception as exc:  # the retire below still goes ahead
+            log.warning("could not cancel the pending work: %s", exc)
+        result = (self.engine.destroy_all() if b.on_budget == "destroy"
+                  else self.engine.stop_workers())
+        if result is not None and result.errors:
+            log.warning("budget stop was partial: %s", "; ".join(result.errors))
 
     def _held(self, group: str, current: int, wanted: int, allowed: int, why: str) -> None:
         """Record once (per group and allowed count) that a scale-up was held back."""

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 from scalable.manifest.schema import Adaptive, Objectives
+from scalable.scaling.bounds import ObjectiveBounds
 from scalable.scaling.objectives import (
     ObjectiveInfeasible,
     WorkloadEstimate,
     choose,
     finish_seconds,
 )
-from scalable.scaling.bounds import ObjectiveBounds
 from scalable.scaling.policy import AdaptivePolicy, Demand
 
 
@@ -172,7 +172,8 @@ def test_total_work_is_the_mean_not_the_median() -> None:
     est = est_from(s, 80)
     assert est.task_seconds > 1.3 * est.median  # the skew the median hides
     # One slot: the tasks run one after another, the sum of their times.
-    assert finish_seconds(1, est, threads=1, startup=2.0) == pytest.approx(2.0 + 80 * est.task_seconds)
+    one = finish_seconds(1, est, threads=1, startup=2.0)
+    assert one == pytest.approx(2.0 + 80 * est.task_seconds)
 
 
 def test_last_wave_is_the_tail() -> None:
