@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from scalable.scaling.budget import BudgetGuard
 from scalable.scaling.policy import Demand
 
 
@@ -88,27 +89,29 @@ class ObjectiveBounds:
 
 
 def bounds_from_telemetry(workspace: Any, maximum_of: dict[str, int]) -> tuple[
-        bool, ObjectiveBounds | None]:
-    """For a detached controller: the bounds of the current run's ``objective_plan``.
+        bool, ObjectiveBounds | None, BudgetGuard | None]:
+    """For a detached controller: the bounds and budget of the current run's
+    ``objective_plan``.
 
-    Returns (known, bounds): ``known`` once the run's first apply has completed (its
-    events are recorded by then), so the controller waits for it before deciding.
+    Returns (known, bounds, budget): ``known`` once the run's first apply has completed
+    (its events are recorded by then), so the controller waits for it before deciding.
     """
     from scalable.telemetry.recorder import current_run, telemetry_enabled
     from scalable.telemetry.store import TelemetryDB
 
     if not telemetry_enabled():
-        return True, None  # nothing recorded: no objectives to learn
+        return True, None, None  # nothing recorded: no objectives to learn
     run = current_run(workspace, refresh=False)
     if run is None:
-        return False, None
+        return False, None, None
     db = TelemetryDB.for_root(workspace.spec.root)
     events = db.events(run.id, ("apply_complete", "objective_plan"))
     plans = [e for e in events if e.kind == "objective_plan"]
     if not plans:
-        return any(e.kind == "apply_complete" for e in events), None
+        return any(e.kind == "apply_complete" for e in events), None, None
     last = plans[-1]
+    budget = BudgetGuard.from_event(last.data, last.ts)
     group = str(last.data.get("group"))
     if group not in maximum_of:
-        return True, None
-    return True, ObjectiveBounds.from_event(last.data, last.ts, maximum_of[group])
+        return True, None, budget
+    return True, ObjectiveBounds.from_event(last.data, last.ts, maximum_of[group]), budget

@@ -78,6 +78,7 @@ def cancel_everything(dask_scheduler: Any, message: str) -> int:
 
 @dataclass
 class BudgetGuard:
+    group: str  # the group whose workers the controller scales (the rest is fixed)
     budget_usd: float
     hourly_per_worker: float
     hourly_fixed: float
@@ -123,3 +124,15 @@ class BudgetGuard:
         if spent >= WARN_AT * self.budget_usd:
             return "warn", spent
         return "ok", spent
+
+    @classmethod
+    def from_event(cls, data: dict[str, Any], asked_at: float) -> BudgetGuard | None:
+        """From an ``objective_plan`` event (a detached controller's way in)."""
+        budget, per, fixed = (data.get("budget_usd"), data.get("hourly_per_worker"),
+                              data.get("hourly_fixed"))
+        if budget is None or per is None or fixed is None:
+            return None
+        guard = cls(str(data["group"]), float(budget), float(per), float(fixed),
+                    asked_at=asked_at, on_budget=str(data.get("on_budget") or "stop"))
+        guard.observe(int(data["workers"]), asked_at)
+        return guard

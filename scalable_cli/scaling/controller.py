@@ -25,7 +25,7 @@ log = logging.getLogger("scalable.scaling")
 # How long a detached controller waits for the run's first apply to be recorded.
 BOUNDS_WAIT = 60.0
 # For a detached controller: (known yet?, the run's objective bounds or None).
-BoundsSource = Callable[[], "tuple[bool, ObjectiveBounds | None]"]
+BoundsSource = Callable[[], "tuple[bool, ObjectiveBounds | None, BudgetGuard | None]"]
 
 
 class Controller:
@@ -50,8 +50,9 @@ class Controller:
         self.budget = budget
         if budget is not None:
             budget.interval = self.interval
-        # Set once the budget ran out: the controller does nothing more.
+        # Set once the budget ran out: from then on the controller only fails new work.
         self.exhausted = False
+        self._stop_message = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -66,9 +67,7 @@ class Controller:
         obj = goal.objectives
         if (obj.budget_usd is not None and goal.hourly_per_worker is not None
                 and goal.hourly_fixed is not None):
-            budget = BudgetGuard(obj.budget_usd, goal.hourly_per_worker, goal.hourly_fixed,
-                                 asked_at=started, on_budget=obj.on_budget)
-            budget.observe(goal.chosen.workers, started)
+            budget = BudgetGuard.from_event(goal.event(), started)
         group = engine.base_target.group(goal.group)
         bounds = None if group.adaptive is None else ObjectiveBounds.from_event(
             goal.event(), started, group.adaptive.maximum)
@@ -84,16 +83,19 @@ class Controller:
         if self._bounds_source is None:
             return True
         try:
-            known, bounds = self._bounds_source()
+            known, bounds, budget = self._bounds_source()
         except Exception as exc:  # an unreadable database must not stop scaling for good
             log.warning("could not read the run's objectives: %s", exc)
-            known, bounds = False, None
+            known, bounds, budget = False, None, None
         if not known and time.monotonic() > self._bounds_wait_until:
             log.warning("no record of this run's objectives after %.0f s; scaling "
                         "without them", BOUNDS_WAIT)
             known = True
         if known:
             self.bounds = bounds if bounds is None or bounds.group in self.policies else None
+            if budget is not None:
+                budget.interval = self.interval
+                self.budget = budget
             self._bounds_source = None
         return known
 
@@ -107,7 +109,11 @@ class Controller:
         state = self.engine.store.read()
         if state is None or "scheduler_address" not in state.outputs:
             return []
-        if self.exhausted or not self._ready():
+        if self.exhausted:
+            # Work submitted after the stop would wait for workers forever: fail it too.
+            self._cancel_pending(client)
+            return []
+        if not self._ready():
             return []
         hold = ""
         if self.budget is not None:
@@ -160,13 +166,12 @@ class Controller:
 
     def _budget_count(self) -> int:
         """The budgeted group's count as asked for (state), for the spend."""
-        goal = self.engine.objective
+        assert self.budget is not None
         state = self.engine.store.read()
-        if goal is None or state is None:
+        if state is None or self.engine.workers_stopped:
             return 0
-        if self.engine.workers_stopped:
-            return 0
-        return int(state.scale.get(goal.group, goal.chosen.workers))
+        group = self.engine.base_target.group(self.budget.group)
+        return int(state.scale.get(group.name, group.count))
 
     def _guard_budget(self, client: Any, state: Any) -> str:
         """Track the spend; warn, hold or stop. Returns a hold reason ("" = none)."""
@@ -189,6 +194,12 @@ class Controller:
                     "no scale-up past 90%")
         return ""
 
+    def _cancel_pending(self, client: Any) -> None:
+        try:
+            client.run_on_scheduler(cancel_everything, message=self._stop_message)
+        except Exception as exc:  # the retire still goes ahead; the next step retries
+            log.warning("could not cancel the pending work: %s", exc)
+
     def _exhaust(self, client: Any, spent: float) -> None:
         """The budget is spent: cancel the pending work, retire the workers (or destroy)."""
         assert self.budget is not None
@@ -201,11 +212,8 @@ class Controller:
                       + ("destroying the target" if b.on_budget == "destroy"
                          else "cancelling the pending work and retiring the workers")})
         log.warning("budget exhausted: %.4g of %.4g USD spent", spent, b.budget_usd)
-        try:
-            client.run_on_scheduler(cancel_everything,
-                                    message=cancel_message(b.budget_usd, spent))
-        except Exception as exc:  # the retire below still goes ahead
-            log.warning("could not cancel the pending work: %s", exc)
+        self._stop_message = cancel_message(b.budget_usd, spent)
+        self._cancel_pending(client)
         result = (self.engine.destroy_all() if b.on_budget == "destroy"
                   else self.engine.stop_workers())
         if result is not None and result.errors:

@@ -160,6 +160,7 @@ class ObjectivePlan:
             "hourly_per_worker": self.hourly_per_worker, "hourly_fixed": self.hourly_fixed,
             "budget_ceiling": self.budget_ceiling,
             "budget_usd": self.objectives.budget_usd,
+            "on_budget": self.objectives.on_budget,
             "deadline_hours": self.objectives.deadline_hours,
         }
 

@@ -40,6 +40,7 @@ from scalable.telemetry.store import (
 REPORT_FORMAT_VERSION = 1
 ENGINE_STEPS = ("apply_start", "apply_complete", "destroy_start", "destroy_complete",
                 "resource_created", "resource_deleted")
+BUDGET_EVENTS = ("budget_warning", "budget_exhausted")
 _GROUP_RE = re.compile(r"^workers\.([^\[\]]+)\[")
 
 
@@ -183,6 +184,13 @@ class RunReport:
     objective_at: float | None = None
     # Scale-ups the objectives held back (``scale_blocked`` events), each recorded once.
     held: list[Decision] = field(default_factory=list)
+    # The budget guard's actions (``budget_warning`` / ``budget_exhausted`` events).
+    budget_actions: list[Event] = field(default_factory=list)
+
+    @property
+    def budget_usd(self) -> float | None:
+        value = (self.objective or {}).get("budget_usd")
+        return None if value is None else float(value)
 
     @property
     def work_seconds(self) -> float | None:
@@ -323,6 +331,7 @@ def build_report(db: TelemetryDB, run: Run, *, end: float | None = None,
         objective=None if planned is None else planned.data,
         objective_at=None if planned is None else planned.ts,
         last_task_stop=max(stops) if stops else None, held=held,
+        budget_actions=[e for e in events if e.kind in BUDGET_EVENTS],
     )
 
 
@@ -403,6 +412,14 @@ def render_report(r: RunReport) -> str:
     if c.note:
         detail += f"; {c.note}"
     lines += ["", f"Cost: {fmt_usd(c.usd)} ({detail})"]
+    if r.budget_usd is not None:
+        predicted = (r.objective or {}).get("predicted_cost_usd")
+        lines.append(f"Budget: {fmt_usd(r.budget_usd)}; spent {fmt_usd(c.usd)}; predicted "
+                     f"{fmt_usd(predicted)}")
+        for e in r.budget_actions:
+            word = "warning" if e.kind == "budget_warning" else "exhausted"
+            lines.append(f"  +{fmt_seconds(e.ts - r.run.started_at):<7}  {word}: "
+                         f"{e.data.get('reason', '')}")
     if r.objective is not None:
         lines += [""] + render_objective(r)
     return "\n".join(lines) + "\n"
@@ -448,6 +465,9 @@ def report_to_dict(r: RunReport) -> dict[str, Any]:
              "reason": d.reason, "group": d.group} for d in r.decisions
         ],
         "cost": asdict(r.cost),
+        "budget_usd": r.budget_usd,
+        "spent_usd": r.cost.usd,
+        "budget_actions": [e.to_dict() for e in r.budget_actions],
         "objective": None if r.objective is None else {
             "predicted": r.objective, "actual_seconds": r.work_seconds,
             "actual_cost_usd": r.cost.usd, "error": r.prediction_error},
