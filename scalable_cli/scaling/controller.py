@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from scalable.engine import Engine
+from scalable.events import BUDGET_EXHAUSTED, BUDGET_WARNING, BudgetAction, ScaleBlocked
+from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.scaling.bounds import ObjectiveBounds
 from scalable.scaling.budget import BudgetGuard, cancel_everything, cancel_message
 from scalable.scaling.demand import group_demand, scheduler_demand
@@ -67,10 +69,10 @@ class Controller:
         obj = goal.objectives
         if (obj.budget_usd is not None and goal.hourly_per_worker is not None
                 and goal.hourly_fixed is not None):
-            budget = BudgetGuard.from_event(goal.event(), started)
+            budget = BudgetGuard.from_event(goal.event().to_data(), started)
         group = engine.base_target.group(goal.group)
         bounds = None if group.adaptive is None else ObjectiveBounds.from_event(
-            goal.event(), started, group.adaptive.maximum)
+            goal.event().to_data(), started, group.adaptive.maximum)
         return cls(engine, bounds=bounds, budget=budget)
 
     @property
@@ -107,7 +109,7 @@ class Controller:
         """One reading and, where warranted, one resize."""
         now = time.monotonic() if now is None else now
         state = self.engine.store.read()
-        if state is None or "scheduler_address" not in state.outputs:
+        if state is None or SCHEDULER_ADDRESS not in state.outputs:
             return []
         if self.exhausted:
             # Work submitted after the stop would wait for workers forever: fail it too.
@@ -183,9 +185,9 @@ class Controller:
         share = f"{spent / b.budget_usd:.0%}"
         if level in ("warn", "hold", "stop") and not b.warned:
             b.warned = True
-            self.engine.events("budget_warning", {
-                "budget_usd": b.budget_usd, "spent_usd": spent,
-                "reason": f"{share} of the budget spent ({spent:.4g} of {b.budget_usd:g} USD)"})
+            self.engine.record(BudgetAction(
+                BUDGET_WARNING, b.budget_usd, spent,
+                f"{share} of the budget spent ({spent:.4g} of {b.budget_usd:g} USD)"))
         if level == "stop":
             self._exhaust(client, spent)
             return ""
@@ -205,12 +207,13 @@ class Controller:
         assert self.budget is not None
         b = self.budget
         self.exhausted = b.exhausted = True
-        self.engine.events("budget_exhausted", {
-            "budget_usd": b.budget_usd, "spent_usd": spent, "on_budget": b.on_budget,
-            "reason": f"the next {self.interval:g} s would pass the budget "
-                      f"({spent:.4g} of {b.budget_usd:g} USD spent); "
-                      + ("destroying the target" if b.on_budget == "destroy"
-                         else "cancelling the pending work and retiring the workers")})
+        self.engine.record(BudgetAction(
+            BUDGET_EXHAUSTED, b.budget_usd, spent,
+            f"the next {self.interval:g} s would pass the budget "
+            f"({spent:.4g} of {b.budget_usd:g} USD spent); "
+            + ("destroying the target" if b.on_budget == "destroy"
+               else "cancelling the pending work and retiring the workers"),
+            on_budget=b.on_budget))
         log.warning("budget exhausted: %.4g of %.4g USD spent", spent, b.budget_usd)
         self._stop_message = cancel_message(b.budget_usd, spent)
         self._cancel_pending(client)
@@ -226,8 +229,7 @@ class Controller:
         reason = f"adaptive asks for {wanted}; held at {allowed}: {why}"
         self.blocked.append((group, wanted, allowed, reason))
         log.info("%s: %s", group, reason)
-        self.engine.events("scale_blocked", {"group": group, "from": current, "wanted": wanted,
-                                             "allowed": allowed, "reason": reason})
+        self.engine.record(ScaleBlocked(group, current, wanted, allowed, reason))
 
     def run(self, client: Any, stop: threading.Event | None = None) -> None:
         stop = stop or self._stop

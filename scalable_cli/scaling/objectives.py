@@ -33,7 +33,9 @@ import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from scalable import events
 from scalable.errors import PlanError
+from scalable.events import APPLY_COMPLETE, APPLY_START
 from scalable.manifest.schema import Objectives
 from scalable.pricing.estimator import format_usd
 from scalable.units import format_duration
@@ -145,24 +147,22 @@ class ObjectivePlan:
                    "(every resource billed)")
         return "\n".join(out)
 
-    def event(self) -> dict[str, Any]:
+    def event(self) -> events.ObjectivePlan:
         """The ``objective_plan`` telemetry event: the prediction, and the bounds the
         controller keeps (read back by a detached controller)."""
         est = self.estimate
-        return {
-            "group": self.group, "workers": self.chosen.workers, "tasks": est.tasks,
-            "task_seconds": est.task_seconds, "task_seconds_median": est.median,
-            "task_seconds_p90": est.task_seconds_p90,
-            "predicted_seconds": self.chosen.finish_seconds,
-            "predicted_low": self.chosen.finish_low, "predicted_high": self.chosen.finish_high,
-            "predicted_cost_usd": self.chosen.cost_usd, "source": est.source,
-            "startup_seconds": self.startup_seconds, "threads": self.threads,
-            "hourly_per_worker": self.hourly_per_worker, "hourly_fixed": self.hourly_fixed,
-            "budget_ceiling": self.budget_ceiling,
-            "budget_usd": self.objectives.budget_usd,
-            "on_budget": self.objectives.on_budget,
-            "deadline_hours": self.objectives.deadline_hours,
-        }
+        return events.ObjectivePlan(
+            group=self.group, workers=self.chosen.workers, tasks=est.tasks,
+            task_seconds=est.task_seconds, task_seconds_median=est.median,
+            task_seconds_p90=est.task_seconds_p90,
+            predicted_seconds=self.chosen.finish_seconds,
+            predicted_low=self.chosen.finish_low, predicted_high=self.chosen.finish_high,
+            predicted_cost_usd=self.chosen.cost_usd, source=est.source,
+            startup_seconds=self.startup_seconds, threads=self.threads,
+            hourly_per_worker=self.hourly_per_worker, hourly_fixed=self.hourly_fixed,
+            budget_ceiling=self.budget_ceiling, budget_usd=self.objectives.budget_usd,
+            on_budget=self.objectives.on_budget, deadline_hours=self.objectives.deadline_hours,
+        )
 
 
 def _describe(obj: Objectives) -> str:
@@ -377,9 +377,9 @@ def startup_history(spec: TargetSpec, runs: int = 5) -> float | None:
     try:
         spans = []
         for run in db.runs(target=spec.name, limit=runs):
-            events = db.events(run.id, kinds=["apply_start", "apply_complete"])
-            start = next((e.ts for e in events if e.kind == "apply_start"), None)
-            done = next((e.ts for e in events if e.kind == "apply_complete"), None)
+            events = db.events(run.id, kinds=[APPLY_START, APPLY_COMPLETE])
+            start = next((e.ts for e in events if e.kind == APPLY_START), None)
+            done = next((e.ts for e in events if e.kind == APPLY_COMPLETE), None)
             if start is None or done is None or done < start:
                 continue
             first, _ = db.task_span(run.id)
