@@ -281,3 +281,33 @@ def test_policy_ceiling_turns_a_scale_up_into_nothing() -> None:
     assert p.decide(0.0, 2, demand(8), ceiling=2) is None
     d = p.decide(1.0, 2, demand(8), ceiling=5)
     assert d is not None and d.after == 5
+
+
+# -- the budget guard ----------------------------------------------------------------------
+
+
+def test_spend_is_price_times_time_asked_for() -> None:
+    from scalable.scaling.budget import BudgetGuard
+
+    g = BudgetGuard("default", budget_usd=100.0, hourly_per_worker=3600.0, hourly_fixed=3600.0,
+                    asked_at=0.0, interval=1.0)
+    g.observe(1, 0.0)  # 1 worker + the scheduler: $2/s
+    g.observe(3, 10.0)  # 3 workers + the scheduler: $4/s
+    assert g.spent(10.0) == pytest.approx(20.0)
+    assert g.spent(15.0) == pytest.approx(40.0)
+    assert g.level(3, 15.0)[0] == "ok"
+    assert g.level(3, 20.0)[0] == "ok"  # $60; 80% ($80) comes at 25 s
+    assert g.level(3, 25.0)[0] == "warn"  # $80
+    assert g.level(3, 27.6)[0] == "hold"  # $90.4
+    # "stop" one interval ahead: $95 now + $4 next second < 100 → hold; $97 + 4 ≥ 100.
+    assert g.level(3, 28.75)[0] == "hold"
+    assert g.level(3, 29.25)[0] == "stop"
+
+
+def test_budget_exhausted_names_budget_and_spend() -> None:
+    from scalable.scaling.budget import BudgetExhausted, cancel_message
+
+    exc = BudgetExhausted.from_message(cancel_message(50.0, 49.5))
+    assert exc is not None and exc.budget_usd == 50.0 and exc.spent_usd == 49.5
+    assert "$49.50 of $50.00" in str(exc)
+    assert BudgetExhausted.from_message("cancelled by the user") is None
