@@ -13,11 +13,13 @@ from tests.conftest import Project
 
 pytestmark = pytest.mark.slow
 
-BUDGET = 100.0
+BUDGET = 200.0
 INTERVAL = 0.5
 
 
 def test_spend_stays_within_one_interval_of_the_budget(project: Project) -> None:
+    """The guard runs from the end of the first apply (the session's controller): the
+    budget leaves room for a slow start-up on a loaded machine (~100 s at $2/s)."""
     project.write(f"""
         project: {{name: budget}}
         targets:
@@ -35,7 +37,7 @@ def test_spend_stays_within_one_interval_of_the_budget(project: Project) -> None
         futures = client.map(lambda i: time.sleep(1.0) or i, range(400), pure=False)
         with pytest.raises(BudgetExhausted) as info:
             client.gather(futures)
-        assert "$100.00" in str(info.value) and "spent" in str(info.value)
+        assert "$200.00" in str(info.value) and "spent" in str(info.value)
         assert info.value.spent_usd <= BUDGET
         # Every worker retired; the scheduler stays to tell clients why.
         deadline = time.monotonic() + 60
@@ -50,4 +52,4 @@ def test_spend_stays_within_one_interval_of_the_budget(project: Project) -> None
     kinds = [a["kind"] for a in doc["budget_actions"]]
     assert kinds == ["budget_warning", "budget_exhausted"]
     text = project.run("report", check=True).stdout
-    assert "Budget: $100.00; spent" in text and "exhausted:" in text
+    assert "Budget: $200.00; spent" in text and "exhausted:" in text
