@@ -57,8 +57,9 @@ def one_run(root: object, durations: list[float]) -> dict[str, object]:
     from scalable.telemetry.store import TelemetryDB
 
     path = root / "scalable.yaml"  # type: ignore[operator]
-    with ScalableSession.from_yaml(path, objectives={"budget_usd": 10.0},
-                                   tasks=len(durations)) as session:
+    with ScalableSession.from_yaml(
+        path, objectives={"budget_usd": 10.0}, tasks=len(durations)
+    ) as session:
         goal = session.objective
         client = session.start()
         client.gather(client.map(spin, durations, pure=False))
@@ -66,10 +67,15 @@ def one_run(root: object, durations: list[float]) -> dict[str, object]:
     run = db.last_run("local")
     assert run is not None
     rep = build_report(db, run)
-    return {"workers": goal.chosen.workers, "predicted": goal.chosen.finish_seconds,
-            "low": goal.chosen.finish_low, "high": goal.chosen.finish_high,
-            "actual": rep.work_seconds, "error": rep.prediction_error,
-            "source": goal.estimate.source}
+    return {
+        "workers": goal.chosen.workers,
+        "predicted": goal.chosen.finish_seconds,
+        "low": goal.chosen.finish_low,
+        "high": goal.chosen.finish_high,
+        "actual": rep.work_seconds,
+        "error": rep.prediction_error,
+        "source": goal.estimate.source,
+    }
 
 
 def main() -> None:
@@ -77,8 +83,10 @@ def main() -> None:
     ap.add_argument("--shape", choices=sorted(shapes()), action="append")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} (2 cores)")
-    print(f"{'SHAPE':<10} {'TASKS':>5} {'MEAN':>6} {'MEDIAN':>6} {'RUN':>3} {'W':>2} "
-          f"{'PREDICTED':>9} {'90% RANGE':>13} {'ACTUAL':>7} {'ERROR':>6}  SOURCE")
+    print(
+        f"{'SHAPE':<10} {'TASKS':>5} {'MEAN':>6} {'MEDIAN':>6} {'RUN':>3} {'W':>2} "
+        f"{'PREDICTED':>9} {'90% RANGE':>13} {'ACTUAL':>7} {'ERROR':>6}  SOURCE"
+    )
     second: dict[str, float] = {}
     for name, durations in shapes().items():
         if args.shape and name not in args.shape:
@@ -99,10 +107,13 @@ def main() -> None:
             err = r["error"]
             if i == 2 and isinstance(err, float):
                 second[name] = err
-            print(f"{name:<10} {len(durations):>5} {mean:>6.3f} "
-                  f"{statistics.median(durations):>6.3f} {i:>3} {r['workers']:>2} "
-                  f"{r['predicted']:>8.1f}s {r['low']:>5.1f}–{r['high']:>5.1f}s "
-                  f"{r['actual']:>6.1f}s {err:>+6.0%}  {r['source']}", flush=True)
+            print(
+                f"{name:<10} {len(durations):>5} {mean:>6.3f} "
+                f"{statistics.median(durations):>6.3f} {i:>3} {r['workers']:>2} "
+                f"{r['predicted']:>8.1f}s {r['low']:>5.1f}–{r['high']:>5.1f}s "
+                f"{r['actual']:>6.1f}s {err:>+6.0%}  {r['source']}",
+                flush=True,
+            )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     worst = max((abs(e) for e in second.values()), default=float("nan"))
     print(f"second runs: worst |error| {worst:.0%} (aim: within 10%)")

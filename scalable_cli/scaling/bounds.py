@@ -69,27 +69,40 @@ class ObjectiveBounds:
         work = demand.work_seconds
         rate = max(current, 1) * self.threads
         if work <= rate * max(left, 0.0):
-            return Cap(floor, f"objectives chose {self.workers}; on track: ≈{work:.0f} s of "
-                              f"work for {max(current, 1)} worker(s), {max(left, 0):.0f} s "
-                              "to the deadline")
+            return Cap(
+                floor,
+                f"objectives chose {self.workers}; on track: ≈{work:.0f} s of "
+                f"work for {max(current, 1)} worker(s), {max(left, 0):.0f} s "
+                "to the deadline",
+            )
         usable = left - self.startup
         if usable <= 0:
-            return Cap(floor, f"the deadline will be missed (≈{work:.0f} s of work, "
-                              f"{max(left, 0):.0f} s left) and new workers would start too "
-                              f"late ({self.startup:.0f} s start-up)", at_risk=True)
+            return Cap(
+                floor,
+                f"the deadline will be missed (≈{work:.0f} s of work, "
+                f"{max(left, 0):.0f} s left) and new workers would start too "
+                f"late ({self.startup:.0f} s start-up)",
+                at_risk=True,
+            )
         extra = math.ceil((work - rate * left) / (self.threads * usable))
         need = max(current, 1) + extra
         if need > self.ceiling:
-            return Cap(max(floor, self.ceiling),
-                       f"the deadline needs {need} workers (≈{work:.0f} s of work, "
-                       f"{left:.0f} s left); the budget and maximum allow {self.ceiling}",
-                       at_risk=True)
-        return Cap(max(floor, need), f"the deadline needs {need} workers (≈{work:.0f} s of "
-                                     f"work, {left:.0f} s left)", at_risk=True)
+            return Cap(
+                max(floor, self.ceiling),
+                f"the deadline needs {need} workers (≈{work:.0f} s of work, "
+                f"{left:.0f} s left); the budget and maximum allow {self.ceiling}",
+                at_risk=True,
+            )
+        return Cap(
+            max(floor, need),
+            f"the deadline needs {need} workers (≈{work:.0f} s of work, {left:.0f} s left)",
+            at_risk=True,
+        )
 
 
-def bounds_from_telemetry(workspace: Any, maximum_of: dict[str, int]) -> tuple[
-        bool, ObjectiveBounds | None, BudgetGuard | None]:
+def bounds_from_telemetry(
+    workspace: Any, maximum_of: dict[str, int]
+) -> tuple[bool, ObjectiveBounds | None, BudgetGuard | None]:
     """For a detached controller: the bounds and budget of the current run's
     ``objective_plan``.
 

@@ -47,10 +47,11 @@ class BudgetExhausted(ScalableError):
         """Rebuild from a cancellation message (``MARKER budget=… spent=…``)."""
         if not msg.startswith(MARKER):
             return None
-        fields = dict(p.split("=", 1) for p in msg[len(MARKER):].split() if "=" in p)
+        fields = dict(p.split("=", 1) for p in msg[len(MARKER) :].split() if "=" in p)
         try:
-            return cls(float(fields["budget"]), float(fields["spent"]),
-                       "the pending work was cancelled")
+            return cls(
+                float(fields["budget"]), float(fields["spent"]), "the pending work was cancelled"
+            )
         except (KeyError, ValueError):
             return None
 
@@ -128,11 +129,20 @@ class BudgetGuard:
     @classmethod
     def from_event(cls, data: dict[str, Any], asked_at: float) -> BudgetGuard | None:
         """From an ``objective_plan`` event (a detached controller's way in)."""
-        budget, per, fixed = (data.get("budget_usd"), data.get("hourly_per_worker"),
-                              data.get("hourly_fixed"))
+        budget, per, fixed = (
+            data.get("budget_usd"),
+            data.get("hourly_per_worker"),
+            data.get("hourly_fixed"),
+        )
         if budget is None or per is None or fixed is None:
             return None
-        guard = cls(str(data["group"]), float(budget), float(per), float(fixed),
-                    asked_at=asked_at, on_budget=str(data.get("on_budget") or "stop"))
+        guard = cls(
+            str(data["group"]),
+            float(budget),
+            float(per),
+            float(fixed),
+            asked_at=asked_at,
+            on_budget=str(data.get("on_budget") or "stop"),
+        )
         guard.observe(int(data["workers"]), asked_at)
         return guard

@@ -45,8 +45,9 @@ def test_skewed_workload_second_run_lands_within_15_percent(project: Project) ->
     path = project.root / "scalable.yaml"
     durations = exponential(60, 0.4, seed=5)
     for _ in range(2):
-        with ScalableSession.from_yaml(path, objectives={"deadline_hours": 1.0},
-                                       tasks=60) as session:
+        with ScalableSession.from_yaml(
+            path, objectives={"deadline_hours": 1.0}, tasks=60
+        ) as session:
             goal = session.objective
             client = session.start()
             client.gather(client.map(nap, durations, pure=False))
@@ -75,8 +76,7 @@ def test_objectives_hold_adaptive_and_say_so_once(project: Project) -> None:
             workload: {tasks: 30, task_seconds: 0.3}
         """)
     path = project.root / "scalable.yaml"
-    with ScalableSession.from_yaml(path, objectives={"deadline_hours": 1.0},
-                                   tasks=30) as session:
+    with ScalableSession.from_yaml(path, objectives={"deadline_hours": 1.0}, tasks=30) as session:
         assert session.objective is not None and session.objective.chosen.workers == 1
         client = session.start()
         client.gather(client.map(nap, [0.3] * 30, pure=False))
@@ -114,8 +114,9 @@ def test_a_deadline_that_will_be_missed_scales_up_and_it_happens(project: Projec
     # Planned: start-up + 120 × 0.1 s on 1 worker. Real: 120 s of work, which 1 worker
     # cannot do by the deadline and 3 can; new workers have room to start.
     deadline = 2 * startup + 40.0
-    with ScalableSession.from_yaml(path, objectives={"deadline_hours": deadline / 3600},
-                                   tasks=120) as session:
+    with ScalableSession.from_yaml(
+        path, objectives={"deadline_hours": deadline / 3600}, tasks=120
+    ) as session:
         assert session.objective is not None and session.objective.chosen.workers == 1
         client = session.start()
         client.gather(client.map(nap, [1.0] * 120, pure=False))
@@ -128,4 +129,5 @@ def test_a_deadline_that_will_be_missed_scales_up_and_it_happens(project: Projec
     # Carried out: the run had as many workers as the last decision asked for.
     assert rep.peak_workers >= max(d.to for d in ups)
     assert [(d.from_, d.to) for d in rep.decisions] == [
-        (d.before, d.after) for d in controller.decisions]
+        (d.before, d.after) for d in controller.decisions
+    ]
