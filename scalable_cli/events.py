@@ -99,8 +99,13 @@ class ScaleBlocked:
     kind: ClassVar[str] = SCALE_BLOCKED
 
     def to_data(self) -> dict[str, Any]:
-        return {"group": self.group, "from": self.from_, "wanted": self.wanted,
-                "allowed": self.allowed, "reason": self.reason}
+        return {
+            "group": self.group,
+            "from": self.from_,
+            "wanted": self.wanted,
+            "allowed": self.allowed,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -116,8 +121,13 @@ class ScaleFailed:
     kind: ClassVar[str] = SCALE_FAILED
 
     def to_data(self) -> dict[str, Any]:
-        return {"group": self.group, "from": self.from_, "to": self.to, "reason": self.reason,
-                "errors": list(self.errors)}
+        return {
+            "group": self.group,
+            "from": self.from_,
+            "to": self.to,
+            "reason": self.reason,
+            "errors": list(self.errors),
+        }
 
 
 @dataclass(frozen=True)
@@ -132,8 +142,11 @@ class BudgetAction:
     on_budget: str | None = None
 
     def to_data(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"budget_usd": self.budget_usd, "spent_usd": self.spent_usd,
-                               "reason": self.reason}
+        out: dict[str, Any] = {
+            "budget_usd": self.budget_usd,
+            "spent_usd": self.spent_usd,
+            "reason": self.reason,
+        }
         if self.on_budget is not None:
             out["on_budget"] = self.on_budget
         return out
@@ -303,5 +316,14 @@ class WorkerRemoved:
         )
 
 
-Payload = (ScaleDecision | ObjectivePlan | StepStarted | StepCompleted | ResourceStep
-           | WorkerAdded | ScaleBlocked | ScaleFailed | BudgetAction)
+Payload = (
+    ScaleDecision
+    | ObjectivePlan
+    | StepStarted
+    | StepCompleted
+    | ResourceStep
+    | WorkerAdded
+    | ScaleBlocked
+    | ScaleFailed
+    | BudgetAction
+)

@@ -31,9 +31,14 @@ BoundsSource = Callable[[], "tuple[bool, ObjectiveBounds | None, BudgetGuard | N
 
 
 class Controller:
-    def __init__(self, engine: Engine, *, bounds: ObjectiveBounds | None = None,
-                 bounds_source: BoundsSource | None = None,
-                 budget: BudgetGuard | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        bounds: ObjectiveBounds | None = None,
+        bounds_source: BoundsSource | None = None,
+        budget: BudgetGuard | None = None,
+    ) -> None:
         self.engine = engine
         spec = engine.base_target
         self.policies = {
@@ -67,12 +72,18 @@ class Controller:
         started = engine.objective_asked_at or time.time()
         budget = None
         obj = goal.objectives
-        if (obj.budget_usd is not None and goal.hourly_per_worker is not None
-                and goal.hourly_fixed is not None):
+        if (
+            obj.budget_usd is not None
+            and goal.hourly_per_worker is not None
+            and goal.hourly_fixed is not None
+        ):
             budget = BudgetGuard.from_event(goal.event().to_data(), started)
         group = engine.base_target.group(goal.group)
-        bounds = None if group.adaptive is None else ObjectiveBounds.from_event(
-            goal.event().to_data(), started, group.adaptive.maximum)
+        bounds = (
+            None
+            if group.adaptive is None
+            else ObjectiveBounds.from_event(goal.event().to_data(), started, group.adaptive.maximum)
+        )
         return cls(engine, bounds=bounds, budget=budget)
 
     @property
@@ -90,8 +101,9 @@ class Controller:
             log.warning("could not read the run's objectives: %s", exc)
             known, bounds, budget = False, None, None
         if not known and time.monotonic() > self._bounds_wait_until:
-            log.warning("no record of this run's objectives after %.0f s; scaling "
-                        "without them", BOUNDS_WAIT)
+            log.warning(
+                "no record of this run's objectives after %.0f s; scaling without them", BOUNDS_WAIT
+            )
             known = True
         if known:
             self.bounds = bounds if bounds is None or bounds.group in self.policies else None
@@ -146,8 +158,7 @@ class Controller:
             d = policy.decide(now, current, demand[g.name], ceiling)
             if d is not None:
                 if bounds is not None and d.delta > 0 and d.after > bounds.workers:
-                    d = Decision(d.group, d.before, d.after, f"+{d.delta}: {cap.reason}",
-                                 at=d.at)
+                    d = Decision(d.group, d.before, d.after, f"+{d.delta}: {cap.reason}", at=d.at)
                 decisions.append(d)
         if not decisions:
             return []
@@ -185,15 +196,22 @@ class Controller:
         share = f"{spent / b.budget_usd:.0%}"
         if level in ("warn", "hold", "stop") and not b.warned:
             b.warned = True
-            self.engine.record(BudgetAction(
-                BUDGET_WARNING, b.budget_usd, spent,
-                f"{share} of the budget spent ({spent:.4g} of {b.budget_usd:g} USD)"))
+            self.engine.record(
+                BudgetAction(
+                    BUDGET_WARNING,
+                    b.budget_usd,
+                    spent,
+                    f"{share} of the budget spent ({spent:.4g} of {b.budget_usd:g} USD)",
+                )
+            )
         if level == "stop":
             self._exhaust(client, spent)
             return ""
         if level == "hold":
-            return (f"the budget is {share} spent ({spent:.4g} of {b.budget_usd:g} USD): "
-                    "no scale-up past 90%")
+            return (
+                f"the budget is {share} spent ({spent:.4g} of {b.budget_usd:g} USD): "
+                "no scale-up past 90%"
+            )
         return ""
 
     def _cancel_pending(self, client: Any) -> None:
@@ -207,18 +225,27 @@ class Controller:
         assert self.budget is not None
         b = self.budget
         self.exhausted = b.exhausted = True
-        self.engine.record(BudgetAction(
-            BUDGET_EXHAUSTED, b.budget_usd, spent,
-            f"the next {self.interval:g} s would pass the budget "
-            f"({spent:.4g} of {b.budget_usd:g} USD spent); "
-            + ("destroying the target" if b.on_budget == "destroy"
-               else "cancelling the pending work and retiring the workers"),
-            on_budget=b.on_budget))
+        self.engine.record(
+            BudgetAction(
+                BUDGET_EXHAUSTED,
+                b.budget_usd,
+                spent,
+                f"the next {self.interval:g} s would pass the budget "
+                f"({spent:.4g} of {b.budget_usd:g} USD spent); "
+                + (
+                    "destroying the target"
+                    if b.on_budget == "destroy"
+                    else "cancelling the pending work and retiring the workers"
+                ),
+                on_budget=b.on_budget,
+            )
+        )
         log.warning("budget exhausted: %.4g of %.4g USD spent", spent, b.budget_usd)
         self._stop_message = cancel_message(b.budget_usd, spent)
         self._cancel_pending(client)
-        result = (self.engine.destroy_all() if b.on_budget == "destroy"
-                  else self.engine.stop_workers())
+        result = (
+            self.engine.destroy_all() if b.on_budget == "destroy" else self.engine.stop_workers()
+        )
         if result is not None and result.errors:
             log.warning("budget stop was partial: %s", "; ".join(result.errors))
 

@@ -52,8 +52,9 @@ class AdaptivePolicy:
     def clamp(self, n: int) -> int:
         return max(self.cfg.minimum, min(self.cfg.maximum, n))
 
-    def decide(self, now: float, current: int, demand: Demand,
-               ceiling: int | None = None) -> Decision | None:
+    def decide(
+        self, now: float, current: int, demand: Demand, ceiling: int | None = None
+    ) -> Decision | None:
         """``ceiling``: a bound on growth from elsewhere (objectives), at least ``current``."""
         want = self.clamp(demand.workers)
         if ceiling is not None and want > current:
