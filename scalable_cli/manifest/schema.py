@@ -84,6 +84,8 @@ class Adaptive(_Strict):
 class Objectives(_Strict):
     budget_usd: float | None = Field(default=None, gt=0)
     deadline_hours: float | None = Field(default=None, gt=0)
+    # What happens when a run's spend reaches budget_usd (docs/guides/scaling.rst).
+    on_budget: Literal["stop", "destroy"] = "stop"
 
 
 class Workload(_Strict):
