@@ -16,11 +16,12 @@ if TYPE_CHECKING:
     from scalable.cache.decorator import cacheable
     from scalable.cache.types import DirType, FileType
     from scalable.client import ScalableClient
+    from scalable.scaling.budget import BudgetExhausted
     from scalable.session import ScalableSession
 
 __all__ = [
-    "DirType", "FileType", "ScalableClient", "ScalableSession", "__version__", "cacheable",
-    "connect",
+    "BudgetExhausted", "DirType", "FileType", "ScalableClient", "ScalableSession",
+    "__version__", "cacheable", "connect",
 ]
 
 
@@ -42,6 +43,10 @@ def _load(name: str) -> Any:
         from scalable.client import ScalableClient
 
         return ScalableClient
+    if name == "BudgetExhausted":
+        from scalable.scaling.budget import BudgetExhausted
+
+        return BudgetExhausted
     if name == "connect":
         from scalable.connect import connect
 
