@@ -10,6 +10,7 @@ and require IMDSv2.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ SPOT_SHORT = {
     "InsufficientInstanceCapacity", "SpotMaxPriceTooLow", "MaxSpotInstanceCountExceeded",
     "InsufficientCapacity", "UnfulfillableCapacity", "InsufficientSpotCapacity",
 }
+# Capacity errors after which the next of a group's ``instance_types`` is tried.
+CAPACITY_SHORT = SPOT_SHORT | {"Unsupported", "InsufficientHostCapacity"}
 ECS_AMI_NAME = "al2023-ami-ecs-hvm-*-kernel-6.1-{arch}"
 _GRAVITON = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*\.", re.IGNORECASE)
 
@@ -73,6 +76,8 @@ class Launch:
     key: str
     market: str  # "on-demand", "spot" or "fallback"
     iam_instance_profile: str | None = None
+    # Further instance types to try, in order, when AWS has no capacity for the first.
+    alternatives: tuple[str, ...] = ()
 
 
 def _instance_meta(inst: dict[str, Any], region: str | None) -> dict[str, Any]:
@@ -151,18 +156,44 @@ def launch_instance(
     found = known.get(launch.key) if known is not None else find_by_key(ec2, launch.key)
     if found is not None:
         return _instance_meta(found, region)
-    what = f"starting {launch.tags.get(TAG_ADDRESS, 'an instance')} ({launch.instance_type})"
+    choices = [launch.instance_type, *launch.alternatives]
+    what = f"starting {launch.tags.get(TAG_ADDRESS, 'an instance')} ({', '.join(choices)})"
+    short: list[str] = []
     with aws_errors(what):
-        if launch.market == "on-demand":
-            inst = _run(ec2, launch, spot=False, token=client_token(launch.key))
-        else:
+        for n, itype in enumerate(choices):
+            one = dataclasses.replace(launch, instance_type=itype)
+            # Each type has its own token: a retry of the same choice stays idempotent.
+            suffix = "" if n == 0 else f"-{itype}"
             try:
-                inst = _run(ec2, launch, spot=True, token=client_token(launch.key))
+                inst = _launch_one(ec2, one, suffix)
             except Exception as exc:
-                if launch.market != "fallback" or error_code(exc) not in SPOT_SHORT:
+                if error_code(exc) not in CAPACITY_SHORT or len(choices) == 1:
                     raise
-                inst = _run(ec2, launch, spot=False, token=client_token(launch.key, "-od"))
-    return _instance_meta(inst, region)
+                short.append(f"{itype}: {error_code(exc)}")
+                if n + 1 < len(choices):
+                    continue
+                raise ProviderError(
+                    f"no capacity for {launch.tags.get(TAG_ADDRESS, 'an instance')} in any of "
+                    f"its instance_types ({'; '.join(short)})",
+                    hint="add more instance_types, another subnet/zone, or `spot: fallback`; "
+                         "what was created is kept",
+                ) from None
+            meta = _instance_meta(inst, region)
+            if short:
+                meta["failover"] = short
+            return meta
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _launch_one(ec2: Any, launch: Launch, suffix: str) -> dict[str, Any]:
+    if launch.market == "on-demand":
+        return _run(ec2, launch, spot=False, token=client_token(launch.key + suffix))
+    try:
+        return _run(ec2, launch, spot=True, token=client_token(launch.key + suffix))
+    except Exception as exc:
+        if launch.market != "fallback" or error_code(exc) not in SPOT_SHORT:
+            raise
+        return _run(ec2, launch, spot=False, token=client_token(launch.key + suffix, "-od"))
 
 
 def describe_ids(ec2: Any, ids: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -258,6 +258,12 @@ class AwsProvider(Provider):
         else:
             attrs.update(instance_type=g.setting("instance_type", self.cfg.instance_type),
                          iam_instance_profile=self.cfg.iam_instance_profile)
+            choices = g.setting("instance_types", None)
+            if choices:
+                # The first choice is what `plan` prices; the rest are tried in order when
+                # AWS has no capacity for it (what was obtained is in the resource's meta).
+                attrs.update(instance_type=str(choices[0]),
+                             instance_types=[str(c) for c in choices])
         return attrs
 
     def validate(self) -> None:
@@ -292,8 +298,19 @@ class AwsProvider(Provider):
             self._check_instance_types()
 
     def _check_instance_types(self) -> None:
+        from scalable.providers.aws.ec2 import architecture
+
         types = sorted({self.cfg.instance_type} | {
-            str(g.setting("instance_type", self.cfg.instance_type)) for g in self.target.groups})
+            str(g.setting("instance_type", self.cfg.instance_type)) for g in self.target.groups}
+            | {str(t) for g in self.target.groups for t in g.setting("instance_types", None) or ()})
+        for g in self.target.groups:
+            arches = {architecture(str(t)) for t in g.setting("instance_types", None) or ()}
+            if len(arches) > 1:
+                raise ProviderError(
+                    f"target {self.target.name}: group {g.name}'s instance_types mix "
+                    f"architectures ({', '.join(sorted(arches))})",
+                    hint="list alternatives of one architecture (all Graviton, or none): "
+                         "they share one image")
         with aws_errors("checking instance types"):
             try:
                 self.aws.ec2.describe_instance_types(InstanceTypes=types)
@@ -698,6 +715,7 @@ class AwsProvider(Provider):
             key=ctx.idempotency_key,
             market=self._market(a.get("spot", False)),
             iam_instance_profile=a.get("iam_instance_profile"),
+            alternatives=tuple(str(t) for t in (a.get("instance_types") or [])[1:]),
         )
         meta = launch_instance(self.aws.ec2, launch, self.region, self._known_instances)
         meta["ami"] = ami

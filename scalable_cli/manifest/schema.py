@@ -185,6 +185,9 @@ class _SlurmKeys(_Strict):
 class _AwsKeys(_Strict):
     processes: PositiveInt = 1
     instance_type: str = "m6i.large"
+    instance_types: list[str] | None = Field(
+        default=None, min_length=1,
+        description="EC2 workers: types tried in order when AWS has no capacity for one")
     cpu: float | None = Field(default=None, gt=0, description="Fargate vCPUs per task")
     memory: Size | None = Field(default=None, description="Fargate memory per task")
     spot: StrictBool | Literal["fallback"] = False

@@ -45,7 +45,11 @@ class SlowProxy:
     window in which a crashed client has created something it never recorded.
     """
 
-    def __init__(self, upstream: str, slow: dict[str, float]) -> None:
+    def __init__(self, upstream: str, slow: dict[str, float],
+                 fail: dict[str, str] | None = None) -> None:
+        """``fail``: request-body fragment → EC2 error code answered instead of moto's
+        (e.g. ``{"InstanceType=c5.xlarge": "InsufficientInstanceCapacity"}``): the
+        errors moto cannot produce, injected before the request reaches it."""
         import http.client
         import threading
         import time
@@ -57,6 +61,18 @@ class SlowProxy:
         class Handler(BaseHTTPRequestHandler):
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                for fragment, code in (fail or {}).items():
+                    if fragment.encode() in body:
+                        self.failed.append(fragment)
+                        err = (f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
+                               f"<Code>{code}</Code><Message>We currently do not have "
+                               f"sufficient capacity (injected).</Message></Error></Errors>"
+                               f"<RequestID>injected</RequestID></Response>").encode()
+                        self.send_response(500)  # what EC2 answers for a capacity error
+                        self.send_header("Content-Length", str(len(err)))
+                        self.end_headers()
+                        self.wfile.write(err)
+                        return
                 conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 headers["Host"] = up.netloc
@@ -83,6 +99,8 @@ class SlowProxy:
             def log_message(self, *args: Any) -> None:
                 pass
 
+        self.failed: list[str] = []
+        Handler.failed = self.failed  # type: ignore[attr-defined]
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

@@ -361,3 +361,63 @@ def test_aws_tags_change_in_place(project, aws: MotoAws) -> None:
         assert tags["team"] == "b" and "old" not in tags
         assert tags["scalable:managed-by"] == "scalable"  # ours untouched
     assert "No changes." in run(project, aws, "plan").stdout
+
+
+FAILOVER = """
+version: 1
+project: {name: demo}
+targets:
+  cloud:
+    provider: aws
+    region: us-east-1
+    instance_type: m5.large
+    groups:
+      burst:
+        max_workers: 1
+        instance_types: [c5.2xlarge, c5.xlarge, m5.xlarge]
+"""
+
+
+def _apply_via(project, aws: MotoAws, proxy: SlowProxy) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "scalable", "apply", "--auto-approve", "--no-wait"],
+        cwd=project.root, env={**os.environ, **aws.env, "CI": "1", "AWS_ENDPOINT_URL": proxy.url},
+        capture_output=True, text=True, timeout=300)
+
+
+def test_capacity_failover_across_instance_types(project, aws: MotoAws) -> None:
+    project.write(FAILOVER)
+    plan = run(project, aws, "plan").stdout
+    assert "c5.2xlarge" in plan  # the first choice is what is priced
+    proxy = SlowProxy(aws.url, {}, fail={"InstanceType=c5.2xlarge": "InsufficientInstanceCapacity"})
+    try:
+        out = _apply_via(project, aws, proxy)
+    finally:
+        proxy.close()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert proxy.failed  # the first choice really was refused
+    rec = next(r for r in state(project)["resources"] if r["address"] == "workers.burst[0]")
+    assert rec["meta"]["instance_type"] == "c5.xlarge"  # what was obtained
+    assert rec["meta"]["failover"] == ["c5.2xlarge: InsufficientInstanceCapacity"]
+    live = [i for i in aws.live_instances(state(project)["lineage"])
+            if by_address([i]) == Counter({"workers.burst[0]": 1})]
+    assert [i["InstanceType"] for i in live] == ["c5.xlarge"]
+
+
+def test_capacity_failover_exhausted_is_one_clear_error_and_keeps_what_was_made(
+        project, aws: MotoAws) -> None:
+    project.write(FAILOVER)
+    short = "InsufficientInstanceCapacity"
+    proxy = SlowProxy(aws.url, {}, fail={f"InstanceType={t}": short
+                                         for t in ("c5.2xlarge", "c5.xlarge", "m5.xlarge")})
+    try:
+        out = _apply_via(project, aws, proxy)
+    finally:
+        proxy.close()
+    assert out.returncode == 3  # partial: what was created is kept
+    assert "Traceback" not in out.stderr
+    assert ("in any of its instance_types (c5.2xlarge: InsufficientInstanceCapacity; "
+            "c5.xlarge: InsufficientInstanceCapacity; m5.xlarge: InsufficientInstanceCapacity)"
+            ) in out.stdout + out.stderr
+    addresses = {r["address"] for r in state(project)["resources"]}
+    assert "scheduler" in addresses and "workers.burst[0]" not in addresses
