@@ -421,3 +421,10 @@ def test_capacity_failover_exhausted_is_one_clear_error_and_keeps_what_was_made(
             ) in out.stdout + out.stderr
     addresses = {r["address"] for r in state(project)["resources"]}
     assert "scheduler" in addresses and "workers.burst[0]" not in addresses
+
+
+def test_instance_types_of_two_architectures_fail_at_plan(project, aws: MotoAws) -> None:
+    project.write(FAILOVER.replace("m5.xlarge]", "m6g.xlarge]"))
+    out = run(project, aws, "plan", check=False)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "group burst's instance_types mix architectures (arm64, x86_64)" in out.stderr
