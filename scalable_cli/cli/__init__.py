@@ -14,10 +14,11 @@ from scalable.cli import manifest as manifest_cmds
 from scalable.cli import outputs as output_cmds
 from scalable.cli import report as report_cmds
 from scalable.cli import state as state_cmds
-from scalable.cli.common import Ctx, report_error
+from scalable.cli.common import Ctx, ScalableGroup
 
 app = typer.Typer(
     name="scalable",
+    cls=ScalableGroup,
     help="Plan, apply and destroy Dask capacity: local, Slurm, AWS, GKE.",
     no_args_is_help=True,
     add_completion=False,
@@ -59,28 +60,7 @@ app.add_typer(state_cmds.app, name="state")
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: errors become one ``Error:`` line and a hint, never a traceback."""
-    try:
-        # With standalone_mode=False click returns an Exit's code instead of raising it.
-        rc = app(args=argv, standalone_mode=False)
-    except typer.Exit as exc:
-        return int(exc.exit_code or 0)
-    except SystemExit as exc:
-        return int(exc.code or 0) if isinstance(exc.code, int) else 1
-    except KeyboardInterrupt:
-        typer.echo("Interrupted.", err=True)
-        return 130
-    except Exception as exc:
-        if Ctx.debug:
-            raise
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
-            typer.echo("Aborted.", err=True)
-            return 1
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return 1
-        return report_error(exc)
+    rc = app(args=argv, standalone_mode=False)  # ScalableGroup.main: an exit code
     return rc if isinstance(rc, int) else 0
 
 
