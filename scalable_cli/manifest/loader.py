@@ -27,8 +27,71 @@ _FLOAT = "tag:yaml.org,2002:float"
 _STR = "tag:yaml.org,2002:str"
 
 
+# Bounds on what a manifest may expand to. YAML aliases let a few hundred bytes stand for
+# billions of nodes ("billion laughs"), an alias inside its own anchor makes a cycle, and
+# deep nesting exhausts Python's stack; a real manifest is a few hundred nodes deep 6.
+MAX_BYTES = 256 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 100_000  # after aliases are expanded
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader without YAML 1.1's base-60 numbers: ``04:00:00`` stays a string."""
+    """SafeLoader without YAML 1.1's base-60 numbers: ``04:00:00`` stays a string.
+
+    Composition is bounded: nesting depth, and the size of the document with every alias
+    expanded (counted, not built: aliases stay shared nodes), so an alias bomb or a cycle
+    is refused at once instead of taking minutes or the stack.
+    """
+
+    def __init__(self, stream: str, path: Path = Path("scalable.yaml")) -> None:
+        super().__init__(stream)
+        self._path = path
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) → expanded size, once complete
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803 - PyYAML's
+        # Refused while scanning: the scanner's simple-key bookkeeping is quadratic in the
+        # flow depth, so 5,000 ``[`` would take seconds before the composer saw any.
+        if self.flow_level >= MAX_DEPTH:
+            raise self._refuse(self.get_mark(), f"nested deeper than {MAX_DEPTH} levels")
+        super().fetch_flow_collection_start(TokenClass)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None and id(target) not in self._sizes:
+                raise self._refuse(
+                    event.start_mark,
+                    f"alias *{event.anchor} is inside the collection it names (a cycle)",
+                )
+            node: yaml.Node = super().compose_node(parent, index)
+            return node
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise self._refuse(self.peek_event().start_mark, f"nested deeper than {MAX_DEPTH} levels")
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        size = 1
+        if isinstance(node, yaml.SequenceNode):
+            size += sum(self._sizes[id(n)] for n in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size += sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+        if size > MAX_NODES:
+            raise self._refuse(
+                node.start_mark,
+                f"expands to more than {MAX_NODES:,} values (each use of an alias counts)",
+            )
+        self._sizes[id(node)] = size
+        return node
+
+    def _refuse(self, mark: yaml.Mark, problem: str) -> ManifestError:
+        return ManifestError(
+            f"{self._path.name}:{mark.line + 1}:{mark.column + 1}: invalid YAML: {problem}",
+            hint="a manifest is a small document: write the values out, or use fewer aliases",
+        )
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -51,7 +114,9 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."),
 )
 
-_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+# ``$$`` is a literal ``$`` (Compose's escape), so ``$${SLURM_JOB_ID}`` reaches a job
+# script as ``${SLURM_JOB_ID}``; ``${VAR}`` and ``${VAR:-default}`` read the environment.
+_VAR_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 
 @dataclass(frozen=True)
@@ -100,8 +165,18 @@ def _where(path: Path, node: yaml.Node | None) -> str:
     return f"{path.name}:{m.line + 1}:{m.column + 1}"
 
 
-def _expand(path: Path, node: yaml.Node, loader: _Loader, keypath: str) -> None:
-    """Expand ``${VAR}`` / ``${VAR:-default}`` in scalars; reject duplicate keys."""
+def _expand(
+    path: Path, node: yaml.Node, loader: _Loader, keypath: str, done: set[int] | None = None
+) -> None:
+    """Expand ``${VAR}`` / ``${VAR:-default}`` / ``$$`` in scalars; reject duplicate keys.
+
+    Each node is visited once: an alias shares its anchor's node, and expanding it twice
+    would undo the ``$$`` escape.
+    """
+    done = set() if done is None else done
+    if id(node) in done:
+        return
+    done.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, yaml.Node] = {}
         for knode, vnode in node.value:
@@ -113,13 +188,15 @@ def _expand(path: Path, node: yaml.Node, loader: _Loader, keypath: str) -> None:
                     hint="remove one of them",
                 )
             seen[key] = knode
-            _expand(path, vnode, loader, f"{keypath}.{key}" if keypath else str(key))
+            _expand(path, vnode, loader, f"{keypath}.{key}" if keypath else str(key), done)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _expand(path, item, loader, f"{keypath}[{i}]")
-    elif isinstance(node, yaml.ScalarNode) and "${" in node.value:
+            _expand(path, item, loader, f"{keypath}[{i}]", done)
+    elif isinstance(node, yaml.ScalarNode) and "$" in node.value:
 
         def sub(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
             name, default = m.group(1), m.group(2)
             if name in os.environ:
                 return os.environ[name]
@@ -127,7 +204,7 @@ def _expand(path: Path, node: yaml.Node, loader: _Loader, keypath: str) -> None:
                 return default
             raise ManifestError(
                 f"{_where(path, node)}: {keypath}: environment variable {name} is not set",
-                hint=f"export {name}=… or write ${{{name}:-default}}",
+                hint=f"export {name}=… or write ${{{name}:-default}} (and $$ for a literal $)",
             )
 
         node.value = _VAR_RE.sub(sub, node.value)
@@ -252,7 +329,12 @@ def _dotted(loc: tuple[int | str, ...], data: Any) -> str:
 
 
 def parse_manifest(text: str, path: Path) -> LoadedManifest:
-    loader = _Loader(text)
+    if len(text) > MAX_BYTES:
+        raise ManifestError(
+            f"{path.name}: the manifest is larger than {MAX_BYTES // 1024} KiB",
+            hint="a manifest declares targets; keep data elsewhere",
+        )
+    loader = _Loader(text, path)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -272,6 +354,9 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
             f"{_where(path, node)}: the manifest must be a mapping with 'targets:'",
             hint="run `scalable init` for a starter manifest",
         )
+    # Top-level ``x-…`` keys are ignored: a place for YAML anchors (Compose's extension
+    # fields), e.g. ``x-common: &common {threads_per_worker: 2}``.
+    data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     if "project" not in data:
         data = {**data, "project": {"name": _default_project(path)}}
     try:
