@@ -90,7 +90,7 @@ def worker_argv(
         argv += ["--host", host]
     if local_directory:
         argv += ["--local-directory", local_directory]
-    argv += list(group.setting("worker_extra_args", []))
+    argv += list(group.settings.worker_extra_args)
     return argv
 
 

@@ -28,6 +28,7 @@ from scalable.providers.commands import (
     worker_argv,
     worker_names,
 )
+from scalable.providers.local_config import LocalGroup, LocalTarget
 from scalable.providers.processes import (
     TAG_ADDRESS,
     TAG_KEY,
@@ -49,6 +50,8 @@ PROCESS = "local.process"
 
 class LocalProvider(Provider):
     name = "local"
+    target_model = LocalTarget
+    group_model = LocalGroup
 
     def desired(self) -> list[ResourceSpec]:
         out = [
@@ -65,7 +68,7 @@ class LocalProvider(Provider):
                 "memory_per_worker": g.memory_per_worker,
                 "tags": list(g.tags),
             }
-            if g.setting("processes", True):
+            if g.settings_as(LocalGroup).processes:
                 for i in range(g.count):
                     addr = f"workers.{g.name}[{i}]"
                     out.append(

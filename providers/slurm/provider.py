@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
-from scalable.manifest.schema import SlurmTarget
 from scalable.pricing.estimator import Price, apply_overrides
 from scalable.providers.base import (
     CreateContext,
@@ -59,6 +58,7 @@ from scalable.providers.processes import (
 )
 from scalable.providers.slurm import commands as slurm
 from scalable.providers.slurm import script as scripts
+from scalable.providers.slurm.config import SlurmGroup, SlurmTarget
 from scalable.spec import GroupSpec
 from scalable.state.model import ResourceRecord
 from scalable.tls import ensure_tls, security_from_outputs, tls_files
@@ -143,8 +143,14 @@ def free_port(host: str) -> int:
         return port
 
 
+def _keys(g: GroupSpec) -> SlurmGroup:
+    return g.settings_as(SlurmGroup)
+
+
 class SlurmProvider(Provider):
     name = "slurm"
+    target_model = SlurmTarget
+    group_model = SlurmGroup
     # A squeue listing is reused for this long within one plan (observe + discover).
     _CACHE_SECONDS = 2.0
 
@@ -157,7 +163,7 @@ class SlurmProvider(Provider):
 
     @property
     def cfg(self) -> SlurmTarget:
-        return cast(SlurmTarget, self.target.config)
+        return self.target.config_as(SlurmTarget)
 
     # -- where the scheduler listens ----------------------------------------------------
     def scheduler_host(self) -> tuple[str, str | None]:
@@ -187,7 +193,7 @@ class SlurmProvider(Provider):
     def _scheduler_walltime(self) -> int:
         """A scheduler job lives as long as the longest worker job may."""
         return max([int(self.cfg.walltime)]
-                   + [int(g.setting("walltime", 3600)) for g in self.target.groups])
+                   + [int(_keys(g).walltime) for g in self.target.groups])
 
     def desired(self) -> list[ResourceSpec]:
         if self.in_job:
@@ -210,7 +216,7 @@ class SlurmProvider(Provider):
             )
         out = [sched]
         for g in self.target.groups:
-            per_job = int(g.setting("processes", 1))
+            per_job = int(_keys(g).processes)
             for j in range(math.ceil(g.count / per_job)):
                 nw = min(per_job, g.count - j * per_job)
                 addr = f"workers.{g.name}[{j}]"
@@ -226,23 +232,23 @@ class SlurmProvider(Provider):
 
     def _shape(self, g: GroupSpec, nworkers: int) -> dict[str, Any]:
         """Cores, memory and walltime of a job hosting ``nworkers`` of group ``g``."""
-        per_job = int(g.setting("processes", 1))
-        cores_cfg = g.setting("cores")
+        per_job = int(_keys(g).processes)
+        cores_cfg = _keys(g).cores
         cores = (math.ceil(int(cores_cfg) * nworkers / per_job) if cores_cfg
                  else nworkers * g.threads_per_worker)
-        mem_cfg = g.setting("memory")
+        mem_cfg = _keys(g).memory
         per_worker = g.memory_per_worker or (int(mem_cfg) // per_job if mem_cfg else None)
         memory = (math.ceil(int(mem_cfg) * nworkers / per_job) if mem_cfg
                   else (per_worker * nworkers if per_worker else None))
         return {"cores": cores, "memory": memory, "per_worker": per_worker,
-                "walltime": int(g.setting("walltime", 3600))}
+                "walltime": int(_keys(g).walltime)}
 
     def _job_attributes(self, g: GroupSpec, nworkers: int) -> dict[str, Any]:
         s = self._shape(g, nworkers)
         attrs: dict[str, Any] = {
             "role": "worker",
-            "partition": g.setting("queue"),
-            "account": g.setting("account"),
+            "partition": _keys(g).queue,
+            "account": _keys(g).account,
             "walltime": format_walltime(s["walltime"]),
             "cores": s["cores"],
             "memory": format_size(s["memory"]) if s["memory"] else None,
@@ -252,8 +258,8 @@ class SlurmProvider(Provider):
             "tags": list(g.tags),
             "core_hours": round(s["cores"] * s["walltime"] / 3600, 4),
         }
-        extra = list(g.setting("job_extra_directives", []))
-        prologue = list(g.setting("job_script_prologue", []))
+        extra = list(_keys(g).job_extra_directives)
+        prologue = list(_keys(g).job_script_prologue)
         if extra:
             attrs["job_extra_directives"] = extra
         if prologue:
@@ -262,12 +268,12 @@ class SlurmProvider(Provider):
             attrs["image"] = self.cfg.image
         if self.cfg.python:
             attrs["python"] = self.cfg.python
-        if g.setting("worker_extra_args"):
-            attrs["worker_extra_args"] = list(g.setting("worker_extra_args"))
+        if _keys(g).worker_extra_args:
+            attrs["worker_extra_args"] = list(_keys(g).worker_extra_args)
         return attrs
 
     # -- preflight ----------------------------------------------------------------------
-    def validate(self) -> None:
+    def check_config(self) -> None:
         cfg = self.cfg
         if cfg.containers == "docker":
             raise ProviderError("containers: docker is not supported on Slurm",
@@ -276,23 +282,27 @@ class SlurmProvider(Provider):
             raise ProviderError("containers: apptainer needs an image:",
                                 hint="e.g. image: docker://ghcr.io/dask/dask:latest or a .sif")
         for g in self.target.groups:
-            s = self._shape(g, int(g.setting("processes", 1)))
-            need = int(g.setting("processes", 1)) * g.threads_per_worker
-            if g.setting("cores") and s["cores"] < need:
+            s = self._shape(g, int(_keys(g).processes))
+            need = int(_keys(g).processes) * g.threads_per_worker
+            if _keys(g).cores and s["cores"] < need:
                 raise ProviderError(
                     f"group {g.name}: a job asks for {s['cores']} cores but runs "
-                    f"{g.setting('processes', 1)} worker(s) × {g.threads_per_worker} thread(s)",
+                    f"{_keys(g).processes} worker(s) × {g.threads_per_worker} thread(s)",
                     hint="raise cores: or lower processes:/threads_per_worker:",
                 )
+
+    def validate(self) -> None:
+        self.check_config()
+        cfg = self.cfg
         slurm.require_sbatch()
         slurm.ping()
         parts = slurm.partitions()
         default = next((p for p in parts.values() if p.default), None)
         checked: set[tuple[Any, ...]] = set()
         for g in self.target.groups:
-            queue = g.setting("queue")
+            queue = _keys(g).queue
             part = parts.get(queue) if queue else default
-            walltime = int(g.setting("walltime", 3600))
+            walltime = int(_keys(g).walltime)
             if part is not None and part.max_time is not None and walltime > part.max_time:
                 raise ProviderError(
                     f"group {g.name}: walltime {format_walltime(walltime)} is over partition "
@@ -325,16 +335,16 @@ class SlurmProvider(Provider):
     def _test_options(self, g: GroupSpec) -> list[str]:
         import shlex
 
-        s = self._shape(g, int(g.setting("processes", 1)))
+        s = self._shape(g, int(_keys(g).processes))
         opts = ["-n", "1", "--cpus-per-task", str(s["cores"]),
                 "-t", format_walltime(s["walltime"])]
-        if g.setting("queue"):
-            opts += ["-p", str(g.setting("queue"))]
-        if g.setting("account"):
-            opts += ["-A", str(g.setting("account"))]
+        if _keys(g).queue:
+            opts += ["-p", str(_keys(g).queue)]
+        if _keys(g).account:
+            opts += ["-A", str(_keys(g).account)]
         if s["memory"]:
             opts += ["--mem", scripts.mem_directive(s["memory"])]
-        for d in g.setting("job_extra_directives", []):
+        for d in _keys(g).job_extra_directives:
             opts += shlex.split(d)
         return opts
 
@@ -351,7 +361,7 @@ class SlurmProvider(Provider):
         return price
 
     def horizon_hours(self) -> float | None:
-        walltimes = [int(g.setting("walltime", 3600)) for g in self.target.groups if g.count]
+        walltimes = [int(_keys(g).walltime) for g in self.target.groups if g.count]
         return max(walltimes) / 3600 if walltimes else None
 
     # -- refresh ------------------------------------------------------------------------
@@ -443,16 +453,16 @@ class SlurmProvider(Provider):
             job_name=name,
             comment=comment,
             wckey=wckey,
-            partition=g.setting("queue"),
-            account=g.setting("account"),
+            partition=_keys(g).queue,
+            account=_keys(g).account,
             walltime=s["walltime"],
             cores=s["cores"],
             memory=s["memory"],
             log_directory=str(self.workdir / "logs"),
             worker_command=self._worker_command(
                 g, nw, resource.address, scheduler_address or "<scheduler address>", s),
-            extra_directives=list(g.setting("job_extra_directives", [])),
-            prologue=list(g.setting("job_script_prologue", [])),
+            extra_directives=list(_keys(g).job_extra_directives),
+            prologue=list(_keys(g).job_script_prologue),
             env=self._job_env(),
             python=self._python(),
         )

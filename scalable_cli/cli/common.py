@@ -11,8 +11,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from scalable.errors import ScalableError
-from typer.core import TyperGroup
 from scalable.units import parse_duration
+from typer.core import TyperGroup
 
 FileOpt = Annotated[
     str | None,

@@ -7,6 +7,7 @@ Every error names the file, line, column and key, with a hint, e.g.::
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
@@ -19,8 +20,9 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from scalable.errors import ManifestError
-from scalable.manifest.schema import TARGET_CLASSES, Manifest
+from scalable.errors import ManifestError, ScalableError
+from scalable.manifest.schema import Manifest, manifest_model, target_model
+from scalable.registry import provider_names
 
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
@@ -65,13 +67,14 @@ class _Loader(yaml.SafeLoader):
                     event.start_mark,
                     f"alias *{event.anchor} is inside the collection it names (a cycle)",
                 )
-            node: yaml.Node = super().compose_node(parent, index)
-            return node
+            return typing.cast(yaml.Node, super().compose_node(parent, index))
         self._depth += 1
         if self._depth > MAX_DEPTH:
-            raise self._refuse(self.peek_event().start_mark, f"nested deeper than {MAX_DEPTH} levels")
+            raise self._refuse(
+                self.peek_event().start_mark, f"nested deeper than {MAX_DEPTH} levels"
+            )
         try:
-            node = super().compose_node(parent, index)
+            node = typing.cast(yaml.Node, super().compose_node(parent, index))
         finally:
             self._depth -= 1
         size = 1
@@ -100,9 +103,7 @@ _Loader.yaml_implicit_resolvers = {
 }
 _Loader.add_implicit_resolver(
     _INT,
-    re.compile(
-        r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"
-    ),
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
     list("-+0123456789"),
 )
 _Loader.add_implicit_resolver(
@@ -180,8 +181,8 @@ def _expand(
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, yaml.Node] = {}
         for knode, vnode in node.value:
-            key = knode.value
-            if key in seen:
+            key = knode.value if isinstance(knode, yaml.ScalarNode) else f"<{knode.id}>"
+            if isinstance(knode, yaml.ScalarNode) and key in seen:
                 raise ManifestError(
                     f"{_where(path, knode)}: {keypath + '.' if keypath else ''}{key}: "
                     f"duplicate key (first at line {seen[key].start_mark.line + 1})",
@@ -230,17 +231,15 @@ def _node_at(
             else:
                 key_node = None
         elif (
-            isinstance(node, yaml.SequenceNode)
-            and isinstance(part, int)
-            and part < len(node.value)
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
         ):
             node, key_node = node.value[part], None
     return (key_node or node) if want_key else node
 
 
-def _fields_at(data: Any, loc: tuple[int | str, ...]) -> list[str]:
+def _fields_at(data: Any, loc: tuple[int | str, ...], root: type[BaseModel]) -> list[str]:
     """The keys allowed beside the last part of ``loc`` (for 'did you mean')."""
-    model: Any = Manifest
+    model: Any = root
     value = data
     for part in loc[:-1]:
         if isinstance(model, type) and issubclass(model, BaseModel):
@@ -260,8 +259,9 @@ def _fields_at(data: Any, loc: tuple[int | str, ...]) -> list[str]:
             value = value.get(part) if isinstance(value, dict) else None
             if typing.get_origin(model) is typing.Annotated:
                 model = typing.get_args(model)[0]
-            if isinstance(value, dict) and model is not None and "provider" in value:
-                model = TARGET_CLASSES.get(str(value["provider"]), model)
+            if isinstance(value, dict) and isinstance(value.get("provider"), str):
+                with contextlib.suppress(ScalableError):
+                    model = target_model(value["provider"])
         elif origin is list:
             model = args[0]
             value = value[part] if isinstance(value, list) and isinstance(part, int) else None
@@ -282,18 +282,18 @@ def _fields_at(data: Any, loc: tuple[int | str, ...]) -> list[str]:
     return []
 
 
-def _hint(err: Any, data: Any) -> str | None:
+def _hint(err: Any, data: Any, root: type[BaseModel]) -> str | None:
     loc = tuple(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden" and loc:
-        allowed = _fields_at(data, loc)
+        allowed = _fields_at(data, loc, root)
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
         if close:
             return f"did you mean {close[0]!r}?"
         if allowed:
             return "allowed keys here: " + ", ".join(allowed)
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
-        return "provider must be one of: local, slurm, aws, gke"
+        return "provider must be one of: " + ", ".join(provider_names())
     if kind == "missing":
         return f"add '{loc[-1]}:'"
     return "see `scalable schema` or docs/manifest.rst"
@@ -311,7 +311,7 @@ def _message(err: Any) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def _dotted(loc: tuple[int | str, ...], data: Any) -> str:
+def _dotted(loc: tuple[int | str, ...], data: Any, tags: set[str]) -> str:
     """``targets.local.max_workers``: the key path as written in the file."""
     out = ""
     value = data
@@ -320,7 +320,7 @@ def _dotted(loc: tuple[int | str, ...], data: Any) -> str:
         in_list = isinstance(value, list) and isinstance(part, int) and part < len(value)
         if in_dict or in_list:
             value = value[part]
-        elif isinstance(part, str) and part in TARGET_CLASSES:
+        elif isinstance(part, str) and part in tags:
             continue  # a discriminator tag, not a key of the file
         else:
             value = None
@@ -340,7 +340,12 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
         if node is None:
             raise ManifestError(f"{path.name}: the file is empty", hint="run `scalable init`")
         _expand(path, node, loader, "")
-        data = loader.construct_document(node)
+        try:
+            data = loader.construct_document(node)
+        except (ValueError, OverflowError) as exc:  # int("9" * 5000), a 2001-13-45 date
+            raise ManifestError(
+                f"{path.name}: invalid YAML: {exc}", hint="quote the value to keep it a string"
+            ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path.name}:{mark.line + 1}:{mark.column + 1}" if mark else path.name
@@ -359,8 +364,10 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
     data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     if "project" not in data:
         data = {**data, "project": {"name": _default_project(path)}}
+    providers = _providers(path, node, data)
+    model = manifest_model(providers)
     try:
-        manifest = Manifest.model_validate(data)
+        manifest = model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
         err = errors[0]
@@ -371,10 +378,36 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
         target = _node_at(node, loc, want_key)
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ManifestError(
-            f"{_where(path, target)}: {_dotted(loc, data) or '<top>'}: {_message(err)}{more}",
-            hint=_hint(err, data),
+            f"{_where(path, target)}: {_dotted(loc, data, set(providers)) or '<top>'}: "
+            f"{_message(err)}{more}",
+            hint=_hint(err, data, model),
         ) from None
     return LoadedManifest(path=path, manifest=manifest, raw=data)
+
+
+def _providers(path: Path, node: yaml.Node, data: dict[str, Any]) -> tuple[str, ...]:
+    """The providers the targets name, each loaded (its schema is built only now).
+
+    A name no provider is registered under, or a plug-in that cannot be imported, is an
+    error at that target's ``provider:`` key.
+    """
+    targets = data.get("targets")
+    names: set[str] = set()
+    if not isinstance(targets, dict):
+        return ()
+    for tname, body in targets.items():
+        name = body.get("provider") if isinstance(body, dict) else None
+        if not isinstance(name, str) or name in names:
+            continue  # missing or mistyped: the schema's own error says so
+        try:
+            target_model(name)
+        except ScalableError as exc:
+            where = _where(path, _node_at(node, ("targets", tname, "provider"), False))
+            raise ManifestError(
+                f"{where}: targets.{tname}.provider: {exc.message}", hint=exc.hint
+            ) from None
+        names.add(name)
+    return tuple(sorted(names))
 
 
 def _default_project(path: Path) -> str:

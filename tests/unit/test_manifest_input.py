@@ -25,9 +25,11 @@ def refused(text: str) -> ManifestError:
 
 # -- item 12: alias bombs, cycles, deep nesting -----------------------------------------
 
-LAUGHS = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 10)
-) + "targets: {local: {provider: local}}\n"
+LAUGHS = (
+    "a0: &a0 [x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 10))
+    + "targets: {local: {provider: local}}\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -51,12 +53,14 @@ def test_yaml_bombs_are_refused_with_a_clean_error(text: str, needle: str) -> No
 
 
 def test_aliases_within_bounds_still_work() -> None:
-    m = load("""
+    m = load(
+        """
         common: &w {threads_per_worker: 2, processes: false}
         targets:
           a: {provider: local, max_workers: 1, <<: *w}
           b: {provider: local, max_workers: 2, <<: *w}
-        """.replace("common:", "x-common:"))
+        """.replace("common:", "x-common:")
+    )
     assert build_target(m, "b").groups[0].threads_per_worker == 2
 
 
