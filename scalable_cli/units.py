@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _SIZE_UNITS = {
@@ -20,13 +21,18 @@ def parse_size(value: str | int | float) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a size such as '4GiB'")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("a size must be a finite number")
         if value < 0:
             raise ValueError("a size cannot be negative")
         return int(value)
     m = _SIZE_RE.match(value)
     if not m or m.group(2).lower() not in _SIZE_UNITS:
         raise ValueError(f"{value!r} is not a size (examples: '4GiB', '512MiB', '4 GB')")
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    size = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+    if not math.isfinite(size):
+        raise ValueError(f"{value!r} is too large")
+    return int(size)
 
 
 def format_size(nbytes: int) -> str:
@@ -41,6 +47,8 @@ def parse_duration(value: str | int | float) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as '30s'")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("a duration must be a finite number")
         return float(value)
     m = _DURATION_RE.match(value)
     if not m:

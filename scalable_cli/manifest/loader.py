@@ -296,7 +296,7 @@ def _hint(err: Any, data: Any, root: type[BaseModel]) -> str | None:
         return "provider must be one of: " + ", ".join(provider_names())
     if kind == "missing":
         return f"add '{loc[-1]}:'"
-    return "see `scalable schema` or docs/manifest.rst"
+    return "see `scalable schema` or docs/reference/manifest.rst"
 
 
 def _message(err: Any) -> str:

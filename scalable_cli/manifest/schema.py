@@ -106,8 +106,9 @@ class Project(_Strict):
 class Adaptive(_Strict):
     """Adaptive scaling bounds and the controller's pacing (see docs/scaling)."""
 
-    minimum: int = Field(default=0, ge=0, le=1_000_000)
-    maximum: int = Field(ge=1, le=1_000_000)
+    # Upper bounds are the provider's (``_Counts.MAX_WORKERS``); minimum <= maximum.
+    minimum: int = Field(default=0, ge=0)
+    maximum: int = Field(ge=1)
     interval: Duration = Field(default=1.0, gt=0, le=HOUR)
     cooldown: Duration = Field(default=30.0, ge=0, le=DAY)
     wait_count: int = Field(default=3, ge=1, le=1000)
