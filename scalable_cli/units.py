@@ -18,7 +18,7 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1, "": 1, None: 1, "m": 60, "min": 60, "h":
 
 def parse_size(value: str | int | float) -> int:
     """Bytes from ``4GiB``, ``512MiB``, ``4 GB``, ``2e9`` or a plain number of bytes."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError("expected a size such as '4GiB'")
     if isinstance(value, int | float):
         if not math.isfinite(value):
@@ -44,7 +44,7 @@ def format_size(nbytes: int) -> str:
 
 def parse_duration(value: str | int | float) -> float:
     """Seconds from ``30s``, ``5m``, ``2h``, ``1d`` or a plain number of seconds."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError("expected a duration such as '30s'")
     if isinstance(value, int | float):
         if not math.isfinite(value):
@@ -63,7 +63,7 @@ def parse_walltime(value: str | int) -> int:
     integer is minutes, as sbatch reads it. (An unquoted ``04:00:00`` never reaches here
     as 14400: the manifest loader keeps YAML 1.1 sexagesimal numbers as strings.)
     """
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValueError("expected a walltime such as '04:00:00'")
     if isinstance(value, int):
         if value <= 0:

@@ -342,9 +342,12 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
         _expand(path, node, loader, "")
         try:
             data = loader.construct_document(node)
-        except (ValueError, OverflowError) as exc:  # int("9" * 5000), a 2001-13-45 date
+        except Exception as exc:  # noqa: BLE001 - PyYAML's constructors raise what they
+            # meet: ValueError (int("9" * 5000), a 2001-13-45 date), IndexError (!!int "")…
             raise ManifestError(
-                f"{path.name}: invalid YAML: {exc}", hint="quote the value to keep it a string"
+                f"{path.name}: invalid YAML: cannot read a value "
+                f"({type(exc).__name__}: {exc})".replace("\n", " "),
+                hint="quote the value to keep it a string",
             ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
