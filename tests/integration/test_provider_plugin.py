@@ -103,3 +103,16 @@ def test_a_provider_that_is_not_installed(tmp_path: Path, monkeypatch: pytest.Mo
     err = capsys.readouterr().err
     assert "scalable.yaml:3:15: targets.shop.provider: unknown provider 'tiny'" in err
     assert "local, slurm, aws, gke" in err
+
+
+def test_the_reference_example_defines_a_provider() -> None:
+    """docs/reference/manifest.rst's plug-in example is code that runs."""
+    from tests.integration.test_docs import python_blocks
+
+    (block,) = python_blocks(Path(__file__).resolve().parents[2] / "docs" / "reference" /
+                             "manifest.rst")
+    scope: dict[str, object] = {"__name__": "__docs__"}
+    exec(compile(block, "manifest.rst", "exec"), scope)
+    cls = scope["TinyProvider"]
+    assert cls.target_model.model_fields["cone"].default == "waffle"  # type: ignore[attr-defined]
+    assert cls.group_model.MAX_WORKERS == 3  # type: ignore[attr-defined]
