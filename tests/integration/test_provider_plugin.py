@@ -51,8 +51,14 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 def _run(cwd: Path, site: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(site), "NO_COLOR": "1", "CI": "1"}
-    return subprocess.run([sys.executable, "-m", "scalable", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "scalable", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_plugin_provider_validates_and_plans(site: Path, tmp_path: Path) -> None:
@@ -73,18 +79,29 @@ def test_plugin_provider_validates_and_plans(site: Path, tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
-        (("cone: waffle", "cone: plastic"),
-         "scalable.yaml:4:11: targets.shop.cone: Input should be 'waffle' or 'cup'"),
-        (("max_workers: 2", "max_workers: 4"),
-         "targets.shop.max_workers: 4 is above this provider's limit of 3"),
-        (("{flavour: chocolate", "{flavor: chocolate"),
-         "targets.shop.groups.choc.flavor: unknown key"),
+        (
+            ("cone: waffle", "cone: plastic"),
+            "scalable.yaml:4:11: targets.shop.cone: Input should be 'waffle' or 'cup'",
+        ),
+        (
+            ("max_workers: 2", "max_workers: 4"),
+            "targets.shop.max_workers: 4 is above this provider's limit of 3",
+        ),
+        (
+            ("{flavour: chocolate", "{flavor: chocolate"),
+            "targets.shop.groups.choc.flavor: unknown key",
+        ),
         (("cone: waffle", "cone: cup"), "chocolate is served in a waffle cone only"),
     ],
 )
-def test_plugin_keys_are_checked(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                 capsys: pytest.CaptureFixture[str],
-                                 change: tuple[str, str], needle: str) -> None:
+def test_plugin_keys_are_checked(
+    site: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    change: tuple[str, str],
+    needle: str,
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "scalable.yaml").write_text(textwrap.dedent(MANIFEST).lstrip().replace(*change))
     assert main(["validate"]) == 1
@@ -95,8 +112,9 @@ def test_plugin_keys_are_checked(site: Path, tmp_path: Path, monkeypatch: pytest
         assert "did you mean 'flavour'?" in err
 
 
-def test_a_provider_that_is_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_provider_that_is_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "scalable.yaml").write_text(textwrap.dedent(MANIFEST).lstrip())
     assert main(["validate"]) == 1
@@ -109,8 +127,9 @@ def test_the_reference_example_defines_a_provider() -> None:
     """docs/reference/manifest.rst's plug-in example is code that runs."""
     from tests.integration.test_docs import python_blocks
 
-    (block,) = python_blocks(Path(__file__).resolve().parents[2] / "docs" / "reference" /
-                             "manifest.rst")
+    (block,) = python_blocks(
+        Path(__file__).resolve().parents[2] / "docs" / "reference" / "manifest.rst"
+    )
     scope: dict[str, object] = {"__name__": "__docs__"}
     exec(compile(block, "manifest.rst", "exec"), scope)
     cls = scope["TinyProvider"]

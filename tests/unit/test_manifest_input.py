@@ -99,15 +99,20 @@ def test_unset_variable_hint_mentions_the_escape(monkeypatch: pytest.MonkeyPatch
 
 @pytest.mark.parametrize(
     ("provider", "extra", "limit"),
-    [("local", "", "512"), ("slurm", "", "10,000"), ("aws", "", "5,000"),
-     ("gke", ", allowed_cidrs: [10.0.0.0/8], cluster: c, location: l", "5,000")],
+    [
+        ("local", "", "512"),
+        ("slurm", "", "10,000"),
+        ("aws", "", "5,000"),
+        ("gke", ", allowed_cidrs: [10.0.0.0/8], cluster: c, location: l", "5,000"),
+    ],
 )
-def test_huge_worker_counts_are_refused_with_the_limit(provider: str, extra: str,
-                                                       limit: str) -> None:
+def test_huge_worker_counts_are_refused_with_the_limit(
+    provider: str, extra: str, limit: str
+) -> None:
     err = refused(f"targets: {{t: {{provider: {provider}, max_workers: 1000000000000{extra}}}}}\n")
     assert "targets.t.max_workers" in err.message and f"limit of {limit}" in err.message
-    err = refused("targets: {t: {provider: %s, groups: {g: {adaptive: {maximum: 99999999}}}%s}}\n"
-                  % (provider, extra))
+    adaptive = "groups: {g: {adaptive: {maximum: 99999999}}}"
+    err = refused("targets: {t: {provider: " + provider + ", " + adaptive + extra + "}}\n")
     assert "targets.t.groups.g.adaptive" in err.message and f"limit of {limit}" in err.message
 
 
@@ -124,8 +129,12 @@ def test_huge_worker_counts_are_refused_with_the_limit(provider: str, extra: str
         ("provider: gke, disk_size_gb: 10000000", "less than or equal to 65536"),
         ("provider: gke, operation_timeout: 100d", "less than or equal to 86400"),
         ("provider: local, max_workers: 1, env: {A: b}, workload: {tasks: 1e30}", "tasks"),
-        ("provider: local, max_workers: 1, groups: {" + ", ".join(
-            f"g{i}: {{}}" for i in range(101)) + "}", "groups"),
+        (
+            "provider: local, max_workers: 1, groups: {"
+            + ", ".join(f"g{i}: {{}}" for i in range(101))
+            + "}",
+            "groups",
+        ),
     ],
 )
 def test_sizes_counts_and_durations_have_upper_bounds(body: str, needle: str) -> None:
@@ -133,14 +142,15 @@ def test_sizes_counts_and_durations_have_upper_bounds(body: str, needle: str) ->
     assert needle in err.message, err.message
 
 
-def test_huge_max_workers_plan_is_a_clean_error(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_huge_max_workers_plan_is_a_clean_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from scalable.cli import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "scalable.yaml").write_text(
-        "targets: {local: {provider: local, max_workers: 1000000000000}}\n")
+        "targets: {local: {provider: local, max_workers: 1000000000000}}\n"
+    )
     for command in ("validate", "plan"):
         assert main([command]) == 1
         err = capsys.readouterr().err
@@ -163,8 +173,10 @@ def test_huge_max_workers_plan_is_a_clean_error(tmp_path: Path,
         ("provider: local, adaptive: {maximum: 3, interval: -1}", "adaptive.interval"),
         ("provider: local, adaptive: {maximum: 3, interval: 0}", "adaptive.interval"),
         ("provider: local, adaptive: {maximum: 3, cooldown: .nan}", "adaptive.cooldown"),
-        ("provider: local, adaptive: {maximum: 3, target_duration: .inf}",
-         "adaptive.target_duration"),
+        (
+            "provider: local, adaptive: {maximum: 3, target_duration: .inf}",
+            "adaptive.target_duration",
+        ),
         ("provider: local, memory_per_worker: .inf", "memory_per_worker"),
         ("provider: local, memory_per_worker: .nan", "memory_per_worker"),
         ("provider: local, memory_per_worker: -1", "memory_per_worker"),
@@ -184,7 +196,8 @@ def test_negative_infinite_and_nan_values_are_refused(body: str, key: str) -> No
 
 
 def test_bounds_leave_ordinary_values_alone() -> None:
-    m = load("""
+    m = load(
+        """
         targets:
           hpc:
             provider: slurm
@@ -198,7 +211,8 @@ def test_bounds_leave_ordinary_values_alone() -> None:
           gke:
             provider: gke
             idle_timeout_is_not_here: 1
-        """.replace("            idle_timeout_is_not_here: 1\n", ""))
+        """.replace("            idle_timeout_is_not_here: 1\n", "")
+    )
     assert m.manifest.targets["hpc"].lifetime_margin == 600
 
 
@@ -241,21 +255,33 @@ def test_group_names_that_collide_on_gke_are_refused() -> None:
 @pytest.mark.parametrize(
     ("target", "needle"),
     [
-        ("{provider: aws, region: us-east-1, launch_type: fargate, cpu: 3}",
-         "Fargate has no task with 3 vCPU"),
-        ("{provider: aws, region: us-east-1, launch_type: fargate, cpu: 1, memory: 64GiB}",
-         "Fargate has no 1 vCPU task with 64"),
+        (
+            "{provider: aws, region: us-east-1, launch_type: fargate, cpu: 3}",
+            "Fargate has no task with 3 vCPU",
+        ),
+        (
+            "{provider: aws, region: us-east-1, launch_type: fargate, cpu: 1, memory: 64GiB}",
+            "Fargate has no 1 vCPU task with 64",
+        ),
         ("{provider: gke, cluster: c, location: us-central1}", "needs allowed_cidrs"),
         ("{provider: gke, allowed_cidrs: [10.0.0.0/8]}", "needs cluster and location"),
-        ("{provider: gke, cluster: c, location: l, allowed_cidrs: [10.0.0.0/8], "
-         "machine_type: e2-nosuch-4}", "machine type 'e2-nosuch-4' is unknown"),
+        (
+            "{provider: gke, cluster: c, location: l, allowed_cidrs: [10.0.0.0/8], "
+            "machine_type: e2-nosuch-4}",
+            "machine type 'e2-nosuch-4' is unknown",
+        ),
         ("{provider: slurm, containers: docker}", "containers: docker is not supported"),
-        ("{provider: slurm, cores: 2, processes: 2, threads_per_worker: 2}",
-         "a job asks for 2 cores"),
+        (
+            "{provider: slurm, cores: 2, processes: 2, threads_per_worker: 2}",
+            "a job asks for 2 cores",
+        ),
     ],
 )
 def test_validate_refuses_what_plan_refuses_offline(
-    target: str, needle: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    target: str,
+    needle: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from scalable.cli import main

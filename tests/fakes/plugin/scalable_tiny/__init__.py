@@ -48,10 +48,10 @@ class TinyProvider(Provider):
 
     def check_config(self) -> None:
         cfg = self.target.config_as(TinyTarget)
-        if cfg.cone == "cup" and any(g.settings_as(TinyGroup).flavour == "chocolate"
-                                     for g in self.target.groups):
-            raise ProviderError("chocolate is served in a waffle cone only",
-                                hint="cone: waffle")
+        if cfg.cone == "cup" and any(
+            g.settings_as(TinyGroup).flavour == "chocolate" for g in self.target.groups
+        ):
+            raise ProviderError("chocolate is served in a waffle cone only", hint="cone: waffle")
 
     def desired(self) -> list[ResourceSpec]:
         cfg = self.target.config_as(TinyTarget)
@@ -59,9 +59,15 @@ class TinyProvider(Provider):
         for g in self.target.groups:
             keys = g.settings_as(TinyGroup)
             for i in range(g.count):
-                out.append(ResourceSpec(
-                    f"workers.{g.name}[{i}]", "tiny.scoop", {"flavour": keys.flavour},
-                    group=g.name, depends_on=("scheduler",)))
+                out.append(
+                    ResourceSpec(
+                        f"workers.{g.name}[{i}]",
+                        "tiny.scoop",
+                        {"flavour": keys.flavour},
+                        group=g.name,
+                        depends_on=("scheduler",),
+                    )
+                )
         return out
 
     def price(self, resource: ResourceSpec) -> Price:
@@ -81,8 +87,10 @@ class TinyProvider(Provider):
 
     def observe(self, records: Sequence[object]) -> dict[str, Observation]:
         live = self._load()
-        return {r.address: Observation("alive" if r.id in live else "gone")  # type: ignore[attr-defined]
-                for r in records}
+        return {
+            r.address: Observation("alive" if r.id in live else "gone")  # type: ignore[attr-defined]
+            for r in records
+        }
 
     def discover(self, lineage: str) -> list[Discovered]:
         return []
