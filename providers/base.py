@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from scalable.addrs import SCHEDULER
 from scalable.errors import ScalableError
 from scalable.manifest.schema import GroupConfig, TargetConfig
 from scalable.registry import BUILTIN, provider_class
@@ -48,7 +49,7 @@ class ResourceSpec:
 
     @property
     def is_scheduler(self) -> bool:
-        return self.address == "scheduler"
+        return self.address == SCHEDULER
 
 
 @dataclass
