@@ -27,7 +27,12 @@ def validate(file: FileOpt = None) -> None:
     loaded = load_manifest(manifest_path(file))
     for name in loaded.manifest.targets:
         spec = build_target(loaded, name)
-        provider_class(spec.provider)(spec, spec.workdir).check_config()
+        try:
+            provider_class(spec.provider)(spec, spec.workdir).check_config()
+        except ScalableError as exc:  # the provider's words, placed in the file
+            raise ScalableError(
+                f"{loaded.path.name}: targets.{name}: {exc.message}", hint=exc.hint
+            ) from None
         groups = ", ".join(
             f"{g.name}={g.count}"
             if not g.adaptive

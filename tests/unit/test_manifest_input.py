@@ -294,4 +294,5 @@ def test_validate_refuses_what_plan_refuses_offline(
     assert main(["validate"]) == 1
     err = capsys.readouterr().err
     assert needle in err and "bug" not in err, err
+    assert err.startswith("Error: scalable.yaml: targets.t: ")
     assert len(err.strip().splitlines()) <= 2  # Error: … and its hint
