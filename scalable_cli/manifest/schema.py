@@ -154,12 +154,14 @@ class StateBackend(_Strict):
         if self.backend in ("s3", "gcs") and not self.bucket:
             raise ValueError(f"the {self.backend} backend needs a 'bucket'")
         if self.backend != "s3" and (self.key is not None or self.region is not None):
-            raise ValueError(f"'key' and 'region' are s3 settings; the {self.backend} "
-                             "backend does not take them" +
-                             (" (use 'prefix')" if self.backend == "gcs" else ""))
+            raise ValueError(
+                f"'key' and 'region' are s3 settings; the {self.backend} "
+                "backend does not take them" + (" (use 'prefix')" if self.backend == "gcs" else "")
+            )
         if self.backend != "gcs" and self.prefix is not None:
-            raise ValueError("'prefix' is a gcs setting" +
-                             (" (s3 uses 'key')" if self.backend == "s3" else ""))
+            raise ValueError(
+                "'prefix' is a gcs setting" + (" (s3 uses 'key')" if self.backend == "s3" else "")
+            )
         return self
 
 
