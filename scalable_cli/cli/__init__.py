@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "Print the manifest's JSON Schema (for editors)."),
     "init": ("scalable.cli.manifest", "init", "Write a commented starter manifest."),
     "state": ("scalable.cli.state", "app", "Inspect and repair a target's state."),
+    "cache": ("scalable.cli.cache", "app", "Show or clear the @cacheable result cache."),
 }
 
 

@@ -125,6 +125,8 @@ class Adaptive(_Strict):
 class Objectives(_Strict):
     budget_usd: Money | None = Field(default=None, gt=0)
     deadline_hours: float | None = Field(default=None, gt=0, le=24 * 366)
+    # What happens when a run's spend reaches budget_usd (docs/guides/scaling.rst).
+    on_budget: Literal["stop", "destroy"] = "stop"
 
 
 class Workload(_Strict):
@@ -163,6 +165,27 @@ class StateBackend(_Strict):
                 "'prefix' is a gcs setting" + (" (s3 uses 'key')" if self.backend == "s3" else "")
             )
         return self
+
+
+class CacheConfig(_Strict):
+    """Result caching of ``@cacheable`` calls on this target's workers
+    (docs/guides/caching.rst); each key becomes a ``SCALABLE_CACHE_*`` variable."""
+
+    enabled: StrictBool = True
+    directory: Text | None = Field(
+        default=None, description="local cache folder (relative: to the manifest's folder)"
+    )
+    remote: str | None = Field(
+        default=None,
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,62}(/.*)?$",
+        description="shared cache behind the local one: s3://bucket/prefix/",
+    )
+    size_limit: Annotated[Size, Field(gt=0, le=1024 * TIB)] | None = Field(
+        default=None, description="evict least recently used entries beyond this size"
+    )
+    tags: dict[str, StrictBool] = Field(
+        default_factory=dict, description="per task tag: false = never cache its calls"
+    )
 
 
 # -- counts and worker shape, shared by targets and groups ----------------------------------
@@ -227,6 +250,7 @@ class TargetConfig(_Counts):
         default=None, description="Dask TLS between scheduler, workers and clients"
     )
     env: dict[str, str] = Field(default_factory=dict)
+    cache: CacheConfig | None = None
     groups: dict[str, GroupConfig] = Field(default_factory=dict, max_length=100)
 
     @classmethod
