@@ -154,6 +154,21 @@ class _SlurmKeys(_Strict):
     memory: Size | None = None
     job_extra_directives: list[str] = Field(default_factory=list)
     job_script_prologue: list[str] = Field(default_factory=list)
+    array: StrictBool = Field(
+        default=False, description="submit a group as one job array (one id, N tasks)"
+    )
+
+
+class _BatchKeys(_SlurmKeys):
+    """Keys of the batch systems beyond Slurm (SGE, PBS, LSF, HTCondor)."""
+
+    resource_spec: str | None = Field(
+        default=None, description="SGE/PBS `-l` resource request, verbatim (site-specific)"
+    )
+    parallel_environment: str | None = Field(
+        default=None, description="SGE parallel environment for jobs of more than one core"
+    )
+    disk: Size | None = Field(default=None, description="HTCondor disk request per job")
 
 
 class _AwsKeys(_Strict):
@@ -175,6 +190,10 @@ class LocalGroup(_Counts, _LocalKeys):
 
 
 class SlurmGroup(_Counts, _SlurmKeys):
+    tags: list[str] = Field(default_factory=list)
+
+
+class BatchGroup(_Counts, _BatchKeys):
     tags: list[str] = Field(default_factory=list)
 
 
@@ -212,7 +231,25 @@ class SlurmTarget(_TargetCommon, _SlurmKeys):
     python: str | None = None
     scheduler: SchedulerPlacement = Field(default_factory=SchedulerPlacement)
     lifetime_margin: Duration = 300.0
+    max_jobs_queued: PositiveInt | None = Field(
+        default=None, description="at most this many of the target's jobs queued at once"
+    )
+    max_jobs_running: PositiveInt | None = Field(
+        default=None, description="at most this many of the target's jobs running at once"
+    )
     groups: dict[str, SlurmGroup] = Field(default_factory=dict)
+
+
+class BatchTarget(_TargetCommon, _BatchKeys):
+    """SGE, PBS/Torque, LSF and HTCondor: one model, the same keys (docs/guides)."""
+
+    provider: Literal["sge", "pbs", "lsf", "htcondor"]
+    interface: str | None = None
+    python: str | None = None
+    lifetime_margin: Duration = 300.0
+    max_jobs_queued: PositiveInt | None = None
+    max_jobs_running: PositiveInt | None = None
+    groups: dict[str, BatchGroup] = Field(default_factory=dict)
 
 
 class AwsTarget(_TargetCommon, _AwsKeys):
@@ -250,13 +287,18 @@ class GkeTarget(_TargetCommon, _GkeKeys):
 
 
 Target = Annotated[
-    LocalTarget | SlurmTarget | AwsTarget | GkeTarget, Field(discriminator="provider")
+    LocalTarget | SlurmTarget | BatchTarget | AwsTarget | GkeTarget,
+    Field(discriminator="provider"),
 ]
-TargetModel = LocalTarget | SlurmTarget | AwsTarget | GkeTarget
-GroupModel = LocalGroup | SlurmGroup | AwsGroup | GkeGroup
+TargetModel = LocalTarget | SlurmTarget | BatchTarget | AwsTarget | GkeTarget
+GroupModel = LocalGroup | SlurmGroup | BatchGroup | AwsGroup | GkeGroup
 TARGET_CLASSES: dict[str, type[BaseModel]] = {
     "local": LocalTarget,
     "slurm": SlurmTarget,
+    "sge": BatchTarget,
+    "pbs": BatchTarget,
+    "lsf": BatchTarget,
+    "htcondor": BatchTarget,
     "aws": AwsTarget,
     "gke": GkeTarget,
 }

@@ -270,6 +270,8 @@ def _cost(
             notes.append(p.note)
         if p.source and f"prices: {p.source}" not in notes and p.hourly:
             notes.append(f"prices: {p.source}")
+    if not destroy:
+        notes.extend(n for n in provider.plan_notes() if n not in notes)
     horizon = horizon_override or provider.horizon_hours()
     return Cost(
         hourly_now=now,
