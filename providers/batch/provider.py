@@ -290,6 +290,8 @@ class BatchProvider(Provider):
                     hint="raise cores: or lower processes:/threads_per_worker:",
                 )
         self.system.ping()
+        self.system.preflight(sorted({str(g.setting("queue")) for g in self.target.groups
+                                      if g.setting("queue")}))
         self._warn(self.scheduler_host()[1])
 
     # -- cost ---------------------------------------------------------------------------

@@ -185,6 +185,17 @@ class SgeSystem(BatchSystem):
                 self._identity[i] = found.get(i)
         return [BatchJob(**{**j.__dict__, "identity": self._identity.get(j.id)}) for j in jobs]
 
+    def preflight(self, queues: Sequence[str]) -> None:
+        if not queues:
+            return
+        known = set(self.run(["qconf", "-sql"], timeout=30.0).split())
+        for q in queues:
+            # A queue request may name a queue instance (all.q@host) or a wildcard.
+            name = q.partition("@")[0]
+            if "*" not in name and name not in known:
+                raise ProviderError(f"SGE has no queue {q!r} (queues: {', '.join(sorted(known))})",
+                                    hint="check `queue:` against `qconf -sql`")
+
     def cancel_argv(self, ids: Sequence[str]) -> list[str]:
         return ["qdel", *ids]
 

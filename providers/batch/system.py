@@ -212,6 +212,9 @@ class BatchSystem(ABC):
         """Fail with a clear message unless the system answers (one status call)."""
         self.run(self.status_argv(), timeout=30.0)
 
+    def preflight(self, queues: Sequence[str]) -> None:
+        """Check what the system can tell before any submission (queues exist…)."""
+
     def identity_directives(self, identity: Mapping[str, str]) -> list[str]:
         """Directives that carry our identity fields, where the system has a place."""
         return []
@@ -243,10 +246,12 @@ class BatchSystem(ABC):
 
 def message(text: str) -> str:
     """The most telling line of a client command's complaint."""
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in text.strip().splitlines()
+             if ln.strip() and ln.strip() != "Exiting."]
     if not lines:
         return "no message"
-    errors = [ln for ln in lines if "error" in ln.lower() or "denied" in ln.lower()]
+    errors = [ln for ln in lines if any(w in ln.lower() for w in
+                                        ("error", "denied", "unable", "rejected", "invalid"))]
     line = errors[0] if errors else lines[-1]
     for prefix in ("error: ", "Unable to run job: "):
         if line.startswith(prefix):
