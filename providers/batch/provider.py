@@ -121,6 +121,35 @@ def free_port(host: str) -> int:
         return port
 
 
+def capped_jobs(wanted: list[tuple[GroupSpec, int, int]], cap: int | None,
+                group_order: list[str]) -> tuple[list[tuple[GroupSpec, int, int]], int]:
+    """Keep at most ``cap`` of the wanted (group, index, workers) jobs, groups filled in
+    turn so every group gets some capacity; return them and how many wait."""
+    if cap is None or len(wanted) <= cap:
+        return wanted, 0
+    by_group: dict[str, list[tuple[GroupSpec, int, int]]] = {}
+    for w in wanted:
+        by_group.setdefault(w[0].name, []).append(w)
+    kept: list[tuple[GroupSpec, int, int]] = []
+    i = 0
+    while len(kept) < cap:
+        for jobs in by_group.values():
+            if i < len(jobs) and len(kept) < cap:
+                kept.append(jobs[i])
+        i += 1
+    kept.sort(key=lambda w: (group_order.index(w[0].name), w[1]))
+    return kept, len(wanted) - cap
+
+
+def cap_notes(cfg: Any, cap: int | None, kept: int, waiting: int, label: str) -> list[str]:
+    """The plan's line about jobs held back by ``max_jobs_queued``/``max_jobs_running``."""
+    if not waiting or cap is None:
+        return []
+    key = "max_jobs_queued" if cfg.max_jobs_queued == cap else "max_jobs_running"
+    return [f"{waiting} job(s) wait: {key}={cap} caps this target at {kept} job(s) in "
+            f"{label} at once; the rest are not submitted while the cap holds"]
+
+
 def observation_of(system: BatchSystem, job: BatchJob) -> Observation:
     details: dict[str, Any] = {"job_id": job.id, "state": job.state, "nodes": job.nodes}
     words = f" ({job.reason})" if job.reason else ""
@@ -193,32 +222,12 @@ class BatchProvider(Provider):
 
     def capped(self) -> tuple[list[tuple[GroupSpec, int, int]], int]:
         """The jobs within the cap (groups filled in turn) and how many wait beyond it."""
-        wanted = self._wanted_jobs()
-        cap = self.job_cap()
-        if cap is None or len(wanted) <= cap:
-            return wanted, 0
-        # Round-robin over groups so every group gets some capacity.
-        by_group: dict[str, list[tuple[GroupSpec, int, int]]] = {}
-        for w in wanted:
-            by_group.setdefault(w[0].name, []).append(w)
-        kept: list[tuple[GroupSpec, int, int]] = []
-        i = 0
-        while len(kept) < cap:
-            for jobs in by_group.values():
-                if i < len(jobs) and len(kept) < cap:
-                    kept.append(jobs[i])
-            i += 1
-        kept.sort(key=lambda w: ([g.name for g in self.target.groups].index(w[0].name), w[1]))
-        return kept, len(wanted) - cap
+        return capped_jobs(self._wanted_jobs(), self.job_cap(),
+                           [g.name for g in self.target.groups])
 
     def plan_notes(self) -> list[str]:
         kept, waiting = self.capped()
-        if not waiting:
-            return []
-        key = ("max_jobs_queued" if self.cfg.max_jobs_queued == self.job_cap()
-               else "max_jobs_running")
-        return [f"{waiting} job(s) wait: {key}={self.job_cap()} caps this target at "
-                f"{len(kept)} job(s) in {self.system.label} at once; they are not submitted"]
+        return cap_notes(self.cfg, self.job_cap(), len(kept), waiting, self.system.label)
 
     def desired(self) -> list[ResourceSpec]:
         out = [ResourceSpec(address="scheduler", type=PROCESS,

@@ -103,7 +103,7 @@ def jobqueue_script(job_class: Any, req: JobRequest, job_id_var: str, **kwargs: 
     cannot fill them in behind the plan's back.
     """
 
-    class _Job(job_class):  # type: ignore[misc,valid-type]
+    class _Job(job_class):
         def __init__(self, command: str, **kw: object) -> None:
             super().__init__(**kw)
             self._command_template = command
@@ -212,7 +212,7 @@ class BatchSystem(ABC):
         """Fail with a clear message unless the system answers (one status call)."""
         self.run(self.status_argv(), timeout=30.0)
 
-    def preflight(self, queues: Sequence[str]) -> None:
+    def preflight(self, queues: Sequence[str]) -> None:  # noqa: B027 - optional hook
         """Check what the system can tell before any submission (queues exist…)."""
 
     def identity_directives(self, identity: Mapping[str, str]) -> list[str]:

@@ -38,6 +38,7 @@ from scalable.providers.base import (
     ProviderError,
     ResourceSpec,
 )
+from scalable.providers.batch.provider import cap_notes, capped_jobs
 from scalable.providers.commands import (
     TELEMETRY_PRELOAD,
     read_scheduler_file,
@@ -209,20 +210,48 @@ class SlurmProvider(Provider):
                             "interface": self.cfg.interface, "tls": self.target.tls},
             )
         out = [sched]
+        kept, _ = self._capped()
+        for g, j, nw in kept:
+            addr = f"workers.{g.name}[{j}]"
+            out.append(
+                ResourceSpec(
+                    address=addr, type=JOB, group=g.name,
+                    attributes=self._job_attributes(g, nw),
+                    worker_names=worker_names(addr, nw),
+                    depends_on=("scheduler",),
+                )
+            )
+        return out
+
+    # -- arrays and queue caps ----------------------------------------------------------
+    def _job_cap(self) -> int | None:
+        """Jobs (array tasks count one each, as in Slurm's own limits) the target may have
+        in Slurm at once. ``max_jobs_running`` caps non-array groups here; an array's
+        tasks are all queued and Slurm runs at most that many (``--array=…%M``)."""
+        caps = [self.cfg.max_jobs_queued]
+        if any(not g.setting("array") for g in self.target.groups):
+            caps.append(self.cfg.max_jobs_running)
+        known = [c for c in caps if c]
+        return min(known) if known else None
+
+    def _capped(self) -> tuple[list[tuple[GroupSpec, int, int]], int]:
+        wanted = []
         for g in self.target.groups:
             per_job = int(g.setting("processes", 1))
             for j in range(math.ceil(g.count / per_job)):
-                nw = min(per_job, g.count - j * per_job)
-                addr = f"workers.{g.name}[{j}]"
-                out.append(
-                    ResourceSpec(
-                        address=addr, type=JOB, group=g.name,
-                        attributes=self._job_attributes(g, nw),
-                        worker_names=worker_names(addr, nw),
-                        depends_on=("scheduler",),
-                    )
-                )
-        return out
+                wanted.append((g, j, min(per_job, g.count - j * per_job)))
+        return capped_jobs(wanted, self._job_cap(), [g.name for g in self.target.groups])
+
+    def plan_notes(self) -> list[str]:
+        kept, waiting = self._capped()
+        notes = cap_notes(self.cfg, self._job_cap(), len(kept), waiting, "Slurm")
+        for g in self.target.groups:
+            tasks = [j for gg, j, _ in kept if gg.name == g.name]
+            if g.setting("array") and tasks:
+                spec = scripts.array_spec(tasks, self.cfg.max_jobs_running)
+                notes.append(f"workers.{g.name}: 1 array of {len(tasks)} tasks "
+                             f"(sbatch --array={spec})")
+        return notes
 
     def _shape(self, g: GroupSpec, nworkers: int) -> dict[str, Any]:
         """Cores, memory and walltime of a job hosting ``nworkers`` of group ``g``."""
@@ -258,6 +287,8 @@ class SlurmProvider(Provider):
             attrs["job_extra_directives"] = extra
         if prologue:
             attrs["job_script_prologue"] = prologue
+        if g.setting("array"):
+            attrs["array"] = True
         if self.cfg.containers == "apptainer":
             attrs["image"] = self.cfg.image
         if self.cfg.python:
@@ -406,10 +437,14 @@ class SlurmProvider(Provider):
             if fields is None or fields["lineage"] != lineage or not job.active:
                 continue
             obs = observation_of(job)
+            task = scripts.task_identity(fields, job.array_task)
+            if "tasks" in fields and task is None:
+                continue  # a task of ours that no record asked for: not an address
+            address, key = task or (fields["address"], fields["key"])
             found.append(
                 Discovered(
-                    address=fields["address"], type=JOB, id=job.id,
-                    idempotency_key=fields["key"],
+                    address=address, type=JOB, id=job.id,
+                    idempotency_key=key,
                     meta={"job_id": job.id, "job_name": job.name},
                     status=obs.status if obs.status != "gone" else "alive",
                 )
@@ -436,6 +471,10 @@ class SlurmProvider(Provider):
         if resource.is_scheduler:
             return self._scheduler_script(lineage, key)
         g = self.target.group(resource.group or "default")
+        if resource.attributes.get("array"):
+            index = int(resource.address.rpartition("[")[2].rstrip("]"))
+            return self._array_script(g, resource, {index: key or "<key>"}, lineage,
+                                      scheduler_address)
         nw = int(resource.attributes.get("workers", 1))
         s = self._shape(g, nw)
         name, comment, wckey = self._identity(lineage, resource.address, key)
@@ -457,6 +496,67 @@ class SlurmProvider(Provider):
             python=self._python(),
         )
         return scripts.render(shape)
+
+    def _array_script(self, g: GroupSpec, resource: ResourceSpec, keys: dict[int, str],
+                      lineage: str | None, scheduler_address: str | None) -> str:
+        """One ``sbatch --array`` script for the tasks ``keys`` (index → idempotency key)
+        of group ``g``: every task runs the same shape, its worker named by its index."""
+        nw = int(resource.attributes.get("workers", 1))
+        s = self._shape(g, nw)
+        name = (scripts.job_name(lineage, f"workers.{g.name}") if lineage
+                else f"scalable-<lineage8>-{g.name}")
+        task_address = f"workers.{g.name}[{scripts.TASK_VAR}]"
+        spec = scripts.array_spec(list(keys), self.cfg.max_jobs_running)
+        shape = scripts.JobShape(
+            job_name=name,
+            comment=scripts.array_comment(lineage or "<lineage>", g.name, keys),
+            wckey=scripts.wckey(lineage) if lineage else "scalable-<lineage8>",
+            partition=g.setting("queue"),
+            account=g.setting("account"),
+            walltime=s["walltime"],
+            cores=s["cores"],
+            memory=s["memory"],
+            log_directory=str(self.workdir / "logs"),
+            worker_command=self._worker_command(
+                g, nw, task_address, scheduler_address or "<scheduler address>", s),
+            extra_directives=[f"--array={spec}", *g.setting("job_extra_directives", [])],
+            prologue=list(g.setting("job_script_prologue", [])),
+            env=self._job_env(),
+            python=self._python(),
+        )
+        return scripts.render(shape)
+
+    def _submit_arrays(self, batches: dict[tuple[str, str], list[tuple[int, ResourceSpec,
+                                                                       CreateContext]]],
+                       results: list[Created | ProviderError | None]) -> None:
+        """One sbatch per (group, shape): the tasks' records get ``<array id>_<index>``."""
+        for (group, _), items in batches.items():
+            g = self.target.group(group)
+            keys = {int(r.address.rpartition("[")[2].rstrip("]")): c.idempotency_key
+                    for _, r, c in items}
+            ctx = items[0][2]
+            try:
+                address = ctx.outputs.get("scheduler_address")
+                if not address:
+                    raise ProviderError("no scheduler address to join")
+                text = self._array_script(g, items[0][1], keys, ctx.lineage, address)
+                name = scripts.job_name(ctx.lineage, f"workers.{group}")
+                path = self.workdir / "jobs" / f"{name}-{ctx.idempotency_key[-8:]}.sbatch"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+                array_id = slurm.sbatch(path, cwd=self.workdir,
+                                        env={"DASK_SCHEDULER_ADDRESS": ""})
+            except ProviderError as exc:
+                for i, _, _ in items:
+                    results[i] = exc
+                continue
+            for i, res, _ in items:
+                index = int(res.address.rpartition("[")[2].rstrip("]"))
+                task_id = f"{array_id}_{index}"
+                results[i] = Created(id=task_id, meta={
+                    "job_id": task_id, "job_name": name, "script": str(path),
+                    "array_id": array_id, "partition": res.attributes.get("partition"),
+                    "log": str(self.workdir / "logs")})
 
     def _identity(self, lineage: str | None, address: str, key: str | None
                   ) -> tuple[str, str, str]:
@@ -599,6 +699,7 @@ class SlurmProvider(Provider):
         """
         results: list[Created | ProviderError | None] = [None] * len(resources)
         todo: list[tuple[int, Path, dict[str, Any]]] = []
+        arrays: dict[tuple[str, str], list[tuple[int, ResourceSpec, CreateContext]]] = {}
         existing: dict[str, slurm.Job] | None = None
         for i, (res, ctx) in enumerate(zip(resources, contexts, strict=True)):
             try:
@@ -609,6 +710,15 @@ class SlurmProvider(Provider):
                 if existing is None:
                     existing = self._by_key(ctx.lineage)
                 found = existing.get(ctx.idempotency_key)
+                if res.attributes.get("array"):
+                    if found is not None:  # a retry: that task was submitted
+                        results[i] = Created(id=found.id, meta={
+                            "job_id": found.id, "job_name": found.name})
+                    else:
+                        shape_key = json.dumps(res.attributes, sort_keys=True, default=str)
+                        arrays.setdefault((res.group or "default", shape_key), []).append(
+                            (i, res, ctx))
+                    continue
                 path, meta = self._write_script(res, ctx)
                 if found is not None:  # a retry: the first submission went through
                     results[i] = Created(id=found.id, meta={**meta, "job_id": found.id})
@@ -616,6 +726,8 @@ class SlurmProvider(Provider):
                     todo.append((i, path, meta))
             except ProviderError as exc:
                 results[i] = exc
+        if arrays:
+            self._submit_arrays(arrays, results)
         if todo:
             with ThreadPoolExecutor(max_workers=min(16, len(todo))) as pool:
                 futures = [
@@ -648,7 +760,8 @@ class SlurmProvider(Provider):
         for job in self._jobs(fresh=True):
             fields = scripts.parse_comment(job.comment)
             if fields and fields["lineage"] == lineage and job.active:
-                out[fields["key"]] = job
+                task = scripts.task_identity(fields, job.array_task)
+                out[task[1] if task else fields["key"]] = job
         return out
 
     def _write_script(self, resource: ResourceSpec, ctx: CreateContext
