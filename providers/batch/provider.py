@@ -96,8 +96,11 @@ def interface_address(name: str) -> str | None:
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
-            packed = fcntl.ioctl(s.fileno(), 0x8915,  # SIOCGIFADDR
-                                 struct.pack("256s", name[:15].encode()))
+            packed = fcntl.ioctl(
+                s.fileno(),
+                0x8915,  # SIOCGIFADDR
+                struct.pack("256s", name[:15].encode()),
+            )
         except OSError:
             return None
     return socket.inet_ntoa(packed[20:24])
@@ -121,8 +124,9 @@ def free_port(host: str) -> int:
         return port
 
 
-def capped_jobs(wanted: list[tuple[GroupSpec, int, int]], cap: int | None,
-                group_order: list[str]) -> tuple[list[tuple[GroupSpec, int, int]], int]:
+def capped_jobs(
+    wanted: list[tuple[GroupSpec, int, int]], cap: int | None, group_order: list[str]
+) -> tuple[list[tuple[GroupSpec, int, int]], int]:
     """Keep at most ``cap`` of the wanted (group, index, workers) jobs, groups filled in
     turn so every group gets some capacity; return them and how many wait."""
     if cap is None or len(wanted) <= cap:
@@ -146,8 +150,10 @@ def cap_notes(cfg: Any, cap: int | None, kept: int, waiting: int, label: str) ->
     if not waiting or cap is None:
         return []
     key = "max_jobs_queued" if cfg.max_jobs_queued == cap else "max_jobs_running"
-    return [f"{waiting} job(s) wait: {key}={cap} caps this target at {kept} job(s) in "
-            f"{label} at once; the rest are not submitted while the cap holds"]
+    return [
+        f"{waiting} job(s) wait: {key}={cap} caps this target at {kept} job(s) in "
+        f"{label} at once; the rest are not submitted while the cap holds"
+    ]
 
 
 def observation_of(system: BatchSystem, job: BatchJob) -> Observation:
@@ -155,16 +161,18 @@ def observation_of(system: BatchSystem, job: BatchJob) -> Observation:
     words = f" ({job.reason})" if job.reason else ""
     if job.phase == "alive":
         where = f" on {job.nodes}" if job.nodes else ""
-        return Observation("alive", f"{system.label} job {job.id} {job.state}{where}",
-                           details=details)
+        return Observation(
+            "alive", f"{system.label} job {job.id} {job.state}{where}", details=details
+        )
     if job.phase == "pending":
-        return Observation("pending", f"{system.label} job {job.id} {job.state}{words}",
-                           details=details)
+        return Observation(
+            "pending", f"{system.label} job {job.id} {job.state}{words}", details=details
+        )
     if job.phase == "ending":
-        return Observation("gone", f"{system.label} job {job.id} {job.state}: ending{words}",
-                           details=details)
-    return Observation("gone", f"{system.label} job {job.id} {job.state}{words}",
-                       details=details)
+        return Observation(
+            "gone", f"{system.label} job {job.id} {job.state}: ending{words}", details=details
+        )
+    return Observation("gone", f"{system.label} job {job.id} {job.state}{words}", details=details)
 
 
 class BatchProvider(Provider):
@@ -222,38 +230,63 @@ class BatchProvider(Provider):
 
     def capped(self) -> tuple[list[tuple[GroupSpec, int, int]], int]:
         """The jobs within the cap (groups filled in turn) and how many wait beyond it."""
-        return capped_jobs(self._wanted_jobs(), self.job_cap(),
-                           [g.name for g in self.target.groups])
+        return capped_jobs(
+            self._wanted_jobs(), self.job_cap(), [g.name for g in self.target.groups]
+        )
 
     def plan_notes(self) -> list[str]:
         kept, waiting = self.capped()
         return cap_notes(self.cfg, self.job_cap(), len(kept), waiting, self.system.label)
 
     def desired(self) -> list[ResourceSpec]:
-        out = [ResourceSpec(address="scheduler", type=PROCESS,
-                            attributes={"role": "scheduler", "placement": "local",
-                                        "interface": self.cfg.interface,
-                                        "tls": self.target.tls})]
+        out = [
+            ResourceSpec(
+                address="scheduler",
+                type=PROCESS,
+                attributes={
+                    "role": "scheduler",
+                    "placement": "local",
+                    "interface": self.cfg.interface,
+                    "tls": self.target.tls,
+                },
+            )
+        ]
         kept, _ = self.capped()
         for g, j, nw in kept:
             addr = f"workers.{g.name}[{j}]"
-            out.append(ResourceSpec(address=addr, type=self.job_type, group=g.name,
-                                    attributes=self._job_attributes(g, nw),
-                                    worker_names=worker_names(addr, nw),
-                                    depends_on=("scheduler",)))
+            out.append(
+                ResourceSpec(
+                    address=addr,
+                    type=self.job_type,
+                    group=g.name,
+                    attributes=self._job_attributes(g, nw),
+                    worker_names=worker_names(addr, nw),
+                    depends_on=("scheduler",),
+                )
+            )
         return out
 
     def _shape(self, g: GroupSpec, nworkers: int) -> dict[str, Any]:
         per_job = int(g.setting("processes", 1))
         cores_cfg = g.setting("cores")
-        cores = (math.ceil(int(cores_cfg) * nworkers / per_job) if cores_cfg
-                 else nworkers * g.threads_per_worker)
+        cores = (
+            math.ceil(int(cores_cfg) * nworkers / per_job)
+            if cores_cfg
+            else nworkers * g.threads_per_worker
+        )
         mem_cfg = g.setting("memory")
         per_worker = g.memory_per_worker or (int(mem_cfg) // per_job if mem_cfg else None)
-        memory = (math.ceil(int(mem_cfg) * nworkers / per_job) if mem_cfg
-                  else (per_worker * nworkers if per_worker else None))
-        return {"cores": cores, "memory": memory, "per_worker": per_worker,
-                "walltime": int(g.setting("walltime", 3600))}
+        memory = (
+            math.ceil(int(mem_cfg) * nworkers / per_job)
+            if mem_cfg
+            else (per_worker * nworkers if per_worker else None)
+        )
+        return {
+            "cores": cores,
+            "memory": memory,
+            "per_worker": per_worker,
+            "walltime": int(g.setting("walltime", 3600)),
+        }
 
     def _job_attributes(self, g: GroupSpec, nworkers: int) -> dict[str, Any]:
         s = self._shape(g, nworkers)
@@ -283,13 +316,17 @@ class BatchProvider(Provider):
     # -- preflight ----------------------------------------------------------------------
     def validate(self) -> None:
         if self.cfg.containers != "none":
-            raise ProviderError(f"containers: {self.cfg.containers} is not supported on "
-                                f"{self.system.label} targets yet",
-                                hint="use a python: inside the image's environment, or Slurm")
+            raise ProviderError(
+                f"containers: {self.cfg.containers} is not supported on "
+                f"{self.system.label} targets yet",
+                hint="use a python: inside the image's environment, or Slurm",
+            )
         for g in self.target.groups:
             if g.setting("array"):
-                raise ProviderError(f"group {g.name}: array: true is Slurm-only for now",
-                                    hint="remove array: (one job per group member)")
+                raise ProviderError(
+                    f"group {g.name}: array: true is Slurm-only for now",
+                    hint="remove array: (one job per group member)",
+                )
             s = self._shape(g, int(g.setting("processes", 1)))
             need = int(g.setting("processes", 1)) * g.threads_per_worker
             if g.setting("cores") and s["cores"] < need:
@@ -299,8 +336,9 @@ class BatchProvider(Provider):
                     hint="raise cores: or lower processes:/threads_per_worker:",
                 )
         self.system.ping()
-        self.system.preflight(sorted({str(g.setting("queue")) for g in self.target.groups
-                                      if g.setting("queue")}))
+        self.system.preflight(
+            sorted({str(g.setting("queue")) for g in self.target.groups if g.setting("queue")})
+        )
         self._warn(self.scheduler_host()[1])
 
     # -- cost ---------------------------------------------------------------------------
@@ -308,8 +346,12 @@ class BatchProvider(Provider):
         if resource.type != self.job_type:
             return Price.free("the scheduler runs on the submitting host")
         cores = float(resource.attributes.get("cores") or 0)
-        base = Price(hourly=0.0, note="0 USD (no rate set: pricing.core_hour_usd)",
-                     cores=cores, estimate=True)
+        base = Price(
+            hourly=0.0,
+            note="0 USD (no rate set: pricing.core_hour_usd)",
+            cores=cores,
+            estimate=True,
+        )
         price = apply_overrides(base, self.target.pricing, cores)
         if not price.cores:
             price = dataclasses.replace(price, cores=cores)
@@ -354,12 +396,17 @@ class BatchProvider(Provider):
             if job is None:
                 why = self.system.ended(job_id)
                 out[rec.address] = Observation(
-                    "gone", f"{label} job {job_id} ended: {why}" if why
-                    else f"{label} job {job_id} is no longer listed ({self.system.status_prog})")
+                    "gone",
+                    f"{label} job {job_id} ended: {why}"
+                    if why
+                    else f"{label} job {job_id} is no longer listed ({self.system.status_prog})",
+                )
             elif expected and job.name != expected:
                 out[rec.address] = Observation(
-                    "gone", f"{label} job id {job_id} now belongs to another job "
-                            f"({job.name!r}, not {expected!r}): job ids restarted")
+                    "gone",
+                    f"{label} job id {job_id} now belongs to another job "
+                    f"({job.name!r}, not {expected!r}): job ids restarted",
+                )
             else:
                 out[rec.address] = observation_of(self.system, job)
         return out
@@ -370,10 +417,16 @@ class BatchProvider(Provider):
             ident = job.identity
             if not ident or ident.get("lineage") != lineage or not job.active:
                 continue
-            found.append(Discovered(address=ident["address"], type=self.job_type, id=job.id,
-                                    idempotency_key=ident["key"],
-                                    meta={"job_id": job.id, "job_name": job.name},
-                                    status="alive" if job.phase == "alive" else "pending"))
+            found.append(
+                Discovered(
+                    address=ident["address"],
+                    type=self.job_type,
+                    id=job.id,
+                    idempotency_key=ident["key"],
+                    meta={"job_id": job.id, "job_name": job.name},
+                    status="alive" if job.phase == "alive" else "pending",
+                )
+            )
         return found
 
     # -- scripts ------------------------------------------------------------------------
@@ -381,9 +434,13 @@ class BatchProvider(Provider):
         return str(self.cfg.python or sys.executable)
 
     def _job_env(self) -> dict[str, str]:
-        return {**self.target.env, "SCALABLE_TARGET": self.target.name,
-                "SCALABLE_PROJECT": self.target.project, "SCALABLE_PROVIDER": self.name,
-                "SCALABLE_STATE_DIR": str(self.workdir)}
+        return {
+            **self.target.env,
+            "SCALABLE_TARGET": self.target.name,
+            "SCALABLE_PROJECT": self.target.project,
+            "SCALABLE_PROVIDER": self.name,
+            "SCALABLE_STATE_DIR": str(self.workdir),
+        }
 
     def _tls_args(self, create: bool = False) -> list[str]:
         if not self.target.tls:
@@ -393,44 +450,77 @@ class BatchProvider(Provider):
             return ensure_tls(self.workdir / "tls", hosts=[host]).node_args()
         return tls_files(self.workdir / "tls").node_args()
 
-    def job_request(self, resource: ResourceSpec, *, lineage: str | None = None,
-                    key: str | None = None, scheduler_address: str | None = None
-                    ) -> JobRequest:
+    def job_request(
+        self,
+        resource: ResourceSpec,
+        *,
+        lineage: str | None = None,
+        key: str | None = None,
+        scheduler_address: str | None = None,
+    ) -> JobRequest:
         g = self.target.group(resource.group or "default")
         nw = int(resource.attributes.get("workers", 1))
         s = self._shape(g, nw)
         life, stagger = lifetime(s["walltime"], self.cfg.lifetime_margin)
         group = dataclasses.replace(g, memory_per_worker=s["per_worker"])
-        argv = worker_argv(group, scheduler_address or "<scheduler address>",
-                           name=resource.address, nworkers=nw, death_timeout=DEATH_TIMEOUT,
-                           lifetime=life, lifetime_stagger=stagger, tls_args=self._tls_args(),
-                           local_directory=LOCAL_DIR, python=self._python())
+        argv = worker_argv(
+            group,
+            scheduler_address or "<scheduler address>",
+            name=resource.address,
+            nworkers=nw,
+            death_timeout=DEATH_TIMEOUT,
+            lifetime=life,
+            lifetime_stagger=stagger,
+            tls_args=self._tls_args(),
+            local_directory=LOCAL_DIR,
+            python=self._python(),
+        )
         if self.cfg.interface and interface_address(self.cfg.interface):
             argv += ["--interface", self.cfg.interface]
-        name = (job_name(lineage, resource.address) if lineage
-                else f"scalable-<lineage8>-{address_slug(resource.address)}")
+        name = (
+            job_name(lineage, resource.address)
+            if lineage
+            else f"scalable-<lineage8>-{address_slug(resource.address)}"
+        )
         return JobRequest(
             name=name,
-            identity={"lineage": lineage or "<lineage>", "address": resource.address,
-                      "key": key or "<key>"},
-            queue=g.setting("queue"), account=g.setting("account"),
-            walltime=s["walltime"], cores=s["cores"], memory=s["memory"],
-            log_directory=str(self.workdir / "logs"), command=argv,
+            identity={
+                "lineage": lineage or "<lineage>",
+                "address": resource.address,
+                "key": key or "<key>",
+            },
+            queue=g.setting("queue"),
+            account=g.setting("account"),
+            walltime=s["walltime"],
+            cores=s["cores"],
+            memory=s["memory"],
+            log_directory=str(self.workdir / "logs"),
+            command=argv,
             extra_directives=list(g.setting("job_extra_directives", [])),
             prologue=list(g.setting("job_script_prologue", [])),
-            env=self._job_env(), python=self._python(),
+            env=self._job_env(),
+            python=self._python(),
             resource_spec=g.setting("resource_spec"),
             parallel_environment=g.setting("parallel_environment"),
             disk=g.setting("disk"),
         )
 
-    def job_script(self, resource: ResourceSpec, *, lineage: str | None = None,
-                   key: str | None = None, scheduler_address: str | None = None) -> str | None:
+    def job_script(
+        self,
+        resource: ResourceSpec,
+        *,
+        lineage: str | None = None,
+        key: str | None = None,
+        scheduler_address: str | None = None,
+    ) -> str | None:
         """The exact script the job for ``resource`` gets (None: not a job)."""
         if resource.type != self.job_type:
             return None
-        return self.system.render(self.job_request(
-            resource, lineage=lineage, key=key, scheduler_address=scheduler_address))
+        return self.system.render(
+            self.job_request(
+                resource, lineage=lineage, key=key, scheduler_address=scheduler_address
+            )
+        )
 
     # -- changes ------------------------------------------------------------------------
     def create(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
@@ -439,8 +529,9 @@ class BatchProvider(Provider):
             raise out
         return out
 
-    def create_many(self, resources: Sequence[ResourceSpec], contexts: Sequence[CreateContext]
-                    ) -> list[Created | ProviderError]:
+    def create_many(
+        self, resources: Sequence[ResourceSpec], contexts: Sequence[CreateContext]
+    ) -> list[Created | ProviderError]:
         """Scripts are written here (dask-jobqueue on this thread), submits run in parallel."""
         results: list[Created | ProviderError | None] = [None] * len(resources)
         todo: list[tuple[int, Path, dict[str, Any]]] = []
@@ -451,22 +542,33 @@ class BatchProvider(Provider):
                     results[i] = self._create_scheduler(res, ctx)
                     continue
                 if existing is None:
-                    existing = {j.identity["key"]: j for j in self._jobs(fresh=True)
-                                if j.identity and j.identity.get("lineage") == ctx.lineage
-                                and j.active}
+                    existing = {
+                        j.identity["key"]: j
+                        for j in self._jobs(fresh=True)
+                        if j.identity and j.identity.get("lineage") == ctx.lineage and j.active
+                    }
                 address = ctx.outputs.get("scheduler_address")
                 if not address:
                     raise ProviderError("no scheduler address to join")
                 name = job_name(ctx.lineage, res.address)
-                path = (self.workdir / "jobs"
-                        / f"{name}-{ctx.idempotency_key[-8:]}{self.system.script_suffix()}")
+                path = (
+                    self.workdir
+                    / "jobs"
+                    / f"{name}-{ctx.idempotency_key[-8:]}{self.system.script_suffix()}"
+                )
                 path.parent.mkdir(parents=True, exist_ok=True)
                 (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
-                path.write_text(self.job_script(res, lineage=ctx.lineage,
-                                                key=ctx.idempotency_key,
-                                                scheduler_address=address) or "")
-                meta: dict[str, Any] = {"job_name": name, "script": str(path),
-                                        "queue": res.attributes.get("queue")}
+                path.write_text(
+                    self.job_script(
+                        res, lineage=ctx.lineage, key=ctx.idempotency_key, scheduler_address=address
+                    )
+                    or ""
+                )
+                meta: dict[str, Any] = {
+                    "job_name": name,
+                    "script": str(path),
+                    "queue": res.attributes.get("queue"),
+                }
                 found = existing.get(ctx.idempotency_key)
                 if found is not None:  # a retry: the first submission went through
                     results[i] = Created(id=found.id, meta={**meta, "job_id": found.id})
@@ -483,15 +585,15 @@ class BatchProvider(Provider):
                     except ProviderError as exc:
                         results[i] = exc
                         continue
-                    results[i] = Created(id=job_id, meta={**meta, "job_id": job_id,
-                                                          "log": str(self.workdir / "logs")})
+                    results[i] = Created(
+                        id=job_id,
+                        meta={**meta, "job_id": job_id, "log": str(self.workdir / "logs")},
+                    )
         self._jobs_cache = None
         return [r if r is not None else ProviderError("not attempted") for r in results]
 
     def _submit(self, path: Path) -> str:
-        out = self.system.run(self.system.submit_argv(path), cwd=self.workdir,
-                              env={"DASK_SCHEDULER_ADDRESS": ""})
-        return self.system.parse_submit(out)
+        return self.system.submit(path, cwd=self.workdir, env={"DASK_SCHEDULER_ADDRESS": ""})
 
     def _create_scheduler(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
         host, warning = self.scheduler_host()
@@ -501,26 +603,39 @@ class BatchProvider(Provider):
         outputs: dict[str, str] = {}
         if self.target.tls:
             outputs.update(ensure_tls(self.workdir / "tls", hosts=[host]).outputs())
-        ref = next((r for r, tags in tagged(ctx.lineage)
-                    if tags.get(TAG_KEY) == ctx.idempotency_key), None)
+        ref = next(
+            (r for r, tags in tagged(ctx.lineage) if tags.get(TAG_KEY) == ctx.idempotency_key), None
+        )
         if ref is None:
             port, dash = free_port(host), free_port(host)
             sched_file.unlink(missing_ok=True)
             ref = spawn(
-                scheduler_argv(host=host, port=port, dashboard_port=dash,
-                               scheduler_file=sched_file, preload=self._preload(),
-                               tls_args=self._tls_args(create=True)),
+                scheduler_argv(
+                    host=host,
+                    port=port,
+                    dashboard_port=dash,
+                    scheduler_file=sched_file,
+                    preload=self._preload(),
+                    tls_args=self._tls_args(create=True),
+                ),
                 log=log,
-                tags={TAG_LINEAGE: ctx.lineage, TAG_ADDRESS: resource.address,
-                      TAG_KEY: ctx.idempotency_key},
+                tags={
+                    TAG_LINEAGE: ctx.lineage,
+                    TAG_ADDRESS: resource.address,
+                    TAG_KEY: ctx.idempotency_key,
+                },
                 env={**self._job_env(), "DASK_SCHEDULER_ADDRESS": ""},
                 cwd=self.workdir,
             )
             outputs["dashboard_url"] = f"http://{host}:{dash}/status"
         info = self._confirm(ref, sched_file, log)
         outputs["scheduler_address"] = str(info["address"])
-        meta = {**ref.meta(), "log": str(log), "host": socket.gethostname(),
-                "address": outputs["scheduler_address"]}
+        meta = {
+            **ref.meta(),
+            "log": str(log),
+            "host": socket.gethostname(),
+            "address": outputs["scheduler_address"],
+        }
         return Created(id=ref.id, meta=meta, outputs=outputs)
 
     @staticmethod
@@ -568,9 +683,9 @@ class BatchProvider(Provider):
                 cancelled = True
             if time.monotonic() > deadline:
                 raise ProviderError(
-                    f"{self.system.label} job {job.id} is still {job.state} after "
-                    f"{timeout:.0f}s",
-                    hint=f"{' '.join(self.system.cancel_argv([job.id]))}; then re-run")
+                    f"{self.system.label} job {job.id} is still {job.state} after {timeout:.0f}s",
+                    hint=f"{' '.join(self.system.cancel_argv([job.id]))}; then re-run",
+                )
             time.sleep(0.5)
         self._jobs_cache = None
         script = record.meta.get("script")

@@ -68,11 +68,17 @@ def parse_qstat_xml(text: str) -> list[BatchJob]:
         seen.add(full)
         state = (jl.findtext("state") or "").strip()
         queue = (jl.findtext("queue_name") or "").strip()
-        out.append(BatchJob(
-            id=full, name=(jl.findtext("JB_name") or "").strip(), state=state,
-            phase=phase_of(state), reason=STATE_WORDS.get(state, ""),
-            nodes=queue.partition("@")[2], stuck="E" in state,
-        ))
+        out.append(
+            BatchJob(
+                id=full,
+                name=(jl.findtext("JB_name") or "").strip(),
+                state=state,
+                phase=phase_of(state),
+                reason=STATE_WORDS.get(state, ""),
+                nodes=queue.partition("@")[2],
+                stuck="E" in state,
+            )
+        )
     return out
 
 
@@ -92,7 +98,7 @@ def parse_qstat_j(text: str) -> dict[str, dict[str, str]]:
             for item in value.split(","):
                 k, eq, v = item.partition("=")
                 if eq and k.startswith(CONTEXT_PREFIX):
-                    fields[k[len(CONTEXT_PREFIX):]] = v
+                    fields[k[len(CONTEXT_PREFIX) :]] = v
             if {"lineage", "address", "key"} <= set(fields):
                 out[job_id] = fields
     return out
@@ -128,8 +134,10 @@ class SgeSystem(BatchSystem):
     status_prog = "qstat"
     cancel_prog = "qdel"
     verified = True
-    install_hint = ("run scalable where the SGE client commands are (a submit host, with "
-                    "SGE_ROOT set); for a local development SGE: sudo scripts/sge-dev.sh up")
+    install_hint = (
+        "run scalable where the SGE client commands are (a submit host, with "
+        "SGE_ROOT set); for a local development SGE: sudo scripts/sge-dev.sh up"
+    )
 
     def __init__(self) -> None:
         # A job's context never changes: one `qstat -j` per job id, ever.
@@ -150,9 +158,14 @@ class SgeSystem(BatchSystem):
         if not req.account:
             skip.append("#$ -P ")
         return jobqueue_script(
-            SGEJob, req, "JOB_ID",
-            queue=req.queue, project=req.account, resource_spec=req.resource_spec,
-            walltime=hms(req.walltime), job_extra_directives=extra,
+            SGEJob,
+            req,
+            "JOB_ID",
+            queue=req.queue,
+            project=req.account,
+            resource_spec=req.resource_spec,
+            walltime=hms(req.walltime),
+            job_extra_directives=extra,
             job_directives_skip=skip,
         )
 
@@ -193,8 +206,10 @@ class SgeSystem(BatchSystem):
             # A queue request may name a queue instance (all.q@host) or a wildcard.
             name = q.partition("@")[0]
             if "*" not in name and name not in known:
-                raise ProviderError(f"SGE has no queue {q!r} (queues: {', '.join(sorted(known))})",
-                                    hint="check `queue:` against `qconf -sql`")
+                raise ProviderError(
+                    f"SGE has no queue {q!r} (queues: {', '.join(sorted(known))})",
+                    hint="check `queue:` against `qconf -sql`",
+                )
 
     def cancel_argv(self, ids: Sequence[str]) -> list[str]:
         return ["qdel", *ids]

@@ -96,7 +96,9 @@ def script_prologue(req: JobRequest, job_id_var: str) -> list[str]:
     return lines
 
 
-def jobqueue_script(job_class: Any, req: JobRequest, job_id_var: str, **kwargs: Any) -> str:
+def jobqueue_script(
+    job_class: Any, req: JobRequest, job_id_var: str, *, command: str | None = None, **kwargs: Any
+) -> str:
     """The script of dask-jobqueue's ``job_class`` with our worker command in it.
 
     Keys the request leaves unset are passed explicitly so a user's ``jobqueue.yaml``
@@ -110,7 +112,7 @@ def jobqueue_script(job_class: Any, req: JobRequest, job_id_var: str, **kwargs: 
 
     base: dict[str, Any] = {
         "scheduler": "(set by scalable)",
-        "name": "(set by scalable)",
+        "name": req.name,
         "cores": req.cores,
         "memory": f"{req.memory or 2**30}B",
         "processes": 1,
@@ -131,7 +133,7 @@ def jobqueue_script(job_class: Any, req: JobRequest, job_id_var: str, **kwargs: 
     base.update(kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        job = _Job(command=shell_join(req.command), **base)
+        job = _Job(command=command or shell_join(req.command), **base)
     text: str = job.job_script()
     return text
 
@@ -191,8 +193,10 @@ class BatchSystem(ABC):
     def already_gone(self, message: str) -> bool:
         """Whether a cancel failure only says the job had ended (not an error)."""
         low = message.lower()
-        return any(w in low for w in ("does not exist", "unknown job", "not found",
-                                      "already", "invalid job"))
+        return any(
+            w in low
+            for w in ("does not exist", "unknown job", "not found", "already", "invalid job")
+        )
 
     def cancel(self, ids: Sequence[str]) -> None:
         ids = [i for i in ids if i]
@@ -220,24 +224,44 @@ class BatchSystem(ABC):
         return []
 
     # -- running ---------------------------------------------------------------------
-    def run(self, argv: Sequence[str], *, timeout: float = 60.0, cwd: Path | None = None,
-            env: Mapping[str, str] | None = None) -> str:
+    def submit(self, script: Path, *, cwd: Path, env: Mapping[str, str]) -> str:
+        """Submit one script; the new job's id."""
+        return self.parse_submit(self.run(self.submit_argv(script), cwd=cwd, env=env))
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 60.0,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+    ) -> str:
         """Run a client command; its stdout, or a ProviderError in the system's words."""
         prog = argv[0]
         if shutil.which(prog) is None:
-            raise ProviderError(f"{prog} not found: no {self.label} client commands on PATH",
-                                hint=self.install_hint)
+            raise ProviderError(
+                f"{prog} not found: no {self.label} client commands on PATH", hint=self.install_hint
+            )
         try:
             proc = subprocess.run(
-                list(argv), capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+                list(argv),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=cwd,
+                env={**os.environ, **(env or {})},
+                input=stdin if stdin is not None else "",
             )
         except subprocess.TimeoutExpired:
-            raise ProviderError(f"{prog} did not answer within {timeout:g}s",
-                                hint=f"is the {self.label} master up?") from None
+            raise ProviderError(
+                f"{prog} did not answer within {timeout:g}s", hint=f"is the {self.label} master up?"
+            ) from None
         if proc.returncode != 0:
-            raise ProviderError(f"{prog} failed: {message(proc.stderr or proc.stdout)}",
-                                hint=self.hint_for(proc.stderr or proc.stdout))
+            raise ProviderError(
+                f"{prog} failed: {message(proc.stderr or proc.stdout)}",
+                hint=self.hint_for(proc.stderr or proc.stdout),
+            )
         return proc.stdout
 
     def hint_for(self, text: str) -> str | None:
@@ -246,14 +270,18 @@ class BatchSystem(ABC):
 
 def message(text: str) -> str:
     """The most telling line of a client command's complaint."""
-    lines = [ln.strip() for ln in text.strip().splitlines()
-             if ln.strip() and ln.strip() != "Exiting."]
+    lines = [
+        ln.strip() for ln in text.strip().splitlines() if ln.strip() and ln.strip() != "Exiting."
+    ]
     if not lines:
         return "no message"
-    errors = [ln for ln in lines if any(w in ln.lower() for w in
-                                        ("error", "denied", "unable", "rejected", "invalid"))]
+    errors = [
+        ln
+        for ln in lines
+        if any(w in ln.lower() for w in ("error", "denied", "unable", "rejected", "invalid"))
+    ]
     line = errors[0] if errors else lines[-1]
     for prefix in ("error: ", "Unable to run job: "):
         if line.startswith(prefix):
-            line = line[len(prefix):]
+            line = line[len(prefix) :]
     return line

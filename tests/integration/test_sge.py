@@ -40,23 +40,26 @@ pytestmark = [
 
 def qstat_jobs() -> dict[str, dict[str, str]]:
     """Every job of every user, by id: name and state (SGE's own letters)."""
-    out = subprocess.run(["qstat", "-xml", "-u", "*"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["qstat", "-xml", "-u", "*"], capture_output=True, text=True, check=True
+    ).stdout
     jobs = {}
     for jl in ET.fromstring(out).iter("job_list"):
-        jobs[jl.findtext("JB_job_number") or ""] = {"name": jl.findtext("JB_name") or "",
-                                                    "state": jl.findtext("state") or ""}
+        jobs[jl.findtext("JB_job_number") or ""] = {
+            "name": jl.findtext("JB_name") or "",
+            "state": jl.findtext("state") or "",
+        }
     return jobs
 
 
 def our_jobs(lineage: str) -> dict[str, dict[str, str]]:
-    return {i: j for i, j in qstat_jobs().items()
-            if j["name"].startswith(f"scalable-{lineage[:8]}-")}
+    return {
+        i: j for i, j in qstat_jobs().items() if j["name"].startswith(f"scalable-{lineage[:8]}-")
+    }
 
 
 def job_records(project: Project) -> dict[str, dict]:
-    return {r["address"]: r for r in project.state("hpc")["resources"]
-            if r["type"] == "sge.job"}
+    return {r["address"]: r for r in project.state("hpc")["resources"] if r["type"] == "sge.job"}
 
 
 @pytest.fixture
@@ -93,11 +96,17 @@ def test_apply_compute_drift_replace_destroy(hpc: Project) -> None:
     live = our_jobs(lineage)
     assert set(live) == {j["id"] for j in jobs.values()}
     assert all(j["state"] == "r" for j in live.values())
-    assert {j["name"] for j in live.values()} == {f"scalable-{lineage[:8]}-default-0",
-                                                  f"scalable-{lineage[:8]}-default-1"}
+    assert {j["name"] for j in live.values()} == {
+        f"scalable-{lineage[:8]}-default-0",
+        f"scalable-{lineage[:8]}-default-1",
+    }
     # Identity is in the job context: what discover reads back.
-    ctx = subprocess.run(["qstat", "-j", jobs["workers.default[0]"]["id"]],
-                         capture_output=True, text=True, check=True).stdout
+    ctx = subprocess.run(
+        ["qstat", "-j", jobs["workers.default[0]"]["id"]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert f"scalable_lineage={lineage}" in ctx
     assert "scalable_address=workers.default[0]" in ctx
 
@@ -173,8 +182,11 @@ def test_walltime_expiry_mid_computation_loses_nothing(hpc: Project) -> None:
 
 
 def test_queue_cap_holds_jobs_back_and_says_so(hpc: Project) -> None:
-    hpc.write(MANIFEST.replace("processes: 2\n    max_workers: 3",
-                               "max_workers: 3\n    max_jobs_queued: 2"))
+    hpc.write(
+        MANIFEST.replace(
+            "processes: 2\n    max_workers: 3", "max_workers: 3\n    max_jobs_queued: 2"
+        )
+    )
     plan = hpc.run("plan", check=True).stdout
     assert "Plan: 3 to add" in plan  # the scheduler and two jobs
     assert "1 job(s) wait: max_jobs_queued=2" in plan

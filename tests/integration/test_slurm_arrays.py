@@ -38,9 +38,21 @@ targets:
 
 def array_rows(array_id: str) -> dict[str, str]:
     """Task id → state, for the tasks of one array still in squeue."""
-    out = subprocess.run(["squeue", "-h", "-r", "--me", "-t", "all", "-O",
-                          "ArrayJobID:\x1f,ArrayTaskID:\x1f,State:\x1f,Reason:"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "squeue",
+            "-h",
+            "-r",
+            "--me",
+            "-t",
+            "all",
+            "-O",
+            "ArrayJobID:\x1f,ArrayTaskID:\x1f,State:\x1f,Reason:",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rows = {}
     for line in out.splitlines():
         aid, task, state, reason = (x.strip() for x in line.split("\x1f"))
@@ -51,11 +63,17 @@ def array_rows(array_id: str) -> dict[str, str]:
 
 def live_tasks() -> set[str]:
     """``<array id>_<index>`` of every array task of ours still queued or running."""
-    out = subprocess.run(["squeue", "-h", "-r", "--me", "-O",
-                          "ArrayJobID:\x1f,ArrayTaskID:\x1f,Name:"],
-                         capture_output=True, text=True, check=True).stdout
-    return {f"{a.strip()}_{t.strip()}" for a, t, n in (ln.split("\x1f") for ln in out.splitlines())
-            if t.strip().isdigit() and n.strip().startswith("scalable-")}
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "--me", "-O", "ArrayJobID:\x1f,ArrayTaskID:\x1f,Name:"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {
+        f"{a.strip()}_{t.strip()}"
+        for a, t, n in (ln.split("\x1f") for ln in out.splitlines())
+        if t.strip().isdigit() and n.strip().startswith("scalable-")
+    }
 
 
 def test_array_apply_throttle_drift_scale_down_destroy(hpc: Project) -> None:  # noqa: F811
@@ -73,9 +91,14 @@ def test_array_apply_throttle_drift_scale_down_destroy(hpc: Project) -> None:  #
     assert ids == {f"workers.default[{i}]": f"{array_id}_{i}" for i in range(4)}
     assert len({r["meta"]["script"] for r in recs.values()}) == 1
     # The throttle is Slurm's: two tasks run, two pend with its own reason...
-    wait_for(lambda: sorted(array_rows(array_id).values())
-             == ["PENDING JobArrayTaskLimit"] * 2 + ["RUNNING None"] * 2,
-             60, "two tasks running, two held by the array throttle")
+    wait_for(
+        lambda: (
+            sorted(array_rows(array_id).values())
+            == ["PENDING JobArrayTaskLimit"] * 2 + ["RUNNING None"] * 2
+        ),
+        60,
+        "two tasks running, two held by the array throttle",
+    )
     # ...which the plan shows as capacity on its way, not drift.
     plan = hpc.run("plan", "--detailed-exitcode")
     assert plan.returncode == 0, plan.stdout + plan.stderr
@@ -115,8 +138,9 @@ def test_array_apply_throttle_drift_scale_down_destroy(hpc: Project) -> None:  #
 
 
 def test_queue_cap_holds_jobs_back_and_the_plan_says_so(hpc: Project) -> None:  # noqa: F811
-    hpc.write(ARRAY.replace("    array: true\n    max_jobs_running: 2\n",
-                            "    max_jobs_queued: 2\n"))
+    hpc.write(
+        ARRAY.replace("    array: true\n    max_jobs_running: 2\n", "    max_jobs_queued: 2\n")
+    )
     plan = hpc.run("plan", check=True).stdout
     assert "Plan: 3 to add" in plan  # the scheduler and two of the four jobs
     assert "2 job(s) wait: max_jobs_queued=2 caps this target at 2 job(s) in Slurm" in plan
