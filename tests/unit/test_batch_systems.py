@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from scalable.providers.batch.htcondor import HtcondorSystem, parse_condor_q_json
 from scalable.providers.batch.lsf import LsfSystem, parse_bjobs_json
 from scalable.providers.batch.pbs import PbsSystem, parse_qstat_json
