@@ -28,6 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
+from scalable import addrs
+from scalable.addrs import SCHEDULER
+from scalable.outputs import DASHBOARD_URL, SCHEDULER_ADDRESS
 from scalable.pricing.estimator import Price, apply_overrides
 from scalable.providers.base import (
     CreateContext,
@@ -75,18 +78,9 @@ def lifetime(walltime: int, margin: float) -> tuple[float, float]:
     return walltime - m, m / 4.0
 
 
-def address_slug(address: str) -> str:
-    """``workers.gpu[3]`` → ``gpu-3``; ``scheduler`` → ``scheduler``."""
-    import re
-
-    m = re.fullmatch(r"workers\.([A-Za-z0-9_-]+)\[(\d+)\]", address)
-    if m:
-        return f"{m.group(1)}-{m.group(2)}"
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", address).strip("-")
-
-
 def job_name(lineage: str, address: str) -> str:
-    return f"scalable-{lineage[:8]}-{address_slug(address)}"
+    """``scalable-<lineage8>-<group>-<i>``: unique per state and address."""
+    return f"scalable-{lineage[:8]}-{addrs.slug(address)}"
 
 
 def interface_address(name: str) -> str | None:
@@ -241,7 +235,7 @@ class BatchProvider(Provider):
     def desired(self) -> list[ResourceSpec]:
         out = [
             ResourceSpec(
-                address="scheduler",
+                address=SCHEDULER,
                 type=PROCESS,
                 attributes={
                     "role": "scheduler",
@@ -253,7 +247,7 @@ class BatchProvider(Provider):
         ]
         kept, _ = self.capped()
         for g, j, nw in kept:
-            addr = f"workers.{g.name}[{j}]"
+            addr = addrs.worker(g.name, j)
             out.append(
                 ResourceSpec(
                     address=addr,
@@ -261,7 +255,7 @@ class BatchProvider(Provider):
                     group=g.name,
                     attributes=self._job_attributes(g, nw),
                     worker_names=worker_names(addr, nw),
-                    depends_on=("scheduler",),
+                    depends_on=(SCHEDULER,),
                 )
             )
         return out
@@ -480,7 +474,7 @@ class BatchProvider(Provider):
         name = (
             job_name(lineage, resource.address)
             if lineage
-            else f"scalable-<lineage8>-{address_slug(resource.address)}"
+            else f"scalable-<lineage8>-{addrs.slug(resource.address)}"
         )
         return JobRequest(
             name=name,
@@ -547,7 +541,7 @@ class BatchProvider(Provider):
                         for j in self._jobs(fresh=True)
                         if j.identity and j.identity.get("lineage") == ctx.lineage and j.active
                     }
-                address = ctx.outputs.get("scheduler_address")
+                address = ctx.outputs.get(SCHEDULER_ADDRESS)
                 if not address:
                     raise ProviderError("no scheduler address to join")
                 name = job_name(ctx.lineage, res.address)
@@ -627,14 +621,14 @@ class BatchProvider(Provider):
                 env={**self._job_env(), "DASK_SCHEDULER_ADDRESS": ""},
                 cwd=self.workdir,
             )
-            outputs["dashboard_url"] = f"http://{host}:{dash}/status"
+            outputs[DASHBOARD_URL] = f"http://{host}:{dash}/status"
         info = self._confirm(ref, sched_file, log)
-        outputs["scheduler_address"] = str(info["address"])
+        outputs[SCHEDULER_ADDRESS] = str(info["address"])
         meta = {
             **ref.meta(),
             "log": str(log),
             "host": socket.gethostname(),
-            "address": outputs["scheduler_address"],
+            "address": outputs[SCHEDULER_ADDRESS],
         }
         return Created(id=ref.id, meta=meta, outputs=outputs)
 
