@@ -366,6 +366,11 @@ class SlurmProvider(Provider):
             opts += ["-p", str(g.setting("queue"))]
         if g.setting("account"):
             opts += ["-A", str(g.setting("account"))]
+        if g.setting("array") and g.count:
+            # Slurm judges the array too (MaxArraySize: "Invalid job array specification").
+            tasks = math.ceil(g.count / int(g.setting("processes", 1)))
+            opts += ["--array", scripts.array_spec(list(range(tasks)),
+                                                   self.cfg.max_jobs_running)]
         if s["memory"]:
             opts += ["--mem", scripts.mem_directive(s["memory"])]
         for d in g.setting("job_extra_directives", []):

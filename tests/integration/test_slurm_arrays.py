@@ -151,3 +151,14 @@ def test_queue_cap_holds_jobs_back_and_the_plan_says_so(hpc: Project) -> None:  
     assert "No changes." in hpc.run("plan", check=True).stdout
     hpc.run("destroy", "--auto-approve", check=True)
     assert our_jobs(lineage) == []
+
+
+def test_preflight_judges_the_array_with_slurm(hpc: Project) -> None:  # noqa: F811
+    # MaxArraySize defaults to 1001: Slurm's own refusal, before anything is submitted.
+    hpc.write(ARRAY.replace("max_workers: 4", "max_workers: 5000"))
+    out = hpc.run("apply", "--auto-approve")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert "Invalid job array specification" in out.stderr
+    assert not (hpc.root / ".scalable" / "hpc" / "state.json").exists() or not [
+        r for r in hpc.state("hpc")["resources"] if r["type"] == "slurm.job"]
