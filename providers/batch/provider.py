@@ -178,7 +178,7 @@ class BatchProvider(Provider):
     def __init__(self, target: Any, workdir: Path) -> None:
         super().__init__(target, workdir)
         self.system = self.system_class()
-        self._jobs_cache: tuple[float, list[BatchJob]] | None = None
+        self._batch_cache: tuple[float, list[BatchJob]] | None = None
         self._warned: set[str] = set()
 
     @property
@@ -356,15 +356,15 @@ class BatchProvider(Provider):
         return max(walltimes) / 3600 if walltimes else None
 
     # -- refresh ------------------------------------------------------------------------
-    def _jobs(self, fresh: bool = False) -> list[BatchJob]:
+    def _batch_jobs(self, fresh: bool = False) -> list[BatchJob]:
         now = time.monotonic()
-        if not fresh and self._jobs_cache and now - self._jobs_cache[0] < self._CACHE_SECONDS:
-            return self._jobs_cache[1]
+        if not fresh and self._batch_cache and now - self._batch_cache[0] < self._CACHE_SECONDS:
+            return self._batch_cache[1]
         jobs = self.system.list_jobs()
-        self._jobs_cache = (now, jobs)
+        self._batch_cache = (now, jobs)
         return jobs
 
-    def _record_job(self, rec: ResourceRecord, by_id: dict[str, BatchJob]) -> BatchJob | None:
+    def _batch_record_job(self, rec: ResourceRecord, by_id: dict[str, BatchJob]) -> BatchJob | None:
         job = by_id.get(rec.id or str(rec.meta.get("job_id") or ""))
         expected = rec.meta.get("job_name")
         if job is None or (expected and job.name != expected):
@@ -380,7 +380,7 @@ class BatchProvider(Provider):
                 out[rec.address] = observe_process(rec.meta)
                 continue
             if by_id is None:
-                by_id = {j.id: j for j in self._jobs()}
+                by_id = {j.id: j for j in self._batch_jobs()}
             job_id = rec.id or str(rec.meta.get("job_id") or "")
             if not job_id:
                 out[rec.address] = Observation("gone", "never submitted")
@@ -407,7 +407,7 @@ class BatchProvider(Provider):
 
     def discover(self, lineage: str) -> list[Discovered]:
         found = discover_processes(lineage, PROCESS)
-        for job in self._jobs():
+        for job in self._batch_jobs():
             ident = job.identity
             if not ident or ident.get("lineage") != lineage or not job.active:
                 continue
@@ -538,7 +538,7 @@ class BatchProvider(Provider):
                 if existing is None:
                     existing = {
                         j.identity["key"]: j
-                        for j in self._jobs(fresh=True)
+                        for j in self._batch_jobs(fresh=True)
                         if j.identity and j.identity.get("lineage") == ctx.lineage and j.active
                     }
                 address = ctx.outputs.get(SCHEDULER_ADDRESS)
@@ -583,7 +583,7 @@ class BatchProvider(Provider):
                         id=job_id,
                         meta={**meta, "job_id": job_id, "log": str(self.workdir / "logs")},
                     )
-        self._jobs_cache = None
+        self._batch_cache = None
         return [r if r is not None else ProviderError("not attempted") for r in results]
 
     def _submit(self, path: Path) -> str:
@@ -622,7 +622,7 @@ class BatchProvider(Provider):
                 cwd=self.workdir,
             )
             outputs[DASHBOARD_URL] = f"http://{host}:{dash}/status"
-        info = self._confirm(ref, sched_file, log)
+        info = self._confirm_started(ref, sched_file, log)
         outputs[SCHEDULER_ADDRESS] = str(info["address"])
         meta = {
             **ref.meta(),
@@ -633,7 +633,7 @@ class BatchProvider(Provider):
         return Created(id=ref.id, meta=meta, outputs=outputs)
 
     @staticmethod
-    def _confirm(ref: ProcessRef, sched_file: Path, log: Path) -> Any:
+    def _confirm_started(ref: ProcessRef, sched_file: Path, log: Path) -> Any:
         try:
             return read_scheduler_file(sched_file, timeout=120, alive=ref.alive, log=log)
         except Exception as exc:
@@ -656,11 +656,11 @@ class BatchProvider(Provider):
         recs = [r for r in records if r.type == self.job_type]
         if not recs:
             return
-        by_id = {j.id: j for j in self._jobs(fresh=True)}
-        jobs = [j for j in (self._record_job(r, by_id) for r in recs) if j and j.active]
+        by_id = {j.id: j for j in self._batch_jobs(fresh=True)}
+        jobs = [j for j in (self._batch_record_job(r, by_id) for r in recs) if j and j.active]
         self.system.cancel([j.id for j in jobs if j.phase == "pending"])
         self.system.cancel([j.id for j in jobs if j.phase != "pending"])
-        self._jobs_cache = None
+        self._batch_cache = None
 
     def delete(self, record: ResourceRecord, timeout: float = 120.0) -> None:
         if record.type == PROCESS:
@@ -669,7 +669,7 @@ class BatchProvider(Provider):
         deadline = time.monotonic() + timeout
         cancelled = False
         while True:
-            job = self._record_job(record, {j.id: j for j in self._jobs(fresh=True)})
+            job = self._batch_record_job(record, {j.id: j for j in self._batch_jobs(fresh=True)})
             if job is None or not (job.active or job.phase == "ending"):
                 break
             if not cancelled and job.phase != "ending":
@@ -681,7 +681,7 @@ class BatchProvider(Provider):
                     hint=f"{' '.join(self.system.cancel_argv([job.id]))}; then re-run",
                 )
             time.sleep(0.5)
-        self._jobs_cache = None
+        self._batch_cache = None
         script = record.meta.get("script")
         if isinstance(script, str):
             Path(script).unlink(missing_ok=True)

@@ -31,19 +31,20 @@ from scalable import addrs
 from scalable.addrs import SCHEDULER
 from scalable.manifest.schema import SlurmTarget
 from scalable.outputs import DASHBOARD_URL, SCHEDULER_ADDRESS
-from scalable.pricing.estimator import Price, apply_overrides
 from scalable.providers.base import (
     CreateContext,
     Created,
     Discovered,
     Observation,
-    Provider,
     ProviderError,
     ResourceSpec,
 )
-from scalable.providers.batch.provider import cap_notes, capped_jobs
+from scalable.providers.batch.provider import (
+    BatchProvider,
+    free_port,
+    interface_address,
+)
 from scalable.providers.commands import (
-    TELEMETRY_PRELOAD,
     read_scheduler_file,
     scheduler_argv,
     worker_argv,
@@ -63,6 +64,7 @@ from scalable.providers.processes import (
 )
 from scalable.providers.slurm import commands as slurm
 from scalable.providers.slurm import script as scripts
+from scalable.providers.slurm.system import ALIVE_STATES, PENDING_STATES, SlurmSystem
 from scalable.spec import GroupSpec
 from scalable.state.model import ResourceRecord
 from scalable.tls import ensure_tls, security_from_outputs, tls_files
@@ -73,10 +75,7 @@ PROCESS = "local.process"
 DEATH_TIMEOUT = 60.0
 # How long apply waits for a scheduler job to start and write its scheduler file.
 SCHEDULER_JOB_TIMEOUT = 600.0
-# Slurm job states, as refresh reports them.
-PENDING_STATES = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED",
-                            "REQUEUE_HOLD", "RESV_DEL_HOLD", "SUSPENDED", "STOPPED"})
-ALIVE_STATES = frozenset({"RUNNING", "RESIZING", "SIGNALING", "STAGE_OUT"})
+# Slurm job states, as refresh reports them: PENDING_STATES and ALIVE_STATES (system.py).
 GONE_WORDS = {
     "TIMEOUT": "walltime reached",
     "CANCELLED": "cancelled",
@@ -114,40 +113,12 @@ def observation_of(job: slurm.Job) -> Observation:
     return Observation("gone", text, details=details)
 
 
-def interface_address(name: str) -> str | None:
-    """The IPv4 address of a network interface on this host, or None if it has none."""
-    import fcntl
-    import struct
+class SlurmProvider(BatchProvider):
+    """Slurm over the shared batch base (``providers/batch``): shapes, prices, caps, the
+    scheduler's address, TLS flags and job environment are the base's; arrays, the
+    scheduler in a job, ``--test-only`` preflight and squeue refresh are Slurm's own."""
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            packed = fcntl.ioctl(s.fileno(), 0x8915,  # SIOCGIFADDR
-                                 struct.pack("256s", name[:15].encode()))
-        except OSError:
-            return None
-    return socket.inet_ntoa(packed[20:24])
-
-
-def routable_address() -> str:
-    """This host's outward-facing IPv4 (no packet is sent), 127.0.0.1 when offline."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("192.0.2.254", 9))  # TEST-NET: only picks a route
-            addr: str = s.getsockname()[0]
-            return addr
-        except OSError:
-            return "127.0.0.1"
-
-
-def free_port(host: str) -> int:
-    """A port free on ``host`` now (the kernel's pick), for a server to bind next."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class SlurmProvider(Provider):
+    system_class = SlurmSystem
     name = "slurm"
     # A squeue listing is reused for this long within one plan (observe + discover).
     _CACHE_SECONDS = 2.0
@@ -162,25 +133,6 @@ class SlurmProvider(Provider):
     @property
     def cfg(self) -> SlurmTarget:
         return cast(SlurmTarget, self.target.config)
-
-    # -- where the scheduler listens ----------------------------------------------------
-    def scheduler_host(self) -> tuple[str, str | None]:
-        """(address to bind, warning or None)."""
-        iface = self.cfg.interface
-        if iface:
-            ip = interface_address(iface)
-            if ip:
-                return ip, None
-            return "127.0.0.1", (
-                f"interface {iface!r} is not present on this host: the scheduler binds "
-                "127.0.0.1, which only workers on this same machine can reach"
-            )
-        return routable_address(), None
-
-    def _warn(self, text: str | None) -> None:
-        if text and text not in self._warned:
-            self._warned.add(text)
-            sys.stderr.write(f"Warning: {text}\n")
 
     # -- desired ------------------------------------------------------------------------
     @property
@@ -213,7 +165,7 @@ class SlurmProvider(Provider):
                             "interface": self.cfg.interface, "tls": self.target.tls},
             )
         out = [sched]
-        kept, _ = self._capped()
+        kept, _ = self.capped()
         for g, j, nw in kept:
             addr = addrs.worker(g.name, j)
             out.append(
@@ -227,7 +179,7 @@ class SlurmProvider(Provider):
         return out
 
     # -- arrays and queue caps ----------------------------------------------------------
-    def _job_cap(self) -> int | None:
+    def job_cap(self) -> int | None:
         """Jobs (array tasks count one each, as in Slurm's own limits) the target may have
         in Slurm at once. ``max_jobs_running`` caps non-array groups here; an array's
         tasks are all queued and Slurm runs at most that many (``--array=…%M``)."""
@@ -237,17 +189,9 @@ class SlurmProvider(Provider):
         known = [c for c in caps if c]
         return min(known) if known else None
 
-    def _capped(self) -> tuple[list[tuple[GroupSpec, int, int]], int]:
-        wanted = []
-        for g in self.target.groups:
-            per_job = int(g.setting("processes", 1))
-            for j in range(math.ceil(g.count / per_job)):
-                wanted.append((g, j, min(per_job, g.count - j * per_job)))
-        return capped_jobs(wanted, self._job_cap(), [g.name for g in self.target.groups])
-
     def plan_notes(self) -> list[str]:
-        kept, waiting = self._capped()
-        notes = cap_notes(self.cfg, self._job_cap(), len(kept), waiting, "Slurm")
+        kept, _ = self.capped()
+        notes = super().plan_notes()
         for g in self.target.groups:
             tasks = [j for gg, j, _ in kept if gg.name == g.name]
             if g.setting("array") and tasks:
@@ -255,19 +199,6 @@ class SlurmProvider(Provider):
                 notes.append(f"workers.{g.name}: 1 array of {len(tasks)} tasks "
                              f"(sbatch --array={spec})")
         return notes
-
-    def _shape(self, g: GroupSpec, nworkers: int) -> dict[str, Any]:
-        """Cores, memory and walltime of a job hosting ``nworkers`` of group ``g``."""
-        per_job = int(g.setting("processes", 1))
-        cores_cfg = g.setting("cores")
-        cores = (math.ceil(int(cores_cfg) * nworkers / per_job) if cores_cfg
-                 else nworkers * g.threads_per_worker)
-        mem_cfg = g.setting("memory")
-        per_worker = g.memory_per_worker or (int(mem_cfg) // per_job if mem_cfg else None)
-        memory = (math.ceil(int(mem_cfg) * nworkers / per_job) if mem_cfg
-                  else (per_worker * nworkers if per_worker else None))
-        return {"cores": cores, "memory": memory, "per_worker": per_worker,
-                "walltime": int(g.setting("walltime", 3600))}
 
     def _job_attributes(self, g: GroupSpec, nworkers: int) -> dict[str, Any]:
         s = self._shape(g, nworkers)
@@ -378,21 +309,6 @@ class SlurmProvider(Provider):
         return opts
 
     # -- cost ---------------------------------------------------------------------------
-    def price(self, resource: ResourceSpec) -> Price:
-        if resource.type != JOB:
-            return Price.free("the scheduler runs on the submitting host")
-        cores = float(resource.attributes.get("cores") or 0)
-        base = Price(hourly=0.0, note="0 USD (no rate set: pricing.core_hour_usd)",
-                     cores=cores, estimate=True)
-        price = apply_overrides(base, self.target.pricing, cores)
-        if not price.cores:
-            price = dataclasses.replace(price, cores=cores)
-        return price
-
-    def horizon_hours(self) -> float | None:
-        walltimes = [int(g.setting("walltime", 3600)) for g in self.target.groups if g.count]
-        return max(walltimes) / 3600 if walltimes else None
-
     # -- refresh ------------------------------------------------------------------------
     def _jobs(self, fresh: bool = False) -> list[slurm.Job]:
         now = time.monotonic()
@@ -653,15 +569,6 @@ class SlurmProvider(Provider):
             return self.cfg.python
         return "python3" if self.cfg.containers == "apptainer" else sys.executable
 
-    def _job_env(self) -> dict[str, str]:
-        return {
-            **self.target.env,
-            "SCALABLE_TARGET": self.target.name,
-            "SCALABLE_PROJECT": self.target.project,
-            "SCALABLE_PROVIDER": self.name,
-            "SCALABLE_STATE_DIR": str(self.workdir),
-        }
-
     def _worker_command(
         self, g: GroupSpec, nworkers: int, address: str, scheduler_address: str,
         shape: dict[str, Any],
@@ -680,15 +587,6 @@ class SlurmProvider(Provider):
         if self.cfg.containers == "apptainer" and self.cfg.image:
             argv = scripts.apptainer_wrap(argv, self.cfg.image, binds=[str(self.workdir)])
         return argv
-
-    def _tls_args(self, create: bool = False) -> list[str]:
-        """Node certificate flags; the files are made at apply, not by a plan."""
-        if not self.target.tls:
-            return []
-        if create:
-            host, _ = self.scheduler_host()
-            return ensure_tls(self.workdir / "tls", hosts=[host]).node_args()
-        return tls_files(self.workdir / "tls").node_args()
 
     # -- changes ------------------------------------------------------------------------
     def create(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
@@ -902,16 +800,6 @@ class SlurmProvider(Provider):
             slurm.scancel(submitted)
             return ProviderError(f"job cancelled: {exc.message}", hint=exc.hint)
         return None
-
-    def _preload(self) -> list[str]:
-        import importlib.util
-
-        try:
-            if importlib.util.find_spec(TELEMETRY_PRELOAD) is not None:
-                return [TELEMETRY_PRELOAD]
-        except ModuleNotFoundError:
-            pass
-        return []
 
     # -- deletes ------------------------------------------------------------------------
     def prepare_delete(self, records: Sequence[ResourceRecord]) -> None:

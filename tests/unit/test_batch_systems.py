@@ -356,3 +356,18 @@ def test_caps_keep_every_group_served() -> None:
     assert [(g.name, i) for g, i, _ in kept] == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
     assert waiting == 3
     assert capped_jobs(wanted, None, ["a", "b"]) == (wanted, 0)
+
+
+def test_slurm_rows_as_batch_jobs() -> None:
+    from scalable.providers.slurm import commands as slurm
+    from scalable.providers.slurm import script as scripts
+    from scalable.providers.slurm.system import SlurmSystem
+
+    comment = scripts.array_comment(LINEAGE, "default", {0: "k0", 3: "k3"})
+    row = slurm.SEP.join(["20", "scalable-0123abcd-workers-default", "PENDING",
+                          "JobArrayTaskLimit", "N/A", "batch", "", "5:00", "", "20", "3",
+                          comment])
+    (job,) = SlurmSystem().parse_status(row)
+    assert (job.id, job.phase, job.reason) == ("20_3", "pending", "JobArrayTaskLimit")
+    assert job.identity == {"lineage": LINEAGE, "address": "workers.default[3]", "key": "k3"}
+    assert SlurmSystem().label == "Slurm" and SlurmSystem().job_type == "slurm.job"
