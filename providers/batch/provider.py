@@ -536,10 +536,17 @@ class BatchProvider(Provider):
                     results[i] = self._create_scheduler(res, ctx)
                     continue
                 if existing is None:
+                    jobs = self._batch_jobs(fresh=True)
+                    ours = [
+                        j for j in jobs if j.identity and j.identity.get("lineage") == ctx.lineage
+                    ]
+                    # A job stuck in the queue (SGE's Eqw) was planned as gone and is being
+                    # replaced: delete it now, or it would sit there for ever.
+                    self.system.cancel([j.id for j in ours if j.stuck])
                     existing = {
                         j.identity["key"]: j
-                        for j in self._batch_jobs(fresh=True)
-                        if j.identity and j.identity.get("lineage") == ctx.lineage and j.active
+                        for j in ours  # type: ignore[index]
+                        if j.active and not j.stuck
                     }
                 address = ctx.outputs.get(SCHEDULER_ADDRESS)
                 if not address:

@@ -203,3 +203,26 @@ def test_clear_error_for_an_unknown_queue(hpc: Project) -> None:
     assert out.returncode != 0
     assert "Traceback" not in out.stderr
     assert "Error:" in out.stderr and "nosuch.q" in out.stderr, out.stderr
+
+
+def test_a_job_in_error_state_is_replaced_and_deleted(hpc: Project) -> None:
+    # A working directory that does not exist: SGE puts the job into Eqw (it never runs).
+    hpc.write(
+        MANIFEST.replace(
+            "processes: 2\n    max_workers: 3",
+            'max_workers: 1\n    job_extra_directives: ["-wd /nonexistent-scalable"]',
+        )
+    )
+    hpc.run("apply", "--auto-approve", "--no-wait", check=True)
+    lineage = str(hpc.state("hpc")["lineage"])
+    first = job_records(hpc)["workers.default[0]"]["id"]
+    wait_for(lambda: our_jobs(lineage).get(first, {}).get("state") == "Eqw", 60, "Eqw")
+    plan = hpc.run("plan", "--detailed-exitcode")
+    assert plan.returncode == 2, plan.stdout
+    assert f"SGE job {first} Eqw (in error state" in plan.stdout
+    hpc.run("apply", "--auto-approve", "--no-wait", check=True)
+    second = job_records(hpc)["workers.default[0]"]["id"]
+    assert second != first
+    wait_for(lambda: first not in our_jobs(lineage), 60, "the stuck job to be deleted")
+    hpc.run("destroy", "--auto-approve", check=True)
+    wait_for(lambda: not our_jobs(lineage), 60, "nothing of ours left in qstat")
