@@ -41,7 +41,13 @@ from scalable.providers.base import (
     ProviderError,
     ResourceSpec,
 )
-from scalable.providers.batch.system import LOCAL_DIR, BatchJob, BatchSystem, JobRequest
+from scalable.providers.batch.system import (
+    LOCAL_DIR,
+    BatchJob,
+    BatchSystem,
+    JobRequest,
+    lifetime,
+)
 from scalable.providers.commands import (
     TELEMETRY_PRELOAD,
     read_scheduler_file,
@@ -68,14 +74,6 @@ from scalable.units import format_size, format_walltime
 
 PROCESS = "local.process"
 DEATH_TIMEOUT = 60.0
-
-
-def lifetime(walltime: int, margin: float) -> tuple[float, float]:
-    """Worker ``--lifetime`` and ``--lifetime-stagger`` for a job of ``walltime`` seconds:
-    retire ``margin`` before the kill (at most a quarter of the walltime), staggered by a
-    quarter of the margin so jobs that started together do not all leave at once."""
-    m = min(float(margin), walltime / 4.0)
-    return walltime - m, m / 4.0
 
 
 def job_name(lineage: str, address: str) -> str:
@@ -545,8 +543,8 @@ class BatchProvider(Provider):
                     self.system.cancel([j.id for j in ours if j.stuck])
                     existing = {
                         j.identity["key"]: j
-                        for j in ours  # type: ignore[index]
-                        if j.active and not j.stuck
+                        for j in ours
+                        if j.identity and j.active and not j.stuck
                     }
                 address = ctx.outputs.get(SCHEDULER_ADDRESS)
                 if not address:

@@ -72,6 +72,19 @@ class JobRequest:
     disk: int | None = None
 
 
+def lifetime(walltime: int, margin: float) -> tuple[float, float]:
+    """Worker ``--lifetime`` and ``--lifetime-stagger`` for a job of ``walltime`` seconds.
+
+    Workers retire (moving their data to other workers) ``margin`` seconds before the
+    batch system would kill the job. The margin is capped at a quarter of the walltime so
+    short jobs still do work; the stagger (a quarter of the margin) spreads retirements so
+    jobs that started together do not leave all at once, and is small enough that
+    lifetime + stagger stays before the walltime.
+    """
+    m = min(float(margin), walltime / 4.0)
+    return walltime - m, m / 4.0
+
+
 def shell_join(argv: Sequence[str]) -> str:
     """Quote for bash, leaving our run-time tokens to expand."""
     return " ".join(f'"{a}"' if a in _RAW_TOKENS else shlex.quote(a) for a in argv)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from scalable import addrs
+from scalable.providers.batch.system import lifetime  # noqa: F401 - one rule for every system
 from scalable.units import format_walltime
 
 # Written into the job script where a value exists only at run time (the job's tmp,
@@ -120,19 +121,6 @@ class JobShape:
     prologue: Sequence[str] = ()
     env: dict[str, str] = field(default_factory=dict)
     python: str = "python3"
-
-
-def lifetime(walltime: int, margin: float) -> tuple[float, float]:
-    """Worker ``--lifetime`` and ``--lifetime-stagger`` for a job of ``walltime`` seconds.
-
-    Workers retire (moving their data to other workers) ``margin`` seconds before Slurm
-    would kill the job. The margin is capped at a quarter of the walltime so short jobs
-    still do work; the stagger (a quarter of the margin) spreads retirements so a batch
-    of jobs that started together does not leave all at once, and is small enough that
-    lifetime + stagger stays before the walltime.
-    """
-    m = min(float(margin), walltime / 4.0)
-    return walltime - m, m / 4.0
 
 
 def mem_directive(nbytes: int) -> str:

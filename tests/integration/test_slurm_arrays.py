@@ -161,4 +161,5 @@ def test_preflight_judges_the_array_with_slurm(hpc: Project) -> None:  # noqa: F
     assert "Traceback" not in out.stderr
     assert "Invalid job array specification" in out.stderr
     assert not (hpc.root / ".scalable" / "hpc" / "state.json").exists() or not [
-        r for r in hpc.state("hpc")["resources"] if r["type"] == "slurm.job"]
+        r for r in hpc.state("hpc")["resources"] if r["type"] == "slurm.job"
+    ]

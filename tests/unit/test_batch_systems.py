@@ -364,9 +364,22 @@ def test_slurm_rows_as_batch_jobs() -> None:
     from scalable.providers.slurm.system import SlurmSystem
 
     comment = scripts.array_comment(LINEAGE, "default", {0: "k0", 3: "k3"})
-    row = slurm.SEP.join(["20", "scalable-0123abcd-workers-default", "PENDING",
-                          "JobArrayTaskLimit", "N/A", "batch", "", "5:00", "", "20", "3",
-                          comment])
+    row = slurm.SEP.join(
+        [
+            "20",
+            "scalable-0123abcd-workers-default",
+            "PENDING",
+            "JobArrayTaskLimit",
+            "N/A",
+            "batch",
+            "",
+            "5:00",
+            "",
+            "20",
+            "3",
+            comment,
+        ]
+    )
     (job,) = SlurmSystem().parse_status(row)
     assert (job.id, job.phase, job.reason) == ("20_3", "pending", "JobArrayTaskLimit")
     assert job.identity == {"lineage": LINEAGE, "address": "workers.default[3]", "key": "k3"}
