@@ -22,6 +22,7 @@
 # - the default global config refuses jobs of uid/gid < 1000 (min_uid/min_gid), and
 #   the tests run as root; the scheduler runs every 15 s unless told otherwise;
 # - finished jobs leave `qstat` at once; `qacct -j` (accounting file) keeps their end.
+# Measured here: `up` from a purged machine 22 s (packages included), when already up 1.6 s.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 export SGE_ROOT=/var/lib/gridengine SGE_CELL=default
