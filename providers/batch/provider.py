@@ -67,6 +67,7 @@ from scalable.providers.processes import (
     tagged,
     terminate,
 )
+from scalable.providers.scheduler_process import process_env
 from scalable.spec import GroupSpec
 from scalable.state.model import ResourceRecord
 from scalable.tls import ensure_tls, tls_files
@@ -426,13 +427,7 @@ class BatchProvider(Provider):
         return str(self.cfg.python or sys.executable)
 
     def _job_env(self) -> dict[str, str]:
-        return {
-            **self.target.env,
-            "SCALABLE_TARGET": self.target.name,
-            "SCALABLE_PROJECT": self.target.project,
-            "SCALABLE_PROVIDER": self.name,
-            "SCALABLE_STATE_DIR": str(self.workdir),
-        }
+        return process_env(self.target, self.name, self.workdir)
 
     def _tls_args(self, create: bool = False) -> list[str]:
         if not self.target.tls:
