@@ -151,6 +151,10 @@ class Provider(ABC):
         """How long capacity is expected to live (walltime, deadline), for cost totals."""
         return None
 
+    def plan_notes(self) -> list[str]:
+        """Lines the plan shows under its cost block (capacity held back by a cap…)."""
+        return []
+
     # -- refresh ----------------------------------------------------------------------
     @abstractmethod
     def observe(self, records: Sequence[ResourceRecord]) -> dict[str, Observation]:

@@ -21,6 +21,10 @@ BUILTIN: dict[str, str] = {
     "slurm": "scalable.providers.slurm:SlurmProvider",
     "aws": "scalable.providers.aws:AwsProvider",
     "gke": "scalable.providers.gke:GkeProvider",
+    "sge": "scalable.providers.batch.providers:SgeProvider",
+    "pbs": "scalable.providers.batch.providers:PbsProvider",
+    "lsf": "scalable.providers.batch.providers:LsfProvider",
+    "htcondor": "scalable.providers.batch.providers:HtcondorProvider",
 }
 GROUP = "scalable.providers"
 

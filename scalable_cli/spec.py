@@ -16,6 +16,7 @@ from scalable.manifest.schema import (
     GroupConfig,
     Objectives,
     Pricing,
+    StrictModel,
     TargetConfig,
     Workload,
     group_model,
@@ -23,7 +24,7 @@ from scalable.manifest.schema import (
 
 # A group that sets neither count key has its own count (1), not the target's.
 _GROUP_COUNT_KEYS = ("max_workers", "adaptive")
-G = TypeVar("G", bound=GroupConfig)
+G = TypeVar("G", bound=StrictModel)
 T = TypeVar("T", bound=TargetConfig)
 
 
