@@ -126,6 +126,7 @@ class Engine:
         self.base_target = provider.target
         # Set by objective planning: the counts it chose and the horizon it predicted.
         self.objective: Any | None = None
+        self._preflighted = False
 
     @property
     def target(self) -> Any:
@@ -139,7 +140,22 @@ class Engine:
     def read_state(self) -> StateFile | None:
         return self.store.read()
 
+    def preflight(self) -> None:
+        """The provider's preflight (``Provider.validate``), once per engine.
+
+        Every plan and apply that may create capacity passes here — the CLI's and
+        ``ScalableSession``'s alike — so no face can skip a check that keeps capacity
+        safe (a GKE target without ``allowed_cidrs`` would be open to the world).
+        A destroy does not: tearing down must work even if the manifest no longer
+        passes.
+        """
+        if not self._preflighted:
+            self.provider.validate()
+            self._preflighted = True
+
     def plan(self, *, destroy: bool = False, refresh: bool = True) -> Plan:
+        if not destroy:
+            self.preflight()
         state = self.store.read()
         target = self.base_target.scaled(state.scale if state else {})
         horizon = None
@@ -201,6 +217,8 @@ class Engine:
     # -- apply --------------------------------------------------------------------------
     def execute(self, plan: Plan, *, wait: bool = True) -> ApplyResult:
         """Carry ``plan`` out. The caller holds the lock."""
+        if not plan.destroy:
+            self.preflight()  # a plan made elsewhere (a saved file) is checked here too
         state = self.store.read() or StateFile(
             target=self.target.name, provider=self.target.provider, owner=self.owner
         )
