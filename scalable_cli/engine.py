@@ -16,6 +16,7 @@ from typing import Any
 
 from scalable.planning.diff import make_plan
 from scalable.planning.model import Change, Plan
+from scalable.private_files import private_dir
 from scalable.providers.base import CreateContext, Created, Provider, ProviderError, ResourceSpec
 from scalable.state.lock import LockInfo
 from scalable.state.model import ResourceRecord, StateFile
@@ -219,6 +220,9 @@ class Engine:
         """Carry ``plan`` out. The caller holds the lock."""
         if not plan.destroy:
             self.preflight()  # a plan made elsewhere (a saved file) is checked here too
+        # Logs, scripts, TLS files and the scheduler file go here: private before any
+        # provider writes into it (a remote state backend writes nothing locally first).
+        private_dir(self.provider.workdir)
         state = self.store.read() or StateFile(
             target=self.target.name, provider=self.target.provider, owner=self.owner
         )

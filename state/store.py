@@ -86,7 +86,9 @@ class LocalStore:
         return StateFile.from_dict(data, source=str(self.path))
 
     def write(self, state: StateFile) -> bool:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        from scalable.private_files import private_dir
+
+        private_dir(self.folder)
         previous = self.read()
         if previous is not None and previous.content() == state.content():
             state.serial = previous.serial

@@ -29,6 +29,7 @@ from typing import Any, cast
 
 from scalable.manifest.schema import SlurmTarget
 from scalable.pricing.estimator import Price, apply_overrides
+from scalable.private_files import write_private
 from scalable.providers.base import (
     CreateContext,
     Created,
@@ -501,8 +502,7 @@ class SlurmProvider(Provider):
         if existing is None:
             sched_file.unlink(missing_ok=True)
             text = self._scheduler_script(ctx.lineage, ctx.idempotency_key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            write_private(path, text)
             job_id = slurm.sbatch(path, cwd=self.workdir, env={"DASK_SCHEDULER_ADDRESS": ""})
         else:
             job_id = existing.id
@@ -663,8 +663,7 @@ class SlurmProvider(Provider):
         text = self.job_script(resource, lineage=ctx.lineage, key=ctx.idempotency_key,
                                scheduler_address=address)
         assert text is not None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        write_private(path, text)  # its export lines carry env: values
         return path, meta
 
     def _create_scheduler(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
