@@ -7,12 +7,14 @@ start the same programs with the same flags; only the wrapping differs.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from scalable.errors import ScalableError
+from scalable.manifest.schema import ENV_NAME_RE
 from scalable.spec import GroupSpec
 
 TELEMETRY_PRELOAD = "scalable.telemetry.plugin"
@@ -43,6 +45,14 @@ def scheduler_argv(
     for p in preload:
         argv += ["--preload", p]
     return argv
+
+
+def export_lines(env: Mapping[str, str]) -> list[str]:
+    """``export NAME=<quoted value>`` lines (names are POSIX names, checked at load)."""
+    for k in env:
+        if not ENV_NAME_RE.fullmatch(k):  # a manifest is checked at load: a caller's bug
+            raise ValueError(f"not an environment variable name: {k!r}")
+    return [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
 
 
 def resources_for(group: GroupSpec) -> dict[str, float]:

@@ -10,6 +10,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -53,6 +54,28 @@ Walltime = Annotated[
     ),
 ]
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+# POSIX shell variable names: they are written into job scripts and user data as
+# ``export NAME=…``, so anything else would be shell code (``X=1; echo pwned #``).
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_name(v: str) -> str:
+    if not ENV_NAME_RE.fullmatch(v):
+        raise ValueError(
+            f"environment variable name {v!r} is not a POSIX name (letters, digits and "
+            "'_', not starting with a digit)"
+        )
+    return v
+
+
+def _env_value(v: str) -> str:
+    if "\x00" in v:
+        raise ValueError("an environment variable value cannot hold a NUL character")
+    return v
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+EnvValue = Annotated[str, AfterValidator(_env_value)]
 
 
 class _Strict(BaseModel):
@@ -194,7 +217,7 @@ class _TargetCommon(_Counts, _Container):
     tls: StrictBool | None = Field(
         default=None, description="Dask TLS between scheduler, workers and clients"
     )
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
 
 
 class LocalTarget(_TargetCommon, _LocalKeys):
