@@ -27,6 +27,7 @@ def scheduler_argv(
     port: int = 0,
     dashboard: bool = True,
     dashboard_port: int = 0,
+    dashboard_host: str = "127.0.0.1",
     tls_args: Sequence[str] = (),
     idle_timeout: float | None = None,
     preload: Sequence[str] = (),
@@ -36,7 +37,10 @@ def scheduler_argv(
     argv += ["--host", host, "--port", str(port)]
     if tls_args:
         argv += ["--protocol", "tls"]
-    argv += ["--dashboard-address", f"{host}:{dashboard_port}"] if dashboard else ["--no-dashboard"]
+    # The dashboard is plain HTTP without authentication: loopback unless a caller
+    # puts it behind something else (a cloud security group, a Kubernetes port).
+    argv += (["--dashboard-address", f"{dashboard_host}:{dashboard_port}"] if dashboard
+             else ["--no-dashboard"])
     if scheduler_file is not None:
         argv += ["--scheduler-file", str(scheduler_file)]
     argv += list(tls_args)

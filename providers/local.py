@@ -55,7 +55,8 @@ class LocalProvider(Provider):
             ResourceSpec(
                 address="scheduler",
                 type=PROCESS,
-                attributes={"role": "scheduler", "host": HOST, "tls": self.target.tls},
+                attributes={"role": "scheduler", "host": HOST, "tls": self.target.tls,
+                            "idle_timeout": self.target.idle_timeout},
             )
         ]
         for g in self.target.groups:
@@ -132,6 +133,7 @@ class LocalProvider(Provider):
                     scheduler_file=sched_file,
                     preload=self._preload(),
                     tls_args=self._tls_args(),
+                    idle_timeout=self.target.idle_timeout,
                 ),
                 log=log,
                 tags=self._tags(resource, ctx),

@@ -60,6 +60,8 @@ class TargetSpec:
     manifest_path: Path
     manifest_digest: str
     env: dict[str, str] = field(default_factory=dict)
+    # Seconds an idle scheduler lives (every provider's leak guard); None: no limit.
+    idle_timeout: float | None = 3600.0
 
     @property
     def root(self) -> Path:
@@ -161,4 +163,5 @@ def build_target(loaded: LoadedManifest, name: str) -> TargetSpec:
         manifest_path=loaded.path.resolve(),
         manifest_digest=loaded.target_digest(name),
         env=dict(cfg.env),
+        idle_timeout=None if cfg.idle_timeout is False else float(cfg.idle_timeout),
     )

@@ -68,6 +68,9 @@ from scalable.units import format_size, format_walltime
 JOB = "slurm.job"
 PROCESS = "local.process"
 DEATH_TIMEOUT = 60.0
+# The dashboard is plain HTTP with no login: it listens on the scheduler host's loopback
+# only, whatever the scheduler binds; users reach it through an SSH tunnel.
+DASHBOARD_HOST = "127.0.0.1"
 # How long apply waits for a scheduler job to start and write its scheduler file.
 SCHEDULER_JOB_TIMEOUT = 600.0
 # Slurm job states, as refresh reports them.
@@ -199,6 +202,7 @@ class SlurmProvider(Provider):
                             "partition": self.cfg.queue, "account": self.cfg.account,
                             "walltime": format_walltime(wall), "cores": 1,
                             "interface": self.cfg.interface, "tls": self.target.tls,
+                            "idle_timeout": self.target.idle_timeout,
                             "core_hours": round(wall / 3600, 4)},
             )
         else:
@@ -207,7 +211,8 @@ class SlurmProvider(Provider):
             sched = ResourceSpec(
                 address="scheduler", type=PROCESS,
                 attributes={"role": "scheduler", "placement": "local",
-                            "interface": self.cfg.interface, "tls": self.target.tls},
+                            "interface": self.cfg.interface, "tls": self.target.tls,
+                            "idle_timeout": self.target.idle_timeout},
             )
         out = [sched]
         for g in self.target.groups:
@@ -473,7 +478,7 @@ class SlurmProvider(Provider):
         name, comment, wckey = self._identity(lineage, "scheduler", key)
         argv = scheduler_argv(host=scripts.HOST_VAR, scheduler_file=self.workdir / "scheduler.json",
                               preload=self._preload(), tls_args=self._tls_args(),
-                              python=self._python())
+                              python=self._python(), idle_timeout=self.target.idle_timeout)
         if self.cfg.containers == "apptainer" and self.cfg.image:
             argv = scripts.apptainer_wrap(argv, self.cfg.image, binds=[str(self.workdir)])
         shape = scripts.JobShape(
@@ -534,9 +539,8 @@ class SlurmProvider(Provider):
         if self.target.tls:
             outputs.update(ensure_tls(self.workdir / "tls").outputs())
         services: Any = info.get("services") or {}
-        if "dashboard" in services:
-            host = address.split("://", 1)[-1].rpartition(":")[0]
-            outputs["dashboard_url"] = f"http://{host}:{services['dashboard']}/status"
+        if "dashboard" in services:  # on the node's loopback: reached through a tunnel
+            outputs["dashboard_url"] = f"http://{DASHBOARD_HOST}:{services['dashboard']}/status"
         self._jobs_cache = None
         return Created(id=job_id, meta=meta, outputs=outputs)
 
@@ -688,12 +692,13 @@ class SlurmProvider(Provider):
             info = self._confirm(ref, sched_file, log)
             outputs["scheduler_address"] = str(info["address"])
             return Created(id=ref.id, meta=self._sched_meta(ref, log, outputs), outputs=outputs)
-        port, dash = free_port(host), free_port(host)
+        port, dash = free_port(host), free_port(DASHBOARD_HOST)
         sched_file.unlink(missing_ok=True)
         ref = spawn(
             scheduler_argv(host=host, port=port, dashboard_port=dash,
                            scheduler_file=sched_file, preload=self._preload(),
-                           tls_args=self._tls_args(create=True)),
+                           tls_args=self._tls_args(create=True),
+                           idle_timeout=self.target.idle_timeout),
             log=log,
             tags={TAG_LINEAGE: ctx.lineage, TAG_ADDRESS: resource.address,
                   TAG_KEY: ctx.idempotency_key},
@@ -702,7 +707,7 @@ class SlurmProvider(Provider):
         )
         address = f"{'tls' if self.target.tls else 'tcp'}://{host}:{port}"
         outputs["scheduler_address"] = address
-        outputs["dashboard_url"] = f"http://{host}:{dash}/status"
+        outputs["dashboard_url"] = f"http://{DASHBOARD_HOST}:{dash}/status"
         if any(r.type == JOB for r in self.desired()):
             self._unconfirmed = (ref, sched_file, log, address)
         else:

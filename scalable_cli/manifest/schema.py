@@ -218,6 +218,9 @@ class _TargetCommon(_Counts, _Container):
         default=None, description="Dask TLS between scheduler, workers and clients"
     )
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    # The scheduler's leak guard (Dask's --idle-timeout): it exits after this long with
+    # no work, and its workers follow (--death-timeout). false turns it off.
+    idle_timeout: Duration | Literal[False] = 3600.0
 
 
 class LocalTarget(_TargetCommon, _LocalKeys):
@@ -251,7 +254,6 @@ class AwsTarget(_TargetCommon, _AwsKeys):
         description="Fargate task execution role ARN; enables CloudWatch Logs for the tasks",
     )
     tags: dict[str, str] = Field(default_factory=dict)
-    idle_timeout: Duration | Literal[False] = 3600.0
     groups: dict[str, AwsGroup] = Field(default_factory=dict)
 
 
