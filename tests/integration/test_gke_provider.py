@@ -119,6 +119,12 @@ def test_apply_runs_dask_on_the_pool_scales_in_place_and_destroys(cloud: Cloud) 
             assert obj["metadata"]["annotations"][manifests.ANN_KEY].startswith(lineage[:8])
     svc = cloud.ours("services")[0]
     assert svc["spec"]["loadBalancerSourceRanges"] == ["127.0.0.1/32"]
+    # Leak guards: the scheduler exits when idle (idle_timeout, default 1h), workers
+    # when their scheduler is gone.
+    dep = cloud.ours("deployments")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert dep[dep.index("--idle-timeout") + 1] == "3600s"
+    sts_args = cloud.ours("statefulsets")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert "--death-timeout" in sts_args["args"]
     gpool = cloud.gke.pools[pool_name]
     assert gpool.config.resource_labels["scalable-lineage"] == lineage
     assert gpool.config.metadata["scalable-address"] == "node_pool.default"
