@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from scalable.errors import ScalableError
 from scalable.planning.diff import make_plan
 from scalable.planning.model import Change, Plan
 from scalable.private_files import private_dir
@@ -226,6 +227,8 @@ class Engine:
         state = self.store.read() or StateFile(
             target=self.target.name, provider=self.target.provider, owner=self.owner
         )
+        if not plan.destroy:
+            self._check_join_material(state, plan)
         result = ApplyResult()
         op = "destroy" if plan.destroy else "apply"
         self.events(f"{op}_start", {"changes": len(plan.actionable)})
@@ -341,6 +344,27 @@ class Engine:
 
     def _save(self, state: StateFile) -> None:
         self.store.write(state)
+
+    def _check_join_material(self, state: StateFile, plan: Plan) -> None:
+        """Refuse, before anything is created, to add capacity to a running scheduler
+        from a machine without the target's TLS material (a CI runner with only the
+        remote state): the new workers could never join."""
+        if "scheduler_address" not in state.outputs:
+            return
+        changing = {c.address for c in plan.actionable
+                    if c.action in ("create", "replace", "update")}
+        if not changing or "scheduler" in changing:
+            return  # nothing to join, or a new scheduler (and new material) comes too
+        missing = [p for p in self.provider.join_material() if not p.exists()]
+        if missing:
+            folder = missing[0].parent
+            raise ScalableError(
+                f"target {self.target.name!r}: its scheduler runs with TLS, but this machine "
+                f"lacks {', '.join(p.name for p in missing)} in {folder}: new workers "
+                "could never join it; nothing was changed",
+                hint=f"copy {folder}/ (mode 0700) from the machine that applied this target, "
+                     "or run there; or destroy and apply afresh from here",
+            )
 
     def _delete(self, state: StateFile, change: Change, result: ApplyResult) -> bool:
         current = state.get(change.address)

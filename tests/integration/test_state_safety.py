@@ -104,3 +104,30 @@ def test_state_rm_forgets_for_good(project: Project) -> None:
         assert len(state(project)["forgotten"]) == 1  # kept across the destroy
     finally:
         terminate(ref, grace=2)
+
+
+def test_scaling_up_without_the_tls_material_is_refused_before_anything_is_made(
+        project: Project) -> None:
+    project.write(LOCAL + "    tls: true\n")
+    project.run("apply", "--auto-approve", "-t", "t", check=True)
+    before = (project.root / ".scalable" / "t" / "state.json").read_text()
+    tls = project.root / ".scalable" / "t" / "tls"
+    moved = project.root / "tls-elsewhere"
+    tls.rename(moved)  # a CI runner with the state but not the keys
+    try:
+        project.write(LOCAL.replace("max_workers: 1", "max_workers: 3") + "    tls: true\n")
+        r = project.run("apply", "--auto-approve", "-t", "t")
+        assert r.returncode == 1, r.stdout + r.stderr
+        err = r.stderr.splitlines()
+        assert err[0].startswith("Error: target 't': its scheduler runs with TLS, but this "
+                                 "machine lacks ca.pem, node.pem, node-key.pem"), r.stderr
+        assert "new workers could never join it; nothing was changed" in err[0]
+        assert err[1].startswith("  hint: copy ") and "from the machine that applied" in err[1]
+        assert (project.root / ".scalable" / "t" / "state.json").read_text() == before
+        assert not tls.exists()  # no new CA made behind the user's back
+    finally:
+        moved.rename(tls)
+    # With the material back, the same apply converges; destroy needs none of it.
+    out = project.run("apply", "--auto-approve", "-t", "t", check=True).stdout
+    assert "workers 3/3 ready" in out
+    project.run("destroy", "--auto-approve", "-t", "t", check=True)
