@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 from scalable.errors import ScalableError
-from scalable.spec import TargetSpec
 from scalable.private_files import write_private
+from scalable.spec import TargetSpec
 
 TLS_OUTPUTS = ("tls_ca_file", "tls_client_cert", "tls_client_key")
 

@@ -25,8 +25,8 @@ def private_dir(path: Path) -> Path:
 
     Missing folders are created 0700 one by one (``mkdir(parents=True)`` would make
     the parents with the umask's mode). ``path`` itself and its ancestors up to the
-    ``.scalable`` folder it is in are tightened to 0700 if an older version (or the umask) left them open; folders
-    we do not own are left alone.
+    ``.scalable`` folder it is in are tightened to 0700 if an older version (or the
+    umask) left them open; folders we do not own are left alone.
     """
     path = Path(path)
     missing: list[Path] = []

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from scalable.engine import Engine, EventSink, Notify
-from scalable.errors import ScalableError
+from scalable.errors import ScalableError, StateError
 from scalable.manifest.loader import LoadedManifest, load_manifest
 from scalable.providers.base import Provider, provider_class
 from scalable.spec import TargetSpec, build_target
-from scalable.errors import StateError
 from scalable.state.lock import LockInfo
 from scalable.state.model import StateFile
 from scalable.state.store import LocalStore, StateStore

@@ -32,8 +32,11 @@ def test_with_its_state_lost_local_capacity_ends_when_idle(project: Project) -> 
     # --no-wait: a 3 s idle scheduler may be gone before its workers register.
     project.run("apply", "--auto-approve", "--no-wait", check=True)
     state = project.state()
-    refs = [ProcessRef(r["meta"]["pid"], r["meta"]["start_time"])
-            for r in state["resources"] if "pid" in r["meta"]]
+    refs = [
+        ProcessRef(r["meta"]["pid"], r["meta"]["start_time"])
+        for r in state["resources"]
+        if "pid" in r["meta"]
+    ]
     assert len(refs) == 3 and all(r.alive() for r in refs)
     (project.root / ".scalable" / "local" / "state.json").unlink()  # lost
     deadline = time.monotonic() + 180  # a bound on waiting, not a timing assertion
@@ -43,14 +46,17 @@ def test_with_its_state_lost_local_capacity_ends_when_idle(project: Project) -> 
     assert our_processes(project.root) == []
 
 
-@pytest.mark.parametrize("provider,extra", [
-    ("local", ""), ("slurm", ""), ("slurm", "scheduler: {placement: job}\n"),
-    ("aws", "")])  # GKE's: tests/integration/test_gke_provider.py (needs the fake cluster)
+@pytest.mark.parametrize(
+    "provider,extra",
+    [("local", ""), ("slurm", ""), ("slurm", "scheduler: {placement: job}\n"), ("aws", "")],
+)  # GKE's: tests/integration/test_gke_provider.py (needs the fake cluster)
 def test_every_providers_scheduler_asks_for_the_idle_timeout(
-        tmp_path, provider: str, extra: str) -> None:
+    tmp_path, provider: str, extra: str
+) -> None:
     (tmp_path / "scalable.yaml").write_text(
         f"targets:\n  t:\n    provider: {provider}\n    idle_timeout: 20m\n"
-        + textwrap.indent(extra, "    "))
+        + textwrap.indent(extra, "    ")
+    )
     spec = build_target(load_manifest(tmp_path / "scalable.yaml"), "t")
     assert spec.idle_timeout == 1200.0
     from scalable.providers.base import provider_class
@@ -60,6 +66,7 @@ def test_every_providers_scheduler_asks_for_the_idle_timeout(
     assert sched.attributes["idle_timeout"] == 1200.0  # a change is a planned change
     (tmp_path / "scalable.yaml").write_text(
         f"targets:\n  t:\n    provider: {provider}\n    idle_timeout: false\n"
-        + textwrap.indent(extra, "    "))
+        + textwrap.indent(extra, "    ")
+    )
     off = build_target(load_manifest(tmp_path / "scalable.yaml"), "t")
     assert off.idle_timeout is None

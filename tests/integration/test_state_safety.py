@@ -35,23 +35,45 @@ def test_a_changed_provider_is_refused_by_every_command(project: Project) -> Non
     folder = project.root / ".scalable" / "t"
     folder.mkdir(parents=True)
     recorded = {
-        "format_version": 1, "scalable_version": "0.1.0", "serial": 4,
-        "lineage": "0123abcd-4567-89ef-0123-456789abcdef", "target": "t", "provider": "aws",
-        "manifest_digest": "", "owner": "cli", "scale": {},
+        "format_version": 1,
+        "scalable_version": "0.1.0",
+        "serial": 4,
+        "lineage": "0123abcd-4567-89ef-0123-456789abcdef",
+        "target": "t",
+        "provider": "aws",
+        "manifest_digest": "",
+        "owner": "cli",
+        "scale": {},
         "outputs": {"scheduler_address": "tls://198.51.100.7:8786"},
         "resources": [
-            {"address": "scheduler", "type": "aws.ec2_instance", "status": "ready",
-             "idempotency_key": "0123abcd-scheduler-aaaa", "id": "i-0123456789abcdef0"},
-            {"address": "workers.default[0]", "type": "aws.ec2_instance", "status": "ready",
-             "idempotency_key": "0123abcd-w-bbbb", "id": "i-0fedcba9876543210",
-             "depends_on": ["scheduler"]},
+            {
+                "address": "scheduler",
+                "type": "aws.ec2_instance",
+                "status": "ready",
+                "idempotency_key": "0123abcd-scheduler-aaaa",
+                "id": "i-0123456789abcdef0",
+            },
+            {
+                "address": "workers.default[0]",
+                "type": "aws.ec2_instance",
+                "status": "ready",
+                "idempotency_key": "0123abcd-w-bbbb",
+                "id": "i-0fedcba9876543210",
+                "depends_on": ["scheduler"],
+            },
         ],
     }
     text = json.dumps(recorded, indent=2)
     (folder / "state.json").write_text(text)
     project.write(LOCAL)
-    for args in (["plan"], ["apply", "--auto-approve"], ["destroy", "--auto-approve"],
-                 ["state", "list"], ["output"], ["state", "rm", "scheduler"]):
+    for args in (
+        ["plan"],
+        ["apply", "--auto-approve"],
+        ["destroy", "--auto-approve"],
+        ["state", "list"],
+        ["output"],
+        ["state", "rm", "scheduler"],
+    ):
         r = project.run(*args, "-t", "t")
         assert r.returncode == 1, (args, r.stdout, r.stderr)
         err = r.stderr.splitlines()
@@ -82,7 +104,8 @@ def test_state_rm_forgets_for_good(project: Project) -> None:
     after = state(project)
     assert "workers.default[1]" not in {r["address"] for r in after["resources"]}
     assert [(f["address"], f["id"], f["idempotency_key"]) for f in after["forgotten"]] == [
-        ("workers.default[1]", kept["id"], kept["idempotency_key"])]
+        ("workers.default[1]", kept["id"], kept["idempotency_key"])
+    ]
 
     try:
         plan = project.run("plan", "-t", "t", check=True).stdout
@@ -92,8 +115,9 @@ def test_state_rm_forgets_for_good(project: Project) -> None:
         project.run("apply", "--auto-approve", "-t", "t", check=True)
         assert ref.alive()
         planned = project.run("plan", "--destroy", "-t", "t", check=True).stdout
-        assert "orphan" not in planned and "Plan: 0 to add, 0 to change, 3 to destroy." \
-            in planned, planned
+        assert (
+            "orphan" not in planned and "Plan: 0 to add, 0 to change, 3 to destroy." in planned
+        ), planned
         destroyed = project.run("destroy", "--auto-approve", "-t", "t", check=True).stdout
         # The scheduler and the two recorded workers; not the forgotten one (its Dask
         # worker ends with the scheduler it joined: Dask's doing, not a delete of ours).
@@ -107,7 +131,8 @@ def test_state_rm_forgets_for_good(project: Project) -> None:
 
 
 def test_scaling_up_without_the_tls_material_is_refused_before_anything_is_made(
-        project: Project) -> None:
+    project: Project,
+) -> None:
     project.write(LOCAL + "    tls: true\n")
     project.run("apply", "--auto-approve", "-t", "t", check=True)
     before = (project.root / ".scalable" / "t" / "state.json").read_text()
@@ -119,8 +144,10 @@ def test_scaling_up_without_the_tls_material_is_refused_before_anything_is_made(
         r = project.run("apply", "--auto-approve", "-t", "t")
         assert r.returncode == 1, r.stdout + r.stderr
         err = r.stderr.splitlines()
-        assert err[0].startswith("Error: target 't': its scheduler runs with TLS, but this "
-                                 "machine lacks ca.pem, node.pem, node-key.pem"), r.stderr
+        assert err[0].startswith(
+            "Error: target 't': its scheduler runs with TLS, but this "
+            "machine lacks ca.pem, node.pem, node-key.pem"
+        ), r.stderr
         assert "new workers could never join it; nothing was changed" in err[0]
         assert err[1].startswith("  hint: copy ") and "from the machine that applied" in err[1]
         assert (project.root / ".scalable" / "t" / "state.json").read_text() == before

@@ -54,19 +54,25 @@ def test_private_dir_tightens_a_scalable_folder_left_open(tmp_path: Path) -> Non
 
 
 def test_slurm_job_script_with_env_values_is_private(tmp_path: Path) -> None:
-    (tmp_path / "scalable.yaml").write_text(textwrap.dedent("""\
+    (tmp_path / "scalable.yaml").write_text(
+        textwrap.dedent("""\
         targets:
           hpc:
             provider: slurm
             max_workers: 1
             env: {API_TOKEN: "s3cr3t"}
-        """))
+        """)
+    )
     spec = build_target(load_manifest(tmp_path / "scalable.yaml"), "hpc")
     provider = SlurmProvider(spec, spec.workdir)
     res = next(r for r in provider.desired() if r.address == "workers.default[0]")
-    ctx = CreateContext(lineage=LINEAGE, idempotency_key=f"{LINEAGE[:8]}-w-feedbeef",
-                        target="hpc", project="p",
-                        outputs={"scheduler_address": "tcp://127.0.0.1:8786"})
+    ctx = CreateContext(
+        lineage=LINEAGE,
+        idempotency_key=f"{LINEAGE[:8]}-w-feedbeef",
+        target="hpc",
+        project="p",
+        outputs={"scheduler_address": "tcp://127.0.0.1:8786"},
+    )
     path, _ = provider._write_script(res, ctx)
     assert "s3cr3t" in path.read_text()
     assert mode(path) == 0o600
