@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from scalable.addrs import SCHEDULER
 from scalable.errors import ScalableError
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class ResourceSpec:
 
     @property
     def is_scheduler(self) -> bool:
-        return self.address == "scheduler"
+        return self.address == SCHEDULER
 
 
 @dataclass

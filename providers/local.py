@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from scalable import addrs
+from scalable.addrs import SCHEDULER
+from scalable.outputs import DASHBOARD_URL, SCHEDULER_ADDRESS
 from scalable.pricing.estimator import Price, apply_overrides
 from scalable.providers.base import (
     CreateContext,
@@ -53,7 +56,7 @@ class LocalProvider(Provider):
     def desired(self) -> list[ResourceSpec]:
         out = [
             ResourceSpec(
-                address="scheduler",
+                address=SCHEDULER,
                 type=PROCESS,
                 attributes={"role": "scheduler", "host": HOST, "tls": self.target.tls,
                             "idle_timeout": self.target.idle_timeout},
@@ -68,23 +71,23 @@ class LocalProvider(Provider):
             }
             if g.setting("processes", True):
                 for i in range(g.count):
-                    addr = f"workers.{g.name}[{i}]"
+                    addr = addrs.worker(g.name, i)
                     out.append(
                         ResourceSpec(
                             address=addr, type=PROCESS, group=g.name,
                             attributes={**base, "workers": 1},
                             worker_names=worker_names(addr, 1),
-                            depends_on=("scheduler",),
+                            depends_on=(SCHEDULER,),
                         )
                     )
             elif g.count:
-                addr = f"workers.{g.name}[0]"
+                addr = addrs.worker(g.name, 0)
                 out.append(
                     ResourceSpec(
                         address=addr, type=PROCESS, group=g.name,
                         attributes={**base, "workers": g.count, "processes": False},
                         worker_names=worker_names(addr, g.count),
-                        depends_on=("scheduler",),
+                        depends_on=(SCHEDULER,),
                     )
                 )
         return out
@@ -152,12 +155,12 @@ class LocalProvider(Provider):
         info = read_scheduler_file(
             self.workdir / "scheduler.json", timeout=60, alive=ref.alive, log=log
         )
-        outputs = {"scheduler_address": str(info["address"])}
+        outputs = {SCHEDULER_ADDRESS: str(info["address"])}
         if self.target.tls:
             outputs.update(ensure_tls(self.workdir / "tls").outputs())
         services: Any = info.get("services") or {}
         if "dashboard" in services:
-            outputs["dashboard_url"] = f"http://{HOST}:{services['dashboard']}/status"
+            outputs[DASHBOARD_URL] = f"http://{HOST}:{services['dashboard']}/status"
         return outputs
 
     def recover_outputs(self, record: ResourceRecord) -> dict[str, str]:
@@ -195,7 +198,7 @@ class LocalProvider(Provider):
 
     def _create_worker(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
         group = self.target.group(resource.group or "default")
-        address = ctx.outputs.get("scheduler_address")
+        address = ctx.outputs.get(SCHEDULER_ADDRESS)
         if not address:
             raise ProviderError("no scheduler address to join")
         nworkers = int(resource.attributes.get("workers", 1))

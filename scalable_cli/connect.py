@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 from scalable.errors import ScalableError
+from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.private_files import write_private
 from scalable.spec import TargetSpec
 
@@ -15,7 +16,7 @@ TLS_OUTPUTS = ("tls_ca_file", "tls_client_cert", "tls_client_key")
 
 def client_config(outputs: dict[str, str]) -> dict[str, Any]:
     """The Dask config a client needs: the address and, where used, TLS file paths."""
-    cfg: dict[str, Any] = {"scheduler-address": outputs["scheduler_address"]}
+    cfg: dict[str, Any] = {"scheduler-address": outputs[SCHEDULER_ADDRESS]}
     if all(k in outputs for k in TLS_OUTPUTS):
         cfg["distributed"] = {
             "comm": {
@@ -32,7 +33,7 @@ def client_config(outputs: dict[str, str]) -> dict[str, Any]:
 
 def client_env(spec: TargetSpec, outputs: dict[str, str]) -> dict[str, str]:
     """DASK_SCHEDULER_ADDRESS, plus DASK_CONFIG naming a file with the TLS settings."""
-    env = {"DASK_SCHEDULER_ADDRESS": outputs["scheduler_address"]}
+    env = {"DASK_SCHEDULER_ADDRESS": outputs[SCHEDULER_ADDRESS]}
     cfg = client_config(outputs)
     if "distributed" in cfg:
         path = spec.workdir / "dask-client.yaml"
@@ -49,12 +50,12 @@ def connect(target: str | None = None, file: str | os.PathLike[str] | None = Non
 
     ws = Workspace.open(file, target)
     state = ws.store.read()
-    if state is None or "scheduler_address" not in state.outputs:
+    if state is None or SCHEDULER_ADDRESS not in state.outputs:
         raise ScalableError(
             f"target {ws.spec.name!r} is not applied", hint=f"scalable apply -t {ws.spec.name}"
         )
     return ScalableClient(
-        state.outputs["scheduler_address"],
+        state.outputs[SCHEDULER_ADDRESS],
         spec=ws.spec,
         security=ws.provider.client_security(state.outputs),
         **client_kwargs,

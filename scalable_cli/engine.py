@@ -14,9 +14,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from scalable.addrs import SCHEDULER
 from scalable.errors import ScalableError
+from scalable.events import (
+    RESOURCE_CREATED,
+    RESOURCE_DELETED,
+    RESOURCE_DELETING,
+    ObjectivePlan,
+    Payload,
+    ResourceStep,
+    ScaleDecision,
+    StepCompleted,
+    StepStarted,
+)
+from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.diff import make_plan
 from scalable.planning.model import Change, Plan
+from scalable.planning.steps import Blocked, Step, hold, step_graph
 from scalable.private_files import private_dir
 from scalable.providers.base import CreateContext, Created, Provider, ProviderError, ResourceSpec
 from scalable.state.lock import LockInfo
@@ -48,61 +62,6 @@ class ApplyResult:
     @property
     def partial(self) -> bool:
         return bool(self.errors)
-
-
-def dependency_graph(state: StateFile, changes: list[Change]) -> dict[str, set[str]]:
-    """address → addresses it needs, from the plan's resources and the recorded state.
-
-    Providers declare ``depends_on``; on top of that everything waits for the scheduler
-    except what the scheduler itself (transitively) needs — the rule the engine always
-    had, so a provider that declares nothing gets: scheduler first, then the rest.
-    """
-    deps: dict[str, set[str]] = {r.address: set(r.depends_on) for r in state.resources}
-    for c in changes:
-        if c.resource is not None:
-            deps[c.address] = set(c.resource.depends_on)
-        elif c.record is not None:
-            deps.setdefault(c.address, set(c.record.depends_on))
-        else:
-            deps.setdefault(c.address, set())
-    needed: set[str] = set()
-    stack = list(deps.get("scheduler", ()))
-    while stack:
-        a = stack.pop()
-        if a not in needed:
-            needed.add(a)
-            stack.extend(deps.get(a, ()))
-    for addr, d in deps.items():
-        if addr != "scheduler" and addr not in needed:
-            d.add("scheduler")
-    return deps
-
-
-def waves(addresses: list[str], deps: dict[str, set[str]]) -> list[set[str]]:
-    """``addresses`` in dependency levels: each level needs only earlier ones.
-
-    Dependencies outside ``addresses`` (already there, or not being touched) are
-    satisfied; a cycle (a provider bug) ends up in one last level rather than hanging.
-    """
-    todo = set(addresses)
-    out: list[set[str]] = []
-    while todo:
-        level = {a for a in todo if not (deps.get(a, set()) & (todo - {a}))}
-        if not level:
-            out.append(todo)
-            break
-        out.append(level)
-        todo -= level
-    return out
-
-
-def update_order(change: Change, deps: dict[str, set[str]]) -> int:
-    """0: something others need, growing (or not changing price); 1: the rest;
-    2: something others need, shrinking."""
-    needed = any(change.address in d for a, d in deps.items() if a != change.address)
-    if not needed:
-        return 1
-    return 2 if change.hourly_delta is not None and change.hourly_delta < 0 else 0
 
 
 class Engine:
@@ -193,7 +152,7 @@ class Engine:
         """
         with self.locked("scale", lock_timeout):
             state = self.store.read()
-            if state is None or "scheduler_address" not in state.outputs:
+            if state is None or SCHEDULER_ADDRESS not in state.outputs:
                 return None
             before = {
                 g.name: state.scale.get(g.name, g.count)
@@ -209,11 +168,7 @@ class Engine:
             state.scale.update(changed)
             self._save(state)
             for group, count in changed.items():
-                self.events(
-                    "scale_decision",
-                    {"group": group, "from": before[group], "to": count,
-                     "reason": reasons.get(group, "")},
-                )
+                self._event(ScaleDecision(group, before[group], count, reasons.get(group, "")))
             return self.execute(self.plan(), wait=False)
 
     # -- apply --------------------------------------------------------------------------
@@ -230,23 +185,22 @@ class Engine:
         if not plan.destroy:
             self._check_join_material(state, plan)
         result = ApplyResult()
-        op = "destroy" if plan.destroy else "apply"
-        self.events(f"{op}_start", {"changes": len(plan.actionable)})
+        self._event(StepStarted(plan.destroy, len(plan.actionable)))
         if self.objective is not None and not plan.destroy:
             goal = self.objective
-            self.events("objective_plan", {
-                "group": goal.group, "workers": goal.chosen.workers,
-                "tasks": goal.estimate.tasks, "task_seconds": goal.estimate.task_seconds,
-                "predicted_seconds": goal.chosen.finish_seconds,
-                "predicted_cost_usd": goal.chosen.cost_usd, "source": goal.estimate.source,
-                "budget_usd": goal.objectives.budget_usd,
-                "deadline_hours": goal.objectives.deadline_hours,
-            })
+            self._event(ObjectivePlan(
+                group=goal.group, workers=goal.chosen.workers,
+                tasks=goal.estimate.tasks, task_seconds=goal.estimate.task_seconds,
+                predicted_seconds=goal.chosen.finish_seconds,
+                predicted_cost_usd=goal.chosen.cost_usd, source=goal.estimate.source,
+                budget_usd=goal.objectives.budget_usd,
+                deadline_hours=goal.objectives.deadline_hours,
+            ))
         if not state.resources:
             state.owner = self.owner  # whoever brings capacity up owns it
         for rec in plan.adopted:
             state.put(rec)
-            if rec.address == "scheduler":
+            if rec.address == SCHEDULER:
                 state.outputs.update(self.provider.recover_outputs(rec))
         if not plan.destroy:
             state.manifest_digest = plan.manifest_digest
@@ -257,75 +211,7 @@ class Engine:
                 state.scale[goal.group] = goal.chosen.workers
         self._save(state)
 
-        changes = plan.actionable
-        deletes = [c for c in changes if c.action in ("delete", "replace")]
-        # A re-create of something gone still clears what is left of it first.
-        stale = [c for c in changes if c.action == "create" and c.record is not None]
-        creates = [c for c in changes if c.action in ("create", "replace")]
-        updates = [c for c in changes if c.action == "update"]
-        deps = dependency_graph(state, changes)
-
-        self._retire(state, [c.record for c in deletes if c.record and c.address != "scheduler"])
-        going = [c.record for c in deletes + stale if c.record and c.address != "scheduler"]
-        if going:
-            try:
-                self.provider.prepare_delete(going)
-            except ProviderError as exc:  # each delete below still tries, and reports
-                self.notify(f"batch delete failed ({exc}); deleting one by one")
-        # Dependents go first (workers, then the scheduler, then what it stood on).
-        undeleted: set[str] = set()
-        for wave in reversed(waves([c.address for c in deletes + stale], deps)):
-            # The adaptive controller stops before the workers it would resize.
-            in_wave = [c for c in deletes + stale if c.address in wave]
-            for c in sorted(in_wave, key=lambda c: c.address != "controller"):
-                blocked = sorted(a for a in undeleted if c.address in deps.get(a, ()))
-                if blocked:
-                    result.errors.append(f"{c.address}: not deleted: {', '.join(blocked)} "
-                                         "(which uses it) could not be deleted")
-                    undeleted.add(c.address)
-                    continue
-                counted = c in deletes
-                if self._delete(state, c, result):
-                    if counted:
-                        result.destroyed += 1
-                else:
-                    undeleted.add(c.address)
-
-        # What a resource needs is created before it, one batch per dependency level.
-        failed: set[str] = set()
-        for wave in waves([c.address for c in creates], deps):
-            batch: list[Change] = []
-            no_scheduler: list[str] = []
-            for c in [c for c in creates if c.address in wave]:
-                missing = sorted(deps.get(c.address, set()) & failed)
-                if missing and missing != ["scheduler"]:
-                    failed.add(c.address)
-                    result.errors.append(f"{c.address}: not created: "
-                                         f"{', '.join(missing)} failed")
-                    continue
-                if "scheduler" in deps.get(c.address, ()) and (
-                        missing or "scheduler_address" not in state.outputs):
-                    failed.add(c.address)
-                    no_scheduler.append(c.address)
-                    continue
-                batch.append(c)
-            if no_scheduler:
-                result.errors.append(f"no scheduler: {len(no_scheduler)} resource(s) were not "
-                                     f"created ({', '.join(no_scheduler[:3])}"
-                                     f"{', …' if len(no_scheduler) > 3 else ''})")
-            if batch:
-                failed |= self._create_batch(state, batch, result)
-        # In place: what others stand on grows first and shrinks last (a node pool is
-        # resized up before workers are added, and down after they are gone); an update
-        # whose declared dependency failed to update is not attempted.
-        not_updated: set[str] = set()
-        for c in sorted(updates, key=lambda c: update_order(c, deps)):
-            held = set(c.resource.depends_on if c.resource else ()) & not_updated
-            if held:
-                result.errors.append(f"{c.address}: not updated: "
-                                     f"{', '.join(sorted(held))} failed to update")
-            if held or not self._update(state, c, result):
-                not_updated.add(c.address)
+        self._run_steps(state, step_graph(state, plan.actionable), result)
 
         if plan.destroy and not state.resources:
             state.outputs = {}
@@ -333,14 +219,73 @@ class Engine:
         result.outputs = dict(state.outputs)
         hosts = [r for r in state.resources if r.status == "ready" and r.worker_names]
         result.expected_workers = sum(len(r.worker_names) for r in hosts)
-        if wait and hosts and state.outputs.get("scheduler_address") and not plan.destroy:
+        if wait and hosts and state.outputs.get(SCHEDULER_ADDRESS) and not plan.destroy:
             result.ready_workers = self.wait_ready(state.outputs, hosts, result)
-        self.events(
-            f"{op}_complete",
-            {"added": result.added, "changed": result.changed,
-             "destroyed": result.destroyed, "errors": result.errors},
-        )
+        self._event(StepCompleted(plan.destroy, result.added, result.changed,
+                                  result.destroyed, list(result.errors)))
         return result
+
+    def _run_steps(self, state: StateFile, steps: list[Step], result: ApplyResult) -> None:
+        """The executor: run ``steps`` in order, skipping (and reporting) held ones."""
+        deletes = [s for s in steps if s.op == "delete"]
+        going = [s.change.record for s in deletes
+                 if s.change.record and s.address != SCHEDULER]
+        self._retire(state, [s.change.record for s in deletes if s.counts
+                             and s.change.record and s.address != SCHEDULER])
+        if going:
+            try:
+                self.provider.prepare_delete(going)
+            except ProviderError as exc:  # each delete below still tries, and reports
+                self.notify(f"batch delete failed ({exc}); deleting one by one")
+        # What failed, per op: a failed delete holds deletes, a failed create creates.
+        failed: dict[str, set[str]] = {"delete": set(), "create": set(), "update": set()}
+        i = 0
+        while i < len(steps):
+            step = steps[i]
+            if step.op == "create":
+                wave = [s for s in steps[i:] if s.op == "create" and s.wave == step.wave]
+                i += len(wave)
+                self._run_creates(state, wave, failed["create"], result)
+                continue
+            i += 1
+            held = hold(step, failed[step.op])
+            if held is not None:
+                result.errors.append(held.words(step.address))
+                failed[step.op].add(step.address)
+            elif step.op == "delete":
+                if self._delete(state, step.change, result):
+                    result.destroyed += step.counts
+                else:
+                    failed["delete"].add(step.address)
+            elif not self._update(state, step.change, result):
+                failed["update"].add(step.address)
+
+    def _run_creates(
+        self, state: StateFile, wave: list[Step], failed: set[str], result: ApplyResult
+    ) -> None:
+        """One dependency level of creates, as one ``create_many`` batch."""
+        batch: list[Change] = []
+        no_scheduler: list[str] = []
+        up = SCHEDULER_ADDRESS in state.outputs
+        for step in wave:
+            held = hold(step, failed, have_scheduler=up)
+            if held is None:
+                batch.append(step.change)
+                continue
+            failed.add(step.address)
+            if held.why is Blocked.NO_SCHEDULER:
+                no_scheduler.append(step.address)
+            else:
+                result.errors.append(held.words(step.address))
+        if no_scheduler:
+            result.errors.append(f"no scheduler: {len(no_scheduler)} resource(s) were not "
+                                 f"created ({', '.join(no_scheduler[:3])}"
+                                 f"{', …' if len(no_scheduler) > 3 else ''})")
+        if batch:
+            failed |= self._create_batch(state, batch, result)
+
+    def _event(self, payload: Payload) -> None:
+        self.events(payload.kind, payload.to_data())
 
     def _save(self, state: StateFile) -> None:
         self.store.write(state)
@@ -349,11 +294,11 @@ class Engine:
         """Refuse, before anything is created, to add capacity to a running scheduler
         from a machine without the target's TLS material (a CI runner with only the
         remote state): the new workers could never join."""
-        if "scheduler_address" not in state.outputs:
+        if SCHEDULER_ADDRESS not in state.outputs:
             return
         changing = {c.address for c in plan.actionable
                     if c.action in ("create", "replace", "update")}
-        if not changing or "scheduler" in changing:
+        if not changing or SCHEDULER in changing:
             return  # nothing to join, or a new scheduler (and new material) comes too
         missing = [p for p in self.provider.join_material() if not p.exists()]
         if missing:
@@ -381,7 +326,7 @@ class Engine:
             rec = current
             rec.status = "deleting"
             self._save(state)
-        self.events("resource_deleting", {"address": change.address, "type": change.type})
+        self._event(ResourceStep(RESOURCE_DELETING, change.address, change.type))
         try:
             self.provider.delete(rec)
         except ProviderError as exc:
@@ -389,11 +334,11 @@ class Engine:
             return False
         if recorded:
             state.remove(change.address)
-            if change.address == "scheduler":
+            if change.address == SCHEDULER:
                 state.outputs.clear()
             self._save(state)
         self.notify(f"{change.address}: Destruction complete")
-        self.events("resource_deleted", {"address": change.address, "type": change.type})
+        self._event(ResourceStep(RESOURCE_DELETED, change.address, change.type))
         return True
 
     def _context(self, state: StateFile, spec: ResourceSpec) -> CreateContext:
@@ -438,8 +383,7 @@ class Engine:
             rec.meta = out.meta
             state.outputs.update(out.outputs)
             result.added += 1
-            self.events("resource_created", {"address": spec.address, "type": spec.type,
-                                             "id": out.id})
+            self._event(ResourceStep(RESOURCE_CREATED, spec.address, spec.type, out.id))
         self._save(state)
         self.notify(
             f"{len(specs) - sum(isinstance(o, ProviderError) for o in outcomes)}/{len(specs)} "
@@ -470,7 +414,7 @@ class Engine:
         from distributed import Client
 
         return Client(
-            outputs["scheduler_address"],
+            outputs[SCHEDULER_ADDRESS],
             security=self.provider.client_security(outputs),
             timeout=timeout,
             set_as_default=False,
@@ -479,7 +423,7 @@ class Engine:
     def _retire(self, state: StateFile, records: list[ResourceRecord | None]) -> None:
         """Move data off workers that are going away before their processes stop."""
         names = [n for r in records if r is not None for n in r.worker_names]
-        addr = state.outputs.get("scheduler_address")
+        addr = state.outputs.get(SCHEDULER_ADDRESS)
         if not names or not addr:
             return
         try:

@@ -13,9 +13,11 @@ import uuid
 from types import TracebackType
 from typing import Any
 
+from scalable.addrs import SCHEDULER
 from scalable.client import ScalableClient
 from scalable.engine import ApplyResult, Engine
 from scalable.errors import ScalableError
+from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.model import Plan
 from scalable.workspace import Workspace
 
@@ -72,10 +74,10 @@ class ScalableSession:
         state = self.workspace.store.read()
         if state is None or state.owner == self.id or not state.resources:
             return False
-        sched = state.get("scheduler")
+        sched = state.get(SCHEDULER)
         if sched is None:
             return False
-        return self.workspace.provider.observe([sched])["scheduler"].status == "alive"
+        return self.workspace.provider.observe([sched])[SCHEDULER].status == "alive"
 
     def start(self, plan: Plan | None = None, *, wait: bool = True) -> ScalableClient:
         """Apply ``plan`` (or a fresh one) and return a connected client."""
@@ -106,10 +108,10 @@ class ScalableSession:
 
     def _connect(self) -> ScalableClient:
         state = self.workspace.store.read()
-        if state is None or "scheduler_address" not in state.outputs:
+        if state is None or SCHEDULER_ADDRESS not in state.outputs:
             raise SessionError(f"target {self.target!r} has no scheduler")
         return ScalableClient(
-            state.outputs["scheduler_address"],
+            state.outputs[SCHEDULER_ADDRESS],
             spec=self.workspace.spec,
             security=self.workspace.provider.client_security(state.outputs),
             set_as_default=True,

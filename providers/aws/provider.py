@@ -28,6 +28,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from scalable import addrs
+from scalable.addrs import SCHEDULER
+from scalable.outputs import DASHBOARD_URL, SCHEDULER_ADDRESS, SCHEDULER_PRIVATE_ADDRESS
 from scalable.pricing.estimator import Price
 from scalable.providers.aws.bootstrap import (
     DASHBOARD_PORT,
@@ -210,17 +213,17 @@ class AwsProvider(Provider):
             sched_type = INSTANCE
             for g in self.target.groups:
                 worker_deps[g.name] = list(support)
-        out.append(ResourceSpec(address="scheduler", type=sched_type, attributes=sched_attrs,
+        out.append(ResourceSpec(address=SCHEDULER, type=sched_type, attributes=sched_attrs,
                                 depends_on=tuple(sched_deps)))
         for g in self.target.groups:
             attrs = self._worker_attributes(g, common)
             processes = int(g.setting("processes", 1))
             for i in range(g.count):
-                addr = f"workers.{g.name}[{i}]"
+                addr = addrs.worker(g.name, i)
                 out.append(ResourceSpec(
                     address=addr, type=TASK if self.fargate else INSTANCE, group=g.name,
                     attributes=attrs, worker_names=worker_names(addr, processes),
-                    depends_on=("scheduler", *worker_deps[g.name]),
+                    depends_on=(SCHEDULER, *worker_deps[g.name]),
                 ))
         return out
 
@@ -715,8 +718,8 @@ class AwsProvider(Provider):
         return net.subnets[index % len(net.subnets)]
 
     def _scheduler_for_workers(self, ctx: CreateContext) -> str:
-        addr = ctx.outputs.get("scheduler_private_address") or ctx.outputs.get(
-            "scheduler_address")
+        addr = ctx.outputs.get(SCHEDULER_PRIVATE_ADDRESS) or ctx.outputs.get(
+            SCHEDULER_ADDRESS)
         if not addr:
             raise ProviderError("no scheduler address to join")
         return addr
@@ -725,12 +728,12 @@ class AwsProvider(Provider):
         if not private:
             raise ProviderError("the scheduler has no private IP address")
         scheme = self._scheme()
-        out = {"scheduler_private_address": f"{scheme}://{private}:{SCHEDULER_PORT}"}
+        out = {SCHEDULER_PRIVATE_ADDRESS: f"{scheme}://{private}:{SCHEDULER_PORT}"}
         # Clients outside the VPC use the public address only where ingress was opened
         # to them explicitly; otherwise the private one (a client inside the VPC).
         client_ip = public if public and self.cfg.allowed_cidrs else private
-        out["scheduler_address"] = f"{scheme}://{client_ip}:{SCHEDULER_PORT}"
-        out["dashboard_url"] = f"http://{client_ip}:{DASHBOARD_PORT}/status"
+        out[SCHEDULER_ADDRESS] = f"{scheme}://{client_ip}:{SCHEDULER_PORT}"
+        out[DASHBOARD_URL] = f"http://{client_ip}:{DASHBOARD_PORT}/status"
         if public:
             out["scheduler_public_ip"] = public
         if self.target.tls:

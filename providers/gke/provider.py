@@ -32,6 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from scalable import addrs
+from scalable.addrs import SCHEDULER
+from scalable.outputs import DASHBOARD_COMMAND, SCHEDULER_ADDRESS, SCHEDULER_CLUSTER_ADDRESS
 from scalable.pricing.estimator import Price
 from scalable.providers.base import (
     CreateContext,
@@ -268,7 +271,7 @@ class GkeProvider(Provider):
             nodes = sizing.nodes_for(packed, shape)
             pool = self.pool_name(g.name)
             pools.append(ResourceSpec(
-                address=f"node_pool.{g.name}", type=POOL,
+                address=addrs.node_pool(g.name), type=POOL,
                 attributes={
                     "name": pool, "machine_type": shape.name, "spot": spot,
                     "disk_size_gb": self.cfg.disk_size_gb,
@@ -280,7 +283,7 @@ class GkeProvider(Provider):
             names = tuple(n for i in range(pods)
                           for n in _worker_names(f"{sts}-{i}", processes))
             workers.append(ResourceSpec(
-                address=f"workers.{g.name}", type=STATEFULSET, group=g.name,
+                address=addrs.worker(g.name), type=STATEFULSET, group=g.name,
                 attributes={
                     "name": sts, "image": image, "pool": pool, "spot": spot,
                     "replicas": pods, "processes": processes,
@@ -288,10 +291,10 @@ class GkeProvider(Provider):
                     "memory_per_worker": memory, "tags": list(g.tags),
                 },
                 worker_names=names,
-                depends_on=("scheduler", f"node_pool.{g.name}"),
+                depends_on=(SCHEDULER, addrs.node_pool(g.name)),
             ))
         scheduler = ResourceSpec(
-            address="scheduler", type=DEPLOYMENT,
+            address=SCHEDULER, type=DEPLOYMENT,
             attributes={
                 "name": self.scheduler_name, "image": image,
                 "pool": self.pool_name(host.name),
@@ -300,7 +303,7 @@ class GkeProvider(Provider):
                 "allowed_cidrs": list(self.cfg.allowed_cidrs),
                 "idle_timeout": self.target.idle_timeout,
             },
-            depends_on=(f"node_pool.{host.name}",),
+            depends_on=(addrs.node_pool(host.name),),
         )
         return [scheduler, *pools, *workers]
 
@@ -422,7 +425,7 @@ class GkeProvider(Provider):
             status = ("pending" if info.status in ("PROVISIONING", "RECONCILING")
                       else "gone" if info.status in ("STOPPING", "ERROR") else "alive")
             out.append(Discovered(
-                address=info.metadata.get("scalable-address", f"node_pool.{info.name}"),
+                address=info.metadata.get("scalable-address", addrs.node_pool(info.name)),
                 type=POOL, id=self.pools.pool_path(info.name),
                 idempotency_key=info.metadata.get("scalable-key", ""),
                 meta={"name": info.name}, status=status,  # type: ignore[arg-type]
@@ -538,8 +541,8 @@ class GkeProvider(Provider):
 
         a = resource.attributes
         key = ctx.idempotency_key
-        labels = self._labels(ctx, "scheduler", "scheduler")
-        select = manifests.selector(ctx.lineage, "scheduler")
+        labels = self._labels(ctx, SCHEDULER, "scheduler")
+        select = manifests.selector(ctx.lineage, SCHEDULER)
         common = {"namespace": self.cfg.namespace, "labels": labels, "key": key,
                   "project": ctx.project}
         # The dashboard is not behind the Service (only the scheduler port is): reach it
@@ -594,9 +597,9 @@ class GkeProvider(Provider):
         host = ingress.get("ip") or ingress.get("hostname")
         port = manifests.SCHEDULER_PORT
         outputs = {
-            "scheduler_address": f"{proto}://{host}:{port}",
-            "scheduler_cluster_address": f"{proto}://{svc['spec']['clusterIP']}:{port}",
-            "dashboard_command": f"kubectl -n {svc['metadata']['namespace']} port-forward "
+            SCHEDULER_ADDRESS: f"{proto}://{host}:{port}",
+            SCHEDULER_CLUSTER_ADDRESS: f"{proto}://{svc['spec']['clusterIP']}:{port}",
+            DASHBOARD_COMMAND: f"kubectl -n {svc['metadata']['namespace']} port-forward "
                                  f"deployment/{svc['metadata']['name']} "
                                  f"{manifests.DASHBOARD_PORT}:{manifests.DASHBOARD_PORT}",
         }
@@ -615,7 +618,7 @@ class GkeProvider(Provider):
             if svc is None:
                 return {}
             lineage = _lineage_of(svc)
-            self._wait_scheduler_pod(manifests.selector(lineage, "scheduler"),
+            self._wait_scheduler_pod(manifests.selector(lineage, SCHEDULER),
                                      str(record.attributes.get("pool", "")))
             return self._scheduler_outputs(self._wait_ingress(name))
         except ProviderError as exc:
@@ -682,7 +685,7 @@ class GkeProvider(Provider):
     def _create_workers(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
         from scalable.providers.commands import worker_argv
 
-        address = ctx.outputs.get("scheduler_cluster_address")
+        address = ctx.outputs.get(SCHEDULER_CLUSTER_ADDRESS)
         if not address:
             raise ProviderError("no scheduler address to join")
         a = resource.attributes
@@ -707,7 +710,7 @@ class GkeProvider(Provider):
         return Created(
             id=f"{self.cfg.namespace}/statefulsets/{name}",
             meta={"name": name, "namespace": self.cfg.namespace,
-                  "scheduler_address": ctx.outputs.get("scheduler_address", "")},
+                  SCHEDULER_ADDRESS: ctx.outputs.get(SCHEDULER_ADDRESS, "")},
         )
 
     def update(self, record: ResourceRecord, resource: ResourceSpec) -> Created:
@@ -736,7 +739,7 @@ class GkeProvider(Provider):
 
     def _retire(self, record: ResourceRecord, names: list[str]) -> None:
         """Move data off workers a scale-down removes (best effort, like the engine's)."""
-        address = record.meta.get("scheduler_address")
+        address = record.meta.get(SCHEDULER_ADDRESS)
         if not names or not address:
             return
         try:

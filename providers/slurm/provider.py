@@ -27,7 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
+from scalable import addrs
+from scalable.addrs import SCHEDULER
 from scalable.manifest.schema import SlurmTarget
+from scalable.outputs import DASHBOARD_URL, SCHEDULER_ADDRESS
 from scalable.pricing.estimator import Price, apply_overrides
 from scalable.private_files import write_private
 from scalable.providers.base import (
@@ -197,7 +200,7 @@ class SlurmProvider(Provider):
         if self.in_job:
             wall = self._scheduler_walltime()
             sched = ResourceSpec(
-                address="scheduler", type=JOB,
+                address=SCHEDULER, type=JOB,
                 attributes={"role": "scheduler", "placement": "job",
                             "partition": self.cfg.queue, "account": self.cfg.account,
                             "walltime": format_walltime(wall), "cores": 1,
@@ -209,7 +212,7 @@ class SlurmProvider(Provider):
             # The bind address is a fact of the host apply runs on, kept in the record's
             # meta: a plan from another login node must not see it as a change.
             sched = ResourceSpec(
-                address="scheduler", type=PROCESS,
+                address=SCHEDULER, type=PROCESS,
                 attributes={"role": "scheduler", "placement": "local",
                             "interface": self.cfg.interface, "tls": self.target.tls,
                             "idle_timeout": self.target.idle_timeout},
@@ -219,13 +222,13 @@ class SlurmProvider(Provider):
             per_job = int(g.setting("processes", 1))
             for j in range(math.ceil(g.count / per_job)):
                 nw = min(per_job, g.count - j * per_job)
-                addr = f"workers.{g.name}[{j}]"
+                addr = addrs.worker(g.name, j)
                 out.append(
                     ResourceSpec(
                         address=addr, type=JOB, group=g.name,
                         attributes=self._job_attributes(g, nw),
                         worker_names=worker_names(addr, nw),
-                        depends_on=("scheduler",),
+                        depends_on=(SCHEDULER,),
                     )
                 )
         return out
@@ -468,14 +471,14 @@ class SlurmProvider(Provider):
                   ) -> tuple[str, str, str]:
         """Job name, comment and wckey; ``<…>`` placeholders before apply."""
         name = (scripts.job_name(lineage, address) if lineage
-                else f"scalable-<lineage8>-{scripts.address_slug(address)}")
+                else f"scalable-<lineage8>-{addrs.slug(address)}")
         return (name, scripts.comment(lineage or "<lineage>", address, key or "<key>"),
                 scripts.wckey(lineage) if lineage else "scalable-<lineage8>")
 
     def _scheduler_script(self, lineage: str | None, key: str | None) -> str:
         """The batch script of a scheduler job: it writes ``scheduler.json`` on the shared
         file system, which apply waits for."""
-        name, comment, wckey = self._identity(lineage, "scheduler", key)
+        name, comment, wckey = self._identity(lineage, SCHEDULER, key)
         argv = scheduler_argv(host=scripts.HOST_VAR, scheduler_file=self.workdir / "scheduler.json",
                               preload=self._preload(), tls_args=self._tls_args(),
                               python=self._python(), idle_timeout=self.target.idle_timeout)
@@ -500,7 +503,7 @@ class SlurmProvider(Provider):
         write its scheduler file; cancel it if it does not."""
         sched_file = self.workdir / "scheduler.json"
         existing = self._by_key(ctx.lineage).get(ctx.idempotency_key)
-        name, _, _ = self._identity(ctx.lineage, "scheduler", ctx.idempotency_key)
+        name, _, _ = self._identity(ctx.lineage, SCHEDULER, ctx.idempotency_key)
         path = self.workdir / "jobs" / f"{name}-{ctx.idempotency_key[-8:]}.sbatch"
         if self.target.tls:
             ensure_tls(self.workdir / "tls")
@@ -535,12 +538,12 @@ class SlurmProvider(Provider):
                 )
             time.sleep(1.0)
         address = str(info["address"])
-        outputs = {"scheduler_address": address}
+        outputs = {SCHEDULER_ADDRESS: address}
         if self.target.tls:
             outputs.update(ensure_tls(self.workdir / "tls").outputs())
         services: Any = info.get("services") or {}
         if "dashboard" in services:  # on the node's loopback: reached through a tunnel
-            outputs["dashboard_url"] = f"http://{DASHBOARD_HOST}:{services['dashboard']}/status"
+            outputs[DASHBOARD_URL] = f"http://{DASHBOARD_HOST}:{services['dashboard']}/status"
         self._jobs_cache = None
         return Created(id=job_id, meta=meta, outputs=outputs)
 
@@ -661,7 +664,7 @@ class SlurmProvider(Provider):
         path = self.workdir / "jobs" / f"{name}-{ctx.idempotency_key[-8:]}.sbatch"
         meta: dict[str, Any] = {"job_name": name, "script": str(path),
                                 "partition": resource.attributes.get("partition")}
-        address = ctx.outputs.get("scheduler_address")
+        address = ctx.outputs.get(SCHEDULER_ADDRESS)
         if not address:
             raise ProviderError("no scheduler address to join")
         text = self.job_script(resource, lineage=ctx.lineage, key=ctx.idempotency_key,
@@ -690,7 +693,7 @@ class SlurmProvider(Provider):
             outputs.update(ensure_tls(self.workdir / "tls", hosts=[host]).outputs())
         if ref is not None:  # a retry found the first one: it is (or was) running
             info = self._confirm(ref, sched_file, log)
-            outputs["scheduler_address"] = str(info["address"])
+            outputs[SCHEDULER_ADDRESS] = str(info["address"])
             return Created(id=ref.id, meta=self._sched_meta(ref, log, outputs), outputs=outputs)
         port, dash = free_port(host), free_port(DASHBOARD_HOST)
         sched_file.unlink(missing_ok=True)
@@ -706,8 +709,8 @@ class SlurmProvider(Provider):
             cwd=self.workdir,
         )
         address = f"{'tls' if self.target.tls else 'tcp'}://{host}:{port}"
-        outputs["scheduler_address"] = address
-        outputs["dashboard_url"] = f"http://{DASHBOARD_HOST}:{dash}/status"
+        outputs[SCHEDULER_ADDRESS] = address
+        outputs[DASHBOARD_URL] = f"http://{DASHBOARD_HOST}:{dash}/status"
         if any(r.type == JOB for r in self.desired()):
             self._unconfirmed = (ref, sched_file, log, address)
         else:
@@ -717,7 +720,7 @@ class SlurmProvider(Provider):
     @staticmethod
     def _sched_meta(ref: ProcessRef, log: Path, outputs: dict[str, str]) -> dict[str, Any]:
         return {**ref.meta(), "log": str(log), "host": socket.gethostname(),
-                "address": outputs["scheduler_address"]}
+                "address": outputs[SCHEDULER_ADDRESS]}
 
     def _elsewhere(self, rec: ResourceRecord) -> Observation | None:
         """For a scheduler started on another host (login nodes behind one alias): is it

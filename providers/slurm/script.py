@@ -10,12 +10,12 @@ optionally wrapped in ``apptainer exec``) and our identity directives (``--comme
 from __future__ import annotations
 
 import math
-import re
 import shlex
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from scalable import addrs
 from scalable.providers.commands import export_lines
 from scalable.units import format_walltime
 
@@ -31,17 +31,9 @@ COMMENT_PREFIX = "scalable"
 # -- identity ---------------------------------------------------------------------------
 
 
-def address_slug(address: str) -> str:
-    """``workers.gpu[3]`` → ``gpu-3``; ``scheduler`` → ``scheduler``."""
-    m = re.fullmatch(r"workers\.([A-Za-z0-9_-]+)\[(\d+)\]", address)
-    if m:
-        return f"{m.group(1)}-{m.group(2)}"
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", address).strip("-")
-
-
 def job_name(lineage: str, address: str) -> str:
     """``scalable-<lineage8>-<group>-<i>``: unique per state and address."""
-    return f"scalable-{lineage[:8]}-{address_slug(address)}"
+    return f"scalable-{lineage[:8]}-{addrs.slug(address)}"
 
 
 def wckey(lineage: str) -> str:

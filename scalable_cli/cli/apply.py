@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from scalable.addrs import CONTROLLER, SCHEDULER
 from scalable.cli.common import (
     AutoApproveOpt,
     FileOpt,
@@ -21,6 +22,7 @@ from scalable.cli.common import (
 )
 from scalable.engine import ApplyResult, Engine
 from scalable.errors import ScalableError
+from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.model import Plan
 from scalable.planning.planfile import check_fresh, load_plan, save_plan
 from scalable.planning.render import render_plan
@@ -112,14 +114,14 @@ def _show_scripts(ws: Workspace, p: Plan) -> None:
         raise ScalableError(f"--show-scripts: the {ws.spec.provider} provider submits no "
                             "job scripts")
     state = ws.store.read()
-    new_scheduler = any(c.address == "scheduler" and c.action in ("create", "replace")
+    new_scheduler = any(c.address == SCHEDULER and c.action in ("create", "replace")
                         for c in p.changes)
-    address = None if state is None or new_scheduler else state.outputs.get("scheduler_address")
+    address = None if state is None or new_scheduler else state.outputs.get(SCHEDULER_ADDRESS)
     shown = 0
     for c in p.actionable:
         if c.action not in ("create", "replace") or c.resource is None:
             continue
-        if c.address == "controller":  # runs beside the state, not as a job
+        if c.address == CONTROLLER:  # runs beside the state, not as a job
             continue
         text = job_script(c.resource, lineage=state.lineage if state else None,
                           scheduler_address=address)

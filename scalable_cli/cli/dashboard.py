@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from scalable.cli.common import Ctx, FileOpt, TargetOpt, echo
 from scalable.errors import ScalableError
+from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.units import parse_duration
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def _live_source(file: str | None, target: str | None) -> LiveSource:
 
     ws = Workspace.open(file, target)
     state = ws.store.read()
-    if state is None or "scheduler_address" not in state.outputs:
+    if state is None or SCHEDULER_ADDRESS not in state.outputs:
         raise ScalableError(
             f"target {ws.spec.name!r} has no scheduler: nothing to watch",
             hint=f"run `scalable apply -t {ws.spec.name}` first, or replay a recorded run "

@@ -9,6 +9,7 @@ import typer
 from scalable.cli.common import FileOpt, JsonOpt, TargetOpt, echo, print_json
 from scalable.connect import client_env
 from scalable.errors import ScalableError
+from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.diff import spec_of
 from scalable.state.model import StateFile
 from scalable.workspace import Workspace
@@ -70,7 +71,7 @@ def status(file: FileOpt = None, target: TargetOpt = None, json_: JsonOpt = Fals
     observed = ws.provider.observe(state.resources)
     workers: list[dict[str, object]] = []
     sched_error = ""
-    if "scheduler_address" in state.outputs:
+    if SCHEDULER_ADDRESS in state.outputs:
         try:
             client = ws.engine().connect(state.outputs, timeout=5)
             try:
@@ -99,7 +100,7 @@ def status(file: FileOpt = None, target: TargetOpt = None, json_: JsonOpt = Fals
                     "workers": workers, "error": sched_error or None, "run_id": run_id})
         return
     echo(f"Target: {ws.spec.name} (provider: {ws.spec.provider})  serial {state.serial}")
-    if state.outputs.get("scheduler_address"):
+    if state.outputs.get(SCHEDULER_ADDRESS):
         echo(f"Scheduler: {state.outputs['scheduler_address']}")
     if run_id:
         echo(f"Run: {run_id}  (scalable report --run {run_id})")

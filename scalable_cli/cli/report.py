@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from scalable.addrs import SCHEDULER
 from scalable.cli.common import FileOpt, JsonOpt, TargetOpt, echo, print_json
 from scalable.errors import ScalableError
+from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.workspace import manifest_path
 
 if TYPE_CHECKING:  # sqlite3 and the report code load only when `report` runs
@@ -62,10 +64,10 @@ def _refresh(db: TelemetryDB, run: Run, file: str | None) -> tuple[Run, float | 
 
         ws = Workspace.open(file, run.target)
         state = ws.store.read()
-        live_addr = state.outputs.get("scheduler_address") if state else None
-        sched = state.get("scheduler") if state else None
+        live_addr = state.outputs.get(SCHEDULER_ADDRESS) if state else None
+        sched = state.get(SCHEDULER) if state else None
         if live_addr and live_addr == run.scheduler_address and sched is not None and (
-                ws.provider.observe([sched])["scheduler"].status != "gone"):
+                ws.provider.observe([sched])[SCHEDULER].status != "gone"):
             if run.source == "pulled":
                 current_run(ws, state)
             return db.run(run.id) or run, None

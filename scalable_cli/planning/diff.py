@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from scalable.planning.model import Change, Cost, Drift, Plan
+from scalable import addrs
+from scalable.addrs import SCHEDULER
+from scalable.planning.model import Action, Change, Cost, Drift, Plan
+from scalable.planning.reasons import Reason, Why
 from scalable.pricing.estimator import Price
 from scalable.providers.base import Discovered, Observation, Provider, ResourceSpec
 from scalable.state.model import ResourceRecord, StateFile
@@ -22,14 +27,16 @@ def spec_of(record: ResourceRecord) -> ResourceSpec:
     )
 
 
-def _changed_keys(before: dict[str, object], after: dict[str, object]) -> list[str]:
+def _changes(before: dict[str, object], after: dict[str, object]) -> Reason:
     keys = sorted(set(before) | set(after))
-    return [k for k in keys if before.get(k) != after.get(k)]
+    return Reason(Why.CHANGED, {"changes": tuple(
+        (k, before.get(k), after.get(k)) for k in keys if before.get(k) != after.get(k))})
 
 
-def _describe_changes(before: dict[str, object], after: dict[str, object]) -> str:
-    keys = _changed_keys(before, after)
-    return ", ".join(f"{k}: {before.get(k)!r} → {after.get(k)!r}" for k in keys)
+# Live records by address, their observations, drift, records adopted from an
+# interrupted apply, and deletions of orphans.
+Resolved = tuple[dict[str, ResourceRecord], dict[str, Observation], list[Drift],
+                 list[ResourceRecord], list[Change]]
 
 
 def _resolve(
@@ -37,8 +44,7 @@ def _resolve(
     observed: dict[str, Observation],
     discovered: Sequence[Discovered],
     refreshed: bool,
-) -> tuple[dict[str, ResourceRecord], dict[str, Observation], list[Drift], list[ResourceRecord],
-           list[Change]]:
+) -> Resolved:
     """Settle `creating`/`deleting` records and orphans before diffing.
 
     Returns the live records by address, their observations, drift, records adopted from
@@ -105,7 +111,7 @@ def _resolve(
                 action="delete",
                 type=d.type,
                 before={"id": d.id},
-                reasons=["orphan left by an interrupted apply: not in state, deleting"],
+                reasons=[Reason(Why.ORPHAN)],
                 record=ResourceRecord(
                     address=d.address, type=d.type, status="deleting",
                     idempotency_key=d.idempotency_key, id=d.id, meta=d.meta,
@@ -113,6 +119,22 @@ def _resolve(
             )
         )
     return live, obs, drift, adopted, orphan_deletes
+
+
+@dataclass
+class Refreshed:
+    """What a refresh found: observations of recorded resources and lineage-tagged ones."""
+
+    observed: dict[str, Observation] = field(default_factory=dict)
+    discovered: list[Discovered] = field(default_factory=list)
+    done: bool = False  # False: --no-refresh, or nothing recorded yet
+
+
+def refresh_from(provider: Provider, state: StateFile, *, enabled: bool = True) -> Refreshed:
+    """The provider I/O of planning: observe what state holds, discover what it lost."""
+    if not (enabled and (state.resources or state.serial)):
+        return Refreshed()
+    return Refreshed(provider.observe(state.resources), provider.discover(state.lineage), True)
 
 
 def make_plan(
@@ -124,29 +146,56 @@ def make_plan(
     refresh: bool = True,
     horizon_hours: float | None = None,
 ) -> Plan:
+    """Refresh through ``provider``, price, then :func:`diff` (which does no I/O)."""
     target = provider.target
     state = state or StateFile(target=target.name, provider=target.provider)
-    observed: dict[str, Observation] = {}
-    discovered: list[Discovered] = []
-    refreshed = refresh and bool(state.resources or state.serial)
-    if refreshed:
-        observed = provider.observe(state.resources)
-        discovered = provider.discover(state.lineage)
-    live, obs, drift, adopted, changes = _resolve(state, observed, discovered, refreshed)
-
+    found = refresh_from(provider, state, enabled=refresh)
+    resolved = _resolve(state, found.observed, found.discovered, found.done)
     desired = [] if destroy else provider.desired()
-    prices: dict[str, Price] = {}
+    prices = _prices(provider, desired, resolved[0].values())
+    return diff(
+        state, resolved, desired, prices,
+        target=target.name, provider=target.provider, manifest_digest=manifest_digest,
+        destroy=destroy, updatable=provider.updatable,
+        horizon_hours=horizon_hours or provider.horizon_hours(),
+    )
 
-    def price(spec: ResourceSpec) -> Price:
-        # Prices depend on what a resource is, not where it sits: many share one lookup.
-        key = f"{spec.type}/{spec.group}/{spec.is_scheduler}/{sorted(spec.attributes.items())}"
-        p = prices.get(key)
-        if p is None:
-            p = prices[key] = provider.price(spec)
-        return p
 
-    after_price = {spec.address: price(spec) for spec in desired}
-    before_price = {rec.address: price(spec_of(rec)) for rec in live.values()}
+def _price_key(spec: ResourceSpec) -> str:
+    # Prices depend on what a resource is, not where it sits: many share one lookup.
+    return f"{spec.type}/{spec.group}/{spec.is_scheduler}/{sorted(spec.attributes.items())}"
+
+
+def _prices(
+    provider: Provider, desired: Sequence[ResourceSpec], live: Iterable[ResourceRecord]
+) -> dict[str, Price]:
+    """Each distinct resource shape priced once, keyed by :func:`_price_key`."""
+    out: dict[str, Price] = {}
+    for spec in [*desired, *(spec_of(r) for r in live)]:
+        key = _price_key(spec)
+        if key not in out:
+            out[key] = provider.price(spec)
+    return out
+
+
+def diff(
+    state: StateFile,
+    resolved: Resolved,
+    desired: Sequence[ResourceSpec],
+    prices: dict[str, Price],
+    *,
+    target: str,
+    provider: str,
+    manifest_digest: str,
+    destroy: bool,
+    updatable: Callable[[dict[str, Any], dict[str, Any]], bool],
+    horizon_hours: float | None,
+) -> Plan:
+    """The plan from refreshed records and desired resources: a pure function."""
+    live, obs, drift, adopted, orphans = resolved
+    changes = list(orphans)
+    after_price = {spec.address: prices[_price_key(spec)] for spec in desired}
+    before_price = {rec.address: prices[_price_key(spec_of(rec))] for rec in live.values()}
     want_counts = Counter(r.group for r in desired if r.group)
     have_counts = Counter(r.group for r in live.values() if r.group and r.status != "deleting")
     scheduler_new = False
@@ -156,73 +205,69 @@ def make_plan(
         p_after = after_price[spec.address]
         if not p_after.known:
             unknown.append(f"{spec.address} ({p_after.note or 'no price'})")
-        change = Change(
-            address=spec.address, action="no-op", type=spec.type, group=spec.group,
-            after=spec.attributes, hourly_before=0.0, hourly_after=p_after.hourly,
-            resource=spec,
-        )
+        action: Action = "no-op"
+        reasons: list[Reason] = []
+        hourly_before: float | None = 0.0
         if rec is None:
-            change.action = "create"
-            change.before = None
+            action = "create"
             if spec.group and have_counts[spec.group] < want_counts[spec.group]:
-                change.reasons.append(
-                    f"group {spec.group}: {have_counts[spec.group]} → "
-                    f"{want_counts[spec.group]} resources"
-                )
+                reasons.append(Reason(Why.GROUP_RESIZE, {
+                    "group": spec.group, "have": have_counts[spec.group],
+                    "want": want_counts[spec.group]}))
         else:
-            change.record = rec
-            change.before = rec.attributes
             o = obs.get(spec.address, Observation("alive"))
-            change.hourly_before = before_price[rec.address].hourly if o.status != "gone" else 0.0
-            if o.status == "gone" or rec.status == "deleting":
-                change.action = "create"
-                change.reasons.append(
-                    f"re-create: {o.reason or 'gone'}" if rec.status != "deleting"
-                    else "re-create: an earlier destroy of it was interrupted"
-                )
+            hourly_before = before_price[rec.address].hourly if o.status != "gone" else 0.0
+            if rec.status == "deleting":
+                action = "create"
+                reasons.append(Reason(Why.RECREATE_INTERRUPTED))
+            elif o.status == "gone":
+                action = "create"
+                reasons.append(Reason(Why.RECREATE_GONE, {"reason": o.reason}))
             elif rec.attributes != spec.attributes:
-                if provider.updatable(rec.attributes, spec.attributes):
-                    change.action = "update"
-                else:
-                    change.action = "replace"
-                change.reasons.append(_describe_changes(rec.attributes, spec.attributes))
-            elif scheduler_new and "scheduler" in spec.depends_on:
-                change.action = "replace"
-                change.reasons.append("the scheduler is being replaced")
-        if spec.is_scheduler and change.action in ("create", "replace") and rec is not None:
+                action = "update" if updatable(rec.attributes, spec.attributes) else "replace"
+                reasons.append(_changes(rec.attributes, spec.attributes))
+            elif scheduler_new and SCHEDULER in spec.depends_on:
+                action = "replace"
+                reasons.append(Reason(Why.SCHEDULER_REPLACED))
+        if spec.is_scheduler and action in ("create", "replace") and rec is not None:
             scheduler_new = True
-        changes.append(change)
+        changes.append(Change(
+            address=spec.address, action=action, type=spec.type, group=spec.group,
+            before=rec.attributes if rec is not None else None, after=spec.attributes,
+            reasons=reasons, hourly_before=hourly_before, hourly_after=p_after.hourly,
+            resource=spec, record=rec,
+        ))
 
     wanted = {s.address for s in desired}
     for rec in live.values():
         if rec.address in wanted:
             continue
         o = obs.get(rec.address, Observation("alive"))
-        reason = "destroy requested" if destroy else "no longer in the manifest"
+        facts: dict[str, Any] = {"gone": o.reason} if o.status == "gone" else {}
+        why = Why.DESTROY_REQUESTED if destroy else Why.NOT_IN_MANIFEST
         if rec.group and not destroy and want_counts[rec.group] < have_counts[rec.group]:
-            reason = (f"group {rec.group}: {have_counts[rec.group]} → "
-                      f"{want_counts[rec.group]} resources")
-        if o.status == "gone":
-            reason += f" (already gone: {o.reason})"
+            why = Why.GROUP_SHRINK
+            facts.update(group=rec.group, have=have_counts[rec.group],
+                         want=want_counts[rec.group])
         changes.append(
             Change(
                 address=rec.address, action="delete", type=rec.type, group=rec.group,
-                before=rec.attributes, after=None, reasons=[reason],
+                before=rec.attributes, after=None, reasons=[Reason(why, facts)],
                 hourly_before=before_price[rec.address].hourly if o.status != "gone" else 0.0,
                 hourly_after=0.0, record=rec,
             )
         )
 
     return Plan(
-        target=target.name,
-        provider=target.provider,
+        target=target,
+        provider=provider,
         lineage=state.lineage if state.serial else None,
         serial=state.serial,
         manifest_digest=manifest_digest,
         destroy=destroy,
         changes=_ordered(changes),
         drift=drift,
-        cost=_cost(provider, live, obs, desired, before_price, after_price, unknown, destroy,
+        cost=_cost(live, obs, desired, before_price, after_price, unknown, destroy,
                    horizon_hours),
         adopted=adopted,
     )
@@ -230,30 +275,18 @@ def make_plan(
 
 def _ordered(changes: list[Change]) -> list[Change]:
     """Scheduler first, then by group and index, so the output reads naturally."""
-
-    def key(c: Change) -> tuple[int, str, int]:
-        if c.address == "scheduler":
-            return (0, "", 0)
-        base, _, idx = c.address.partition("[")
-        try:
-            n = int(idx.rstrip("]"))
-        except ValueError:
-            n = 0
-        return (1 if base.startswith("workers.") else 2, base, n)
-
-    return sorted(changes, key=key)
+    return sorted(changes, key=lambda c: addrs.sort_key(c.address))
 
 
 def _cost(
-    provider: Provider,
     live: dict[str, ResourceRecord],
     obs: dict[str, Observation],
-    desired: list[ResourceSpec],
+    desired: Sequence[ResourceSpec],
     before_price: dict[str, Price],
     after_price: dict[str, Price],
     unknown: list[str],
     destroy: bool,
-    horizon_override: float | None,
+    horizon: float | None,
 ) -> Cost:
     now: float | None = 0.0
     for rec in live.values():
@@ -272,7 +305,6 @@ def _cost(
             notes.append(p.note)
         if p.source and f"prices: {p.source}" not in notes and p.hourly:
             notes.append(f"prices: {p.source}")
-    horizon = horizon_override or provider.horizon_hours()
     return Cost(
         hourly_now=now,
         hourly_after=0.0 if destroy else after,

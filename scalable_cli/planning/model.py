@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from scalable.planning.reasons import Reason, saved, words
 from scalable.providers.base import ResourceSpec
 from scalable.state.model import ResourceRecord, now_iso
 
@@ -20,7 +21,7 @@ class Change:
     group: str | None = None
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[Reason] = field(default_factory=list)
     hourly_before: float | None = 0.0
     hourly_after: float | None = 0.0
     # What apply needs to carry the change out exactly as shown.
@@ -41,7 +42,7 @@ class Change:
             "group": self.group,
             "before": self.before,
             "after": self.after,
-            "reasons": self.reasons,
+            "reasons": [words(r) for r in self.reasons],
             "hourly_cost_before": self.hourly_before,
             "hourly_cost_after": self.hourly_after,
             "hourly_cost_delta": self.hourly_delta,
@@ -60,7 +61,7 @@ class Change:
             group=d.get("group"),
             before=d.get("before"),
             after=d.get("after"),
-            reasons=list(d.get("reasons", [])),
+            reasons=[saved(str(t)) for t in d.get("reasons", [])],
             hourly_before=d.get("hourly_cost_before"),
             hourly_after=d.get("hourly_cost_after"),
             resource=ResourceSpec(

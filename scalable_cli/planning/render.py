@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from scalable.planning.model import Change, Plan
+from scalable.planning.reasons import words
 from scalable.pricing.estimator import format_usd
 
 SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "no-op": " "}
@@ -60,7 +61,7 @@ def render_change(change: Change, style: Style, verbose: bool = True) -> list[st
     sym = SYMBOL[change.action]
     head = f"  # {style.bold(change.address)} {HEADER[change.action]}"
     if change.reasons:
-        head += f" ({'; '.join(change.reasons)})"
+        head += f" ({'; '.join(words(r) for r in change.reasons)})"
     lines = [head]
     price = ""
     if change.hourly_delta is None:

@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 
+from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.workspace import Workspace
 
 
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     state = ws.store.read()
-    if state is None or "scheduler_address" not in state.outputs:
+    if state is None or SCHEDULER_ADDRESS not in state.outputs:
         return 0
     client = engine.connect(state.outputs, timeout=30)
     watchdog = threading.Thread(target=_watch, args=(client, stop), daemon=True)

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from scalable.engine import Engine
+from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.scaling.demand import group_demand, scheduler_demand
 from scalable.scaling.policy import AdaptivePolicy, Decision
 
@@ -42,7 +43,7 @@ class Controller:
         """One reading and, where warranted, one resize."""
         now = time.monotonic() if now is None else now
         state = self.engine.store.read()
-        if state is None or "scheduler_address" not in state.outputs:
+        if state is None or SCHEDULER_ADDRESS not in state.outputs:
             return []
         raw = client.run_on_scheduler(scheduler_demand, target_duration=self.target_duration)
         demand = group_demand(self.engine.base_target, raw, self.target_duration)

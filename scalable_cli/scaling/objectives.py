@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from scalable.errors import PlanError
+from scalable.events import APPLY_COMPLETE, APPLY_START
 from scalable.manifest.schema import Objectives
 from scalable.pricing.estimator import format_usd
 from scalable.units import format_duration
@@ -243,9 +244,9 @@ def startup_history(spec: TargetSpec, runs: int = 5) -> float | None:
     try:
         spans = []
         for run in db.runs(target=spec.name, limit=runs):
-            events = db.events(run.id, kinds=["apply_start", "apply_complete"])
-            start = next((e.ts for e in events if e.kind == "apply_start"), None)
-            done = next((e.ts for e in events if e.kind == "apply_complete"), None)
+            events = db.events(run.id, kinds=[APPLY_START, APPLY_COMPLETE])
+            start = next((e.ts for e in events if e.kind == APPLY_START), None)
+            done = next((e.ts for e in events if e.kind == APPLY_COMPLETE), None)
             if start is not None and done is not None and done >= start:
                 spans.append(done - start)
         return statistics.median(spans) if spans else None

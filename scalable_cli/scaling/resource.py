@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from scalable.addrs import CONTROLLER, SCHEDULER
 from scalable.pricing.estimator import Price
 from scalable.providers.base import (
     CreateContext,
@@ -35,7 +36,7 @@ from scalable.providers.processes import (
 from scalable.state.model import ResourceRecord
 
 TYPE = "scalable.controller"
-ADDRESS = "controller"
+ADDRESS = CONTROLLER
 
 
 class WithController(Provider):
@@ -59,7 +60,7 @@ class WithController(Provider):
             address=ADDRESS, type=TYPE,
             attributes={"role": "controller", "groups": sorted(
                 g.name for g in self.target.groups if g.adaptive)},
-            depends_on=("scheduler",),
+            depends_on=(SCHEDULER,),
         )
         return [*self.inner.desired(), spec]
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
+from scalable.events import WORKER_REMOVED, WorkerAdded
 from scalable.telemetry.store import (
     DB_NAME,
     DEFAULT_MAX_TASK_ROWS,
@@ -257,11 +258,10 @@ class TelemetryPlugin(SchedulerPlugin):
         name = str(ws.name) if ws is not None else worker
         self._names[worker] = name
         self._closing.pop(worker, None)
-        self._events.append((time.time(), "worker_added", name, {
-            "address": worker, "name": name,
-            "nthreads": int(getattr(ws, "nthreads", 0) or 0),
-            "memory_limit": int(getattr(ws, "memory_limit", 0) or 0),
-        }))
+        added = WorkerAdded(address=worker, name=name,
+                            nthreads=int(getattr(ws, "nthreads", 0) or 0),
+                            memory_limit=int(getattr(ws, "memory_limit", 0) or 0))
+        self._events.append((time.time(), added.kind, name, added.to_data()))
 
     def log_event(self, topic: str, msg: Any) -> None:
         if not isinstance(msg, dict):
@@ -298,14 +298,14 @@ class TelemetryPlugin(SchedulerPlugin):
             return
         data["closing_reason"] = closing
         data["reason"] = reason
-        self._events.append((now, "worker_removed", data["name"], data))
+        self._events.append((now, WORKER_REMOVED, data["name"], data))
 
     def _finish_removal(self, worker: str, closing: str | None) -> None:
         _, ts, data = self._pending.pop(worker)
         data["closing_reason"] = closing
         # A worker that asked to retire itself and gave no other reason was retired.
         data["reason"] = removal_reason("", True, closing)
-        self._events.append((ts, "worker_removed", data["name"], data))
+        self._events.append((ts, WORKER_REMOVED, data["name"], data))
 
     # -- flushing ---------------------------------------------------------------------
     def _take(self) -> tuple[list[EventTuple], list[TaskTuple], list[Aggregate]]:

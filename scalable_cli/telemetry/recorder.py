@@ -20,6 +20,10 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from scalable.addrs import SCHEDULER
+from scalable.events import APPLY_COMPLETE, PRICING, RESOURCE_DELETED, RESOURCE_DELETING
+from scalable.outputs import SCHEDULER_ADDRESS
+
 if TYPE_CHECKING:  # imported where used: every engine gets a recorder, `plan` included
     from scalable.providers.base import Provider
     from scalable.state.model import StateFile
@@ -107,7 +111,7 @@ def current_run(ws: Workspace, state: StateFile | None = None, *,
     if not telemetry_enabled():
         return None
     state = state if state is not None else ws.store.read()
-    addr = state.outputs.get("scheduler_address") if state is not None else None
+    addr = state.outputs.get(SCHEDULER_ADDRESS) if state is not None else None
     if not addr:
         return None
     from scalable.telemetry.store import TelemetryDB
@@ -192,14 +196,14 @@ class RunRecorder:
     def _on(self, kind: str, data: dict[str, Any]) -> None:
         now = time.time()
         self._pending.append((now, kind, None, data))
-        is_scheduler = data.get("address") == "scheduler"
-        if kind == "resource_deleting" and is_scheduler:
+        is_scheduler = data.get("address") == SCHEDULER
+        if kind == RESOURCE_DELETING and is_scheduler:
             # Last chance to copy a remote scheduler's records before it goes.
             run = self._resolve(ask=True)
             if run is not None and run.source == "pulled" and run.scheduler_address:
                 pull(self.db, run.scheduler_address, self._security())
             self._flush()
-        elif kind == "resource_deleted" and is_scheduler:
+        elif kind == RESOURCE_DELETED and is_scheduler:
             run = self._resolve(ask=False)
             # None: its plugin ended the run as the scheduler closed; the steps are its.
             self._flush(fallback=self.last_run_id)
@@ -215,7 +219,7 @@ class RunRecorder:
                     self.db.end_run(run.id, now)
                 self.last_run_id, self.run_id = run.id, None
         elif kind.endswith("_complete") or kind.endswith("_start"):
-            self._resolve(ask=True, create=kind == "apply_complete")
+            self._resolve(ask=True, create=kind == APPLY_COMPLETE)
             self._flush(fallback=self.last_run_id if kind.endswith("_complete") else None)
         else:
             self._resolve(ask=False)
@@ -237,7 +241,7 @@ class RunRecorder:
             # Ended elsewhere (a long-lived engine, e.g. the controller's, outlived it).
             self.last_run_id, self.run_id = self.run_id, None
         state = self.ws.store.read()
-        addr = state.outputs.get("scheduler_address") if state is not None else None
+        addr = state.outputs.get(SCHEDULER_ADDRESS) if state is not None else None
         if not addr:
             return None
         run = self.db.open_run(self.ws.spec.name, addr)
@@ -264,9 +268,9 @@ class RunRecorder:
             return
         self._priced = run_id
         table = price_table(self.ws.provider)
-        last = self.db.events(run_id, ("pricing",))
+        last = self.db.events(run_id, (PRICING,))
         if not last or last[-1].data != table:
-            self._pending.append((time.time(), "pricing", None, table))
+            self._pending.append((time.time(), PRICING, None, table))
 
     def _flush(self, fallback: str | None = None) -> None:
         run_id = self.run_id or fallback

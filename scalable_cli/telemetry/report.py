@@ -21,12 +21,20 @@ Definitions (see docs/guides/telemetry.rst):
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from scalable.addrs import SCHEDULER, group_of
+from scalable.events import (
+    ENGINE_STEPS,
+    OBJECTIVE_PLAN,
+    PRICING,
+    SCALE_DECISION,
+    WORKER_ADDED,
+    WORKER_REMOVED,
+)
 from scalable.telemetry.store import (
     FAILED_STATUSES,
     Aggregate,
@@ -38,9 +46,6 @@ from scalable.telemetry.store import (
 )
 
 REPORT_FORMAT_VERSION = 1
-ENGINE_STEPS = ("apply_start", "apply_complete", "destroy_start", "destroy_complete",
-                "resource_created", "resource_deleted")
-_GROUP_RE = re.compile(r"^workers\.([^\[\]]+)\[")
 
 
 # -- the arithmetic (pure functions) ----------------------------------------------------
@@ -109,12 +114,6 @@ def quantile(samples: Sequence[tuple[float, int]], q: float) -> float | None:
         seen += w
     assert lo is not None and hi is not None
     return lo + (hi - lo) * (pos - lo_rank)
-
-
-def group_of(worker_name: str) -> str | None:
-    """``workers.default[3]`` (or ``workers.default[0]-2``) → ``default``."""
-    m = _GROUP_RE.match(worker_name)
-    return m.group(1) if m else None
 
 
 def worker_price(name: str, prices: dict[str, float | None]) -> float | None:
@@ -240,7 +239,7 @@ def compute_cost(spans: Sequence[WorkerSpan], start: float, end: float,
             total += p * (e - s) / 3600
     sched = pricing.get("scheduler_hourly")
     if sched is None:
-        unknown.append("scheduler")
+        unknown.append(SCHEDULER)
     else:
         total += sched * scheduler_hours
     notes = "; ".join(pricing.get("notes") or [])
@@ -272,15 +271,15 @@ def build_report(db: TelemetryDB, run: Run, *, end: float | None = None,
     decisions = [
         Decision(ts=e.ts, offset=e.ts - start, from_=e.data.get("from"), to=e.data.get("to"),
                  reason=str(e.data.get("reason", "")), group=e.data.get("group"))
-        for e in events if e.kind == "scale_decision"
+        for e in events if e.kind == SCALE_DECISION
     ]
     removed: dict[str, int] = {}
     for e in events:
-        if e.kind == "worker_removed":
+        if e.kind == WORKER_REMOVED:
             r = str(e.data.get("reason") or "unknown")
             removed[r] = removed.get(r, 0) + 1
-    pricing = next((e.data for e in reversed(events) if e.kind == "pricing"), None)
-    objective = next((e.data for e in reversed(events) if e.kind == "objective_plan"), None)
+    pricing = next((e.data for e in reversed(events) if e.kind == PRICING), None)
+    objective = next((e.data for e in reversed(events) if e.kind == OBJECTIVE_PLAN), None)
     stops = [t.stop for t in tasks if t.stop is not None]
     return RunReport(
         run=run, end=window_end, running=running, peak_workers=peak, avg_workers=avg,
@@ -298,7 +297,7 @@ def last_activity(db: TelemetryDB, run: Run) -> float:
     """When the run's scheduler was last heard of (for one that died without closing):
     its plugin's last write (heartbeat), worker events and task ends."""
     times = [run.started_at, run.last_seen or 0.0]
-    times += [e.ts for e in db.events(run.id, ("worker_added", "worker_removed"))]
+    times += [e.ts for e in db.events(run.id, (WORKER_ADDED, WORKER_REMOVED))]
     times += [t.stop for t in db.tasks(run.id) if t.stop is not None]
     return max(times)
 

@@ -41,6 +41,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from scalable.events import WORKER_ADDED, WORKER_REMOVED
+
 SCHEMA_VERSION = 1
 DB_NAME = "telemetry.db"
 # The scheduler RPC a remote scheduler's plugin answers (see scalable.telemetry.plugin).
@@ -638,7 +640,7 @@ class TelemetryDB:
     # -- workers ---------------------------------------------------------------------------
     def worker_spans(self, run_id: str) -> list[WorkerSpan]:
         """Each worker's presence, from its ``worker_added`` / ``worker_removed`` events."""
-        return spans_of(self.events(run_id, ("worker_added", "worker_removed")))
+        return spans_of(self.events(run_id, (WORKER_ADDED, WORKER_REMOVED)))
 
     def worker_timeline(self, run_id: str) -> list[TimelinePoint]:
         """The number of workers (and threads) over time: one point per change."""
@@ -702,10 +704,10 @@ def spans_of(events: Iterable[Event]) -> list[WorkerSpan]:
     open_: dict[str, dict[str, Any]] = {}
     spans: list[WorkerSpan] = []
     for ev in events:
-        if ev.kind not in ("worker_added", "worker_removed"):
+        if ev.kind not in (WORKER_ADDED, WORKER_REMOVED):
             continue
         addr = str(ev.data.get("address") or ev.worker)
-        if ev.kind == "worker_added":
+        if ev.kind == WORKER_ADDED:
             open_[addr] = {"name": ev.worker or addr, "address": addr,
                            "nthreads": int(ev.data.get("nthreads") or 1), "start": ev.ts}
         elif addr in open_:

@@ -22,6 +22,7 @@ import socket
 from dataclasses import dataclass, field
 
 from scalable.errors import ScalableError
+from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.diff import make_plan
 from scalable.pricing.estimator import format_usd
 from scalable.workspace import Workspace
@@ -89,7 +90,7 @@ def preview(ws: Workspace, group: str, delta: int) -> ScaleRequest:
                  "group an adaptive range to scale it from here",
         )
     state = ws.store.read()
-    if state is None or "scheduler_address" not in state.outputs:
+    if state is None or SCHEDULER_ADDRESS not in state.outputs:
         raise ScaleRefused(f"target {spec.name!r} has no scheduler",
                            hint=f"run `scalable apply -t {spec.name}` first")
     lo, hi = g.adaptive.minimum, g.adaptive.maximum
@@ -112,7 +113,7 @@ def preview(ws: Workspace, group: str, delta: int) -> ScaleRequest:
     cost = (f"$/hour: {format_usd(plan.cost.hourly_now)} → "
             f"{format_usd(plan.cost.hourly_after)}")
     changes = [f"  {SYMBOLS.get(c.action, c.action)} {c.address}"
-               + (f"  ({'; '.join(c.reasons)})" if c.reasons else "")
+               + (f"  ({'; '.join(map(str, c.reasons))})" if c.reasons else "")
                for c in plan.actionable]
     return ScaleRequest(group, current, after, summary, cost, changes)
 

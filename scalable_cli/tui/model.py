@@ -12,7 +12,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from scalable.telemetry.report import compute_cost, fmt_seconds, group_of, worker_price
+from scalable.addrs import group_of
+from scalable.events import APPLY_COMPLETE, DESTROY_START, SCALE_DECISION, WORKER_REMOVED
+from scalable.telemetry.report import compute_cost, fmt_seconds, worker_price
 from scalable.telemetry.store import Event, WorkerSpan, timeline
 
 # The worker-count sparkline: COLUMNS columns of SPARK_SECONDS / COLUMNS seconds each,
@@ -219,12 +221,12 @@ def event_line(key: str, ev: Event, start: float) -> LogLine | None:
     """The log line for a telemetry event, or None for events the log leaves out."""
     d = ev.data
     offset = ev.ts - start
-    if ev.kind == "scale_decision":
+    if ev.kind == SCALE_DECISION:
         group = d.get("group") or "default"
         reason = str(d.get("reason") or "").strip()
         text = f"{group}: {d.get('from')} → {d.get('to')} workers"
         return LogLine(key, ev.ts, offset, "scale", text + (f"  {reason}" if reason else ""))
-    if ev.kind == "worker_removed":
+    if ev.kind == WORKER_REMOVED:
         name = ev.worker or d.get("name") or d.get("address") or "?"
         why = d.get("reason")
         busy = int(d.get("processing_tasks") or 0)
@@ -235,14 +237,14 @@ def event_line(key: str, ev: Event, start: float) -> LogLine | None:
             return LogLine(key, ev.ts, offset, "drift",
                            f"job expired: {name} reached its walltime{more}")
         return None
-    if ev.kind == "apply_complete":
+    if ev.kind == APPLY_COMPLETE:
         errors = d.get("errors") or []
         text = (f"apply: {d.get('added', 0)} added, {d.get('changed', 0)} changed, "
                 f"{d.get('destroyed', 0)} destroyed")
         if errors:
             text += f"; {len(errors)} error(s): {errors[0]}"
         return LogLine(key, ev.ts, offset, "error" if errors else "step", text)
-    if ev.kind == "destroy_start":
+    if ev.kind == DESTROY_START:
         return LogLine(key, ev.ts, offset, "step", "destroy started")
     return None
 

@@ -31,7 +31,17 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from scalable.telemetry.report import group_of, last_activity
+from scalable.addrs import group_of
+from scalable.events import (
+    APPLY_COMPLETE,
+    DESTROY_START,
+    PRICING,
+    SCALE_DECISION,
+    WORKER_ADDED,
+    WORKER_REMOVED,
+)
+from scalable.outputs import SCHEDULER_ADDRESS
+from scalable.telemetry.report import last_activity
 from scalable.telemetry.store import (
     FAILED_STATUSES,
     Event,
@@ -66,8 +76,8 @@ if TYPE_CHECKING:
 Clock = Callable[[], float]
 # How far behind the scheduler telemetry's task rows may be (the plugin's flush period).
 RATE_LAG = 1.0
-LOG_KINDS = ("scale_decision", "worker_removed", "apply_complete", "destroy_start")
-SPAN_KINDS = ("worker_added", "worker_removed")
+LOG_KINDS = (SCALE_DECISION, WORKER_REMOVED, APPLY_COMPLETE, DESTROY_START)
+SPAN_KINDS = (WORKER_ADDED, WORKER_REMOVED)
 
 
 def _host_of(address: str) -> str:
@@ -249,7 +259,7 @@ class LiveSource:
             self._observer = Observer(self.ws, self.observe_every,
                                       lambda text: self.note(text, "drift"))
         state = self._read_state(now)
-        address = state.outputs.get("scheduler_address") if state is not None else None
+        address = state.outputs.get(SCHEDULER_ADDRESS) if state is not None else None
         if address is None:
             if self._probe_client is not None:
                 self._disconnect(now, "the target has no scheduler any more (destroyed?)")
@@ -348,7 +358,7 @@ class LiveSource:
         new = db.events_after(run_id, self._event_cursor)
         for ev_id, ev in new:
             self._event_cursor = max(self._event_cursor, ev_id)
-            if ev.kind == "pricing":
+            if ev.kind == PRICING:
                 self._pricing = ev.data
             key = (ev.ts, ev_id)
             i = bisect.bisect(self._event_keys, key)
@@ -537,10 +547,10 @@ class ReplaySource:
         self.spans = spans_of(self.events)
         self.tasks = db.tasks(run.id)
         self.aggregates = db.aggregates(run.id)
-        self.pricing = next((e.data for e in reversed(self.events) if e.kind == "pricing"), None)
+        self.pricing = next((e.data for e in reversed(self.events) if e.kind == PRICING), None)
         self.limits = {(e.data.get("address"), e.ts): e.data.get("memory_limit")
-                       for e in self.events if e.kind == "worker_added"}
-        decisions = [e for e in self.events if e.kind == "scale_decision"]
+                       for e in self.events if e.kind == WORKER_ADDED}
+        decisions = [e for e in self.events if e.kind == SCALE_DECISION]
         self.groups = group_names(groups, self.spans, decisions)
         self.decisions = decisions
         self.at = self.end

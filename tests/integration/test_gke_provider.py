@@ -139,9 +139,9 @@ def test_apply_runs_dask_on_the_pool_scales_in_place_and_destroys(cloud: Cloud) 
     plan = engine.plan()
     changes = by_address(plan)
     assert changes["node_pool.default"].action == "update"
-    assert changes["node_pool.default"].reasons == ["node_count: 1 → 2"]
+    assert [str(r) for r in changes["node_pool.default"].reasons] == ["node_count: 1 → 2"]
     assert changes["workers.default"].action == "update"
-    assert changes["workers.default"].reasons == ["replicas: 2 → 5"]
+    assert [str(r) for r in changes["workers.default"].reasons] == ["replicas: 2 → 5"]
     assert changes["scheduler"].action == "no-op"
     assert "~ update in-place" in render_plan(plan)
     assert "      ~ node_count = 1 → 2" in render_plan(plan)
@@ -187,7 +187,7 @@ def test_refresh_shows_pool_size_drift_and_kubernetes_reasons(cloud: Cloud) -> N
     assert "0/2 pod(s) ready" in drift[("workers.default", "pending")]
     assert ("scheduler", "pending") in drift
     change = by_address(plan)["node_pool.default"]
-    assert change.action == "update" and change.reasons == ["node_count: 0 → 1"]
+    assert change.action == "update" and [str(r) for r in change.reasons] == ["node_count: 0 → 1"]
     assert plan.cost.hourly_now == 0.0  # the pool has no nodes now
     text = render_plan(plan)
     assert "# node_pool.default (gke.node_pool) was changed: node_count: 1 → 0" in text
@@ -202,7 +202,7 @@ def test_refresh_shows_pool_size_drift_and_kubernetes_reasons(cloud: Cloud) -> N
                       "application/merge-patch+json")
     plan = engine.plan()
     assert ("workers.default", "changed") in {(d.address, d.kind) for d in plan.drift}
-    assert by_address(plan)["workers.default"].reasons == ["replicas: 1 → 2"]
+    assert [str(r) for r in by_address(plan)["workers.default"].reasons] == ["replicas: 1 → 2"]
     assert apply(engine, plan).ready_workers == 2
 
     # Narrower client networks: the Service changes in place, and the load balancer

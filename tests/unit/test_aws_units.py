@@ -235,7 +235,7 @@ def test_errors_are_one_line_without_html() -> None:
 # -- the engine's dependency ordering ----------------------------------------------------
 
 def test_engine_waves_follow_depends_on() -> None:
-    from scalable.engine import waves
+    from scalable.planning.steps import waves
 
     deps = {"security_group": set(), "scheduler": {"security_group"},
             "workers.a[0]": {"scheduler", "security_group"}, "workers.a[1]": {"scheduler"}}
@@ -247,8 +247,8 @@ def test_engine_waves_follow_depends_on() -> None:
 
 
 def test_engine_graph_keeps_the_old_rule_for_providers_that_declare_nothing() -> None:
-    from scalable.engine import dependency_graph
     from scalable.planning.model import Change
+    from scalable.planning.steps import dependency_graph
     from scalable.providers.base import ResourceSpec
     from scalable.state.model import StateFile
 

@@ -3,21 +3,10 @@ synthetic run, scale-request checks, and Engine.scale keeping other groups' coun
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from scalable.engine import Engine
-from scalable.pricing.estimator import Price
-from scalable.providers.base import (
-    CreateContext,
-    Created,
-    Discovered,
-    Observation,
-    Provider,
-    ResourceSpec,
-)
-from scalable.state.model import ResourceRecord
 from scalable.state.store import LocalStore
 from scalable.telemetry.report import build_report
 from scalable.telemetry.store import Event, WorkerSpan
@@ -26,6 +15,7 @@ from scalable.tui.actions import ScaleRefused, preview
 from scalable.tui.source import ReplaySource
 from scalable.workspace import Workspace
 
+from tests.fakes.provider import FakeProvider, World
 from tests.integration import dashboard_run as synthetic
 
 # -- arithmetic ------------------------------------------------------------------------
@@ -175,41 +165,6 @@ def test_adaptive_request_without_a_scheduler_is_refused(tmp_path: Path) -> None
 # -- Engine.scale: naming one group leaves the others alone ---------------------------------
 
 
-class Ledger(Provider):
-    """An in-memory backend: every resource it creates simply exists."""
-
-    name = "ledger"
-
-    def __init__(self, target: object, workdir: Path) -> None:
-        super().__init__(target, workdir)  # type: ignore[arg-type]
-        self.created: list[str] = []
-
-    def desired(self) -> list[ResourceSpec]:
-        out = [ResourceSpec("scheduler", "ledger", {"role": "scheduler"})]
-        for g in self.target.groups:
-            out += [ResourceSpec(f"workers.{g.name}[{i}]", "ledger", {"role": "worker"},
-                                 group=g.name, worker_names=(f"workers.{g.name}[{i}]",))
-                    for i in range(g.count)]
-        return out
-
-    def price(self, resource: ResourceSpec) -> Price:
-        return Price.free("ledger")
-
-    def observe(self, records: Sequence[ResourceRecord]) -> dict[str, Observation]:
-        return {r.address: Observation("alive") for r in records}
-
-    def discover(self, lineage: str) -> list[Discovered]:
-        return []
-
-    def create(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
-        self.created.append(resource.address)
-        outputs = {"scheduler_address": "tcp://ledger:1"} if resource.is_scheduler else {}
-        return Created(id=resource.address, outputs=outputs)
-
-    def delete(self, record: ResourceRecord) -> None:
-        pass
-
-
 def test_engine_scale_keeps_the_other_groups_counts(tmp_path: Path) -> None:
     ws = _workspace(tmp_path, """
 targets:
@@ -220,7 +175,9 @@ targets:
       land: {tags: [land], adaptive: {minimum: 1, maximum: 4}}
 """)
     store = LocalStore(tmp_path / ".scalable" / "local")
-    engine = Engine(Ledger(ws.spec, store.folder), store)
+    provider = FakeProvider(ws.spec, store.folder)
+    provider.world = World()
+    engine = Engine(provider, store)
     engine.execute(engine.plan(), wait=False)
     events: list[tuple[str, dict[str, object]]] = []
     engine.events = lambda kind, data: events.append((kind, data))

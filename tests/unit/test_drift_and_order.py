@@ -2,84 +2,50 @@
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from scalable.engine import update_order
-from scalable.manifest import parse_manifest
-from scalable.planning.diff import make_plan
-from scalable.planning.model import Change
+from scalable.planning import diff
+from scalable.planning.model import Change, Plan
 from scalable.planning.render import render_plan
-from scalable.pricing.estimator import Price
-from scalable.providers.base import (
-    CreateContext,
-    Created,
-    Discovered,
-    Observation,
-    Provider,
-    ResourceSpec,
-)
-from scalable.spec import build_target
+from scalable.planning.steps import update_order
 from scalable.state.model import ResourceRecord, StateFile
 
-
-class PoolProvider(Provider):
-    """One pool whose size the manifest sets and the world may change."""
-
-    name = "pools"
-    observed: dict[str, Any] = {}
-
-    def desired(self) -> list[ResourceSpec]:
-        return [ResourceSpec("pool", "t.pool", {"size": self.target.groups[0].count,
-                                                "kind": "big"})]
-
-    def updatable(self, before: dict[str, Any], after: dict[str, Any]) -> bool:
-        return {k for k in after if before.get(k) != after.get(k)} == {"size"}
-
-    def price(self, resource: ResourceSpec) -> Price:
-        return Price(hourly=0.1 * resource.attributes["size"], source="test")
-
-    def observe(self, records: Sequence[ResourceRecord]) -> dict[str, Observation]:
-        return {r.address: Observation("alive", attributes=dict(self.observed))
-                for r in records}
-
-    def discover(self, lineage: str) -> list[Discovered]:
-        return []
-
-    def create(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
-        raise NotImplementedError
-
-    def delete(self, record: ResourceRecord) -> None:
-        raise NotImplementedError
+from tests.fakes.provider import FakeProvider, fake_provider
 
 
-def _provider(size: int, observed: dict[str, Any]) -> PoolProvider:
-    text = textwrap.dedent(f"""
-        targets:
-          t: {{provider: local, max_workers: {size}}}
-        """)
-    spec = build_target(parse_manifest(text, Path("/p/scalable.yaml")), "t")
-    p = PoolProvider(spec, Path("/p/.scalable/t"))
-    p.observed = observed
+def _provider(size: int, observed: dict[str, Any]) -> FakeProvider:
+    """Scheduler, a pool of ``size`` and ``size`` workers; the world reports ``observed``."""
+    p = fake_provider(size, pools=True, hourly=0.0)
+    p.world.drifted["node_pool.default"] = observed
     return p
 
 
 def _state(size: int) -> StateFile:
     st = StateFile(target="t", provider="local", serial=2, lineage="l-1")
-    st.resources.append(ResourceRecord("pool", "t.pool", "ready", "k", id="p-1",
-                                       attributes={"size": size, "kind": "big"}))
+    st.resources.append(ResourceRecord("scheduler", "t.vm", "ready", "k-s", id="s-1",
+                                       attributes={"size": "s"}))
+    st.resources.append(ResourceRecord("node_pool.default", "t.pool", "ready", "k", id="p-1",
+                                       attributes={"size": size}))
+    for i in range(size):
+        st.resources.append(ResourceRecord(f"workers.default[{i}]", "t.vm", "ready", f"k-{i}",
+                                           id=f"w-{i}", group="default",
+                                           attributes={"threads": 1}))
     return st
+
+
+def make_plan(p: FakeProvider, st: StateFile, digest: str) -> Plan:
+    p.world.seed(st)
+    return diff.make_plan(p, st, digest)
 
 
 def test_a_size_changed_outside_is_drift_planned_back() -> None:
     plan = make_plan(_provider(5, {"size": 2}), _state(5), "d")
     assert [(d.kind, d.reason) for d in plan.drift] == [("changed", "size: 5 → 2")]
-    (change,) = plan.changes
-    assert change.action == "update" and change.reasons == ["size: 2 → 5"]
+    (change,) = plan.actionable
+    assert change.address == "node_pool.default"
+    assert change.action == "update" and [str(r) for r in change.reasons] == ["size: 2 → 5"]
     assert change.hourly_before == 0.2 and plan.cost.hourly_now == 0.2
-    assert "# pool (t.pool) was changed: size: 5 → 2" in render_plan(plan)
+    assert "# node_pool.default (t.pool) was changed: size: 5 → 2" in render_plan(plan)
 
 
 def test_observed_values_equal_to_the_record_are_no_drift() -> None:

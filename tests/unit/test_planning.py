@@ -2,79 +2,32 @@
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scalable.errors import PlanError
-from scalable.manifest import parse_manifest
-from scalable.planning.diff import make_plan
+from scalable.planning import diff
 from scalable.planning.model import Plan
 from scalable.planning.planfile import check_fresh, load_plan, save_plan
 from scalable.planning.render import render_plan
-from scalable.pricing.estimator import Price
-from scalable.providers.base import (
-    CreateContext,
-    Created,
-    Discovered,
-    Observation,
-    Provider,
-    ResourceSpec,
-)
-from scalable.spec import build_target
+from scalable.providers.base import Observation
 from scalable.state.model import ResourceRecord, StateFile
+
+from tests.fakes.provider import FakeProvider, Thing, fake_provider
 
 GOLDEN = Path(__file__).parent / "golden"
 
 
-class TableProvider(Provider):
-    """Desired = one resource per worker; the world is a dict the test edits."""
-
-    name = "table"
-    world: dict[str, Observation]
-    found: list[Discovered]
-    hourly: float | None = 0.5
-
-    def desired(self) -> list[ResourceSpec]:
-        out = [ResourceSpec("scheduler", "t.vm", {"size": "s"})]
-        for g in self.target.groups:
-            out += [ResourceSpec(f"workers.{g.name}[{i}]", "t.vm",
-                                 {"threads": g.threads_per_worker}, group=g.name,
-                                 depends_on=("scheduler",)) for i in range(g.count)]
-        return out
-
-    def price(self, resource: ResourceSpec) -> Price:
-        if self.hourly is None and resource.address != "scheduler":
-            return Price.unknown("no catalog entry")
-        return Price(hourly=self.hourly or 0.0, source="test catalog")
-
-    def horizon_hours(self) -> float | None:
-        return 2.0
-
-    def observe(self, records: Sequence[ResourceRecord]) -> dict[str, Observation]:
-        return {r.address: self.world.get(r.address, Observation("alive")) for r in records}
-
-    def discover(self, lineage: str) -> list[Discovered]:
-        return list(self.found)
-
-    def create(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
-        raise NotImplementedError
-
-    def delete(self, record: ResourceRecord) -> None:
-        raise NotImplementedError
+def provider(workers: int, threads: int = 1) -> FakeProvider:
+    return fake_provider(workers, threads=threads)
 
 
-def provider(workers: int, threads: int = 1) -> TableProvider:
-    text = textwrap.dedent(f"""
-        project: {{name: demo}}
-        targets:
-          t: {{provider: local, max_workers: {workers}, threads_per_worker: {threads}}}
-        """)
-    spec = build_target(parse_manifest(text, Path("/p/scalable.yaml")), "t")
-    p = TableProvider(spec, Path("/p/.scalable/t"))
-    p.world, p.found = {}, []
-    return p
+def make_plan(p: FakeProvider, st: StateFile | None, digest: str, **kw: Any) -> Plan:
+    """The planner over a world in which ``st``'s records exist."""
+    if st is not None:
+        p.world.seed(st)
+    return diff.make_plan(p, st, digest, **kw)
 
 
 def state_with(workers: int, threads: int = 1) -> StateFile:
@@ -109,19 +62,19 @@ def test_grow_then_shrink() -> None:
     shrink = make_plan(provider(2), state_with(6), "d")
     deleted = [c.address for c in shrink.changes if c.action == "delete"]
     assert deleted == [f"workers.default[{i}]" for i in range(2, 6)]
-    assert "group default: 6 → 2 resources" in shrink.changes[-1].reasons[0]
+    assert "group default: 6 → 2 resources" in str(shrink.changes[-1].reasons[0])
     assert shrink.cost.hourly_delta == pytest.approx(-2.0)
 
 
 def test_attribute_change_replaces() -> None:
     plan = make_plan(provider(1, threads=4), state_with(1, threads=1), "d")
     (c,) = [c for c in plan.changes if c.address == "workers.default[0]"]
-    assert c.action == "replace" and "threads: 1 → 4" in c.reasons[0]
+    assert c.action == "replace" and "threads: 1 → 4" in str(c.reasons[0])
 
 
 def test_gone_worker_is_drift_and_recreated() -> None:
     p = provider(2)
-    p.world["workers.default[1]"] = Observation("gone", "process 123 exited")
+    p.world.observed["workers.default[1]"] = Observation("gone", "process 123 exited")
     plan = make_plan(p, state_with(2), "d")
     assert [(d.address, d.kind) for d in plan.drift] == [("workers.default[1]", "gone")]
     assert actions(plan)["workers.default[1]"] == "create"
@@ -130,7 +83,7 @@ def test_gone_worker_is_drift_and_recreated() -> None:
 
 def test_gone_scheduler_replaces_workers() -> None:
     p = provider(2)
-    p.world["scheduler"] = Observation("gone", "process 1 exited")
+    p.world.observed["scheduler"] = Observation("gone", "process 1 exited")
     plan = make_plan(p, state_with(2), "d")
     assert actions(plan) == {"scheduler": "create", "workers.default[0]": "replace",
                              "workers.default[1]": "replace"}
@@ -138,7 +91,7 @@ def test_gone_scheduler_replaces_workers() -> None:
 
 def test_pending_is_not_drift_to_fix() -> None:
     p = provider(1)
-    p.world["workers.default[0]"] = Observation("pending", "Resources")
+    p.world.observed["workers.default[0]"] = Observation("pending", "Resources")
     plan = make_plan(p, state_with(1), "d")
     assert not plan.actionable
     assert [d.kind for d in plan.drift] == ["pending"]
@@ -149,8 +102,8 @@ def test_creating_record_is_adopted_when_discovered() -> None:
     st.resources[1].status = "creating"
     st.resources[1].id = None
     p = provider(1)
-    p.world["workers.default[0]"] = Observation("gone", "no id")
-    p.found = [Discovered("workers.default[0]", "t.vm", "vm-new", "k-0")]
+    p.world.observed["workers.default[0]"] = Observation("gone", "no id")
+    p.world.things["vm-new"] = Thing("vm-new", "workers.default[0]", "t.vm", "l-1", "k-0", {})
     plan = make_plan(p, st, "d")
     assert not plan.actionable
     assert [r.id for r in plan.adopted] == ["vm-new"]
@@ -166,11 +119,11 @@ def test_creating_record_never_created_is_recreated() -> None:
 
 def test_orphans_are_deleted() -> None:
     p = provider(1)
-    p.found = [Discovered("workers.default[9]", "t.vm", "vm-x", "k-unknown")]
+    p.world.things["vm-x"] = Thing("vm-x", "workers.default[9]", "t.vm", "l-1", "k-unknown", {})
     plan = make_plan(p, state_with(1), "d")
     (c,) = plan.actionable
     assert (c.address, c.action) == ("workers.default[9]", "delete")
-    assert "orphan" in c.reasons[0]
+    assert "orphan" in str(c.reasons[0])
 
 
 def test_destroy_plans_every_delete() -> None:
@@ -191,14 +144,14 @@ def test_unknown_price_is_never_zero() -> None:
 
 def test_no_refresh_trusts_state() -> None:
     p = provider(1)
-    p.world["workers.default[0]"] = Observation("gone", "x")
+    p.world.observed["workers.default[0]"] = Observation("gone", "x")
     plan = make_plan(p, state_with(1), "d", refresh=False)
     assert not plan.actionable
 
 
 def test_render_matches_golden() -> None:
     p = provider(3)
-    p.world["workers.default[0]"] = Observation("gone", "process 4242 exited")
+    p.world.observed["workers.default[0]"] = Observation("gone", "process 4242 exited")
     plan = make_plan(p, state_with(2), "d")
     text = render_plan(plan)
     golden = GOLDEN / "plan_grow_with_drift.txt"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scalable.addrs import group_of
 from scalable.cli import main
 from scalable.state.model import StateFile
 from scalable.telemetry.plugin import TelemetryConfig, TelemetryPlugin, removal_reason
@@ -17,7 +18,6 @@ from scalable.telemetry.report import (
     available_thread_seconds,
     build_report,
     compute_cost,
-    group_of,
     quantile,
     render_report,
     report_to_dict,

@@ -1,0 +1,223 @@
+"""Telemetry event kinds and their payloads: the vocabulary writers and readers share.
+
+Writers: the engine (apply/destroy steps, scaling and objective decisions) and the
+scheduler plugin (workers joining and leaving). Readers: ``scalable report``, the
+dashboard and the objective planner. Events are stored as ``(ts, kind, worker, data)``
+rows whose ``data`` is a JSON object; a payload class here is the typed form of one
+kind's ``data`` (``to_data`` writes it, ``from_data`` reads it back tolerantly, since
+older databases may lack newer keys).
+
+Standard library only: the scheduler plugin imports this on the scheduler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+
+# -- kinds ---------------------------------------------------------------------------------
+WORKER_ADDED: Final = "worker_added"
+WORKER_REMOVED: Final = "worker_removed"
+SCALE_DECISION: Final = "scale_decision"
+OBJECTIVE_PLAN: Final = "objective_plan"
+PRICING: Final = "pricing"
+APPLY_START: Final = "apply_start"
+APPLY_COMPLETE: Final = "apply_complete"
+DESTROY_START: Final = "destroy_start"
+DESTROY_COMPLETE: Final = "destroy_complete"
+RESOURCE_CREATED: Final = "resource_created"
+RESOURCE_DELETING: Final = "resource_deleting"
+RESOURCE_DELETED: Final = "resource_deleted"
+
+# A worker's presence is the span between these two.
+WORKER_SPAN: Final = (WORKER_ADDED, WORKER_REMOVED)
+# The engine's own steps (the report's "steps" section).
+ENGINE_STEPS: Final = (
+    APPLY_START,
+    APPLY_COMPLETE,
+    DESTROY_START,
+    DESTROY_COMPLETE,
+    RESOURCE_CREATED,
+    RESOURCE_DELETED,
+)
+
+
+def start_kind(destroy: bool) -> str:
+    return DESTROY_START if destroy else APPLY_START
+
+
+def complete_kind(destroy: bool) -> str:
+    return DESTROY_COMPLETE if destroy else APPLY_COMPLETE
+
+
+# -- payloads ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScaleDecision:
+    """A group's worker count changed (the controller, the dashboard, an objective)."""
+
+    group: str
+    from_: int | None
+    to: int | None
+    reason: str = ""
+
+    kind: ClassVar[str] = SCALE_DECISION
+
+    def to_data(self) -> dict[str, Any]:
+        return {"group": self.group, "from": self.from_, "to": self.to, "reason": self.reason}
+
+    @classmethod
+    def from_data(cls, d: dict[str, Any]) -> ScaleDecision:
+        return cls(
+            group=str(d.get("group") or "default"),
+            from_=d.get("from"),
+            to=d.get("to"),
+            reason=str(d.get("reason") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class ObjectivePlan:
+    """What objective planning chose for a group, and what it predicted."""
+
+    group: str
+    workers: int
+    tasks: int | None
+    task_seconds: float | None
+    predicted_seconds: float | None
+    predicted_cost_usd: float | None
+    source: str
+    budget_usd: float | None
+    deadline_hours: float | None
+
+    kind: ClassVar[str] = OBJECTIVE_PLAN
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "workers": self.workers,
+            "tasks": self.tasks,
+            "task_seconds": self.task_seconds,
+            "predicted_seconds": self.predicted_seconds,
+            "predicted_cost_usd": self.predicted_cost_usd,
+            "source": self.source,
+            "budget_usd": self.budget_usd,
+            "deadline_hours": self.deadline_hours,
+        }
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    """An apply or a destroy began, with this many actionable changes."""
+
+    destroy: bool
+    changes: int
+
+    @property
+    def kind(self) -> str:
+        return start_kind(self.destroy)
+
+    def to_data(self) -> dict[str, Any]:
+        return {"changes": self.changes}
+
+
+@dataclass(frozen=True)
+class StepCompleted:
+    """An apply or a destroy ended; ``errors`` empty means it converged."""
+
+    destroy: bool
+    added: int = 0
+    changed: int = 0
+    destroyed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return complete_kind(self.destroy)
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "changed": self.changed,
+            "destroyed": self.destroyed,
+            "errors": list(self.errors),
+        }
+
+    @classmethod
+    def from_data(cls, kind: str, d: dict[str, Any]) -> StepCompleted:
+        return cls(
+            destroy=kind == DESTROY_COMPLETE,
+            added=int(d.get("added") or 0),
+            changed=int(d.get("changed") or 0),
+            destroyed=int(d.get("destroyed") or 0),
+            errors=[str(e) for e in d.get("errors") or []],
+        )
+
+
+@dataclass(frozen=True)
+class ResourceStep:
+    """One resource created, about to be deleted, or deleted."""
+
+    kind: str  # RESOURCE_CREATED, RESOURCE_DELETING or RESOURCE_DELETED
+    address: str
+    type: str
+    id: str | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"address": self.address, "type": self.type}
+        if self.id is not None:
+            out["id"] = self.id
+        return out
+
+
+@dataclass(frozen=True)
+class WorkerAdded:
+    """A worker registered with the scheduler (the plugin)."""
+
+    address: str
+    name: str
+    nthreads: int = 0
+    memory_limit: int = 0
+
+    kind: ClassVar[str] = WORKER_ADDED
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "name": self.name,
+            "nthreads": self.nthreads,
+            "memory_limit": self.memory_limit,
+        }
+
+
+@dataclass(frozen=True)
+class WorkerRemoved:
+    """A worker left; ``reason`` is ``walltime``, ``retired`` or ``lost``."""
+
+    address: str
+    name: str
+    reason: str | None = None
+    processing_tasks: int = 0
+    lost_results: int = 0
+    closing_reason: str | None = None
+    stimulus_id: str = ""
+    expected: bool | None = None
+
+    kind: ClassVar[str] = WORKER_REMOVED
+
+    @classmethod
+    def from_data(cls, d: dict[str, Any], worker: str | None = None) -> WorkerRemoved:
+        return cls(
+            address=str(d.get("address") or worker or "?"),
+            name=str(worker or d.get("name") or d.get("address") or "?"),
+            reason=d.get("reason"),
+            processing_tasks=int(d.get("processing_tasks") or 0),
+            lost_results=int(d.get("lost_results") or 0),
+            closing_reason=d.get("closing_reason"),
+            stimulus_id=str(d.get("stimulus_id") or ""),
+            expected=d.get("expected"),
+        )
+
+
+Payload = ScaleDecision | ObjectivePlan | StepStarted | StepCompleted | ResourceStep | WorkerAdded
