@@ -12,6 +12,7 @@ from typing import Any
 from scalable.engine import Engine, EventSink, Notify
 from scalable.errors import ScalableError, StateError
 from scalable.manifest.loader import LoadedManifest, load_manifest
+from scalable.manifest.schema import StateBackend
 from scalable.providers.base import Provider, provider_class
 from scalable.spec import TargetSpec, build_target
 from scalable.state.lock import LockInfo
@@ -74,18 +75,29 @@ class Workspace:
 
 
 def open_store(loaded: LoadedManifest, spec: TargetSpec) -> StateStore:
-    cfg = spec.config.state or loaded.manifest.state
+    return backend_store(spec.config.state or loaded.manifest.state, spec)
+
+
+def backend_store(cfg: StateBackend | None, spec: TargetSpec) -> StateStore:
+    """The store a ``state:`` block names, for ``spec``'s target."""
     if cfg is None or cfg.backend == "local":
         return LocalStore(spec.workdir)
     if cfg.backend == "s3":
         try:
-            from scalable.state.s3 import S3Store
+            from scalable.state.s3 import S3Store  # imports boto3 only when used
         except ModuleNotFoundError as exc:
             raise ScalableError(
                 f"the s3 state backend is not available: {exc}", hint="pip install 'scalable[aws]'"
             ) from None
-        store: StateStore = S3Store.from_config(cfg, spec)
-        return store
+        return S3Store.from_config(cfg, spec)
+    if cfg.backend == "gcs":
+        try:
+            from scalable.state.gcs import GcsStore
+        except ModuleNotFoundError as exc:
+            raise ScalableError(
+                f"the gcs state backend is not available: {exc}", hint="pip install 'scalable[gcs]'"
+            ) from None
+        return GcsStore.from_config(cfg, spec)
     raise ScalableError(f"unknown state backend {cfg.backend!r}")
 
 
@@ -114,8 +126,11 @@ class ProviderCheckedStore:
             return state
         raise provider_changed(self.spec, state, self.location)
 
-    def write(self, state: StateFile) -> bool:
-        return self.inner.write(state)
+    def write(self, state: StateFile, *, replace: bool = False) -> bool:
+        return self.inner.write(state, replace=replace)
+
+    def read_backup(self) -> StateFile | None:
+        return self.inner.read_backup()
 
     def lock(
         self, operation: str, timeout: float = 0.0, notify: Callable[[str], None] | None = None
