@@ -145,13 +145,15 @@ class Engine:
         )
 
     def plan_objectives(
-        self, objectives: Any, *, tasks: int | None = None, tag: str | None = None
+        self, objectives: Any, *, tasks: int | None = None, tag: str | None = None,
+        cached: Any | None = None,
     ) -> Any:
         """Choose worker counts for ``objectives``; later plans use them."""
         from scalable.scaling.objectives import plan_objectives
 
         self.provider.target = self.base_target
-        self.objective = plan_objectives(self.provider, objectives, tasks=tasks, tag=tag)
+        self.objective = plan_objectives(self.provider, objectives, tasks=tasks, tag=tag,
+                                         cached=cached)
         self.objective_applied = False
         return self.objective
 
