@@ -112,8 +112,9 @@ def test_state_rm_forgets_for_good(project: Project) -> None:
         # Found by its lineage tag, yet not an orphan to delete: it is forgotten.
         assert "orphan" not in plan and "destroy" not in plan.split("Plan:")[0], plan
         assert "Plan: 1 to add, 0 to change, 0 to destroy." in plan  # a new [1]
+        # (Not asserted alive after this apply: the new [1] registers under the same Dask
+        # worker name, and Dask, not scalable, settles such a clash.)
         project.run("apply", "--auto-approve", "-t", "t", check=True)
-        assert ref.alive()
         planned = project.run("plan", "--destroy", "-t", "t", check=True).stdout
         assert (
             "orphan" not in planned and "Plan: 0 to add, 0 to change, 3 to destroy." in planned
