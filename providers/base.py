@@ -201,6 +201,20 @@ class Provider(ABC):
     def delete(self, record: ResourceRecord) -> None:
         """Delete one resource; deleting what is already gone succeeds."""
 
+    def join_material(self) -> list[Path]:
+        """Files this machine must hold to add capacity to a scheduler that already runs.
+
+        With TLS: the target's CA and the node and client certificates and keys, made by
+        the first apply into ``.scalable/<target>/tls/``. Without them a provider would
+        make a new CA, and workers signed by it could never join the running scheduler.
+        """
+        if not self.target.tls:
+            return []
+        from scalable.tls import tls_files
+
+        f = tls_files(self.workdir / "tls")
+        return [f.ca_file, f.node_cert, f.node_key, f.client_cert, f.client_key]
+
     def client_security(self, outputs: dict[str, str]) -> Any | None:
         """A ``distributed.security.Security`` for clients of this target, or None."""
         from scalable.tls import security_from_outputs

@@ -79,7 +79,8 @@ class LocalProvider(Provider):
             ResourceSpec(
                 address=SCHEDULER,
                 type=PROCESS,
-                attributes={"role": "scheduler", "host": self.host, "tls": self.target.tls},
+                attributes={"role": "scheduler", "host": self.host, "tls": self.target.tls,
+                            "idle_timeout": self.target.idle_timeout},
             )
         ]
         for g in self.target.groups:
@@ -196,6 +197,7 @@ class LocalProvider(Provider):
         started, outputs = start_scheduler(
             host=self.host, workdir=workdir, tags=self._tags(resource, ctx),
             env=self._env(ctx), tls=self.target.tls, tls_args=self._tls_args(),
+            idle_timeout=self.target.idle_timeout,
         )
         if self.target.tls:
             outputs.update(ensure_tls(workdir / "tls").outputs())

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scalable.addrs import SCHEDULER
+from scalable.errors import ScalableError
 from scalable.events import (
     RESOURCE_CREATED,
     RESOURCE_DELETED,
@@ -30,6 +31,7 @@ from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.diff import make_plan
 from scalable.planning.model import Change, Plan
 from scalable.planning.steps import Blocked, Step, hold, step_graph
+from scalable.private_files import private_dir
 from scalable.providers.base import CreateContext, Created, Provider, ProviderError, ResourceSpec
 from scalable.state.lock import LockInfo
 from scalable.state.model import ResourceRecord, StateFile
@@ -85,6 +87,7 @@ class Engine:
         self.base_target = provider.target
         # Set by objective planning: the counts it chose and the horizon it predicted.
         self.objective: Any | None = None
+        self._preflighted = False
         # Once applied, an adaptive group's objective count is only its starting count:
         # the controller moves it (within the objective's bounds) and plans follow state.
         self.objective_applied = False
@@ -104,7 +107,22 @@ class Engine:
     def read_state(self) -> StateFile | None:
         return self.store.read()
 
+    def preflight(self) -> None:
+        """The provider's preflight (``Provider.validate``), once per engine.
+
+        Every plan and apply that may create capacity passes here — the CLI's and
+        ``ScalableSession``'s alike — so no face can skip a check that keeps capacity
+        safe (a GKE target without ``allowed_cidrs`` would be open to the world).
+        A destroy does not: tearing down must work even if the manifest no longer
+        passes.
+        """
+        if not self._preflighted:
+            self.provider.validate()
+            self._preflighted = True
+
     def plan(self, *, destroy: bool = False, refresh: bool = True) -> Plan:
+        if not destroy:
+            self.preflight()
         state = self.store.read()
         target = self.base_target.scaled(state.scale if state else {})
         horizon = None
@@ -192,9 +210,16 @@ class Engine:
     # -- apply --------------------------------------------------------------------------
     def execute(self, plan: Plan, *, wait: bool = True) -> ApplyResult:
         """Carry ``plan`` out. The caller holds the lock."""
+        if not plan.destroy:
+            self.preflight()  # a plan made elsewhere (a saved file) is checked here too
+        # Logs, scripts, TLS files and the scheduler file go here: private before any
+        # provider writes into it (a remote state backend writes nothing locally first).
+        private_dir(self.provider.workdir)
         state = self.store.read() or StateFile(
             target=self.target.name, provider=self.target.provider, owner=self.owner
         )
+        if not plan.destroy:
+            self._check_join_material(state, plan)
         result = ApplyResult()
         self._event(StepStarted(plan.destroy, len(plan.actionable)))
         # The objective's prediction, once per objective (not again for each resize).
@@ -304,6 +329,27 @@ class Engine:
 
     def _save(self, state: StateFile) -> None:
         self.store.write(state)
+
+    def _check_join_material(self, state: StateFile, plan: Plan) -> None:
+        """Refuse, before anything is created, to add capacity to a running scheduler
+        from a machine without the target's TLS material (a CI runner with only the
+        remote state): the new workers could never join."""
+        if SCHEDULER_ADDRESS not in state.outputs:
+            return
+        changing = {c.address for c in plan.actionable
+                    if c.action in ("create", "replace", "update")}
+        if not changing or SCHEDULER in changing:
+            return  # nothing to join, or a new scheduler (and new material) comes too
+        missing = [p for p in self.provider.join_material() if not p.exists()]
+        if missing:
+            folder = missing[0].parent
+            raise ScalableError(
+                f"target {self.target.name!r}: its scheduler runs with TLS, but this machine "
+                f"lacks {', '.join(p.name for p in missing)} in {folder}: new workers "
+                "could never join it; nothing was changed",
+                hint=f"copy {folder}/ (mode 0700) from the machine that applied this target, "
+                     "or run there; or destroy and apply afresh from here",
+            )
 
     def _delete(self, state: StateFile, change: Change, result: ApplyResult) -> bool:
         current = state.get(change.address)

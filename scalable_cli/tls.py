@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scalable.private_files import private_dir
 from scalable.state.store import atomic_write
 
 VALID_DAYS = 365
@@ -83,8 +84,7 @@ def ensure_tls(folder: Path, hosts: list[str] | None = None) -> TlsFiles:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o700)
+    private_dir(folder)
     now = dt.datetime.now(dt.timezone.utc)
 
     def key() -> ec.EllipticCurvePrivateKey:

@@ -80,7 +80,9 @@ def file_lock(
     notify: Callable[[str], None] | None = None,
 ) -> Iterator[LockInfo]:
     """Hold ``path`` exclusively for the block; the info is written into the file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from scalable.private_files import private_dir
+
+    private_dir(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     deadline = time.monotonic() + timeout
     delay = 0.05

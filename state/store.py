@@ -156,7 +156,9 @@ class LocalStore:
         if self.folder.exists() and not self.folder.is_dir():
             raise StateError(f"{self.folder}: is a file, not the state folder",
                              hint="move it away; scalable keeps the target's state there")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        from scalable.private_files import private_dir
+
+        private_dir(self.folder)
         raw = self._raw(self.path)
         if self._locked and self._seen is not None and _digest(raw) != self._seen:
             raise StateError(

@@ -234,8 +234,7 @@ class AwsProvider(Provider):
         return out
 
     def _idle_timeout(self) -> float | None:
-        value = self.cfg.idle_timeout
-        return None if value is False else float(value)
+        return self.target.idle_timeout
 
     def _task_def_spec(self, role: str, cpu: float, mem: int,
                        deps: tuple[str, ...]) -> ResourceSpec:

@@ -309,6 +309,7 @@ class GkeProvider(Provider):
                 "spot": bool(_keys(host).spot),
                 "namespace": self.cfg.namespace, "tls": self.target.tls,
                 "allowed_cidrs": list(self.cfg.allowed_cidrs),
+                "idle_timeout": self.target.idle_timeout,
             },
             depends_on=(addrs.node_pool(host.name),),
         )
@@ -560,9 +561,12 @@ class GkeProvider(Provider):
         select = manifests.selector(ctx.lineage, SCHEDULER)
         common: dict[str, Any] = {"namespace": self.cfg.namespace, "labels": labels, "key": key,
                   "project": ctx.project}
+        # The dashboard is not behind the Service (only the scheduler port is): reach it
+        # with `kubectl port-forward`.
         argv = scheduler_argv(host="0.0.0.0", port=manifests.SCHEDULER_PORT,
-                              tls_args=self._tls_args(), python="python")
-        argv[argv.index("--dashboard-address") + 1] = f"0.0.0.0:{manifests.DASHBOARD_PORT}"
+                              dashboard_port=manifests.DASHBOARD_PORT, dashboard_host="0.0.0.0",
+                              tls_args=self._tls_args(), python="python",
+                              idle_timeout=a.get("idle_timeout"))
         bodies: list[tuple[str, dict[str, Any]]] = []
         if self.target.tls:
             files = ensure_tls(self.workdir / "tls")

@@ -30,6 +30,7 @@ from typing import Any, cast
 from scalable import addrs
 from scalable.addrs import SCHEDULER
 from scalable.outputs import SCHEDULER_ADDRESS
+from scalable.private_files import write_private
 from scalable.providers.base import (
     CreateContext,
     Created,
@@ -163,6 +164,7 @@ class SlurmProvider(BatchProvider):
                             "partition": self.cfg.queue, "account": self.cfg.account,
                             "walltime": format_walltime(wall), "cores": 1,
                             "interface": self.cfg.interface, "tls": self.target.tls,
+                            "idle_timeout": self.target.idle_timeout,
                             "core_hours": round(wall / 3600, 4)},
             )
         else:
@@ -171,7 +173,8 @@ class SlurmProvider(BatchProvider):
             sched = ResourceSpec(
                 address=SCHEDULER, type=PROCESS,
                 attributes={"role": "scheduler", "placement": "local",
-                            "interface": self.cfg.interface, "tls": self.target.tls},
+                            "interface": self.cfg.interface, "tls": self.target.tls,
+                            "idle_timeout": self.target.idle_timeout},
             )
         out = [sched]
         kept, _ = self.capped()
@@ -509,7 +512,7 @@ class SlurmProvider(BatchProvider):
         name, comment, wckey = self._identity(lineage, SCHEDULER, key)
         argv = scheduler_argv(host=scripts.HOST_VAR, scheduler_file=self.workdir / "scheduler.json",
                               preload=preload(), tls_args=self._tls_args(),
-                              python=self._python())
+                              python=self._python(), idle_timeout=self.target.idle_timeout)
         if self.cfg.containers == "apptainer" and self.cfg.image:
             argv = scripts.apptainer_wrap(argv, self.cfg.image, binds=[str(self.workdir)])
         shape = scripts.JobShape(
@@ -538,8 +541,7 @@ class SlurmProvider(BatchProvider):
         if existing is None:
             sched_file.unlink(missing_ok=True)
             text = self._scheduler_script(ctx.lineage, ctx.idempotency_key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            write_private(path, text)
             job_id = slurm.sbatch(path, cwd=self.workdir, env={"DASK_SCHEDULER_ADDRESS": ""})
         else:
             job_id = existing.id
@@ -693,8 +695,7 @@ class SlurmProvider(BatchProvider):
         text = self.job_script(resource, lineage=ctx.lineage, key=ctx.idempotency_key,
                                scheduler_address=address)
         assert text is not None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        write_private(path, text)  # its export lines carry env: values
         return path, meta
 
     def _create_scheduler(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
@@ -724,6 +725,7 @@ class SlurmProvider(BatchProvider):
             tags={TAG_LINEAGE: ctx.lineage, TAG_ADDRESS: resource.address,
                   TAG_KEY: ctx.idempotency_key},
             env=self._job_env(), tls=self.target.tls, tls_args=self._tls_args(create=True),
+            idle_timeout=self.target.idle_timeout,
         )
         outputs.update(more)
         if any(r.type == JOB for r in self.desired()):

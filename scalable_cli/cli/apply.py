@@ -87,8 +87,8 @@ def plan(
 ) -> None:
     """Show what apply would change, and what it would cost."""
     ws = Workspace.open(file, target)
-    ws.provider.validate()
     engine = ws.engine()
+    engine.preflight()
     if not destroy:
         _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_)
     p = engine.plan(destroy=destroy, refresh=not no_refresh)
@@ -192,7 +192,7 @@ def apply(
         ws = Workspace.open(file, saved.target)
     notify = info if json_ else echo
     engine = ws.engine(notify=notify)
-    ws.provider.validate()
+    engine.preflight()
     with engine.locked("apply", lock_seconds(lock_timeout)):
         if saved is not None:
             check_fresh(saved, ws.store.read(), ws.spec.manifest_digest, ws.spec.name)

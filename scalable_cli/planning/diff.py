@@ -101,6 +101,8 @@ def _resolve(
     for d in discovered:
         if d.id in known_ids or d.idempotency_key in known_keys:
             continue
+        if state.is_forgotten(d.id, d.idempotency_key):
+            continue  # `state rm`: no longer ours, whatever lineage it carries
         drift.append(Drift(d.address, d.type, "orphan",
                            f"{d.id} carries this state's lineage but is not recorded"))
         orphan_deletes.append(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from scalable.addrs import CONTROLLER, SCHEDULER
@@ -65,6 +66,9 @@ class WithController(Provider):
 
     def validate(self) -> None:
         self.inner.validate()
+
+    def join_material(self) -> list[Path]:
+        return self.inner.join_material()
 
     def updatable(self, before: dict[str, Any], after: dict[str, Any]) -> bool:
         return self.inner.updatable(before, after)

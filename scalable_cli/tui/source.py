@@ -219,7 +219,8 @@ class LiveSource:
         self._lost_at: float | None = None
         self._state: StateFile | None = None
         self._state_read_at = 0.0
-        self._state_every = 0.0 if type(ws.store).__name__ == "LocalStore" else 5.0
+        backend = getattr(ws.store, "inner", ws.store)
+        self._state_every = 0.0 if type(backend).__name__ == "LocalStore" else 5.0
         self._messages: list[LogLine] = []
         self._polls = 0
         self._opened = clock()
