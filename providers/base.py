@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from scalable.addrs import SCHEDULER
 from scalable.errors import ScalableError
+from scalable.hooks import Hook, StderrHook
 
 if TYPE_CHECKING:
     from scalable.pricing.estimator import Price
@@ -106,6 +107,8 @@ class Provider(ABC):
     """
 
     name: str = ""
+    # Where progress and warnings go; the engine points this at its own hooks.
+    hooks: Hook = StderrHook()
 
     def __init__(self, target: TargetSpec, workdir: Path) -> None:
         self.target = target

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +26,7 @@ from scalable.events import (
     StepCompleted,
     StepStarted,
 )
+from scalable.hooks import Hook
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.diff import make_plan
 from scalable.planning.model import Change, Plan
@@ -34,17 +35,6 @@ from scalable.providers.base import CreateContext, Created, Provider, ProviderEr
 from scalable.state.lock import LockInfo
 from scalable.state.model import ResourceRecord, StateFile
 from scalable.state.store import StateStore
-
-Notify = Callable[[str], None]
-EventSink = Callable[[str, dict[str, Any]], None]
-
-
-def _quiet(_: str) -> None:
-    pass
-
-
-def _no_events(_: str, __: dict[str, Any]) -> None:
-    pass
 
 
 @dataclass
@@ -70,15 +60,15 @@ class Engine:
         provider: Provider,
         store: StateStore,
         *,
-        notify: Notify = _quiet,
-        events: EventSink = _no_events,
+        hooks: Hook | None = None,
         owner: str = "cli",
         ready_timeout: float = 180.0,
     ) -> None:
         self.provider = provider
         self.store = store
-        self.notify = notify
-        self.events = events
+        # Everything the engine reports goes to its hooks; the provider reports there too.
+        self.hooks = hooks or Hook()
+        provider.hooks = self.hooks
         self.owner = owner
         self.ready_timeout = ready_timeout
         # The manifest's target; the provider's is this at the state's adaptive counts.
@@ -92,7 +82,7 @@ class Engine:
 
     @contextmanager
     def locked(self, operation: str, timeout: float = 0.0) -> Iterator[LockInfo]:
-        with self.store.lock(operation, timeout=timeout, notify=self.notify) as info:
+        with self.store.lock(operation, timeout=timeout, notify=self.hooks.progress) as info:
             yield info
 
     def read_state(self) -> StateFile | None:
@@ -211,7 +201,7 @@ class Engine:
             try:
                 self.provider.prepare_delete(going)
             except ProviderError as exc:  # each delete below still tries, and reports
-                self.notify(f"batch delete failed ({exc}); deleting one by one")
+                self.hooks.progress(f"batch delete failed ({exc}); deleting one by one")
         # What failed, per op: a failed delete holds deletes, a failed create creates.
         failed: dict[str, set[str]] = {"delete": set(), "create": set(), "update": set()}
         i = 0
@@ -260,7 +250,7 @@ class Engine:
             failed |= self._create_batch(state, batch, result)
 
     def _event(self, payload: Payload) -> None:
-        self.events(payload.kind, payload.to_data())
+        self.hooks.event(payload)
 
     def _save(self, state: StateFile) -> None:
         self.store.write(state)
@@ -291,7 +281,7 @@ class Engine:
             if change.address == SCHEDULER:
                 state.outputs.clear()
             self._save(state)
-        self.notify(f"{change.address}: Destruction complete")
+        self.hooks.progress(f"{change.address}: Destruction complete")
         self._event(ResourceStep(RESOURCE_DELETED, change.address, change.type))
         return True
 
@@ -339,7 +329,7 @@ class Engine:
             result.added += 1
             self._event(ResourceStep(RESOURCE_CREATED, spec.address, spec.type, out.id))
         self._save(state)
-        self.notify(
+        self.hooks.progress(
             f"{len(specs) - sum(isinstance(o, ProviderError) for o in outcomes)}/{len(specs)} "
             f"created ({', '.join(s.address for s in specs[:3])}"
             f"{', …' if len(specs) > 3 else ''}) in {time.monotonic() - started:.1f}s"
@@ -388,10 +378,11 @@ class Engine:
             info = client.scheduler_info(n_workers=-1)["workers"]
             victims = [a for a, w in info.items() if w.get("name") in set(names)]
             if victims:
-                self.notify(f"retiring {len(victims)} worker(s) gracefully (moving data off)")
+                self.hooks.progress(f"retiring {len(victims)} worker(s) gracefully "
+                                    "(moving data off)")
                 client.retire_workers(workers=victims, close_workers=True)
         except Exception as exc:  # retiring is best effort; the delete follows regardless
-            self.notify(f"graceful retire failed ({exc}); stopping the workers")
+            self.hooks.progress(f"graceful retire failed ({exc}); stopping the workers")
         finally:
             client.close()
 
@@ -419,7 +410,7 @@ class Engine:
                 ready = want & {str(w.get("name")) for w in info.values()}
                 if len(ready) != seen:
                     seen = len(ready)
-                    self.notify(f"workers {seen}/{len(want)} ready")
+                    self.hooks.progress(f"workers {seen}/{len(want)} ready")
                 if ready == want:
                     return seen
                 if time.monotonic() > next_check:

@@ -17,6 +17,7 @@ from scalable.addrs import SCHEDULER
 from scalable.client import ScalableClient
 from scalable.engine import ApplyResult, Engine
 from scalable.errors import ScalableError
+from scalable.hooks import LogHook
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.model import Plan
 from scalable.workspace import Workspace
@@ -41,7 +42,7 @@ class ScalableSession:
         self.workspace = workspace
         self.id = f"session:{uuid.uuid4().hex[:12]}"
         self.lock_timeout = lock_timeout
-        self.engine: Engine = workspace.engine(notify=log.info, owner=self.id)
+        self.engine: Engine = workspace.engine(hooks=LogHook(log), owner=self.id)
         self.client: ScalableClient | None = None
         self.controller: Any | None = None
         self.attached = False

@@ -6,8 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from scalable.engine import Engine, EventSink, Notify
+from scalable.engine import Engine
 from scalable.errors import ScalableError
+from scalable.hooks import Hook, Hooks
 from scalable.manifest.loader import LoadedManifest, load_manifest
 from scalable.providers.base import Provider, provider_class
 from scalable.spec import TargetSpec, build_target
@@ -38,17 +39,15 @@ class Workspace:
         return cls(loaded=loaded, spec=spec, provider=provider, store=open_store(loaded, spec))
 
     def engine(
-        self, *, notify: Notify | None = None, events: EventSink | None = None, owner: str = "cli"
+        self, *, hooks: Hook | None = None, record: bool = True, owner: str = "cli"
     ) -> Engine:
-        engine = Engine(self.provider_for(owner), self.store, owner=owner)
-        if notify is not None:
-            engine.notify = notify
-        if events is None:
+        """An engine reporting to ``hooks`` and, unless ``record`` is off, to telemetry."""
+        if record:
             from scalable.telemetry.recorder import RunRecorder
 
-            events = RunRecorder(self)  # apply/destroy steps into telemetry.db
-        engine.events = events
-        return engine
+            # apply/destroy steps into telemetry.db
+            hooks = Hooks([*([hooks] if hooks is not None else []), RunRecorder(self)])
+        return Engine(self.provider_for(owner), self.store, hooks=hooks, owner=owner)
 
     def provider_for(self, owner: str) -> Provider:
         """The provider, wrapped with the ``controller`` resource where one belongs.

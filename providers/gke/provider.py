@@ -496,10 +496,7 @@ class GkeProvider(Provider):
                              "location": self.cfg.location})
 
     def _notify(self, message: str) -> None:
-        # Provider calls have no notify channel of their own; stderr keeps --json clean.
-        import sys
-
-        print(message, file=sys.stderr, flush=True)
+        self.hooks.progress(message)
 
     def _labels(self, ctx: CreateContext, address: str, component: str) -> dict[str, str]:
         return manifests.ours(ctx.lineage, ctx.target, address, component)

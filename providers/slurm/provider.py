@@ -179,7 +179,7 @@ class SlurmProvider(Provider):
     def _warn(self, text: str | None) -> None:
         if text and text not in self._warned:
             self._warned.add(text)
-            sys.stderr.write(f"Warning: {text}\n")
+            self.hooks.warning(text)
 
     # -- desired ------------------------------------------------------------------------
     @property

@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 
+from scalable.hooks import LogHook
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.workspace import Workspace
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     from scalable.scaling.controller import Controller
 
     ws = Workspace.open(args.file, args.target)
-    engine = ws.engine(notify=logging.getLogger("scalable.engine").info, owner="controller")
+    engine = ws.engine(hooks=LogHook(logging.getLogger("scalable.engine")), owner="controller")
     controller = Controller(engine)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -21,7 +21,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from scalable.addrs import SCHEDULER
-from scalable.events import APPLY_COMPLETE, PRICING, RESOURCE_DELETED, RESOURCE_DELETING
+from scalable.events import APPLY_COMPLETE, PRICING, RESOURCE_DELETED, RESOURCE_DELETING, Payload
+from scalable.hooks import Hook
 from scalable.outputs import SCHEDULER_ADDRESS
 
 if TYPE_CHECKING:  # imported where used: every engine gets a recorder, `plan` included
@@ -163,8 +164,8 @@ def price_table(provider: Provider) -> dict[str, Any]:
 # -- the engine's sink -------------------------------------------------------------------
 
 
-class RunRecorder:
-    """``EventSink`` for an Engine: records its steps into the target's current run."""
+class RunRecorder(Hook):
+    """The telemetry hook: records an engine's steps into the target's current run."""
 
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
@@ -182,6 +183,9 @@ class RunRecorder:
 
             self._db = TelemetryDB.for_root(self.ws.spec.root)
         return self._db
+
+    def event(self, payload: Payload) -> None:
+        self(payload.kind, payload.to_data())
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
         if not telemetry_enabled():

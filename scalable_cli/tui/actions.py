@@ -103,7 +103,7 @@ def preview(ws: Workspace, group: str, delta: int) -> ScaleRequest:
         raise ScaleRefused(f"group {group!r} is at its adaptive minimum ({lo} workers)",
                            hint=f"lower adaptive.minimum in {manifest}")
 
-    engine = ws.engine(owner="cli", events=lambda kind, data: None)
+    engine = ws.engine(owner="cli", record=False)
     target = engine.base_target.scaled({**state.scale, group: after})
     engine.provider.target = target
     plan = make_plan(engine.provider, state, target.manifest_digest, refresh=True)
