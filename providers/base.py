@@ -87,6 +87,8 @@ class CreateContext:
     project: str
     # Outputs known so far (the scheduler's address once it exists).
     outputs: dict[str, str] = field(default_factory=dict)
+    # The target at the counts this apply runs (adaptive groups at their current size).
+    spec: TargetSpec | None = None
 
 
 @dataclass
@@ -117,8 +119,13 @@ class Provider(ABC):
 
     # -- planning ---------------------------------------------------------------------
     @abstractmethod
-    def desired(self) -> list[ResourceSpec]:
-        """The resources the target's spec asks for, scheduler first."""
+    def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
+        """The resources ``target`` asks for, scheduler first.
+
+        ``target`` is this provider's own spec (the default) or a copy of it at other
+        counts (adaptive groups at their current size, an objective's choice): the
+        provider never has its spec swapped under it.
+        """
 
     def validate(self) -> None:  # noqa: B027 - optional hook
         """Preflight: credentials, partition/region, quotas. Raise ProviderError."""

@@ -43,6 +43,7 @@ from scalable.providers.processes import (
     tagged,
     terminate,
 )
+from scalable.spec import TargetSpec
 from scalable.state.model import ResourceRecord
 from scalable.tls import ensure_tls
 
@@ -53,15 +54,16 @@ PROCESS = "local.process"
 class LocalProvider(Provider):
     name = "local"
 
-    def desired(self) -> list[ResourceSpec]:
+    def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
+        target = target or self.target
         out = [
             ResourceSpec(
                 address=SCHEDULER,
                 type=PROCESS,
-                attributes={"role": "scheduler", "host": HOST, "tls": self.target.tls},
+                attributes={"role": "scheduler", "host": HOST, "tls": target.tls},
             )
         ]
-        for g in self.target.groups:
+        for g in target.groups:
             base = {
                 "role": "worker",
                 "threads_per_worker": g.threads_per_worker,

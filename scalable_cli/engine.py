@@ -32,6 +32,7 @@ from scalable.planning.diff import make_plan
 from scalable.planning.model import Change, Plan
 from scalable.planning.steps import Blocked, Step, hold, step_graph
 from scalable.providers.base import CreateContext, Created, Provider, ProviderError, ResourceSpec
+from scalable.spec import TargetSpec
 from scalable.state.lock import LockInfo
 from scalable.state.model import ResourceRecord, StateFile
 from scalable.state.store import StateStore
@@ -88,14 +89,21 @@ class Engine:
     def read_state(self) -> StateFile | None:
         return self.store.read()
 
-    def plan(self, *, destroy: bool = False, refresh: bool = True) -> Plan:
-        state = self.store.read()
-        target = self.base_target.scaled(state.scale if state else {})
-        horizon = None
+    def counted_target(self, state: StateFile | None, scale: dict[str, int] | None = None
+                       ) -> TargetSpec:
+        """The manifest's target at the counts to run: adaptive groups at their current
+        size (``state.scale``, then ``scale``), an objective's choice on top."""
+        target = self.base_target.scaled({**(state.scale if state else {}), **(scale or {})})
         if self.objective is not None:
             target = target.with_counts({self.objective.group: self.objective.chosen.workers})
-            horizon = self.objective.horizon_hours
-        self.provider.target = target
+        return target
+
+    def plan(self, *, destroy: bool = False, refresh: bool = True,
+             scale: dict[str, int] | None = None) -> Plan:
+        """Plan for the target at its current counts (``scale``: other counts, a preview)."""
+        state = self.store.read()
+        target = self.counted_target(state, scale)
+        horizon = self.objective.horizon_hours if self.objective is not None else None
         return make_plan(
             self.provider,
             state,
@@ -103,6 +111,7 @@ class Engine:
             destroy=destroy,
             refresh=refresh,
             horizon_hours=horizon,
+            target=target,
         )
 
     def plan_objectives(
@@ -111,7 +120,6 @@ class Engine:
         """Choose worker counts for ``objectives``; later plans use them."""
         from scalable.scaling.objectives import plan_objectives
 
-        self.provider.target = self.base_target
         self.objective = plan_objectives(self.provider, objectives, tasks=tasks, tag=tag)
         return self.objective
 
@@ -292,6 +300,7 @@ class Engine:
             target=self.target.name,
             project=self.target.project,
             outputs=dict(state.outputs),
+            spec=self.counted_target(state),
         )
 
     def _create_batch(

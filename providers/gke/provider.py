@@ -47,6 +47,7 @@ from scalable.providers.base import (
 )
 from scalable.providers.gke import auth, manifests, sizing
 from scalable.providers.gke.pricing import pool_price
+from scalable.spec import TargetSpec
 from scalable.state.model import ResourceRecord
 
 POOL = "gke.node_pool"
@@ -256,18 +257,19 @@ class GkeProvider(Provider):
         groups = self.target.groups
         return next((g for g in groups if not g.setting("spot", False)), groups[0])
 
-    def desired(self) -> list[ResourceSpec]:
+    def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
+        target = target or self.target
         zones = len(self.cluster().zones)
         host = self.scheduler_group()
         image = self.cfg.image or default_image()
         pools: list[ResourceSpec] = []
         workers: list[ResourceSpec] = []
-        for g in self.target.groups:
+        for g in target.groups:
             shape, memory, pods = self._group_shape(g)
             processes = int(g.setting("processes", 1))
             spot = bool(g.setting("spot", False))
             pod = sizing.worker_pod(g.threads_per_worker, processes, memory)
-            packed = ([sizing.SCHEDULER_POD] if g is host else []) + [pod] * pods
+            packed = ([sizing.SCHEDULER_POD] if g.name == host.name else []) + [pod] * pods
             nodes = sizing.nodes_for(packed, shape)
             pool = self.pool_name(g.name)
             pools.append(ResourceSpec(
@@ -299,7 +301,7 @@ class GkeProvider(Provider):
                 "name": self.scheduler_name, "image": image,
                 "pool": self.pool_name(host.name),
                 "spot": bool(host.setting("spot", False)),
-                "namespace": self.cfg.namespace, "tls": self.target.tls,
+                "namespace": self.cfg.namespace, "tls": target.tls,
                 "allowed_cidrs": list(self.cfg.allowed_cidrs),
             },
             depends_on=(addrs.node_pool(host.name),),

@@ -62,7 +62,7 @@ from scalable.providers.processes import (
 )
 from scalable.providers.slurm import commands as slurm
 from scalable.providers.slurm import script as scripts
-from scalable.spec import GroupSpec
+from scalable.spec import GroupSpec, TargetSpec
 from scalable.state.model import ResourceRecord
 from scalable.tls import ensure_tls, security_from_outputs, tls_files
 from scalable.units import format_size, format_walltime
@@ -192,7 +192,8 @@ class SlurmProvider(Provider):
         return max([int(self.cfg.walltime)]
                    + [int(g.setting("walltime", 3600)) for g in self.target.groups])
 
-    def desired(self) -> list[ResourceSpec]:
+    def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
+        target = target or self.target
         if self.in_job:
             wall = self._scheduler_walltime()
             sched = ResourceSpec(
@@ -200,7 +201,7 @@ class SlurmProvider(Provider):
                 attributes={"role": "scheduler", "placement": "job",
                             "partition": self.cfg.queue, "account": self.cfg.account,
                             "walltime": format_walltime(wall), "cores": 1,
-                            "interface": self.cfg.interface, "tls": self.target.tls,
+                            "interface": self.cfg.interface, "tls": target.tls,
                             "core_hours": round(wall / 3600, 4)},
             )
         else:
@@ -209,10 +210,10 @@ class SlurmProvider(Provider):
             sched = ResourceSpec(
                 address=SCHEDULER, type=PROCESS,
                 attributes={"role": "scheduler", "placement": "local",
-                            "interface": self.cfg.interface, "tls": self.target.tls},
+                            "interface": self.cfg.interface, "tls": target.tls},
             )
         out = [sched]
-        for g in self.target.groups:
+        for g in target.groups:
             per_job = int(g.setting("processes", 1))
             for j in range(math.ceil(g.count / per_job)):
                 nw = min(per_job, g.count - j * per_job)
@@ -707,7 +708,7 @@ class SlurmProvider(Provider):
         address = f"{'tls' if self.target.tls else 'tcp'}://{host}:{port}"
         outputs[SCHEDULER_ADDRESS] = address
         outputs[DASHBOARD_URL] = f"http://{host}:{dash}/status"
-        if any(r.type == JOB for r in self.desired()):
+        if any(r.type == JOB for r in self.desired(ctx.spec)):
             self._unconfirmed = (ref, sched_file, log, address)
         else:
             self._confirm(ref, sched_file, log, address)

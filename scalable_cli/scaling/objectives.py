@@ -274,13 +274,8 @@ def plan_objectives(
     group = group_for(spec, tag)
     est = estimate_for(spec, tasks, tag)
     one = spec.with_counts({group.name: 1})
-    saved = provider.target
-    provider.target = one
-    try:
-        worker = next(r for r in provider.desired() if r.group == group.name)
-        price = provider.price(worker)
-    finally:
-        provider.target = saved
+    worker = next(r for r in provider.desired(one) if r.group == group.name)
+    price = provider.price(worker)
     per_worker = None if price.hourly is None else price.hourly / max(1, len(worker.worker_names))
     return choose(
         est, objectives,

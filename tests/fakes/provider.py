@@ -146,9 +146,9 @@ class FakeProvider(Provider):
     # them: only for tests with a real scheduler, or none at all).
     worker_names: bool = False
 
-    def desired(self) -> list[ResourceSpec]:
+    def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
         out = [ResourceSpec(SCHEDULER, VM, {"size": "s"})]
-        for g in self.target.groups:
+        for g in (target or self.target).groups:
             deps: tuple[str, ...] = (SCHEDULER,)
             if self.pools:
                 out.append(ResourceSpec(addrs.node_pool(g.name), POOL, {"size": g.count}))
