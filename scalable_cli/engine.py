@@ -32,6 +32,7 @@ from scalable.planning.diff import make_plan
 from scalable.planning.model import Change, Plan
 from scalable.planning.steps import Blocked, Step, hold, step_graph
 from scalable.providers.base import CreateContext, Created, Provider, ProviderError, ResourceSpec
+from scalable.providers.retire import retire_workers
 from scalable.spec import TargetSpec
 from scalable.state.lock import LockInfo
 from scalable.state.model import ResourceRecord, StateFile
@@ -379,21 +380,8 @@ class Engine:
         addr = state.outputs.get(SCHEDULER_ADDRESS)
         if not names or not addr:
             return
-        try:
-            client = self.connect(state.outputs, timeout=5.0)
-        except Exception:
-            return  # no scheduler left: nothing to move, deletes still go ahead
-        try:
-            info = client.scheduler_info(n_workers=-1)["workers"]
-            victims = [a for a, w in info.items() if w.get("name") in set(names)]
-            if victims:
-                self.hooks.progress(f"retiring {len(victims)} worker(s) gracefully "
-                                    "(moving data off)")
-                client.retire_workers(workers=victims, close_workers=True)
-        except Exception as exc:  # retiring is best effort; the delete follows regardless
-            self.hooks.progress(f"graceful retire failed ({exc}); stopping the workers")
-        finally:
-            client.close()
+        retire_workers(addr, self.provider.client_security(state.outputs), names,
+                       progress=self.hooks.progress)
 
     def wait_ready(
         self, outputs: dict[str, str], hosts: list[ResourceRecord], result: ApplyResult

@@ -47,8 +47,10 @@ from scalable.providers.base import (
 )
 from scalable.providers.gke import auth, manifests, sizing
 from scalable.providers.gke.pricing import pool_price
+from scalable.providers.retire import retire_workers
 from scalable.spec import TargetSpec
 from scalable.state.model import ResourceRecord
+from scalable.tls import tls_files
 
 POOL = "gke.node_pool"
 DEPLOYMENT = "k8s.deployment"
@@ -737,24 +739,9 @@ class GkeProvider(Provider):
         address = record.meta.get(SCHEDULER_ADDRESS)
         if not names or not address:
             return
-        try:
-            from distributed import Client
-            from scalable.tls import security_from_outputs, tls_files
-
-            outputs = tls_files(self.workdir / "tls")
-            security = security_from_outputs({
-                "tls_ca_file": str(outputs.ca_file),
-                "tls_client_cert": str(outputs.client_cert),
-                "tls_client_key": str(outputs.client_key),
-            }) if self.target.tls else None
-            with Client(address, security=security, timeout=10,
-                        set_as_default=False) as client:
-                info = client.scheduler_info(n_workers=-1)["workers"]
-                victims = [a for a, w in info.items() if w.get("name") in set(names)]
-                if victims:
-                    client.retire_workers(workers=victims, close_workers=True)
-        except Exception as exc:  # the scale-down goes ahead regardless
-            self._notify(f"graceful retire failed ({exc}); scaling down anyway")
+        security = tls_files(self.workdir / "tls").client_security() if self.target.tls else None
+        retire_workers(str(address), security, names, progress=self._notify, timeout=10,
+                       then="scaling down anyway")
 
     def delete(self, record: ResourceRecord) -> None:
         name = str(record.meta.get("name") or record.attributes.get("name") or "")

@@ -64,7 +64,7 @@ from scalable.providers.slurm import commands as slurm
 from scalable.providers.slurm import script as scripts
 from scalable.spec import GroupSpec, TargetSpec
 from scalable.state.model import ResourceRecord
-from scalable.tls import ensure_tls, security_from_outputs, tls_files
+from scalable.tls import ensure_tls, tls_files
 from scalable.units import format_size, format_walltime
 
 JOB = "slurm.job"
@@ -745,10 +745,7 @@ class SlurmProvider(Provider):
         from distributed import Client
 
         tls = tls_files(self.workdir / "tls")
-        security = security_from_outputs({"tls_ca_file": str(tls.ca_file),
-                                          "tls_client_cert": str(tls.client_cert),
-                                          "tls_client_key": str(tls.client_key)}
-                                         ) if self.target.tls else None
+        security = tls.client_security() if self.target.tls else None
         try:
             with Client(str(rec.meta["address"]), security=security, timeout=15,
                         set_as_default=False) as client:

@@ -92,7 +92,7 @@ def preview(ws: Workspace, group: str, delta: int) -> ScaleRequest:
         raise ScaleRefused(f"target {spec.name!r} has no scheduler",
                            hint=f"run `scalable apply -t {spec.name}` first")
     lo, hi = g.adaptive.minimum, g.adaptive.maximum
-    current = max(lo, min(hi, state.scale.get(group, g.count)))
+    current = g.adaptive.clamp(state.scale.get(group, g.count))
     after = current + delta
     if after > hi:
         raise ScaleRefused(f"group {group!r} is at its adaptive maximum ({hi} workers)",
