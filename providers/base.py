@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from scalable.addrs import SCHEDULER
 from scalable.errors import ScalableError
 from scalable.hooks import Hook, StderrHook
+from scalable.tls import security_from_outputs
 
 if TYPE_CHECKING:
     from scalable.pricing.estimator import Price
@@ -194,8 +195,6 @@ class Provider(ABC):
 
     def client_security(self, outputs: dict[str, str]) -> Any | None:
         """A ``distributed.security.Security`` for clients of this target, or None."""
-        from scalable.tls import security_from_outputs
-
         return security_from_outputs(outputs)
 
 

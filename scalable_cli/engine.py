@@ -33,6 +33,7 @@ from scalable.planning.model import Change, Plan
 from scalable.planning.steps import Blocked, Step, hold, step_graph
 from scalable.providers.base import CreateContext, Created, Provider, ProviderError, ResourceSpec
 from scalable.providers.retire import retire_workers
+from scalable.scaling.objectives import plan_objectives
 from scalable.spec import TargetSpec
 from scalable.state.lock import LockInfo
 from scalable.state.model import ResourceRecord, StateFile
@@ -119,8 +120,6 @@ class Engine:
         self, objectives: Any, *, tasks: int | None = None, tag: str | None = None
     ) -> Any:
         """Choose worker counts for ``objectives``; later plans use them."""
-        from scalable.scaling.objectives import plan_objectives
-
         self.objective = plan_objectives(self.provider, objectives, tasks=tasks, tag=tag)
         return self.objective
 

@@ -18,8 +18,10 @@ from scalable.client import ScalableClient
 from scalable.engine import ApplyResult, Engine
 from scalable.errors import ScalableError
 from scalable.hooks import LogHook
+from scalable.manifest.schema import Objectives
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.model import Plan
+from scalable.scaling.controller import Controller
 from scalable.workspace import Workspace
 
 log = logging.getLogger("scalable")
@@ -49,8 +51,6 @@ class ScalableSession:
         self.result: ApplyResult | None = None
         self.objective: Any | None = None
         if objectives is not None or workspace.spec.objectives is not None:
-            from scalable.manifest.schema import Objectives
-
             goal = Objectives(**objectives) if objectives else workspace.spec.objectives
             # Chosen once, up front: every plan of this session uses these counts.
             self.objective = self.engine.plan_objectives(goal, tasks=tasks, tag=tag)
@@ -99,8 +99,6 @@ class ScalableSession:
                                    hint="session.close() tears down what was created")
         self.client = self._connect()
         if not self.attached and any(g.adaptive for g in self.workspace.spec.groups):
-            from scalable.scaling.controller import Controller
-
             # The session's own controller: a thread in this process (CLI-applied capacity
             # has a detached one instead).
             self.controller = Controller(self.engine)

@@ -11,8 +11,10 @@ from scalable.errors import ScalableError
 from scalable.hooks import Hook, Hooks
 from scalable.manifest.loader import LoadedManifest, load_manifest
 from scalable.providers.base import Provider, provider_class
+from scalable.scaling.resource import WithController
 from scalable.spec import TargetSpec, build_target
 from scalable.state.store import LocalStore, StateStore
+from scalable.telemetry.recorder import RunRecorder
 
 DEFAULT_FILE = "scalable.yaml"
 
@@ -43,8 +45,6 @@ class Workspace:
     ) -> Engine:
         """An engine reporting to ``hooks`` and, unless ``record`` is off, to telemetry."""
         if record:
-            from scalable.telemetry.recorder import RunRecorder
-
             # apply/destroy steps into telemetry.db
             hooks = Hooks([*([hooks] if hooks is not None else []), RunRecorder(self)])
         return Engine(self.provider_for(owner), self.store, hooks=hooks, owner=owner)
@@ -61,8 +61,6 @@ class Workspace:
         capacity_owner = state.owner if state is not None and state.resources else owner
         if capacity_owner not in ("cli", "controller"):
             return self.provider
-        from scalable.scaling.resource import WithController
-
         return WithController(self.provider)
 
 

@@ -13,6 +13,7 @@ import threading
 
 from scalable.hooks import LogHook
 from scalable.outputs import SCHEDULER_ADDRESS
+from scalable.scaling.controller import Controller
 from scalable.workspace import Workspace
 
 
@@ -22,8 +23,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", required=True)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-
-    from scalable.scaling.controller import Controller
 
     ws = Workspace.open(args.file, args.target)
     engine = ws.engine(hooks=LogHook(logging.getLogger("scalable.engine")), owner="controller")

@@ -22,6 +22,7 @@ from scalable.errors import PlanError
 from scalable.events import APPLY_COMPLETE, APPLY_START
 from scalable.manifest.schema import Objectives
 from scalable.pricing.estimator import format_usd
+from scalable.telemetry.store import TelemetryDB, db_path
 from scalable.units import format_duration
 
 if TYPE_CHECKING:
@@ -218,8 +219,6 @@ def estimate_for(spec: TargetSpec, tasks: int | None, tag: str | None) -> Worklo
 
 
 def _db(spec: TargetSpec) -> Any:
-    from scalable.telemetry.store import TelemetryDB, db_path
-
     path = db_path(spec.root)
     return TelemetryDB(path, readonly=True) if path.exists() else None
 

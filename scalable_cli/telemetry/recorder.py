@@ -24,6 +24,8 @@ from scalable.addrs import SCHEDULER
 from scalable.events import APPLY_COMPLETE, PRICING, RESOURCE_DELETED, RESOURCE_DELETING, Payload
 from scalable.hooks import Hook
 from scalable.outputs import SCHEDULER_ADDRESS
+from scalable.telemetry.report import last_activity
+from scalable.telemetry.store import PULL_HANDLER, Aggregate, TelemetryDB
 
 if TYPE_CHECKING:  # imported where used: every engine gets a recorder, `plan` included
     from scalable.providers.base import Provider
@@ -46,8 +48,6 @@ def telemetry_enabled() -> bool:
 def _call(address: str, security: Any, timeout: float, **kwargs: Any) -> dict[str, Any]:
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
-
-    from scalable.telemetry.store import PULL_HANDLER
 
     async def go() -> dict[str, Any]:
         from distributed.core import rpc
@@ -72,8 +72,6 @@ def pull(db: TelemetryDB, address: str, security: Any = None, *,
 
     Returns the run (now in ``db``), or None when no telemetry plugin answers.
     """
-    from scalable.telemetry.store import Aggregate
-
     try:
         info = _call(address, security, timeout)
     except Exception as exc:
@@ -115,8 +113,6 @@ def current_run(ws: Workspace, state: StateFile | None = None, *,
     addr = state.outputs.get(SCHEDULER_ADDRESS) if state is not None else None
     if not addr:
         return None
-    from scalable.telemetry.store import TelemetryDB
-
     db = TelemetryDB.for_root(ws.spec.root)
     run = db.open_run(ws.spec.name, addr) if db.exists else None
     if refresh and (run is None or run.source == "pulled"):
@@ -179,8 +175,6 @@ class RunRecorder(Hook):
     @property
     def db(self) -> TelemetryDB:
         if self._db is None:
-            from scalable.telemetry.store import TelemetryDB
-
             self._db = TelemetryDB.for_root(self.ws.spec.root)
         return self._db
 
@@ -216,8 +210,6 @@ class RunRecorder(Hook):
                 # here died without closing: it ended when it was last heard of.
                 # (A pulled or engine-made run ends now: its scheduler just went.)
                 if run.source == "plugin" and run.ended_at is None:
-                    from scalable.telemetry.report import last_activity
-
                     self.db.end_run(run.id, min(now, last_activity(self.db, run)))
                 else:
                     self.db.end_run(run.id, now)

@@ -35,6 +35,7 @@ from scalable.events import (
     WORKER_ADDED,
     WORKER_REMOVED,
 )
+from scalable.pricing.estimator import format_usd
 from scalable.telemetry.store import (
     FAILED_STATUSES,
     Aggregate,
@@ -320,8 +321,6 @@ def fmt_seconds(s: float | None) -> str:
 
 
 def fmt_usd(v: float | None) -> str:
-    from scalable.pricing.estimator import format_usd
-
     return format_usd(v)
 
 
