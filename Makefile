@@ -2,7 +2,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= test,dev,slurm,aws,gke,tui
+EXTRAS ?= test,dev,slurm,aws,gke,gcs,tui
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma := ,
 # Every install takes its versions from this lock (pip constraints): what passed in CI is

@@ -10,6 +10,7 @@ from scalable.engine import Engine
 from scalable.errors import ScalableError
 from scalable.hooks import Hook, Hooks
 from scalable.manifest.loader import LoadedManifest, load_manifest
+from scalable.manifest.schema import StateBackend
 from scalable.providers.base import Provider, provider_class
 from scalable.scaling.resource import WithController
 from scalable.spec import TargetSpec, build_target
@@ -65,16 +66,27 @@ class Workspace:
 
 
 def open_store(loaded: LoadedManifest, spec: TargetSpec) -> StateStore:
-    cfg = spec.config.state or loaded.manifest.state
+    return backend_store(spec.config.state or loaded.manifest.state, spec)
+
+
+def backend_store(cfg: StateBackend | None, spec: TargetSpec) -> StateStore:
+    """The store a ``state:`` block names, for ``spec``'s target."""
     if cfg is None or cfg.backend == "local":
         return LocalStore(spec.workdir)
     if cfg.backend == "s3":
         try:
-            from scalable.state.s3 import S3Store
+            from scalable.state.s3 import S3Store  # imports boto3 only when used
         except ModuleNotFoundError as exc:
             raise ScalableError(
                 f"the s3 state backend is not available: {exc}", hint="pip install 'scalable[aws]'"
             ) from None
-        store: StateStore = S3Store.from_config(cfg, spec)
-        return store
+        return S3Store.from_config(cfg, spec)
+    if cfg.backend == "gcs":
+        try:
+            from scalable.state.gcs import GcsStore
+        except ModuleNotFoundError as exc:
+            raise ScalableError(
+                f"the gcs state backend is not available: {exc}", hint="pip install 'scalable[gcs]'"
+            ) from None
+        return GcsStore.from_config(cfg, spec)
     raise ScalableError(f"unknown state backend {cfg.backend!r}")

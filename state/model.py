@@ -93,32 +93,130 @@ class StateFile:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "state") -> StateFile:
+    def from_dict(cls, d: Any, source: str = "state") -> StateFile:
+        """Parse a decoded state document; anything but a well-formed one is one clean
+        StateError naming ``source`` (never an AttributeError or OverflowError)."""
+        if not isinstance(d, dict):
+            raise StateError(f"{source}: not a scalable state file (a JSON "
+                             f"{_json_type(d)}, not an object)", hint=_HINT)
         version = d.get("format_version")
-        if not isinstance(version, int):
-            raise StateError(f"{source}: not a scalable state file (no format_version)")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise StateError(f"{source}: not a scalable state file (no format_version)",
+                             hint=_HINT)
         if version > FORMAT_VERSION:
             raise StateError(
                 f"{source}: state format_version {version} is newer than this scalable "
                 f"understands ({FORMAT_VERSION})",
-                hint=f"upgrade scalable (the state was written by {d.get('scalable_version')})",
+                hint=f"upgrade scalable (the state was written by "
+                f"{str(d.get('scalable_version'))[:40]})",
             )
-        try:
-            return cls(
-                target=d["target"],
-                provider=d["provider"],
-                lineage=d["lineage"],
-                serial=int(d["serial"]),
-                format_version=version,
-                scalable_version=d.get("scalable_version", ""),
-                manifest_digest=d.get("manifest_digest", ""),
-                owner=d.get("owner", "cli"),
-                scale={str(k): int(v) for k, v in d.get("scale", {}).items()},
-                outputs=dict(d.get("outputs", {})),
-                resources=[ResourceRecord.from_dict(r) for r in d.get("resources", [])],
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StateError(f"{source}: malformed state ({exc})") from None
+        if version < 1:
+            raise StateError(f"{source}: malformed state (format_version {version})",
+                             hint=_HINT)
+        check = _Checker(source)
+        resources = check.typed(d, "resources", list, [])
+        return cls(
+            target=check.text(d, "target"),
+            provider=check.text(d, "provider"),
+            lineage=check.text(d, "lineage"),
+            serial=check.count(d, "serial"),
+            format_version=version,
+            scalable_version=check.text(d, "scalable_version", ""),
+            manifest_digest=check.text(d, "manifest_digest", ""),
+            owner=check.text(d, "owner", "cli"),
+            scale={str(k): check.count(check.typed(d, "scale", dict, {}), k, "scale.")
+                   for k in check.typed(d, "scale", dict, {})},
+            outputs=check.strings(d, "outputs"),
+            resources=[check.record(r, i) for i, r in enumerate(resources)],
+        )
+
+
+_HINT = "restore it from its .backup copy, or `scalable state push` a good one"
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean",
+            type(None): "null"}.get(type(value), "number")
+
+
+class _Checker:
+    """Type checks of decoded JSON, each failure one StateError naming file and key."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, want: str, got: Any) -> StateError:
+        return StateError(f"{self.source}: malformed state: {key} must be {want}, not a "
+                          f"JSON {_json_type(got)}", hint=_HINT)
+
+    def typed(self, d: dict[str, Any], key: str, kind: type, default: Any = ...,
+              prefix: str = "") -> Any:
+        if key not in d or (d[key] is None and default is not ... and kind is not str):
+            if default is ...:
+                raise StateError(f"{self.source}: malformed state: {prefix}{key} is missing",
+                                 hint=_HINT)
+            return default
+        value = d[key]
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            names: dict[type, str] = {str: "a string", list: "an array", dict: "an object"}
+            raise self.fail(prefix + key, names.get(kind, kind.__name__), value)
+        return value
+
+    def text(self, d: dict[str, Any], key: str, default: Any = ..., prefix: str = "") -> str:
+        return str(self.typed(d, key, str, default, prefix))
+
+    def optional_text(self, d: dict[str, Any], key: str, prefix: str) -> str | None:
+        return None if d.get(key) is None else self.text(d, key, prefix=prefix)
+
+    def count(self, d: dict[str, Any], key: str, prefix: str = "") -> int:
+        value = d.get(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            if key not in d:
+                raise StateError(f"{self.source}: malformed state: {prefix}{key} is missing",
+                                 hint=_HINT)
+            raise StateError(f"{self.source}: malformed state: {prefix}{key} must be a "
+                             f"whole number, not {str(value)[:40]!s}", hint=_HINT)
+        if not 0 <= value < 2**63:
+            raise StateError(f"{self.source}: malformed state: {prefix}{key} {value} is out "
+                             "of range", hint=_HINT)
+        return value
+
+    def strings(self, d: dict[str, Any], key: str, prefix: str = "") -> dict[str, str]:
+        value = self.typed(d, key, dict, {}, prefix)
+        for k, v in value.items():
+            if not isinstance(v, str):
+                raise self.fail(f"{prefix}{key}.{k}", "a string", v)
+        return dict(value)
+
+    def str_list(self, d: dict[str, Any], key: str, prefix: str) -> list[str]:
+        value = self.typed(d, key, list, [], prefix)
+        for v in value:
+            if not isinstance(v, str):
+                raise self.fail(f"{prefix}{key}[]", "a string", v)
+        return list(value)
+
+    def record(self, r: Any, i: int) -> ResourceRecord:
+        at = f"resources[{i}]."
+        if not isinstance(r, dict):
+            raise self.fail(f"resources[{i}]", "an object", r)
+        status = self.text(r, "status", prefix=at)
+        if status not in ("creating", "ready", "deleting"):
+            raise StateError(f"{self.source}: malformed state: {at}status {status[:40]!r} "
+                             "is not creating, ready or deleting", hint=_HINT)
+        created = self.text(r, "created_at", "", at) or now_iso()
+        return ResourceRecord(
+            address=self.text(r, "address", prefix=at),
+            type=self.text(r, "type", prefix=at),
+            status=status,  # type: ignore[arg-type]  # checked just above
+            idempotency_key=self.text(r, "idempotency_key", prefix=at),
+            id=self.optional_text(r, "id", at),
+            group=self.optional_text(r, "group", at),
+            attributes=dict(self.typed(r, "attributes", dict, {}, at)),
+            meta=dict(self.typed(r, "meta", dict, {}, at)),
+            worker_names=self.str_list(r, "worker_names", at),
+            created_at=created,
+            depends_on=self.str_list(r, "depends_on", at),
+        )
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(ResourceRecord))

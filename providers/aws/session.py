@@ -10,82 +10,23 @@ task roles.
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from scalable.awserrors import configured_region, describe, error_code
 from scalable.providers.base import ProviderError
+
+__all__ = ["AwsSession", "aws_errors", "configured_region", "error_code", "translate"]
 
 RETRY_ATTEMPTS = 8
 
 
-def configured_region(explicit: str | None) -> str | None:
-    """The region from the manifest, else the environment, else the active profile."""
-    if explicit:
-        return explicit
-    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-        if os.environ.get(var):
-            return os.environ[var]
-    try:
-        import botocore.session
-
-        region = botocore.session.Session().get_config_variable("region")
-    except Exception:  # a broken profile file is reported by validate(), not here
-        return None
-    return str(region) if region else None
-
-
-def _clean(message: str) -> str:
-    """One line, no HTML (some AWS-compatible endpoints answer 5xx with a web page)."""
-    text = re.sub(r"<[^>]+>", " ", message)
-    text = " ".join(text.split())
-    return text[:300] + ("…" if len(text) > 300 else "")
-
-
-def error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
-
-
 def translate(exc: BaseException, what: str) -> ProviderError:
     """A botocore exception as a ProviderError with a hint where we know one."""
-    from botocore import exceptions as bx
-
-    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
-        return ProviderError(
-            f"{what}: no AWS credentials found",
-            hint="set AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-            "or run where an instance or task role is available",
-        )
-    if isinstance(exc, bx.NoRegionError):
-        return ProviderError(f"{what}: no AWS region",
-                             hint="set `region:` in the target, or AWS_REGION")
-    if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError):
-        return ProviderError(f"{what}: cannot reach the AWS endpoint ({exc})",
-                             hint="check the network, AWS_ENDPOINT_URL and the region")
-    if isinstance(exc, bx.ClientError):
-        err = exc.response.get("Error", {})
-        code = err.get("Code", "")
-        message = _clean(str(err.get("Message", "")) or str(exc))
-        hint = None
-        if code in ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException"):
-            hint = "the credentials lack a permission: see the IAM policy in docs/guides/aws"
-        elif code in ("AuthFailure", "InvalidClientTokenId", "ExpiredToken",
-                      "UnrecognizedClientException", "SignatureDoesNotMatch"):
-            hint = "the AWS credentials are invalid or expired"
-        elif code in ("VcpuLimitExceeded", "InstanceLimitExceeded"):
-            hint = "raise the EC2 vCPU quota (Service Quotas) or ask for fewer workers"
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        label = code or f"HTTP {status}"
-        return ProviderError(f"{what}: {label}: {message}", hint=hint)
-    if isinstance(exc, bx.BotoCoreError):
-        return ProviderError(f"{what}: {_clean(str(exc))}")
-    return ProviderError(f"{what}: {type(exc).__name__}: {_clean(str(exc))}")
+    message, hint = describe(exc, what)
+    return ProviderError(message, hint=hint)
 
 
 @contextmanager

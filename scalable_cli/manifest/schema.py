@@ -106,15 +106,23 @@ class Pricing(_Strict):
 
 
 class StateBackend(_Strict):
-    backend: Literal["local", "s3"] = "local"
+    backend: Literal["local", "s3", "gcs"] = "local"
     bucket: str | None = None
-    key: str | None = None
+    key: str | None = None  # s3: a prefix, or the object itself when it ends in .json
+    prefix: str | None = None  # gcs: the same, in Terraform's gcs backend's word
     region: str | None = None
 
     @model_validator(mode="after")
-    def _s3(self) -> StateBackend:
-        if self.backend == "s3" and not self.bucket:
-            raise ValueError("the s3 backend needs a 'bucket'")
+    def _remote(self) -> StateBackend:
+        if self.backend in ("s3", "gcs") and not self.bucket:
+            raise ValueError(f"the {self.backend} backend needs a 'bucket'")
+        if self.backend != "s3" and (self.key is not None or self.region is not None):
+            raise ValueError(f"'key' and 'region' are s3 settings; the {self.backend} "
+                             "backend does not take them" +
+                             (" (use 'prefix')" if self.backend == "gcs" else ""))
+        if self.backend != "gcs" and self.prefix is not None:
+            raise ValueError("'prefix' is a gcs setting" +
+                             (" (s3 uses 'key')" if self.backend == "s3" else ""))
         return self
 
 

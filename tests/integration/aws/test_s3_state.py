@@ -152,16 +152,16 @@ def test_conditional_write_refuses_a_concurrent_change(bucket: str, aws: MotoAws
     s3 = store()
     st = sample()
     s3.write(st)
-    real_get = s3._get  # noqa: SLF001
+    real_get = s3.objects.get
 
-    def stale_get():
-        found = real_get()
-        # Someone else writes between our read and our put.
-        aws.client("s3").put_object(Bucket=bucket, Key="ci/cloud/state.json",
-                                    Body=json.dumps({**st.to_dict(), "serial": 9}).encode())
+    def stale_get(key: str):  # type: ignore[no-untyped-def]
+        found = real_get(key)
+        if key == s3.key:  # someone else writes between our read and our put
+            aws.client("s3").put_object(Bucket=bucket, Key="ci/cloud/state.json",
+                                        Body=json.dumps({**st.to_dict(), "serial": 9}).encode())
         return found
 
-    s3._get = stale_get  # type: ignore[method-assign]  # noqa: SLF001
+    s3.objects.get = stale_get  # type: ignore[method-assign]
     st.outputs["x"] = "y"
     with pytest.raises(StateError, match="changed while this command was writing"):
         s3.write(st)
