@@ -61,12 +61,15 @@ def _slurm_reason() -> str | None:
     return None if " is UP" in ping.stdout else f"Slurm is not up: {ping.stdout.strip()}"
 
 
-@pytest.fixture(params=[
-    "fake", "local",
-    pytest.param("slurm", marks=[pytest.mark.slurm, pytest.mark.slow]),
-    pytest.param("aws", marks=pytest.mark.aws),
-    pytest.param("gke", marks=[pytest.mark.gke, pytest.mark.slow]),
-])
+@pytest.fixture(
+    params=[
+        "fake",
+        "local",
+        pytest.param("slurm", marks=[pytest.mark.slurm, pytest.mark.slow]),
+        pytest.param("aws", marks=pytest.mark.aws),
+        pytest.param("gke", marks=[pytest.mark.gke, pytest.mark.slow]),
+    ]
+)
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
     name = request.param
     if name == "fake":
@@ -78,24 +81,40 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
         reason = _slurm_reason()
         if reason:
             pytest.skip(reason)
-        p = _open(tmp_path, "targets:\n  hpc: {provider: slurm, queue: batch, "
-                            "walltime: '00:05:00', max_workers: 1, tls: false}\n", "hpc")
+        p = _open(
+            tmp_path,
+            "targets:\n  hpc: {provider: slurm, queue: batch, "
+            "walltime: '00:05:00', max_workers: 1, tls: false}\n",
+            "hpc",
+        )
         # A worker job alone: it needs only a scheduler address to be submitted.
-        yield Case(p, lambda specs: next(s for s in specs if s.group),
-                   {SCHEDULER_ADDRESS: "tcp://127.0.0.1:9"})
+        yield Case(
+            p,
+            lambda specs: next(s for s in specs if s.group),
+            {SCHEDULER_ADDRESS: "tcp://127.0.0.1:9"},
+        )
     elif name == "gke":
         # The real google-cloud-container client over gRPC to the fake GKE API.
         with fake_cluster(tmp_path / "cluster", op_seconds=0.3) as (gke, kube):
             kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
             (tmp_path / "scalable.yaml").write_text(gke_manifest(gke, workers=1))
             spec = build_target(load_manifest(tmp_path / "scalable.yaml"), "gke")
-            p = GkeProvider(spec, spec.workdir, retry=None, kubeconfig=kubeconfig,
-                            channel=grpc.insecure_channel(gke.address))
+            p = GkeProvider(
+                spec,
+                spec.workdir,
+                retry=None,
+                kubeconfig=kubeconfig,
+                channel=grpc.insecure_channel(gke.address),
+            )
             yield Case(p, _first("gke.node_pool"), {})
     else:
         request.getfixturevalue("aws")
-        p = _open(tmp_path, "targets:\n  cloud: {provider: aws, region: us-east-1, "
-                            "instance_type: t3.small, max_workers: 1}\n", "cloud")
+        p = _open(
+            tmp_path,
+            "targets:\n  cloud: {provider: aws, region: us-east-1, "
+            "instance_type: t3.small, max_workers: 1}\n",
+            "cloud",
+        )
         yield Case(p, _first("aws.security_group"), {})
 
 
@@ -113,26 +132,44 @@ def test_create_is_idempotent_and_observe_discover_delete_agree(case: Case) -> N
     spec = case.pick(p.desired())
     lineage = str(uuid.uuid4())
     key = f"{lineage[:8]}-{spec.address}-conform"
-    ctx = CreateContext(lineage=lineage, idempotency_key=key, target=p.target.name,
-                        project=p.target.project, outputs=dict(case.outputs), spec=p.target)
+    ctx = CreateContext(
+        lineage=lineage,
+        idempotency_key=key,
+        target=p.target.name,
+        project=p.target.project,
+        outputs=dict(case.outputs),
+        spec=p.target,
+    )
     first = p.create(spec, ctx)
     try:
         again = p.create(spec, ctx)  # a retry after a lost answer
         assert again.id == first.id
-        rec = ResourceRecord(spec.address, spec.type, "ready", key, id=first.id,
-                             group=spec.group, attributes=spec.attributes, meta=first.meta,
-                             worker_names=list(spec.worker_names),
-                             depends_on=list(spec.depends_on))
+        rec = ResourceRecord(
+            spec.address,
+            spec.type,
+            "ready",
+            key,
+            id=first.id,
+            group=spec.group,
+            attributes=spec.attributes,
+            meta=first.meta,
+            worker_names=list(spec.worker_names),
+            depends_on=list(spec.depends_on),
+        )
         mine = [d for d in p.discover(lineage) if d.idempotency_key == key]
         assert [d.id for d in mine] == [first.id]  # exactly one, found by lineage
         assert p.observe([rec])[spec.address].status in ("alive", "pending")
     finally:
-        p.delete(rec if "rec" in locals() else ResourceRecord(
-            spec.address, spec.type, "ready", key, id=first.id, meta=first.meta))
+        p.delete(
+            rec
+            if "rec" in locals()
+            else ResourceRecord(spec.address, spec.type, "ready", key, id=first.id, meta=first.meta)
+        )
     p.delete(rec)  # already gone: succeeds
     assert _eventually(lambda: p.observe([rec])[spec.address].status == "gone")
-    assert _eventually(lambda: not [d for d in p.discover(lineage)
-                                    if d.id == first.id and d.status != "gone"])
+    assert _eventually(
+        lambda: not [d for d in p.discover(lineage) if d.id == first.id and d.status != "gone"]
+    )
 
 
 def test_prices_are_never_silently_zero(case: Case) -> None:

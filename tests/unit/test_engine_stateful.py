@@ -28,12 +28,17 @@ from tests.fakes.provider import Crash, World, fake_provider
 
 # A few seconds on a loaded machine: short programs, no deadline (the load varies).
 settings.register_profile(
-    "engine-stateful", max_examples=25, stateful_step_count=12, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow], derandomize=False,
+    "engine-stateful",
+    max_examples=25,
+    stateful_step_count=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=False,
 )
 OPS = st.sampled_from(["create", "delete", "update"])
-ADDRESSES = st.sampled_from([SCHEDULER, "workers.default[0]", "workers.default[1]",
-                             "node_pool.default"])
+ADDRESSES = st.sampled_from(
+    [SCHEDULER, "workers.default[0]", "workers.default[1]", "node_pool.default"]
+)
 
 
 class EngineMachine(RuleBasedStateMachine):
@@ -51,8 +56,9 @@ class EngineMachine(RuleBasedStateMachine):
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def engine(self) -> Engine:
-        p = fake_provider(self.workers, world=self.world, pools=self.pools,
-                          workdir=self.store.folder)
+        p = fake_provider(
+            self.workers, world=self.world, pools=self.pools, workdir=self.store.folder
+        )
         return Engine(p, self.store)
 
     def _run(self, destroy: bool) -> list[str]:
@@ -100,8 +106,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.store.write(state)
         if rec.id:
             self.forgotten.add(rec.id)
-        self.forgotten |= {t.id for t in self.world.things.values()
-                           if t.key == rec.idempotency_key}
+        self.forgotten |= {t.id for t in self.world.things.values() if t.key == rec.idempotency_key}
         self.last = None
 
     @rule()

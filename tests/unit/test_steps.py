@@ -33,15 +33,23 @@ def _change(address: str, action: str, *deps: str) -> Change:
 
 def test_graph_orders_deletes_down_creates_up_and_names_blockers() -> None:
     st = StateFile(target="t", provider="fake")
-    changes = [_change("workers.a[0]", "delete", SCHEDULER, "node_pool.a"),
-               _change(SCHEDULER, "delete"), _change("node_pool.a", "delete"),
-               _change("workers.b[0]", "create", SCHEDULER, "node_pool.b"),
-               _change("node_pool.b", "create"), _change("no-op", "no-op")]
+    changes = [
+        _change("workers.a[0]", "delete", SCHEDULER, "node_pool.a"),
+        _change(SCHEDULER, "delete"),
+        _change("node_pool.a", "delete"),
+        _change("workers.b[0]", "create", SCHEDULER, "node_pool.b"),
+        _change("node_pool.b", "create"),
+        _change("no-op", "no-op"),
+    ]
     steps = step_graph(st, changes)
     # What the scheduler does not need waits for it (the engine's old rule).
     assert [(s.op, s.address) for s in steps] == [
-        ("delete", "workers.a[0]"), ("delete", "node_pool.a"), ("delete", SCHEDULER),
-        ("create", "node_pool.b"), ("create", "workers.b[0]")]
+        ("delete", "workers.a[0]"),
+        ("delete", "node_pool.a"),
+        ("delete", SCHEDULER),
+        ("create", "node_pool.b"),
+        ("create", "workers.b[0]"),
+    ]
     by = {(s.op, s.address): s for s in steps}
     # A delete is blocked by what uses it; a create by what it needs.
     assert by[("delete", SCHEDULER)].blocked_by == {"workers.a[0]", "node_pool.a"}
@@ -56,20 +64,24 @@ def test_hold_says_why() -> None:
     assert hold(delete, set()) is None
     h = hold(delete, {"workers.a[0]"})
     assert h == Hold(Blocked.USED_BY_UNDELETED, ("workers.a[0]",))
-    assert h.words(SCHEDULER) == ("scheduler: not deleted: workers.a[0] (which uses it) "
-                                  "could not be deleted")
-    create = Step("create", _change("workers.a[0]", "create"), 1,
-                  frozenset({SCHEDULER, "node_pool.a"}))
+    assert h.words(SCHEDULER) == (
+        "scheduler: not deleted: workers.a[0] (which uses it) could not be deleted"
+    )
+    create = Step(
+        "create", _change("workers.a[0]", "create"), 1, frozenset({SCHEDULER, "node_pool.a"})
+    )
     h = hold(create, {"node_pool.a"})
     assert h is not None and h.words("workers.a[0]") == (
-        "workers.a[0]: not created: node_pool.a failed")
+        "workers.a[0]: not created: node_pool.a failed"
+    )
     assert hold(create, {SCHEDULER}) == Hold(Blocked.NO_SCHEDULER)
     assert hold(create, set(), have_scheduler=False) == Hold(Blocked.NO_SCHEDULER)
     assert hold(create, set()) is None
     update = Step("update", _change("workers.a", "update"), 0, frozenset({"node_pool.a"}))
     h = hold(update, {"node_pool.a"})
     assert h is not None and h.words("workers.a") == (
-        "workers.a: not updated: node_pool.a failed to update")
+        "workers.a: not updated: node_pool.a failed to update"
+    )
 
 
 # -- the executor's outcomes ---------------------------------------------------------------
@@ -83,10 +95,13 @@ def test_not_deleted_while_something_using_it_stays(tmp_path: Path) -> None:
     errors = _apply(engine, destroy=True)
     assert errors == [
         "workers.default[0]: delete failed: injected failure: delete workers.default[0]",
-        "scheduler: not deleted: workers.default[0] (which uses it) could not be deleted"]
+        "scheduler: not deleted: workers.default[0] (which uses it) could not be deleted",
+    ]
     state = engine.read_state()
     assert state is not None and {r.address for r in state.resources} == {
-        SCHEDULER, "workers.default[0]"}
+        SCHEDULER,
+        "workers.default[0]",
+    }
     assert ("delete", SCHEDULER) not in p.world.calls
     assert _apply(engine, destroy=True) == []  # re-running converges
     assert p.world.things == {}
@@ -97,10 +112,13 @@ def test_not_created_when_what_it_needs_failed(tmp_path: Path) -> None:
     p.world.fail("create", "node_pool.default")
     engine = _engine(tmp_path, p)
     errors = _apply(engine)
-    assert errors[0] == ("node_pool.default: create failed: injected failure: "
-                         "create node_pool.default")
-    assert errors[1:] == ["workers.default[0]: not created: node_pool.default failed",
-                          "workers.default[1]: not created: node_pool.default failed"]
+    assert errors[0] == (
+        "node_pool.default: create failed: injected failure: create node_pool.default"
+    )
+    assert errors[1:] == [
+        "workers.default[0]: not created: node_pool.default failed",
+        "workers.default[1]: not created: node_pool.default failed",
+    ]
     assert ("create", "workers.default[0]") not in p.world.calls
     state = engine.read_state()
     assert state is not None and [r.address for r in state.resources] == [SCHEDULER]
@@ -112,9 +130,11 @@ def test_no_scheduler_holds_every_worker_once(tmp_path: Path) -> None:
     p = fake_provider(4)
     p.world.fail("create", SCHEDULER)
     errors = _apply(_engine(tmp_path, p))
-    assert errors == ["scheduler: create failed: injected failure: create scheduler",
-                      "no scheduler: 4 resource(s) were not created (workers.default[0], "
-                      "workers.default[1], workers.default[2], …)"]
+    assert errors == [
+        "scheduler: create failed: injected failure: create scheduler",
+        "no scheduler: 4 resource(s) were not created (workers.default[0], "
+        "workers.default[1], workers.default[2], …)",
+    ]
     assert p.world.things == {}
 
 
@@ -129,16 +149,28 @@ def test_not_updated_when_its_dependency_failed_to_update(tmp_path: Path) -> Non
     for address in ("workers.default[0]", "node_pool.default"):
         rec = state.get(address)
         assert rec is not None
-        spec = ResourceSpec(address, rec.type, {**rec.attributes, "size": 7},
-                            depends_on=tuple(rec.depends_on))
-        changes.append(Change(address, "update", rec.type, before=rec.attributes,
-                              after=spec.attributes, resource=spec, record=rec))
-    plan = Plan("t", "fake", state.lineage, state.serial, "d", False, changes, [],
-                Cost(0.0, 0.0, None))
+        spec = ResourceSpec(
+            address, rec.type, {**rec.attributes, "size": 7}, depends_on=tuple(rec.depends_on)
+        )
+        changes.append(
+            Change(
+                address,
+                "update",
+                rec.type,
+                before=rec.attributes,
+                after=spec.attributes,
+                resource=spec,
+                record=rec,
+            )
+        )
+    plan = Plan(
+        "t", "fake", state.lineage, state.serial, "d", False, changes, [], Cost(0.0, 0.0, None)
+    )
     p.world.fail("update", "node_pool.default")
     result = engine.execute(plan, wait=False)
     assert result.errors == [
         "node_pool.default: update failed: injected failure: update node_pool.default",
-        "workers.default[0]: not updated: node_pool.default failed to update"]
+        "workers.default[0]: not updated: node_pool.default failed to update",
+    ]
     assert ("update", "workers.default[0]") not in p.world.calls
     assert result.changed == 0
