@@ -13,9 +13,10 @@ from scalable._version import __version__
 
 if TYPE_CHECKING:
     from scalable.client import ScalableClient
+    from scalable.scaling.budget import BudgetExhausted
     from scalable.session import ScalableSession
 
-__all__ = ["ScalableClient", "ScalableSession", "__version__", "connect"]
+__all__ = ["BudgetExhausted", "ScalableClient", "ScalableSession", "__version__", "connect"]
 
 
 def __getattr__(name: str) -> Any:
@@ -28,6 +29,10 @@ def __getattr__(name: str) -> Any:
         from scalable.client import ScalableClient
 
         return ScalableClient
+    if name == "BudgetExhausted":
+        from scalable.scaling.budget import BudgetExhausted
+
+        return BudgetExhausted
     if name == "connect":
         from scalable.connect import connect
 

@@ -54,3 +54,18 @@ class ScalableClient(Client):
         kwargs["resources"] = self._route(tag, kwargs.get("resources"))
         with self._tagged(tag):
             return super().map(func, *iterables, **kwargs)
+
+    def gather(self, futures: Any, *args: Any, **kwargs: Any) -> Any:
+        """``Client.gather``; work cancelled because the budget ran out raises
+        ``BudgetExhausted`` (naming budget and spend) instead of a bare cancellation."""
+        from distributed.client import FutureCancelledError
+
+        try:
+            return super().gather(futures, *args, **kwargs)
+        except FutureCancelledError as exc:
+            from scalable.scaling.budget import BudgetExhausted
+
+            budget = BudgetExhausted.from_message(exc.msg or "")
+            if budget is None:
+                raise
+            raise budget from exc

@@ -19,10 +19,10 @@ from scalable.events import (
     RESOURCE_CREATED,
     RESOURCE_DELETED,
     RESOURCE_DELETING,
-    ObjectivePlan,
     Payload,
     ResourceStep,
     ScaleDecision,
+    ScaleFailed,
     StepCompleted,
     StepStarted,
 )
@@ -78,6 +78,12 @@ class Engine:
         self.base_target = provider.target
         # Set by objective planning: the counts it chose and the horizon it predicted.
         self.objective: Any | None = None
+        # Once applied, an adaptive group's objective count is only its starting count:
+        # the controller moves it (within the objective's bounds) and plans follow state.
+        self.objective_applied = False
+        self.objective_asked_at: float | None = None
+        # Set when the budget ran out (on_budget: stop): every later plan has no workers.
+        self.workers_stopped = False
 
     @property
     def target(self) -> Any:
@@ -91,20 +97,26 @@ class Engine:
     def read_state(self) -> StateFile | None:
         return self.store.read()
 
-    def counted_target(self, state: StateFile | None, scale: dict[str, int] | None = None
-                       ) -> TargetSpec:
+    def counted_target(self, state: StateFile | None, scale: dict[str, int] | None = None,
+                       *, destroy: bool = False) -> TargetSpec:
         """The manifest's target at the counts to run: adaptive groups at their current
-        size (``state.scale``, then ``scale``), an objective's choice on top."""
+        size (``state.scale``, then ``scale``), an objective's choice on top, nothing
+        while the workers are stopped."""
         target = self.base_target.scaled({**(state.scale if state else {}), **(scale or {})})
-        if self.objective is not None:
-            target = target.with_counts({self.objective.group: self.objective.chosen.workers})
+        goal = self.objective
+        if goal is not None:
+            adaptive = self.base_target.group(goal.group).adaptive is not None
+            if not (adaptive and self.objective_applied):
+                target = target.with_counts({goal.group: goal.chosen.workers})
+        if self.workers_stopped and not destroy:
+            target = target.with_counts({g.name: 0 for g in target.groups})
         return target
 
     def plan(self, *, destroy: bool = False, refresh: bool = True,
              scale: dict[str, int] | None = None) -> Plan:
         """Plan for the target at its current counts (``scale``: other counts, a preview)."""
         state = self.store.read()
-        target = self.counted_target(state, scale)
+        target = self.counted_target(state, scale, destroy=destroy)
         horizon = self.objective.horizon_hours if self.objective is not None else None
         return make_plan(
             self.provider,
@@ -121,6 +133,7 @@ class Engine:
     ) -> Any:
         """Choose worker counts for ``objectives``; later plans use them."""
         self.objective = plan_objectives(self.provider, objectives, tasks=tasks, tag=tag)
+        self.objective_applied = False
         return self.objective
 
     def scale(
@@ -147,9 +160,31 @@ class Engine:
                 return None
             state.scale.update(changed)
             self._save(state)
+            result = self.execute(self.plan(), wait=False)
+            # Recorded once carried out: a decision in telemetry is one that happened.
             for group, count in changed.items():
-                self._event(ScaleDecision(group, before[group], count, reasons.get(group, "")))
+                why = reasons.get(group, "")
+                if result.errors:
+                    self._event(ScaleFailed(group, before[group], count, why,
+                                            list(result.errors)))
+                else:
+                    self._event(ScaleDecision(group, before[group], count, why))
+            return result
+
+    def stop_workers(self, *, lock_timeout: float = 30.0) -> ApplyResult | None:
+        """Retire every worker and keep them gone (the budget ran out); the scheduler
+        stays, so clients see why their work stopped."""
+        self.workers_stopped = True
+        with self.locked("budget stop", lock_timeout):
+            state = self.store.read()
+            if state is None or SCHEDULER_ADDRESS not in state.outputs:
+                return None
             return self.execute(self.plan(), wait=False)
+
+    def destroy_all(self, *, lock_timeout: float = 30.0) -> ApplyResult:
+        """Destroy the whole target (on_budget: destroy)."""
+        with self.locked("budget destroy", lock_timeout):
+            return self.execute(self.plan(destroy=True), wait=False)
 
     # -- apply --------------------------------------------------------------------------
     def execute(self, plan: Plan, *, wait: bool = True) -> ApplyResult:
@@ -159,16 +194,12 @@ class Engine:
         )
         result = ApplyResult()
         self._event(StepStarted(plan.destroy, len(plan.actionable)))
-        if self.objective is not None and not plan.destroy:
-            goal = self.objective
-            self._event(ObjectivePlan(
-                group=goal.group, workers=goal.chosen.workers,
-                tasks=goal.estimate.tasks, task_seconds=goal.estimate.task_seconds,
-                predicted_seconds=goal.chosen.finish_seconds,
-                predicted_cost_usd=goal.chosen.cost_usd, source=goal.estimate.source,
-                budget_usd=goal.objectives.budget_usd,
-                deadline_hours=goal.objectives.deadline_hours,
-            ))
+        # The objective's prediction, once per objective (not again for each resize).
+        goal = self.objective
+        pin_objective = goal is not None and not plan.destroy and not self.objective_applied
+        if goal is not None and pin_objective:
+            self.objective_asked_at = time.time()  # the deadline's clock starts here
+            self._event(goal.event())
         if not state.resources:
             state.owner = self.owner  # whoever brings capacity up owns it
         for rec in plan.adopted:
@@ -177,11 +208,13 @@ class Engine:
                 state.outputs.update(self.provider.recover_outputs(rec))
         if not plan.destroy:
             state.manifest_digest = plan.manifest_digest
-            goal = self.objective
-            if goal is not None and self.base_target.group(goal.group).adaptive is not None:
-                # Keep the objective's count as the adaptive group's current count, so a
-                # later plain plan does not undo it.
+            if (goal is not None and pin_objective
+                    and self.base_target.group(goal.group).adaptive is not None):
+                # The objective's count starts the adaptive group (so a later plain plan
+                # does not undo it); from here the controller moves it.
                 state.scale[goal.group] = goal.chosen.workers
+            if pin_objective:
+                self.objective_applied = True
         self._save(state)
 
         self._run_steps(state, step_graph(state, plan.actionable), result)
@@ -203,8 +236,10 @@ class Engine:
         deletes = [s for s in steps if s.op == "delete"]
         going = [s.change.record for s in deletes
                  if s.change.record and s.address != SCHEDULER]
-        self._retire(state, [s.change.record for s in deletes if s.counts
-                             and s.change.record and s.address != SCHEDULER])
+        if not any(s.address == SCHEDULER for s in deletes):
+            # Moving data off workers only helps when a scheduler stays to keep it.
+            self._retire(state, [s.change.record for s in deletes if s.counts
+                                 and s.change.record and s.address != SCHEDULER])
         if going:
             try:
                 self.provider.prepare_delete(going)
@@ -259,6 +294,10 @@ class Engine:
 
     def _event(self, payload: Payload) -> None:
         self.hooks.event(payload)
+
+    def record(self, payload: Payload) -> None:
+        """Record a telemetry event into this engine's run (the controller's decisions)."""
+        self._event(payload)
 
     def _save(self, state: StateFile) -> None:
         self.store.write(state)

@@ -37,7 +37,7 @@ class ScalableSession:
         workspace: Workspace,
         *,
         lock_timeout: float = 60.0,
-        objectives: dict[str, float] | None = None,
+        objectives: dict[str, Any] | None = None,
         tasks: int | None = None,
         tag: str | None = None,
     ) -> None:
@@ -98,11 +98,13 @@ class ScalableSession:
                 raise SessionError("; ".join(self.result.errors),
                                    hint="session.close() tears down what was created")
         self.client = self._connect()
-        if not self.attached and any(g.adaptive for g in self.workspace.spec.groups):
+        if not self.attached:
             # The session's own controller: a thread in this process (CLI-applied capacity
-            # has a detached one instead).
-            self.controller = Controller(self.engine)
-            self.controller.start_thread(self.client)
+            # has a detached one instead), bound by this session's objectives and budget.
+            controller = Controller.for_engine(self.engine)
+            if controller.needed:
+                self.controller = controller
+                controller.start_thread(self.client)
         return self.client
 
     def _connect(self) -> ScalableClient:

@@ -88,6 +88,8 @@ class Adaptive(_Strict):
 class Objectives(_Strict):
     budget_usd: float | None = Field(default=None, gt=0)
     deadline_hours: float | None = Field(default=None, gt=0)
+    # What happens when a run's spend reaches budget_usd (docs/guides/scaling.rst).
+    on_budget: Literal["stop", "destroy"] = "stop"
 
 
 class Workload(_Strict):
@@ -211,7 +213,41 @@ class _TargetCommon(_Counts, _Container):
 
 class LocalTarget(_TargetCommon, _LocalKeys):
     provider: Literal["local"]
+    host: str = Field(
+        default="127.0.0.1",
+        description="address every listener (scheduler, workers, nannies, dashboards) binds",
+    )
+    allow_insecure_listen: StrictBool = Field(
+        default=False,
+        description="accept a non-loopback host without TLS (anyone who can reach it can "
+        "run code as you)",
+    )
+    worker_dashboard: StrictBool = Field(
+        default=False, description="serve each worker's dashboard (off: faster start)"
+    )
     groups: dict[str, LocalGroup] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _exposure(self) -> LocalTarget:
+        if is_loopback(self.host) or self.tls or self.allow_insecure_listen:
+            return self
+        raise ValueError(
+            f"host {self.host!r} is not a loopback address and tls is off: anyone who can "
+            "reach it could run code as you (set tls: true, or allow_insecure_listen: true "
+            "to accept that)"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``."""
+    import ipaddress
+
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class SchedulerPlacement(_Strict):
