@@ -130,20 +130,14 @@ def current_run(ws: Workspace, state: StateFile | None = None, *,
 def price_table(provider: Provider) -> dict[str, Any]:
     """Hourly price of one Dask worker per group, and of the scheduler (None: unknown)."""
     target = provider.target
-    probe = provider
-    if any(g.count == 0 for g in target.groups):
-        # A group scaled to zero has no resource to price: price one of it.
-        try:
-            one_each = target.with_counts({g.name: max(1, g.count) for g in target.groups})
-            probe = type(provider)(one_each, provider.workdir)
-        except Exception:
-            probe = provider
+    # A group scaled to zero has no resource to price: price one of it.
+    one_each = target.with_counts({g.name: max(1, g.count) for g in target.groups})
     workers: dict[str, float | None] = {}
     scheduler: float | None = 0.0
     sources: set[str] = set()
     notes: list[str] = []
-    for spec in probe.desired():
-        price = probe.price(spec)
+    for spec in provider.desired(one_each):
+        price = provider.price(spec)
         if price.source:
             sources.add(price.source)
         if price.note and price.hourly is None:
