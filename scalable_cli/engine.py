@@ -129,10 +129,12 @@ class Engine:
         )
 
     def plan_objectives(
-        self, objectives: Any, *, tasks: int | None = None, tag: str | None = None
+        self, objectives: Any, *, tasks: int | None = None, tag: str | None = None,
+        cached: Any | None = None,
     ) -> Any:
         """Choose worker counts for ``objectives``; later plans use them."""
-        self.objective = plan_objectives(self.provider, objectives, tasks=tasks, tag=tag)
+        self.objective = plan_objectives(self.provider, objectives, tasks=tasks, tag=tag,
+                                         cached=cached)
         self.objective_applied = False
         return self.objective
 

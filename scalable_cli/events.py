@@ -34,6 +34,8 @@ DESTROY_COMPLETE: Final = "destroy_complete"
 RESOURCE_CREATED: Final = "resource_created"
 RESOURCE_DELETING: Final = "resource_deleting"
 RESOURCE_DELETED: Final = "resource_deleted"
+# @cacheable hits and misses heard since the plugin's last flush (scalable.cache.telemetry).
+CACHE_CALLS: Final = "cache_calls"
 
 # The budget guard's actions (the report's "Budget" lines).
 BUDGET_ACTIONS: Final = (BUDGET_WARNING, BUDGET_EXHAUSTED)

@@ -156,12 +156,15 @@ def make_plan(
     resolved = _resolve(state, found.observed, found.discovered, found.done)
     desired = [] if destroy else provider.desired(target)
     prices = _prices(provider, desired, resolved[0].values())
-    return diff(
+    plan = diff(
         state, resolved, desired, prices,
         target=target.name, provider=target.provider, manifest_digest=manifest_digest,
         destroy=destroy, updatable=provider.updatable,
         horizon_hours=horizon_hours or provider.horizon_hours(),
     )
+    if not destroy:  # capacity a cap holds back, arrays: the provider's words
+        plan.cost.notes.extend(n for n in provider.plan_notes() if n not in plan.cost.notes)
+    return plan
 
 
 def _price_key(spec: ResourceSpec) -> str:

@@ -28,6 +28,7 @@ Workers are billed from start-up to finish. Never more workers than tasks can us
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -106,6 +107,9 @@ class ObjectivePlan:
     hourly_fixed: float | None = 0.0
     # The most workers the budget allows (None: no budget, or no price).
     budget_ceiling: int | None = None
+    # Cache-aware planning: of the run's calls, how many were cached (and not sized for);
+    # a scalable.cache.planning.CacheCount, or None.
+    cached: Any | None = None
 
     @property
     def horizon_hours(self) -> float:
@@ -135,6 +139,7 @@ class ObjectivePlan:
             f"  {times} ({est.source}); serial fraction {est.serial_fraction:g}; start-up "
             f"{self.startup_seconds:.0f} s; {format_usd(self.hourly_per_worker)}/worker-hour"
             + fixed,
+            *([f"  {self.cached.describe()}"] if self.cached is not None else []),
             "",
             f"  {'WORKERS':>7}  {'EST. FINISH':>11}  {'90% RANGE':>15}  {'EST. COST':>10}  CHOSEN",
         ]
@@ -405,12 +410,15 @@ def plan_objectives(
     *,
     tasks: int | None = None,
     tag: str | None = None,
+    cached: Any | None = None,
 ) -> ObjectivePlan:
+    """``cached`` (a CacheCount): the run's calls already cached; ``tasks`` are then
+    the misses, the only work sized for."""
     spec = provider.target
     group = group_for(spec, tag)
     est = estimate_for(spec, tasks, tag)
     per_worker, fixed = _prices(provider, group.name)
-    return choose(
+    plan = choose(
         est, objectives,
         threads=group.threads_per_worker,
         startup=startup_history(spec) or provider.startup_seconds(),
@@ -420,6 +428,7 @@ def plan_objectives(
         min_workers=group.adaptive.minimum if group.adaptive else 1,
         group=group.name,
     )
+    return plan if cached is None else dataclasses.replace(plan, cached=cached)
 
 
 def _prices(provider: Provider, group: str) -> tuple[float | None, float | None]:
@@ -443,5 +452,5 @@ def _cap(group: GroupSpec) -> int:
     written, else 1,000."""
     if group.adaptive:
         return group.adaptive.maximum
-    written = group.settings.get("max_workers")
+    written = group.settings.max_workers
     return int(written) if written else 1000

@@ -181,6 +181,8 @@ class RunReport:
     # What objective planning predicted for this run (an ``objective_plan`` event).
     objective: dict[str, Any] | None = None
     last_task_stop: float | None = None
+    # @cacheable hits and misses (scalable.cache.telemetry.CacheSummary), if any.
+    cache: Any | None = None
     # When the objective's capacity was asked for (the prediction's clock starts there).
     objective_at: float | None = None
     # Scale-ups the objectives held back (``scale_blocked`` events), each recorded once.
@@ -333,7 +335,14 @@ def build_report(db: TelemetryDB, run: Run, *, end: float | None = None,
         objective_at=None if planned is None else planned.ts,
         last_task_stop=max(stops) if stops else None, held=held,
         budget_actions=[e for e in events if e.kind in BUDGET_ACTIONS],
+        cache=summarise_cache(events),
     )
+
+
+def summarise_cache(events: Sequence[Event]) -> Any:
+    from scalable.cache.telemetry import summarise
+
+    return summarise(events)
 
 
 def last_activity(db: TelemetryDB, run: Run) -> float:
@@ -421,7 +430,26 @@ def render_report(r: RunReport) -> str:
                          f"{e.data.get('reason', '')}")
     if r.objective is not None:
         lines += [""] + render_objective(r)
+    if r.cache is not None:
+        lines += [""] + render_cache(r.cache)
     return "\n".join(lines) + "\n"
+
+
+def render_cache(summary: Any) -> list[str]:
+    """The "Cache" section: calls, hit rate, misses and time saved, per tag."""
+    t = summary.total
+    rate = "-" if t.hit_rate is None else f"{t.hit_rate:.0%}"
+    lines = [f"Cache: {t.calls} calls, {t.hits} hits ({rate}), {t.misses} misses, "
+             f"{fmt_seconds(t.saved_seconds)} saved"]
+    if summary.by_tag:
+        width = max(8, *(len(tag) for tag in summary.by_tag))
+        lines.append(f"  {'TAG':<{width}}  {'CALLS':>7}  {'HITS':>7}  {'MISSES':>7}  "
+                     f"{'SAVED':>7}")
+        for tag, c in sorted(summary.by_tag.items()):
+            hits = f"{c.hit_rate:.0%}" if c.hit_rate is not None else "-"
+            lines.append(f"  {tag:<{width}}  {c.calls:>7}  {hits:>7}  {c.misses:>7}  "
+                         f"{fmt_seconds(c.saved_seconds):>7}")
+    return lines
 
 
 def render_objective(r: RunReport) -> list[str]:
@@ -475,6 +503,7 @@ def report_to_dict(r: RunReport) -> dict[str, Any]:
              "reason": d.reason, "group": d.group} for d in r.held
         ],
         "steps": [e.to_dict() for e in r.steps],
+        "cache": None if r.cache is None else r.cache.to_dict(),
     }
 
 
