@@ -84,7 +84,7 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
         p = _open(
             tmp_path,
             "targets:\n  hpc: {provider: slurm, queue: batch, "
-            "walltime: '00:05:00', max_workers: 1, tls: false}\n",
+            "walltime: '00:10:00', max_workers: 1, tls: false}\n",
             "hpc",
         )
         # A worker job alone: it needs only a scheduler address to be submitted.
