@@ -102,7 +102,7 @@ class TargetSpec:
     def scaled(self, counts: dict[str, int]) -> TargetSpec:
         """The target with adaptive groups at their current counts (clamped to range)."""
         clamped = {
-            g.name: max(g.adaptive.minimum, min(g.adaptive.maximum, counts[g.name]))
+            g.name: g.adaptive.clamp(counts[g.name])
             for g in self.groups
             if g.adaptive is not None and g.name in counts
         }

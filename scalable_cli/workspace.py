@@ -9,15 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scalable.engine import Engine, EventSink, Notify
+from scalable.engine import Engine
 from scalable.errors import ScalableError, StateError
+from scalable.hooks import Hook, Hooks
 from scalable.manifest.loader import LoadedManifest, load_manifest
 from scalable.manifest.schema import StateBackend
 from scalable.providers.base import Provider, provider_class
+from scalable.scaling.resource import WithController
 from scalable.spec import TargetSpec, build_target
 from scalable.state.lock import LockInfo
 from scalable.state.model import StateFile
 from scalable.state.store import LocalStore, StateStore
+from scalable.telemetry.recorder import RunRecorder
 
 DEFAULT_FILE = "scalable.yaml"
 
@@ -45,17 +48,13 @@ class Workspace:
         return cls(loaded=loaded, spec=spec, provider=provider, store=store)
 
     def engine(
-        self, *, notify: Notify | None = None, events: EventSink | None = None, owner: str = "cli"
+        self, *, hooks: Hook | None = None, record: bool = True, owner: str = "cli"
     ) -> Engine:
-        engine = Engine(self.provider_for(owner), self.store, owner=owner)
-        if notify is not None:
-            engine.notify = notify
-        if events is None:
-            from scalable.telemetry.recorder import RunRecorder
-
-            events = RunRecorder(self)  # apply/destroy steps into telemetry.db
-        engine.events = events
-        return engine
+        """An engine reporting to ``hooks`` and, unless ``record`` is off, to telemetry."""
+        if record:
+            # apply/destroy steps into telemetry.db
+            hooks = Hooks([*([hooks] if hooks is not None else []), RunRecorder(self)])
+        return Engine(self.provider_for(owner), self.store, hooks=hooks, owner=owner)
 
     def provider_for(self, owner: str) -> Provider:
         """The provider, wrapped with the ``controller`` resource where one belongs.
@@ -69,8 +68,6 @@ class Workspace:
         capacity_owner = state.owner if state is not None and state.resources else owner
         if capacity_owner not in ("cli", "controller"):
             return self.provider
-        from scalable.scaling.resource import WithController
-
         return WithController(self.provider)
 
 

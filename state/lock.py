@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from scalable._version import __version__
 from scalable.errors import StateError
 from scalable.state.model import now_iso
 
@@ -39,8 +40,6 @@ class LockInfo:
 
 
 def _version() -> str:
-    from scalable._version import __version__
-
     return __version__
 
 

@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Protocol
 
+from scalable._version import __version__
 from scalable.errors import StateError
 from scalable.state.lock import LockInfo, file_lock, force_unlock
 from scalable.state.model import StateFile
@@ -50,8 +51,6 @@ class StateStore(Protocol):
 
 
 def _version() -> str:
-    from scalable._version import __version__
-
     return __version__
 
 

@@ -69,9 +69,9 @@ from scalable.providers.slurm import commands as slurm
 from scalable.providers.slurm import script as scripts
 from scalable.providers.slurm.config import SlurmGroup, SlurmTarget
 from scalable.providers.slurm.system import ALIVE_STATES, PENDING_STATES, SlurmSystem
-from scalable.spec import GroupSpec
+from scalable.spec import GroupSpec, TargetSpec
 from scalable.state.model import ResourceRecord
-from scalable.tls import ensure_tls, security_from_outputs, tls_files
+from scalable.tls import ensure_tls, tls_files
 from scalable.units import format_size, format_walltime
 
 JOB = "slurm.job"
@@ -155,7 +155,8 @@ class SlurmProvider(BatchProvider):
         return max([int(self.cfg.walltime)]
                    + [int(_keys(g).walltime) for g in self.target.groups])
 
-    def desired(self) -> list[ResourceSpec]:
+    def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
+        target = target or self.target
         if self.in_job:
             wall = self._scheduler_walltime()
             sched = ResourceSpec(
@@ -163,8 +164,8 @@ class SlurmProvider(BatchProvider):
                 attributes={"role": "scheduler", "placement": "job",
                             "partition": self.cfg.queue, "account": self.cfg.account,
                             "walltime": format_walltime(wall), "cores": 1,
-                            "interface": self.cfg.interface, "tls": self.target.tls,
-                            "idle_timeout": self.target.idle_timeout,
+                            "interface": self.cfg.interface, "tls": target.tls,
+                            "idle_timeout": target.idle_timeout,
                             "core_hours": round(wall / 3600, 4)},
             )
         else:
@@ -173,11 +174,11 @@ class SlurmProvider(BatchProvider):
             sched = ResourceSpec(
                 address=SCHEDULER, type=PROCESS,
                 attributes={"role": "scheduler", "placement": "local",
-                            "interface": self.cfg.interface, "tls": self.target.tls,
-                            "idle_timeout": self.target.idle_timeout},
+                            "interface": self.cfg.interface, "tls": target.tls,
+                            "idle_timeout": target.idle_timeout},
             )
         out = [sched]
-        kept, _ = self.capped()
+        kept, _ = self.capped(target)
         for g, j, nw in kept:
             addr = addrs.worker(g.name, j)
             out.append(
@@ -728,7 +729,7 @@ class SlurmProvider(BatchProvider):
             idle_timeout=self.target.idle_timeout,
         )
         outputs.update(more)
-        if any(r.type == JOB for r in self.desired()):
+        if any(r.type == JOB for r in self.desired(ctx.spec)):
             self._unconfirmed = started
         else:
             started.confirm()
@@ -766,10 +767,7 @@ class SlurmProvider(BatchProvider):
         from distributed import Client
 
         tls = tls_files(self.workdir / "tls")
-        security = security_from_outputs({"tls_ca_file": str(tls.ca_file),
-                                          "tls_client_cert": str(tls.client_cert),
-                                          "tls_client_key": str(tls.client_key)}
-                                         ) if self.target.tls else None
+        security = tls.client_security() if self.target.tls else None
         try:
             with Client(str(rec.meta["address"]), security=security, timeout=15,
                         set_as_default=False) as client:

@@ -22,6 +22,7 @@ from scalable.cli.common import (
 )
 from scalable.engine import ApplyResult, Engine
 from scalable.errors import ScalableError
+from scalable.hooks import human, json_lines
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.model import Plan
 from scalable.planning.planfile import check_fresh, load_plan, save_plan
@@ -190,8 +191,7 @@ def apply(
     saved = load_plan(planfile) if planfile is not None else None
     if saved is not None and target is None and saved.target != ws.spec.name:
         ws = Workspace.open(file, saved.target)
-    notify = info if json_ else echo
-    engine = ws.engine(notify=notify)
+    engine = ws.engine(hooks=json_lines(info) if json_ else human(echo))
     engine.preflight()
     with engine.locked("apply", lock_seconds(lock_timeout)):
         if saved is not None:
@@ -221,8 +221,7 @@ def destroy(
 ) -> None:
     """Tear down everything this target's state holds."""
     ws = Workspace.open(file, target)
-    notify = info if json_ else echo
-    engine = ws.engine(notify=notify)
+    engine = ws.engine(hooks=json_lines(info) if json_ else human(echo))
     with engine.locked("destroy", lock_seconds(lock_timeout)):
         p = engine.plan(destroy=True)
         if not json_:

@@ -144,6 +144,10 @@ class Adaptive(_Strict):
             raise ValueError(f"minimum ({self.minimum}) is above maximum ({self.maximum})")
         return self
 
+    def clamp(self, n: int) -> int:
+        """``n`` workers brought into ``[minimum, maximum]`` (the one place it is done)."""
+        return max(self.minimum, min(self.maximum, n))
+
 
 class Objectives(_Strict):
     budget_usd: Money | None = Field(default=None, gt=0)

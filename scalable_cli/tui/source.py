@@ -445,7 +445,7 @@ class LiveSource:
         for g in spec.groups:
             if g.adaptive is not None:
                 want = state.scale.get(g.name, g.count) if state is not None else g.count
-                desired: int | None = max(g.adaptive.minimum, min(g.adaptive.maximum, want))
+                desired: int | None = g.adaptive.clamp(want)
                 mode = f"adaptive {g.adaptive.minimum}-{g.adaptive.maximum}"
             else:
                 desired, mode = g.count, "fixed"

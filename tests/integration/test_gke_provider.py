@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from scalable.engine import ApplyResult, Engine
+from scalable.hooks import LineHook
 from scalable.manifest.loader import load_manifest
 from scalable.planning.model import Plan
 from scalable.planning.render import render_plan
@@ -46,7 +47,7 @@ class Cloud:
         provider = GkeProvider(spec, spec.workdir, retry=None, kubeconfig=self.kubeconfig,
                                channel=grpc.insecure_channel(self.gke.address))
         notes: list[str] = []
-        engine = Engine(provider, LocalStore(spec.workdir), notify=notes.append,
+        engine = Engine(provider, LocalStore(spec.workdir), hooks=LineHook(notes.append),
                         ready_timeout=ready_timeout)
         return provider, engine, notes
 
