@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from scalable.providers.commands import scheduler_argv, worker_argv
+from scalable.providers.commands import export_lines, scheduler_argv, worker_argv
 from scalable.spec import GroupSpec
 
 SCHEDULER_PORT = 8786
@@ -192,8 +192,7 @@ def ec2_user_data(
                   f'DASHBOARD_PORT="${{SCALABLE_DASHBOARD_PORT:-{DASHBOARD_PORT}}}"']
     else:
         lines.append(f'SCHED="${{SCALABLE_SCHEDULER_ADDRESS:-{scheduler_address}}}"')
-    for k, v in (env or {}).items():
-        lines.append(f"export {k}={shlex.quote(v)}")
+    lines += export_lines(env or {})
     lines += ["umask 077", 'mkdir -p "$D/tls"']
     if tls is not None:
         lines += _heredocs(tls.by_name(), "$D/tls")
@@ -211,12 +210,12 @@ def ec2_user_data(
         mounts = '-v "$D/tls:/scalable/tls:ro" '
         if preemption:
             mounts += f'-v "$D/{PREEMPTION_FILE}:{PREEMPTION_CONTAINER}:ro" '
-        # The exported variables reach Dask inside the container too (by name: no values
-        # on the command line).
-        passed = "".join(f"-e {k} " for k in (env or {}))
+        # ``-e NAME`` (no value) hands the container the value exported above: the
+        # manifest's env: reaches Dask, and its values are quoted only once.
+        env_flags = "".join(f"-e {shlex.quote(k)} " for k in (env or {}))
         command = (
             "docker run --rm --network host --name scalable-dask "
-            + mounts + passed
+            + mounts + env_flags
             + f"{shlex.quote(container_image)} python " + sh_join(dask_args)
         )
     lines += [

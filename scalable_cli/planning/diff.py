@@ -13,6 +13,7 @@ from scalable.planning.model import Action, Change, Cost, Drift, Plan
 from scalable.planning.reasons import Reason, Why
 from scalable.pricing.estimator import Price
 from scalable.providers.base import Discovered, Observation, Provider, ResourceSpec
+from scalable.spec import TargetSpec
 from scalable.state.model import ResourceRecord, StateFile
 
 
@@ -101,6 +102,8 @@ def _resolve(
     for d in discovered:
         if d.id in known_ids or d.idempotency_key in known_keys:
             continue
+        if state.is_forgotten(d.id, d.idempotency_key):
+            continue  # `state rm`: no longer ours, whatever lineage it carries
         drift.append(Drift(d.address, d.type, "orphan",
                            f"{d.id} carries this state's lineage but is not recorded"))
         orphan_deletes.append(
@@ -143,13 +146,17 @@ def make_plan(
     destroy: bool = False,
     refresh: bool = True,
     horizon_hours: float | None = None,
+    target: TargetSpec | None = None,
 ) -> Plan:
-    """Refresh through ``provider``, price, then :func:`diff` (which does no I/O)."""
-    target = provider.target
+    """Refresh through ``provider``, price, then :func:`diff` (which does no I/O).
+
+    ``target``: the provider's spec at the counts to plan for (default: its own).
+    """
+    target = target or provider.target
     state = state or StateFile(target=target.name, provider=target.provider)
     found = refresh_from(provider, state, enabled=refresh)
     resolved = _resolve(state, found.observed, found.discovered, found.done)
-    desired = [] if destroy else provider.desired()
+    desired = [] if destroy else provider.desired(target)
     prices = _prices(provider, desired, resolved[0].values())
     plan = diff(
         state, resolved, desired, prices,

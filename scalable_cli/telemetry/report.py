@@ -40,6 +40,7 @@ from scalable.events import (
     WorkerPreempted,
     WorkerRemoved,
 )
+from scalable.pricing.estimator import format_usd
 from scalable.telemetry.store import (
     FAILED_STATUSES,
     Aggregate,
@@ -409,8 +410,6 @@ def fmt_seconds(s: float | None) -> str:
 
 
 def fmt_usd(v: float | None) -> str:
-    from scalable.pricing.estimator import format_usd
-
     return format_usd(v)
 
 
