@@ -34,9 +34,9 @@ class AwsKeys(StrictModel):
     spot: StrictBool | Literal["fallback"] = False
     # EC2: alternatives tried in order when AWS has no capacity for one (the first is
     # what `plan` prices); see docs/guides/resilience.rst.
-    instance_types: (
-        list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,63}$")]] | None
-    ) = Field(default=None, min_length=1, max_length=20)
+    instance_types: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,63}$")]] | None = (
+        Field(default=None, min_length=1, max_length=20)
+    )
 
 
 class AwsGroup(AwsKeys, GroupConfig):

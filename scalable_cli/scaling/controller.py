@@ -192,7 +192,7 @@ class Controller:
         """A worker told it would go (spot notice, SIGTERM) is replaced now, not at the
         next ``apply``: once Dask has left it, a refreshed plan re-creates its resource."""
         events = client.get_events(PREEMPTION_TOPIC)
-        for _, msg in events[len(self.preemptions):]:
+        for _, msg in events[len(self.preemptions) :]:
             self.preemptions.append(msg)
             name = str(msg.get("name") or msg.get("worker"))
             log.warning("worker %s preempted (%s); replacing it", name, msg.get("reason"))
@@ -210,6 +210,7 @@ class Controller:
         self._pending.clear()
         if result.errors:
             log.warning("replacing preempted workers was partial: %s", "; ".join(result.errors))
+
     def _budget_count(self) -> int:
         """The budgeted group's count as asked for (state), for the spend."""
         assert self.budget is not None

@@ -282,17 +282,27 @@ def test_controller_replaces_a_preempted_worker_at_once(project: Any) -> None:
         pid = client.run(os.getpid, workers=[addr])[addr]
         # The platform takes the machine: its notice reaches the scheduler's log, then
         # the worker and its nanny are gone.
-        client.log_event(preemption.PREEMPTION_TOPIC, {
-            "action": "worker-preempted", "worker": addr, "name": info["name"],
-            "reason": preemption.SPOT_INTERRUPTION, "notice_seconds": 120.0,
-            "retired": True})
+        client.log_event(
+            preemption.PREEMPTION_TOPIC,
+            {
+                "action": "worker-preempted",
+                "worker": addr,
+                "name": info["name"],
+                "reason": preemption.SPOT_INTERRUPTION,
+                "notice_seconds": 120.0,
+                "retired": True,
+            },
+        )
         victim = psutil.Process(pid)
         for p in [victim.parent(), victim]:
             if p is not None and p.pid != os.getpid():
                 p.kill()
-        _wait(lambda: addr not in client.scheduler_info(n_workers=-1)["workers"],
-              "the worker to leave")
-        _wait(lambda: len(client.scheduler_info(n_workers=-1)["workers"]) == 2,
-              "a replacement worker")
+        _wait(
+            lambda: addr not in client.scheduler_info(n_workers=-1)["workers"],
+            "the worker to leave",
+        )
+        _wait(
+            lambda: len(client.scheduler_info(n_workers=-1)["workers"]) == 2, "a replacement worker"
+        )
         assert controller.replacements >= 1
         assert [m["name"] for m in controller.preemptions] == [info["name"]]
