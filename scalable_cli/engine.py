@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,7 +98,10 @@ class Engine:
     def read_state(self) -> StateFile | None:
         return self.store.read()
 
-    def plan(self, *, destroy: bool = False, refresh: bool = True) -> Plan:
+    def plan(
+        self, *, destroy: bool = False, refresh: bool = True, replace: Sequence[str] = (),
+        targets: Sequence[str] = (), refresh_only: bool = False,
+    ) -> Plan:
         state = self.store.read()
         target = self.base_target.scaled(state.scale if state else {})
         horizon = None
@@ -113,6 +116,9 @@ class Engine:
             destroy=destroy,
             refresh=refresh,
             horizon_hours=horizon,
+            replace=replace,
+            targets=targets,
+            refresh_only=refresh_only,
         )
 
     def plan_objectives(
@@ -177,7 +183,15 @@ class Engine:
             state.put(rec)
             if rec.address == SCHEDULER:
                 state.outputs.update(self.provider.recover_outputs(rec))
-        if not plan.destroy:
+        if plan.refresh_only:
+            # Record what is really there; capacity is not touched.
+            for rec in plan.refreshed:
+                state.put(rec)
+            for address in plan.forget:
+                state.remove(address)
+                if address == SCHEDULER:
+                    state.outputs.clear()
+        elif not plan.destroy:
             state.manifest_digest = plan.manifest_digest
             goal = self.objective
             if goal is not None and self.base_target.group(goal.group).adaptive is not None:
