@@ -104,6 +104,9 @@ class LocalProvider(Provider):
     def discover(self, lineage: str) -> list[Discovered]:
         return discover_processes(lineage, PROCESS)
 
+    def discover_all(self) -> list[Discovered]:
+        return discover_processes("", PROCESS)
+
     # -- changes --------------------------------------------------------------------------
     def _tags(self, resource: ResourceSpec, ctx: CreateContext) -> dict[str, str]:
         return {

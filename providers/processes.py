@@ -214,12 +214,13 @@ def _last_line(path: object, limit: int = 160) -> str:
 
 
 def discover_processes(lineage: str, type: str) -> list[Discovered]:
-    """Every live process group leader tagged with ``lineage``, as Discovered resources."""
+    """Every live process group leader tagged with ``lineage`` ("": any), as Discovered."""
     from scalable.providers.base import Discovered
 
     return [
         Discovered(address=tags.get(TAG_ADDRESS, "?"), type=type, id=ref.id,
-                   idempotency_key=tags.get(TAG_KEY, ""), meta=ref.meta())
+                   idempotency_key=tags.get(TAG_KEY, ""), meta=ref.meta(),
+                   lineage=tags.get(TAG_LINEAGE, ""))
         for ref, tags in tagged(lineage)
     ]
 

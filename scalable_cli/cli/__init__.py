@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from scalable._version import __version__
+from scalable.cli import adopt as adopt_cmds
 from scalable.cli import apply as apply_cmds
 from scalable.cli import dashboard as dashboard_cmds
 from scalable.cli import manifest as manifest_cmds
@@ -54,6 +55,7 @@ app.command()(dashboard_cmds.dashboard)
 app.command()(manifest_cmds.validate)
 app.command()(manifest_cmds.schema)
 app.command()(manifest_cmds.init)
+app.command("import")(adopt_cmds.import_)
 app.add_typer(state_cmds.app, name="state")
 
 
