@@ -76,6 +76,7 @@ class Discovered:
     status: ObservedStatus = "alive"
     lineage: str = ""  # the lineage it is tagged with (set by discover_all)
     created_at: str | None = None  # ISO time, where the backend tells (sweep's age)
+    home: str = ""  # where its state lived, where the backend tells (local: the state dir)
 
 
 @dataclass

@@ -9,6 +9,7 @@ such a group replaces its host process.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from scalable import addrs
@@ -105,7 +106,11 @@ class LocalProvider(Provider):
         return discover_processes(lineage, PROCESS)
 
     def discover_all(self) -> list[Discovered]:
-        return discover_processes("", PROCESS)
+        # This project's processes only (any target, any lineage): other projects on
+        # this machine keep their own states, which this one cannot see.
+        root = str(self.workdir.parent)
+        return [d for d in discover_processes("", PROCESS)
+                if d.home and str(Path(d.home).parent) == root]
 
     # -- changes --------------------------------------------------------------------------
     def _tags(self, resource: ResourceSpec, ctx: CreateContext) -> dict[str, str]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 TAG_LINEAGE = "SCALABLE_LINEAGE"
 TAG_ADDRESS = "SCALABLE_ADDRESS"
 TAG_KEY = "SCALABLE_KEY"
+TAG_STATE_DIR = "SCALABLE_STATE_DIR"  # the .scalable/<target> dir that started it
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -175,7 +176,7 @@ def tagged(lineage: str) -> Iterator[tuple[ProcessRef, dict[str, str]]]:
         tags = {}
         for item in raw.split(b"\0"):
             k, _, v = item.decode(errors="replace").partition("=")
-            if k in (TAG_LINEAGE, TAG_ADDRESS, TAG_KEY):
+            if k in (TAG_LINEAGE, TAG_ADDRESS, TAG_KEY, TAG_STATE_DIR):
                 tags[k] = v
         st = start_time(pid)
         if st is not None:
@@ -213,6 +214,19 @@ def _last_line(path: object, limit: int = 160) -> str:
     return lines[-1][:limit] if lines else ""
 
 
+def _started_at(ticks: int) -> str | None:
+    """A start time in clock ticks since boot as an ISO time (sweep shows ages)."""
+    from datetime import UTC, datetime
+
+    try:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    started = time.time() - (uptime - ticks / hz)
+    return datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")
+
+
 def discover_processes(lineage: str, type: str) -> list[Discovered]:
     """Every live process group leader tagged with ``lineage`` ("": any), as Discovered."""
     from scalable.providers.base import Discovered
@@ -220,7 +234,8 @@ def discover_processes(lineage: str, type: str) -> list[Discovered]:
     return [
         Discovered(address=tags.get(TAG_ADDRESS, "?"), type=type, id=ref.id,
                    idempotency_key=tags.get(TAG_KEY, ""), meta=ref.meta(),
-                   lineage=tags.get(TAG_LINEAGE, ""))
+                   lineage=tags.get(TAG_LINEAGE, ""), home=tags.get(TAG_STATE_DIR, ""),
+                   created_at=_started_at(ref.start))
         for ref, tags in tagged(lineage)
     ]
 

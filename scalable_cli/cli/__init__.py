@@ -15,6 +15,7 @@ from scalable.cli import manifest as manifest_cmds
 from scalable.cli import outputs as output_cmds
 from scalable.cli import report as report_cmds
 from scalable.cli import state as state_cmds
+from scalable.cli import sweep as sweep_cmds
 from scalable.cli.common import Ctx, report_error
 
 app = typer.Typer(
@@ -56,6 +57,7 @@ app.command()(manifest_cmds.validate)
 app.command()(manifest_cmds.schema)
 app.command()(manifest_cmds.init)
 app.command("import")(adopt_cmds.import_)
+app.command()(sweep_cmds.sweep)
 app.add_typer(state_cmds.app, name="state")
 
 
