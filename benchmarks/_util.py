@@ -37,3 +37,15 @@ def project(manifest: str) -> Path:
 
 def scalable(*args: str, cwd: Path) -> None:
     run([PY, "-m", "scalable", *args], cwd=cwd)
+
+
+def load() -> str:
+    """The 1-minute load average, as printed beside every figure."""
+    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
+
+
+def spread(values: list[float]) -> str:
+    """median with the interquartile range and the extremes: ``1.62 (IQR 1.50–1.80, 1.41–2.10)``."""
+    qs = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else values * 3
+    return (f"{statistics.median(values):.2f} (IQR {qs[0]:.2f}–{qs[-1]:.2f}, "
+            f"range {min(values):.2f}–{max(values):.2f}, n={len(values)})")

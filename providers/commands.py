@@ -66,10 +66,15 @@ def worker_argv(
     lifetime_stagger: float | None = None,
     tls_args: Sequence[str] = (),
     host: str | None = None,
+    dashboard: bool | None = None,
     local_directory: str | None = None,
     python: str | None = None,
     module: str = "distributed.cli.dask_worker",
 ) -> list[str]:
+    """``dask worker`` (or a module taking its flags). ``dashboard``: None keeps Dask's
+    default; False serves no dashboard pages; True serves them. A worker always runs an
+    HTTP server (health, metrics): with ``host`` set it binds there, never every
+    interface (``dask worker``'s default ``--dashboard-address :0``)."""
     argv = [python or sys.executable, "-m", module, scheduler_address]
     argv += ["--name", name, "--nthreads", str(group.threads_per_worker)]
     argv += ["--nworkers", str(nworkers)]
@@ -88,6 +93,10 @@ def worker_argv(
     argv += list(tls_args)
     if host:
         argv += ["--host", host]
+    if host:
+        argv += ["--dashboard-address", f"{host}:0"]
+    if dashboard is not None:
+        argv += ["--dashboard" if dashboard else "--no-dashboard"]
     if local_directory:
         argv += ["--local-directory", local_directory]
     argv += list(group.setting("worker_extra_args", []))

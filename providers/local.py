@@ -1,9 +1,15 @@
 """The local provider: a real Dask scheduler and workers as detached processes.
 
-Everything binds 127.0.0.1. ``processes: true`` runs one process per worker (with a
-nanny); ``processes: false`` runs one process per group hosting all of that group's
-workers as threads-only workers (like ``LocalCluster(processes=False)``), so resizing
-such a group replaces its host process.
+Every listener (scheduler, workers, nannies, dashboards) binds the target's ``host``,
+127.0.0.1 unless the manifest asks otherwise (and a non-loopback host needs TLS or an
+explicit opt-out, checked by the manifest schema). ``processes: true`` runs one process
+per worker (with a nanny); ``processes: false`` runs one process per group hosting all
+of that group's workers as threads-only workers (like ``LocalCluster(processes=False)``),
+so resizing such a group replaces its host process.
+
+The scheduler and the workers start at once: the scheduler's port is chosen up front
+(``scheduler_process``), the workers retry their connection, and the scheduler is
+confirmed once every worker process has been spawned.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any
 
 from scalable import addrs
 from scalable.addrs import SCHEDULER
-from scalable.outputs import DASHBOARD_URL, SCHEDULER_ADDRESS
+from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.pricing.estimator import Price, apply_overrides
 from scalable.providers.base import (
     CreateContext,
@@ -25,24 +31,26 @@ from scalable.providers.base import (
     ProviderError,
     ResourceSpec,
 )
-from scalable.providers.commands import (
-    TELEMETRY_PRELOAD,
-    read_scheduler_file,
-    scheduler_argv,
-    worker_argv,
-    worker_names,
-)
+from scalable.providers.commands import worker_argv, worker_names
 from scalable.providers.processes import (
     TAG_ADDRESS,
     TAG_KEY,
     TAG_LINEAGE,
     ProcessRef,
+    ask_to_stop,
     discover_processes,
     observe_process,
+    recorded_ref,
     spawn,
     stop_recorded,
     tagged,
     terminate,
+)
+from scalable.providers.scheduler_process import (
+    StartedScheduler,
+    outputs_from_file,
+    process_env,
+    start_scheduler,
 )
 from scalable.state.model import ResourceRecord
 from scalable.tls import ensure_tls
@@ -54,12 +62,22 @@ PROCESS = "local.process"
 class LocalProvider(Provider):
     name = "local"
 
+    def __init__(self, target: Any, workdir: Any) -> None:
+        super().__init__(target, workdir)
+        # A scheduler spawned by this apply whose start is confirmed after the workers'.
+        self._unconfirmed: StartedScheduler | None = None
+        self._asked: set[str] = set()  # processes already sent SIGTERM by prepare_delete
+
+    @property
+    def host(self) -> str:
+        return str(getattr(self.target.config, "host", None) or HOST)
+
     def desired(self) -> list[ResourceSpec]:
         out = [
             ResourceSpec(
                 address=SCHEDULER,
                 type=PROCESS,
-                attributes={"role": "scheduler", "host": HOST, "tls": self.target.tls},
+                attributes={"role": "scheduler", "host": self.host, "tls": self.target.tls},
             )
         ]
         for g in self.target.groups:
@@ -129,44 +147,79 @@ class LocalProvider(Provider):
     def create(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
         if resource.is_scheduler:
             return self._create_scheduler(resource, ctx)
-        return self._create_worker(resource, ctx)
+        created = self._create_worker(resource, ctx)
+        failed = self._confirm_scheduler([created])
+        if failed is not None:
+            raise failed
+        return created
+
+    def create_many(
+        self, resources: Sequence[ResourceSpec], contexts: Sequence[CreateContext]
+    ) -> list[Created | ProviderError]:
+        """Spawn every worker first, then confirm a scheduler started by this apply (so
+        its start overlaps theirs); if it failed, stop the workers and say why."""
+        out: list[Created | ProviderError] = []
+        for res, ctx in zip(resources, contexts, strict=True):
+            try:
+                out.append(self._create_scheduler(res, ctx) if res.is_scheduler
+                           else self._create_worker(res, ctx))
+            except ProviderError as exc:
+                out.append(exc)
+        if all(r.is_scheduler for r in resources):
+            return out  # the workers' batch comes next and confirms it
+        spawned = [c for r, c in zip(resources, out, strict=True)
+                   if isinstance(c, Created) and not r.is_scheduler]
+        failed = self._confirm_scheduler(spawned)
+        if failed is not None:
+            out = [failed if isinstance(c, Created) and not r.is_scheduler else c
+                   for r, c in zip(resources, out, strict=True)]
+        return out
+
+    def _confirm_scheduler(self, spawned: list[Created]) -> ProviderError | None:
+        pending, self._unconfirmed = self._unconfirmed, None
+        if pending is None:
+            return None
+        try:
+            pending.confirm(timeout=60)
+        except ProviderError as exc:
+            for c in spawned:
+                stop_recorded(c.meta, c.id, grace=2.0)
+            return ProviderError(f"worker stopped: {exc.message}", hint=exc.hint)
+        return None
 
     def _create_scheduler(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
-        sched_file = self.workdir / "scheduler.json"
-        log = self.workdir / "logs" / "scheduler.log"
+        workdir = self.workdir
+        log = workdir / "logs" / "scheduler.log"
         ref = self._existing(ctx)
-        if ref is None:
-            sched_file.unlink(missing_ok=True)
-            ref = spawn(
-                scheduler_argv(
-                    host=HOST,
-                    scheduler_file=sched_file,
-                    preload=self._preload(),
-                    tls_args=self._tls_args(),
-                ),
-                log=log,
-                tags=self._tags(resource, ctx),
-                env=self._env(ctx),
-                cwd=self.workdir,
-            )
-        try:
-            outputs = self._scheduler_outputs(ref)
-        except Exception as exc:
-            terminate(ref, grace=2)
-            raise ProviderError(str(exc), hint=f"see {log}") from None
+        if ref is not None:  # a retry found the first one: it is (or was) running
+            try:
+                outputs = self._scheduler_outputs(ref)
+            except Exception as exc:
+                terminate(ref, grace=2)
+                raise ProviderError(str(exc), hint=f"see {log}") from None
+            return Created(id=ref.id, meta={**ref.meta(), "log": str(log)}, outputs=outputs)
+        started, outputs = start_scheduler(
+            host=self.host, workdir=workdir, tags=self._tags(resource, ctx),
+            env=self._env(ctx), tls=self.target.tls, tls_args=self._tls_args(),
+        )
+        if self.target.tls:
+            outputs.update(ensure_tls(workdir / "tls").outputs())
+        workers_follow = any(not r.is_scheduler for r in self.desired()) and not any(
+            tags.get(TAG_ADDRESS, SCHEDULER) != SCHEDULER for _, tags in tagged(ctx.lineage)
+        )
+        if workers_follow:
+            self._unconfirmed = started
+        else:
+            started.confirm(timeout=60)
+        ref = started.ref
         return Created(id=ref.id, meta={**ref.meta(), "log": str(log)}, outputs=outputs)
 
     def _scheduler_outputs(self, ref: ProcessRef) -> dict[str, str]:
         log = self.workdir / "logs" / "scheduler.log"
-        info = read_scheduler_file(
-            self.workdir / "scheduler.json", timeout=60, alive=ref.alive, log=log
-        )
-        outputs = {SCHEDULER_ADDRESS: str(info["address"])}
+        info = StartedScheduler(ref, self.workdir / "scheduler.json", log).confirm(timeout=60)
+        outputs = outputs_from_file(info)
         if self.target.tls:
             outputs.update(ensure_tls(self.workdir / "tls").outputs())
-        services: Any = info.get("services") or {}
-        if "dashboard" in services:
-            outputs[DASHBOARD_URL] = f"http://{HOST}:{services['dashboard']}/status"
         return outputs
 
     def recover_outputs(self, record: ResourceRecord) -> dict[str, str]:
@@ -181,26 +234,9 @@ class LocalProvider(Provider):
     def _tls_args(self) -> list[str]:
         return ensure_tls(self.workdir / "tls").node_args() if self.target.tls else []
 
-    def _preload(self) -> list[str]:
-        try:
-            import importlib.util
-
-            if importlib.util.find_spec(TELEMETRY_PRELOAD) is not None:
-                return [TELEMETRY_PRELOAD]
-        except ModuleNotFoundError:
-            pass
-        return []
-
     def _env(self, ctx: CreateContext) -> dict[str, str]:
-        return {
-            **self.target.env,
-            "SCALABLE_TARGET": self.target.name,
-            "SCALABLE_PROJECT": self.target.project,
-            "SCALABLE_PROVIDER": self.name,
-            "SCALABLE_STATE_DIR": str(self.workdir),
-            # Workers must not inherit a parent's scheduler address by accident.
-            "DASK_SCHEDULER_ADDRESS": "",
-        }
+        # Workers must not inherit a parent's scheduler address by accident.
+        return {**process_env(self.target, self.name, self.workdir), "DASK_SCHEDULER_ADDRESS": ""}
 
     def _create_worker(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
         group = self.target.group(resource.group or "default")
@@ -211,22 +247,30 @@ class LocalProvider(Provider):
         log = self.workdir / "logs" / f"{resource.address}.log"
         ref = self._existing(ctx)
         if ref is None:
-            if resource.attributes.get("processes") is False:
-                argv = worker_argv(
-                    group, address, name=resource.address, nworkers=nworkers,
-                    module="scalable.providers.local_host",
-                    local_directory=str(self.workdir / "dask-worker-space"),
-                    tls_args=self._tls_args(),
-                )
-            else:
-                argv = worker_argv(
-                    group, address, name=resource.address, nworkers=nworkers,
-                    local_directory=str(self.workdir / "dask-worker-space"),
-                    tls_args=self._tls_args(),
-                )
+            dashboard = bool(getattr(self.target.config, "worker_dashboard", False))
+            argv = worker_argv(
+                group, address, name=resource.address, nworkers=nworkers,
+                module=("scalable.providers.local_host"
+                        if resource.attributes.get("processes") is False
+                        else "distributed.cli.dask_worker"),
+                host=self.host,
+                dashboard=dashboard,
+                local_directory=str(self.workdir / "dask-worker-space"),
+                tls_args=self._tls_args(),
+            )
             ref = spawn(argv, log=log, tags=self._tags(resource, ctx), env=self._env(ctx),
                         cwd=self.workdir)
         return Created(id=ref.id, meta={**ref.meta(), "log": str(log)})
 
+    def prepare_delete(self, records: Sequence[ResourceRecord]) -> None:
+        """SIGTERM every worker process at once; ``delete`` then waits for each."""
+        for rec in records:
+            ref = recorded_ref(rec.meta, rec.id)
+            if ref is not None:
+                ask_to_stop(ref)
+                self._asked.add(ref.id)
+
     def delete(self, record: ResourceRecord) -> None:
-        stop_recorded(record.meta, record.id, grace=10.0)
+        ref = recorded_ref(record.meta, record.id)
+        asked = ref is not None and ref.id in self._asked
+        stop_recorded(record.meta, record.id, grace=10.0, asked=asked)

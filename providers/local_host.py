@@ -21,6 +21,9 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resources", default="")
     p.add_argument("--death-timeout", default="60s")
     p.add_argument("--local-directory", default=None)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--dashboard", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--dashboard-address", default=None)
     p.add_argument("--tls-ca-file", default=None)
     p.add_argument("--tls-cert", default=None)
     p.add_argument("--tls-key", default=None)
@@ -56,6 +59,10 @@ async def _run(args: argparse.Namespace) -> None:
             death_timeout=parse_timedelta(args.death_timeout),
             local_directory=args.local_directory,
             security=security,
+            host=args.host,
+            # The HTTP server (health, metrics, dashboard if asked) binds --host too.
+            dashboard=args.dashboard,
+            dashboard_address=args.dashboard_address or f"{args.host}:0",
         )
         for name in names
     ]

@@ -3,10 +3,16 @@
 Each is started in its own session (so it outlives the CLI and forms one process group)
 and tagged through its environment (SCALABLE_LINEAGE, SCALABLE_ADDRESS, SCALABLE_KEY),
 which is how ``discover`` finds one an interrupted apply never recorded.
+
+Process facts come from psutil (one library for Linux, macOS and the BSDs) rather than
+hand-read /proc files. A start time is kept in milliseconds since the epoch; records
+written by older versions hold clock ticks since boot (small numbers), and are still
+recognised (see ``_same_start``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
+
 if TYPE_CHECKING:
     from scalable.providers.base import Discovered, Observation
 
@@ -24,32 +32,49 @@ TAG_ADDRESS = "SCALABLE_ADDRESS"
 TAG_KEY = "SCALABLE_KEY"
 TAG_STATE_DIR = "SCALABLE_STATE_DIR"  # the .scalable/<target> dir that started it
 
+# Start times below this are clock ticks since boot (records written before psutil).
+_LEGACY_TICKS = 10**10
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
-def _stat(pid: int) -> list[str] | None:
-    """Fields 3… of /proc/PID/stat (state first), or None if there is no such process."""
+
+def _process(pid: int) -> psutil.Process | None:
     try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return psutil.Process(pid)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return None
+
+
+def _start_ms(proc: psutil.Process) -> int | None:
     try:
-        raw = os.read(fd, 4096).decode(errors="replace")
-    except ProcessLookupError:
+        return round(proc.create_time() * 1000)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-    finally:
-        os.close(fd)
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    return raw[raw.rindex(")") + 2 :].split()
 
 
 def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
-    fields = _stat(pid)
-    return int(fields[19]) if fields else None
+    """The process's start time in ms since the epoch, or None if there is none."""
+    proc = _process(pid)
+    return _start_ms(proc) if proc is not None else None
 
 
-def _state(pid: int) -> str | None:
-    fields = _stat(pid)
-    return fields[0] if fields else None
+def _same_start(proc: psutil.Process, recorded: int) -> bool:
+    now = _start_ms(proc)
+    if now is None:
+        return False
+    if recorded < _LEGACY_TICKS:  # clock ticks since boot, from an older record
+        ticks = round((now / 1000 - psutil.boot_time()) * _CLOCK_TICKS)
+        return abs(ticks - recorded) <= 1
+    # Both sides come from the same computation; allow for float rounding only.
+    return abs(now - recorded) <= 1
+
+
+def _zombie(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.AccessDenied:
+        return False
 
 
 @dataclass(frozen=True)
@@ -61,9 +86,14 @@ class ProcessRef:
     def id(self) -> str:
         return f"pid:{self.pid}@{self.start}"
 
+    def _ours(self) -> psutil.Process | None:
+        """The process behind this ref if it is still the one we started (maybe a zombie)."""
+        proc = _process(self.pid)
+        return proc if proc is not None and _same_start(proc, self.start) else None
+
     def alive(self) -> bool:
-        fields = _stat(self.pid)
-        return fields is not None and fields[0] != "Z" and int(fields[19]) == self.start
+        proc = self._ours()
+        return proc is not None and not _zombie(proc)
 
     def group_alive(self) -> bool:
         return any(True for _ in _group_members(self.pid))
@@ -100,15 +130,13 @@ def spawn(
             start_new_session=True,  # own session and group: survives the CLI
             close_fds=True,
         )
-    start = None
-    for _ in range(100):
-        start = start_time(proc.pid)
-        if start is not None:
-            break
-        time.sleep(0.01)
+    # Our own child cannot be reaped before we wait for it, so its start time is there.
+    start = start_time(proc.pid)
+    if start is None:
+        raise OSError(f"process {proc.pid} vanished before it could be identified")
     # Reap it in the background if it exits while we still run (no zombies in tests).
     _children.append(proc)
-    return ProcessRef(proc.pid, start or 0)
+    return ProcessRef(proc.pid, start)
 
 
 _children: list[subprocess.Popen[bytes]] = []
@@ -121,66 +149,78 @@ def reap() -> None:
 
 
 def _group_members(pgid: int) -> Iterator[int]:
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    """Live (non-zombie) processes of the process group ``pgid``."""
+    for proc in psutil.process_iter():
         try:
-            raw = Path(f"/proc/{entry.name}/stat").read_text()
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            if os.getpgid(proc.pid) == pgid and not _zombie(proc):
+                yield proc.pid
+        except (ProcessLookupError, PermissionError, psutil.Error):
             continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            yield int(entry.name)
 
 
-def terminate(ref: ProcessRef, grace: float = 10.0) -> None:
+def _may_signal(ref: ProcessRef) -> bool:
+    """Its group is ours to signal: the leader is still the process we started (even as
+    a zombie whose children live on), or the leader is gone (a group id cannot be
+    reused while any member lives)."""
+    return _process(ref.pid) is None or ref._ours() is not None
+
+
+def ask_to_stop(ref: ProcessRef) -> None:
+    """SIGTERM the process group now, without waiting (``terminate`` waits later)."""
+    if _may_signal(ref):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(ref.pid, signal.SIGTERM)
+
+
+def terminate(ref: ProcessRef, grace: float = 10.0, *, asked: bool = False) -> None:
     """SIGTERM the process group, wait, then SIGKILL what is left.
 
-    The group is only signalled if its leader is still the process we started, or the
-    leader is gone (a group id cannot be reused while any member lives).
+    ``asked``: the SIGTERM was already sent (``ask_to_stop``); only wait. Sending it
+    twice would cut Dask's graceful close short. See ``_may_signal`` for when a group
+    is signalled at all.
     """
-    if not ref.alive() and start_time(ref.pid) is not None:
+    if not _may_signal(ref):
         return  # the PID now belongs to someone else: never signal it
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
-            os.killpg(ref.pid, sig)
+            if not (asked and sig == signal.SIGTERM):
+                os.killpg(ref.pid, sig)
         except ProcessLookupError:
             break
         deadline = time.monotonic() + wait
+        delay = 0.005
         while time.monotonic() < deadline:
             reap()
             if not any(True for _ in _group_members(ref.pid)):
                 return
-            time.sleep(0.05)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
     reap()
 
 
 def tagged(lineage: str) -> Iterator[tuple[ProcessRef, dict[str, str]]]:
-    """Every live process-group leader whose environment carries this lineage."""
-    needle = f"{TAG_LINEAGE}={lineage}".encode()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
+    """Every live process-group leader whose environment carries this lineage ("": any)."""
+    me = os.getuid() if hasattr(os, "getuid") else None
+    for proc in psutil.process_iter(["uids"] if me is not None else []):
         try:
-            raw = Path(f"/proc/{pid}/environ").read_bytes()
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            uids = proc.info.get("uids")
+            if me is not None and uids is not None and uids.real != me and me != 0:
+                continue  # another user's process: its environment is not ours to read
+            env = proc.environ()
+        except (psutil.Error, OSError):
             continue
-        if needle not in raw:
+        if env.get(TAG_LINEAGE) != lineage and not (lineage == "" and env.get(TAG_LINEAGE)):
             continue
         try:
-            if os.getpgid(pid) != pid or _state(pid) in (None, "Z"):
+            if os.getpgid(proc.pid) != proc.pid or _zombie(proc):
                 continue
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             continue
-        tags = {}
-        for item in raw.split(b"\0"):
-            k, _, v = item.decode(errors="replace").partition("=")
-            if k in (TAG_LINEAGE, TAG_ADDRESS, TAG_KEY, TAG_STATE_DIR):
-                tags[k] = v
-        st = start_time(pid)
-        if st is not None:
-            yield ProcessRef(pid, st), tags
+        start = _start_ms(proc)
+        if start is not None:
+            keys = (TAG_LINEAGE, TAG_ADDRESS, TAG_KEY, TAG_STATE_DIR)
+            tags = {k: env[k] for k in keys if k in env}
+            yield ProcessRef(proc.pid, start), tags
 
 
 # -- what providers do with the processes they recorded (local, and Slurm's scheduler) --
@@ -214,17 +254,13 @@ def _last_line(path: object, limit: int = 160) -> str:
     return lines[-1][:limit] if lines else ""
 
 
-def _started_at(ticks: int) -> str | None:
-    """A start time in clock ticks since boot as an ISO time (sweep shows ages)."""
+def _started_at(start_ms: int) -> str | None:
+    """A process's start (epoch milliseconds, as tagged() gives it) as an ISO time."""
     from datetime import UTC, datetime
 
-    try:
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        hz = os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
+    if start_ms < _LEGACY_TICKS:
         return None
-    started = time.time() - (uptime - ticks / hz)
-    return datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(start_ms / 1000, UTC).isoformat(timespec="seconds")
 
 
 def discover_processes(lineage: str, type: str) -> list[Discovered]:
@@ -240,11 +276,18 @@ def discover_processes(lineage: str, type: str) -> list[Discovered]:
     ]
 
 
-def stop_recorded(meta: Mapping[str, object], id: str | None, grace: float = 10.0) -> None:
-    """Terminate a recorded process (from its meta, or its ``pid:N@START`` id)."""
+def recorded_ref(meta: Mapping[str, object], id: str | None) -> ProcessRef | None:
+    """The process of a record (from its meta, or its ``pid:N@START`` id)."""
     ref = ProcessRef.from_meta(meta)
     if ref is None and id and id.startswith("pid:"):
         pid, _, start = id[4:].partition("@")
         ref = ProcessRef(int(pid), int(start))
+    return ref
+
+
+def stop_recorded(meta: Mapping[str, object], id: str | None, grace: float = 10.0,
+                  *, asked: bool = False) -> None:
+    """Terminate a recorded process (from its meta, or its ``pid:N@START`` id)."""
+    ref = recorded_ref(meta, id)
     if ref is not None:
-        terminate(ref, grace=grace)
+        terminate(ref, grace=grace, asked=asked)

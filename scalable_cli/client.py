@@ -24,6 +24,10 @@ class UnknownTag(ValueError):
 class ScalableClient(Client):
     def __init__(self, *args: Any, spec: TargetSpec | None = None, **kwargs: Any) -> None:
         self._scalable_tags: dict[str, str] = dict(spec.declared_tags) if spec else {}
+        cache = spec.config.cache if spec else None
+        # Tags whose calls skip the cache (manifest `cache: {tags: {NAME: false}}`).
+        self._uncached_tags = frozenset(t for t, on in cache.tags.items() if not on) if (
+            cache is not None) else frozenset()
         super().__init__(*args, **kwargs)
 
     def _route(
@@ -42,8 +46,17 @@ class ScalableClient(Client):
     def _tagged(self, tag: str | None) -> Any:
         return dask.annotate(tag=tag) if tag is not None else nullcontext()
 
+    def _uncached(self, func: Callable[..., Any], tag: str | None) -> Callable[..., Any]:
+        if tag is not None and tag in self._uncached_tags:
+            from scalable.cache.decorator import CachedFunction
+
+            if isinstance(func, CachedFunction):
+                return func.func
+        return func
+
     def submit(self, func: Callable[..., Any], *args: Any, tag: str | None = None,
                **kwargs: Any) -> Any:
+        func = self._uncached(func, tag)
         kwargs["resources"] = self._route(tag, kwargs.get("resources"))
         with self._tagged(tag):
             return super().submit(func, *args, **kwargs)
@@ -51,6 +64,22 @@ class ScalableClient(Client):
     def map(
         self, func: Callable[..., Any], *iterables: Any, tag: str | None = None, **kwargs: Any
     ) -> Any:
+        func = self._uncached(func, tag)
         kwargs["resources"] = self._route(tag, kwargs.get("resources"))
         with self._tagged(tag):
             return super().map(func, *iterables, **kwargs)
+
+    def gather(self, futures: Any, *args: Any, **kwargs: Any) -> Any:
+        """``Client.gather``; work cancelled because the budget ran out raises
+        ``BudgetExhausted`` (naming budget and spend) instead of a bare cancellation."""
+        from distributed.client import FutureCancelledError
+
+        try:
+            return super().gather(futures, *args, **kwargs)
+        except FutureCancelledError as exc:
+            from scalable.scaling.budget import BudgetExhausted
+
+            budget = BudgetExhausted.from_message(exc.msg or "")
+            if budget is None:
+                raise
+            raise budget from exc

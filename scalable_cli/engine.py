@@ -19,10 +19,10 @@ from scalable.events import (
     RESOURCE_CREATED,
     RESOURCE_DELETED,
     RESOURCE_DELETING,
-    ObjectivePlan,
     Payload,
     ResourceStep,
     ScaleDecision,
+    ScaleFailed,
     StepCompleted,
     StepStarted,
 )
@@ -85,6 +85,12 @@ class Engine:
         self.base_target = provider.target
         # Set by objective planning: the counts it chose and the horizon it predicted.
         self.objective: Any | None = None
+        # Once applied, an adaptive group's objective count is only its starting count:
+        # the controller moves it (within the objective's bounds) and plans follow state.
+        self.objective_applied = False
+        self.objective_asked_at: float | None = None
+        # Set when the budget ran out (on_budget: stop): every later plan has no workers.
+        self.workers_stopped = False
 
     @property
     def target(self) -> Any:
@@ -105,9 +111,14 @@ class Engine:
         state = self.store.read()
         target = self.base_target.scaled(state.scale if state else {})
         horizon = None
-        if self.objective is not None:
-            target = target.with_counts({self.objective.group: self.objective.chosen.workers})
-            horizon = self.objective.horizon_hours
+        goal = self.objective
+        if goal is not None:
+            adaptive = self.base_target.group(goal.group).adaptive is not None
+            if not (adaptive and self.objective_applied):
+                target = target.with_counts({goal.group: goal.chosen.workers})
+            horizon = goal.horizon_hours
+        if self.workers_stopped and not destroy:
+            target = target.with_counts({g.name: 0 for g in target.groups})
         self.provider.target = target
         return make_plan(
             self.provider,
@@ -122,13 +133,16 @@ class Engine:
         )
 
     def plan_objectives(
-        self, objectives: Any, *, tasks: int | None = None, tag: str | None = None
+        self, objectives: Any, *, tasks: int | None = None, tag: str | None = None,
+        cached: Any | None = None,
     ) -> Any:
         """Choose worker counts for ``objectives``; later plans use them."""
         from scalable.scaling.objectives import plan_objectives
 
         self.provider.target = self.base_target
-        self.objective = plan_objectives(self.provider, objectives, tasks=tasks, tag=tag)
+        self.objective = plan_objectives(self.provider, objectives, tasks=tasks, tag=tag,
+                                         cached=cached)
+        self.objective_applied = False
         return self.objective
 
     def scale(
@@ -155,9 +169,31 @@ class Engine:
                 return None
             state.scale.update(changed)
             self._save(state)
+            result = self.execute(self.plan(), wait=False)
+            # Recorded once carried out: a decision in telemetry is one that happened.
             for group, count in changed.items():
-                self._event(ScaleDecision(group, before[group], count, reasons.get(group, "")))
+                why = reasons.get(group, "")
+                if result.errors:
+                    self._event(ScaleFailed(group, before[group], count, why,
+                                            list(result.errors)))
+                else:
+                    self._event(ScaleDecision(group, before[group], count, why))
+            return result
+
+    def stop_workers(self, *, lock_timeout: float = 30.0) -> ApplyResult | None:
+        """Retire every worker and keep them gone (the budget ran out); the scheduler
+        stays, so clients see why their work stopped."""
+        self.workers_stopped = True
+        with self.locked("budget stop", lock_timeout):
+            state = self.store.read()
+            if state is None or SCHEDULER_ADDRESS not in state.outputs:
+                return None
             return self.execute(self.plan(), wait=False)
+
+    def destroy_all(self, *, lock_timeout: float = 30.0) -> ApplyResult:
+        """Destroy the whole target (on_budget: destroy)."""
+        with self.locked("budget destroy", lock_timeout):
+            return self.execute(self.plan(destroy=True), wait=False)
 
     # -- apply --------------------------------------------------------------------------
     def execute(self, plan: Plan, *, wait: bool = True) -> ApplyResult:
@@ -167,16 +203,12 @@ class Engine:
         )
         result = ApplyResult()
         self._event(StepStarted(plan.destroy, len(plan.actionable)))
-        if self.objective is not None and not plan.destroy:
-            goal = self.objective
-            self._event(ObjectivePlan(
-                group=goal.group, workers=goal.chosen.workers,
-                tasks=goal.estimate.tasks, task_seconds=goal.estimate.task_seconds,
-                predicted_seconds=goal.chosen.finish_seconds,
-                predicted_cost_usd=goal.chosen.cost_usd, source=goal.estimate.source,
-                budget_usd=goal.objectives.budget_usd,
-                deadline_hours=goal.objectives.deadline_hours,
-            ))
+        # The objective's prediction, once per objective (not again for each resize).
+        goal = self.objective
+        pin_objective = goal is not None and not plan.destroy and not self.objective_applied
+        if goal is not None and pin_objective:
+            self.objective_asked_at = time.time()  # the deadline's clock starts here
+            self._event(goal.event())
         if not state.resources:
             state.owner = self.owner  # whoever brings capacity up owns it
         for rec in plan.adopted:
@@ -193,11 +225,13 @@ class Engine:
                     state.outputs.clear()
         elif not plan.destroy:
             state.manifest_digest = plan.manifest_digest
-            goal = self.objective
-            if goal is not None and self.base_target.group(goal.group).adaptive is not None:
-                # Keep the objective's count as the adaptive group's current count, so a
-                # later plain plan does not undo it.
+            if (goal is not None and pin_objective
+                    and self.base_target.group(goal.group).adaptive is not None):
+                # The objective's count starts the adaptive group (so a later plain plan
+                # does not undo it); from here the controller moves it.
                 state.scale[goal.group] = goal.chosen.workers
+            if pin_objective:
+                self.objective_applied = True
         self._save(state)
 
         self._run_steps(state, step_graph(state, plan.actionable), result)
@@ -219,8 +253,10 @@ class Engine:
         deletes = [s for s in steps if s.op == "delete"]
         going = [s.change.record for s in deletes
                  if s.change.record and s.address != SCHEDULER]
-        self._retire(state, [s.change.record for s in deletes if s.counts
-                             and s.change.record and s.address != SCHEDULER])
+        if not any(s.address == SCHEDULER for s in deletes):
+            # Moving data off workers only helps when a scheduler stays to keep it.
+            self._retire(state, [s.change.record for s in deletes if s.counts
+                                 and s.change.record and s.address != SCHEDULER])
         if going:
             try:
                 self.provider.prepare_delete(going)
@@ -275,6 +311,10 @@ class Engine:
 
     def _event(self, payload: Payload) -> None:
         self.events(payload.kind, payload.to_data())
+
+    def record(self, payload: Payload) -> None:
+        """Record a telemetry event into this engine's run (the controller's decisions)."""
+        self._event(payload)
 
     def _save(self, state: StateFile) -> None:
         self.store.write(state)

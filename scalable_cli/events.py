@@ -19,6 +19,12 @@ from typing import Any, ClassVar, Final
 WORKER_ADDED: Final = "worker_added"
 WORKER_REMOVED: Final = "worker_removed"
 SCALE_DECISION: Final = "scale_decision"
+# A scale-up held back by objectives or the budget (recorded once per group and count).
+SCALE_BLOCKED: Final = "scale_blocked"
+# A resize whose apply failed (not a decision: nothing changed as asked).
+SCALE_FAILED: Final = "scale_failed"
+BUDGET_WARNING: Final = "budget_warning"
+BUDGET_EXHAUSTED: Final = "budget_exhausted"
 OBJECTIVE_PLAN: Final = "objective_plan"
 PRICING: Final = "pricing"
 APPLY_START: Final = "apply_start"
@@ -28,7 +34,11 @@ DESTROY_COMPLETE: Final = "destroy_complete"
 RESOURCE_CREATED: Final = "resource_created"
 RESOURCE_DELETING: Final = "resource_deleting"
 RESOURCE_DELETED: Final = "resource_deleted"
+# @cacheable hits and misses heard since the plugin's last flush (scalable.cache.telemetry).
+CACHE_CALLS: Final = "cache_calls"
 
+# The budget guard's actions (the report's "Budget" lines).
+BUDGET_ACTIONS: Final = (BUDGET_WARNING, BUDGET_EXHAUSTED)
 # A worker's presence is the span between these two.
 WORKER_SPAN: Final = (WORKER_ADDED, WORKER_REMOVED)
 # The engine's own steps (the report's "steps" section).
@@ -78,18 +88,96 @@ class ScaleDecision:
 
 
 @dataclass(frozen=True)
+class ScaleBlocked:
+    """Adaptive asked for ``wanted`` workers; objectives or the budget held it at
+    ``allowed`` (recorded once per group and held count)."""
+
+    group: str
+    from_: int
+    wanted: int
+    allowed: int
+    reason: str
+
+    kind: ClassVar[str] = SCALE_BLOCKED
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "from": self.from_,
+            "wanted": self.wanted,
+            "allowed": self.allowed,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class ScaleFailed:
+    """A resize was asked for and its apply failed."""
+
+    group: str
+    from_: int | None
+    to: int | None
+    reason: str
+    errors: list[str] = field(default_factory=list)
+
+    kind: ClassVar[str] = SCALE_FAILED
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "from": self.from_,
+            "to": self.to,
+            "reason": self.reason,
+            "errors": list(self.errors),
+        }
+
+
+@dataclass(frozen=True)
+class BudgetAction:
+    """The budget guard warned (``BUDGET_WARNING``) or stopped the run
+    (``BUDGET_EXHAUSTED``)."""
+
+    kind: str  # BUDGET_WARNING or BUDGET_EXHAUSTED
+    budget_usd: float
+    spent_usd: float
+    reason: str
+    on_budget: str | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "budget_usd": self.budget_usd,
+            "spent_usd": self.spent_usd,
+            "reason": self.reason,
+        }
+        if self.on_budget is not None:
+            out["on_budget"] = self.on_budget
+        return out
+
+
+@dataclass(frozen=True)
 class ObjectivePlan:
-    """What objective planning chose for a group, and what it predicted."""
+    """What objective planning chose for a group, what it predicted (with the 90% range),
+    and the bounds a controller keeps while the run goes (docs/guides/scaling.rst)."""
 
     group: str
     workers: int
     tasks: int | None
-    task_seconds: float | None
+    task_seconds: float | None  # the mean
     predicted_seconds: float | None
-    predicted_cost_usd: float | None
+    predicted_cost_usd: float | None  # every resource billed
     source: str
     budget_usd: float | None
     deadline_hours: float | None
+    task_seconds_median: float | None = None
+    task_seconds_p90: float | None = None
+    predicted_low: float | None = None
+    predicted_high: float | None = None
+    startup_seconds: float | None = None
+    threads: int | None = None
+    hourly_per_worker: float | None = None
+    hourly_fixed: float | None = None
+    budget_ceiling: int | None = None
+    on_budget: str = "stop"
 
     kind: ClassVar[str] = OBJECTIVE_PLAN
 
@@ -104,6 +192,16 @@ class ObjectivePlan:
             "source": self.source,
             "budget_usd": self.budget_usd,
             "deadline_hours": self.deadline_hours,
+            "task_seconds_median": self.task_seconds_median,
+            "task_seconds_p90": self.task_seconds_p90,
+            "predicted_low": self.predicted_low,
+            "predicted_high": self.predicted_high,
+            "startup_seconds": self.startup_seconds,
+            "threads": self.threads,
+            "hourly_per_worker": self.hourly_per_worker,
+            "hourly_fixed": self.hourly_fixed,
+            "budget_ceiling": self.budget_ceiling,
+            "on_budget": self.on_budget,
         }
 
 
@@ -220,4 +318,14 @@ class WorkerRemoved:
         )
 
 
-Payload = ScaleDecision | ObjectivePlan | StepStarted | StepCompleted | ResourceStep | WorkerAdded
+Payload = (
+    ScaleDecision
+    | ObjectivePlan
+    | StepStarted
+    | StepCompleted
+    | ResourceStep
+    | WorkerAdded
+    | ScaleBlocked
+    | ScaleFailed
+    | BudgetAction
+)

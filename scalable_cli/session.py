@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
@@ -34,7 +35,7 @@ class ScalableSession:
         workspace: Workspace,
         *,
         lock_timeout: float = 60.0,
-        objectives: dict[str, float] | None = None,
+        objectives: dict[str, Any] | None = None,
         tasks: int | None = None,
         tag: str | None = None,
     ) -> None:
@@ -47,12 +48,18 @@ class ScalableSession:
         self.attached = False
         self.result: ApplyResult | None = None
         self.objective: Any | None = None
+        self._goal: Any | None = None
+        self._tag = tag
         if objectives is not None or workspace.spec.objectives is not None:
             from scalable.manifest.schema import Objectives
 
             goal = Objectives(**objectives) if objectives else workspace.spec.objectives
-            # Chosen once, up front: every plan of this session uses these counts.
-            self.objective = self.engine.plan_objectives(goal, tasks=tasks, tag=tag)
+            self._goal = goal
+            # Chosen once, up front: every plan of this session uses these counts
+            # (unless plan(calls=...) re-sizes for the calls not cached).
+            wl = workspace.spec.workload
+            if tasks is not None or (wl is not None and wl.tasks):
+                self.objective = self.engine.plan_objectives(goal, tasks=tasks, tag=tag)
 
     @classmethod
     def from_yaml(
@@ -67,8 +74,24 @@ class ScalableSession:
     def target(self) -> str:
         return self.workspace.spec.name
 
-    def plan(self, *, destroy: bool = False) -> Plan:
-        return self.engine.plan(destroy=destroy)
+    def plan(self, *, destroy: bool = False, calls: Iterable[Any] | None = None) -> Plan:
+        """The plan; with ``calls`` (``f.call(...)`` of ``@cacheable`` functions, or
+        ``(f, args, kwargs)``), objectives size capacity for the calls not cached."""
+        if calls is None or destroy:
+            if self._goal is not None and self.objective is None and not destroy:
+                # No task count anywhere: plan_objectives says what is missing.
+                self.objective = self.engine.plan_objectives(self._goal, tag=self._tag)
+            return self.engine.plan(destroy=destroy)
+        from scalable.cache.planning import count_cached
+
+        count = count_cached(calls)
+        if self._goal is not None and count.misses:
+            self.objective = self.engine.plan_objectives(
+                self._goal, tasks=count.misses, tag=self._tag, cached=count)
+        plan = self.engine.plan()
+        plan.cost.notes.append(count.describe())
+        log.info("%s", count.describe())
+        return plan
 
     def _cli_owned_and_live(self) -> bool:
         state = self.workspace.store.read()
@@ -97,13 +120,15 @@ class ScalableSession:
                 raise SessionError("; ".join(self.result.errors),
                                    hint="session.close() tears down what was created")
         self.client = self._connect()
-        if not self.attached and any(g.adaptive for g in self.workspace.spec.groups):
+        if not self.attached:
             from scalable.scaling.controller import Controller
 
             # The session's own controller: a thread in this process (CLI-applied capacity
-            # has a detached one instead).
-            self.controller = Controller(self.engine)
-            self.controller.start_thread(self.client)
+            # has a detached one instead), bound by this session's objectives and budget.
+            controller = Controller.for_engine(self.engine)
+            if controller.needed:
+                self.controller = controller
+                controller.start_thread(self.client)
         return self.client
 
     def _connect(self) -> ScalableClient:

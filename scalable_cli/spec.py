@@ -160,5 +160,14 @@ def build_target(loaded: LoadedManifest, name: str) -> TargetSpec:
         tls=tls,
         manifest_path=loaded.path.resolve(),
         manifest_digest=loaded.target_digest(name),
-        env=dict(cfg.env),
+        env={**_cache_env(cfg, loaded.path.resolve().parent), **cfg.env},
     )
+
+
+def _cache_env(cfg: TargetModel, root: Path) -> dict[str, str]:
+    if cfg.cache is None:
+        return {}
+    from scalable.cache.config import worker_env
+
+    # Local and Slurm workers share the client's filesystem; cloud workers have their own.
+    return worker_env(cfg.cache, root if cfg.provider in ("local", "slurm") else None)

@@ -30,7 +30,7 @@ from typing import Any, cast
 from scalable import addrs
 from scalable.addrs import SCHEDULER
 from scalable.manifest.schema import SlurmTarget
-from scalable.outputs import DASHBOARD_URL, SCHEDULER_ADDRESS
+from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.pricing.estimator import Price, apply_overrides
 from scalable.providers.base import (
     CreateContext,
@@ -42,8 +42,6 @@ from scalable.providers.base import (
     ResourceSpec,
 )
 from scalable.providers.commands import (
-    TELEMETRY_PRELOAD,
-    read_scheduler_file,
     scheduler_argv,
     worker_argv,
     worker_names,
@@ -55,10 +53,15 @@ from scalable.providers.processes import (
     ProcessRef,
     discover_processes,
     observe_process,
-    spawn,
     stop_recorded,
     tagged,
-    terminate,
+)
+from scalable.providers.scheduler_process import (
+    StartedScheduler,
+    outputs_from_file,
+    preload,
+    process_env,
+    start_scheduler,
 )
 from scalable.providers.slurm import commands as slurm
 from scalable.providers.slurm import script as scripts
@@ -138,14 +141,6 @@ def routable_address() -> str:
             return "127.0.0.1"
 
 
-def free_port(host: str) -> int:
-    """A port free on ``host`` now (the kernel's pick), for a server to bind next."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class SlurmProvider(Provider):
     name = "slurm"
     # A squeue listing is reused for this long within one plan (observe + discover).
@@ -155,7 +150,7 @@ class SlurmProvider(Provider):
         super().__init__(target, workdir)
         self._jobs_cache: tuple[float, list[slurm.Job]] | None = None
         # A scheduler started by this apply, confirmed once the jobs are submitted.
-        self._unconfirmed: tuple[ProcessRef, Path, Path, str] | None = None
+        self._unconfirmed: StartedScheduler | None = None
         self._warned: set[str] = set()
 
     @property
@@ -483,7 +478,7 @@ class SlurmProvider(Provider):
         file system, which apply waits for."""
         name, comment, wckey = self._identity(lineage, SCHEDULER, key)
         argv = scheduler_argv(host=scripts.HOST_VAR, scheduler_file=self.workdir / "scheduler.json",
-                              preload=self._preload(), tls_args=self._tls_args(),
+                              preload=preload(), tls_args=self._tls_args(),
                               python=self._python())
         if self.cfg.containers == "apptainer" and self.cfg.image:
             argv = scripts.apptainer_wrap(argv, self.cfg.image, binds=[str(self.workdir)])
@@ -541,14 +536,9 @@ class SlurmProvider(Provider):
                     hint=f"see {meta['log']}",
                 )
             time.sleep(1.0)
-        address = str(info["address"])
-        outputs = {SCHEDULER_ADDRESS: address}
+        outputs = outputs_from_file(info)
         if self.target.tls:
             outputs.update(ensure_tls(self.workdir / "tls").outputs())
-        services: Any = info.get("services") or {}
-        if "dashboard" in services:
-            host = address.split("://", 1)[-1].rpartition(":")[0]
-            outputs[DASHBOARD_URL] = f"http://{host}:{services['dashboard']}/status"
         self._jobs_cache = None
         return Created(id=job_id, meta=meta, outputs=outputs)
 
@@ -558,13 +548,7 @@ class SlurmProvider(Provider):
         return "python3" if self.cfg.containers == "apptainer" else sys.executable
 
     def _job_env(self) -> dict[str, str]:
-        return {
-            **self.target.env,
-            "SCALABLE_TARGET": self.target.name,
-            "SCALABLE_PROJECT": self.target.project,
-            "SCALABLE_PROVIDER": self.name,
-            "SCALABLE_STATE_DIR": str(self.workdir),
-        }
+        return process_env(self.target, self.name, self.workdir)
 
     def _worker_command(
         self, g: GroupSpec, nworkers: int, address: str, scheduler_address: str,
@@ -701,25 +685,18 @@ class SlurmProvider(Provider):
             info = self._confirm(ref, sched_file, log)
             outputs[SCHEDULER_ADDRESS] = str(info["address"])
             return Created(id=ref.id, meta=self._sched_meta(ref, log, outputs), outputs=outputs)
-        port, dash = free_port(host), free_port(host)
-        sched_file.unlink(missing_ok=True)
-        ref = spawn(
-            scheduler_argv(host=host, port=port, dashboard_port=dash,
-                           scheduler_file=sched_file, preload=self._preload(),
-                           tls_args=self._tls_args(create=True)),
-            log=log,
+        started, more = start_scheduler(
+            host=host, workdir=self.workdir,
             tags={TAG_LINEAGE: ctx.lineage, TAG_ADDRESS: resource.address,
                   TAG_KEY: ctx.idempotency_key},
-            env={**self._job_env(), "DASK_SCHEDULER_ADDRESS": ""},
-            cwd=self.workdir,
+            env=self._job_env(), tls=self.target.tls, tls_args=self._tls_args(create=True),
         )
-        address = f"{'tls' if self.target.tls else 'tcp'}://{host}:{port}"
-        outputs[SCHEDULER_ADDRESS] = address
-        outputs[DASHBOARD_URL] = f"http://{host}:{dash}/status"
+        outputs.update(more)
         if any(r.type == JOB for r in self.desired()):
-            self._unconfirmed = (ref, sched_file, log, address)
+            self._unconfirmed = started
         else:
-            self._confirm(ref, sched_file, log, address)
+            started.confirm()
+        ref = started.ref
         return Created(id=ref.id, meta=self._sched_meta(ref, log, outputs), outputs=outputs)
 
     @staticmethod
@@ -769,18 +746,9 @@ class SlurmProvider(Provider):
                      f"{rec.meta.get('pid')} there",
             ) from None
 
-    def _confirm(self, ref: ProcessRef, sched_file: Path, log: Path,
-                 address: str | None = None) -> Any:
+    def _confirm(self, ref: ProcessRef, sched_file: Path, log: Path) -> Any:
         """Wait for the scheduler's file; stop the process and raise if it failed."""
-        try:
-            info = read_scheduler_file(sched_file, timeout=120, alive=ref.alive, log=log)
-            if address is not None and info.get("address") != address:
-                raise ProviderError(f"the scheduler listens on {info.get('address')}, "
-                                    f"not {address}")
-        except Exception as exc:
-            terminate(ref, grace=2)
-            raise ProviderError(str(exc), hint=f"see {log}") from None
-        return info
+        return StartedScheduler(ref, sched_file, log).confirm()
 
     def _confirm_scheduler(self, submitted: list[str]) -> ProviderError | None:
         """Confirm a scheduler started by this apply; cancel ``submitted`` if it failed."""
@@ -788,21 +756,11 @@ class SlurmProvider(Provider):
         if pending is None:
             return None
         try:
-            self._confirm(*pending)
+            pending.confirm()
         except ProviderError as exc:
             slurm.scancel(submitted)
             return ProviderError(f"job cancelled: {exc.message}", hint=exc.hint)
         return None
-
-    def _preload(self) -> list[str]:
-        import importlib.util
-
-        try:
-            if importlib.util.find_spec(TELEMETRY_PRELOAD) is not None:
-                return [TELEMETRY_PRELOAD]
-        except ModuleNotFoundError:
-            pass
-        return []
 
     # -- deletes ------------------------------------------------------------------------
     def prepare_delete(self, records: Sequence[ResourceRecord]) -> None:

@@ -8,15 +8,77 @@ from typing import Annotated
 
 import typer
 from scalable._version import __version__
-from scalable.cli import adopt as adopt_cmds
-from scalable.cli import apply as apply_cmds
-from scalable.cli import dashboard as dashboard_cmds
-from scalable.cli import manifest as manifest_cmds
-from scalable.cli import outputs as output_cmds
-from scalable.cli import report as report_cmds
-from scalable.cli import state as state_cmds
-from scalable.cli import sweep as sweep_cmds
 from scalable.cli.common import Ctx, report_error
+from typer import _click as click  # typer >= 0.29 carries its own click
+from typer.core import TyperGroup
+
+# name -> (module, attribute, one-line help). A command's module is imported only when
+# that command runs (or its own --help is asked): building every command would import
+# the engine, the manifest schema and telemetry for `scalable --help`. The one-line help
+# is kept here for the command list; a unit test checks it against each docstring.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "plan": ("scalable.cli.apply", "plan",
+             "Show what apply would change, and what it would cost."),
+    "apply": ("scalable.cli.apply", "apply", "Make the target's capacity match the manifest."),
+    "destroy": ("scalable.cli.apply", "destroy",
+                "Tear down everything this target's state holds."),
+    "output": ("scalable.cli.outputs", "output",
+               "Print the outputs of the last apply (scheduler_address, dashboard_url, …)."),
+    "env": ("scalable.cli.outputs", "env",
+            "Shell exports so a bare ``distributed.Client()`` connects: "
+            'eval "$(scalable env)".'),
+    "status": ("scalable.cli.outputs", "status",
+               "Resources in state, their live status, and the workers the scheduler sees."),
+    "report": ("scalable.cli.report", "report",
+               "Summarise a run: workers, tasks, efficiency, tags, scaling decisions and cost."),
+    "dashboard": ("scalable.cli.dashboard", "dashboard",
+                  "Watch a target live (workers, work per tag, scaling decisions, cost), "
+                  "or replay a run."),
+    "validate": ("scalable.cli.manifest", "validate",
+                 "Check the manifest: every error names its file, line, column and key."),
+    "schema": ("scalable.cli.manifest", "schema",
+               "Print the manifest's JSON Schema (for editors)."),
+    "init": ("scalable.cli.manifest", "init", "Write a commented starter manifest."),
+    "state": ("scalable.cli.state", "app", "Inspect and repair a target's state."),
+    "cache": ("scalable.cli.cache", "app", "Show or clear the @cacheable result cache."),
+    "import": ("scalable.cli.adopt", "import_",
+               "Adopt an existing resource into state (checked against the backend)."),
+    "sweep": ("scalable.cli.sweep", "sweep",
+              "Find capacity scalable created that no state of this manifest holds (dry run)."),
+}
+
+
+def load_command(name: str) -> click.Command:
+    """Build the click command behind ``name`` (importing its module now)."""
+    import importlib
+
+    module, attr, _ = COMMANDS[name]
+    obj = getattr(importlib.import_module(module), attr)
+    cmd: click.Command
+    if isinstance(obj, typer.Typer):
+        obj.rich_markup_mode = None  # plain help, like the top level
+        cmd = typer.main.get_group(obj)
+    else:
+        single = typer.Typer(rich_markup_mode=None)
+        single.command(name=name)(obj)
+        cmd = typer.main.get_command(single)
+    cmd.name = name
+    return cmd
+
+
+class LazyGroup(TyperGroup):
+    """The top-level group: lists commands from ``COMMANDS``, builds one when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return load_command(cmd_name) if cmd_name in COMMANDS else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_) for name, (_, _, help_) in COMMANDS.items()])
+
 
 app = typer.Typer(
     name="scalable",
@@ -24,6 +86,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help and usage errors: rich's import alone costs as much as our start.
+    rich_markup_mode=None,
+    cls=LazyGroup,
 )
 
 
@@ -45,22 +110,6 @@ def _main(
     Ctx.no_color = no_color
 
 
-app.command()(apply_cmds.plan)
-app.command()(apply_cmds.apply)
-app.command()(apply_cmds.destroy)
-app.command()(output_cmds.output)
-app.command()(output_cmds.env)
-app.command()(output_cmds.status)
-app.command()(report_cmds.report)
-app.command()(dashboard_cmds.dashboard)
-app.command()(manifest_cmds.validate)
-app.command()(manifest_cmds.schema)
-app.command()(manifest_cmds.init)
-app.command("import")(adopt_cmds.import_)
-app.command()(sweep_cmds.sweep)
-app.add_typer(state_cmds.app, name="state")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: errors become one ``Error:`` line and a hint, never a traceback."""
     try:
@@ -76,12 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if Ctx.debug:
             raise
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             typer.echo("Aborted.", err=True)
             return 1
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, click.ClickException):  # usage errors: click's own message
             exc.show()
             return 1
         return report_error(exc)

@@ -95,6 +95,7 @@ def report(
         render_report,
         render_run_list,
         report_to_dict,
+        run_prediction_error,
     )
 
     if sum([last, run is not None, list_]) > 1:
@@ -104,7 +105,8 @@ def report(
         runs = db.runs(target, limit=limit)
         if json_:
             print_json({"format_version": 1, "runs": [
-                {**r.to_dict(), "tasks": db.task_counts(r.id)} for r in runs]})
+                {**r.to_dict(), "tasks": db.task_counts(r.id),
+                 "prediction_error": run_prediction_error(db, r)} for r in runs]})
         else:
             echo(render_run_list(db, runs).rstrip("\n"))
         return

@@ -84,6 +84,8 @@ class Adaptive(_Strict):
 class Objectives(_Strict):
     budget_usd: float | None = Field(default=None, gt=0)
     deadline_hours: float | None = Field(default=None, gt=0)
+    # What happens when a run's spend reaches budget_usd (docs/guides/scaling.rst).
+    on_budget: Literal["stop", "destroy"] = "stop"
 
 
 class Workload(_Strict):
@@ -120,6 +122,22 @@ class StateBackend(_Strict):
             raise ValueError("'prefix' is a gcs setting" +
                              (" (s3 uses 'key')" if self.backend == "s3" else ""))
         return self
+
+
+class CacheConfig(_Strict):
+    """Result caching of ``@cacheable`` calls on this target's workers
+    (docs/guides/caching.rst); each key becomes a ``SCALABLE_CACHE_*`` variable."""
+
+    enabled: StrictBool = True
+    directory: str | None = Field(
+        default=None, description="local cache folder (relative: to the manifest's folder)")
+    remote: str | None = Field(
+        default=None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,62}(/.*)?$",
+        description="shared cache behind the local one: s3://bucket/prefix/")
+    size_limit: Size | None = Field(
+        default=None, description="evict least recently used entries beyond this size")
+    tags: dict[str, StrictBool] = Field(
+        default_factory=dict, description="per task tag: false = never cache its calls")
 
 
 # -- counts and worker shape, shared by targets and groups -----------------------------
@@ -203,11 +221,46 @@ class _TargetCommon(_Counts, _Container):
         default=None, description="Dask TLS between scheduler, workers and clients"
     )
     env: dict[str, str] = Field(default_factory=dict)
+    cache: CacheConfig | None = None
 
 
 class LocalTarget(_TargetCommon, _LocalKeys):
     provider: Literal["local"]
+    host: str = Field(
+        default="127.0.0.1",
+        description="address every listener (scheduler, workers, nannies, dashboards) binds",
+    )
+    allow_insecure_listen: StrictBool = Field(
+        default=False,
+        description="accept a non-loopback host without TLS (anyone who can reach it can "
+        "run code as you)",
+    )
+    worker_dashboard: StrictBool = Field(
+        default=False, description="serve each worker's dashboard (off: faster start)"
+    )
     groups: dict[str, LocalGroup] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _exposure(self) -> LocalTarget:
+        if is_loopback(self.host) or self.tls or self.allow_insecure_listen:
+            return self
+        raise ValueError(
+            f"host {self.host!r} is not a loopback address and tls is off: anyone who can "
+            "reach it could run code as you (set tls: true, or allow_insecure_listen: true "
+            "to accept that)"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``."""
+    import ipaddress
+
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class SchedulerPlacement(_Strict):

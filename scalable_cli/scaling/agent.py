@@ -26,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
 
     ws = Workspace.open(args.file, args.target)
     engine = ws.engine(notify=logging.getLogger("scalable.engine").info, owner="controller")
-    controller = Controller(engine)
+    from scalable.scaling.bounds import bounds_from_telemetry
+
+    maxima = {g.name: g.adaptive.maximum for g in ws.spec.groups if g.adaptive}
+    # Objectives given to `apply` reach this process through the run's telemetry.
+    controller = Controller(engine, bounds_source=lambda: bounds_from_telemetry(ws, maxima))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     state = ws.store.read()

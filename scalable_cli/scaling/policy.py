@@ -52,8 +52,13 @@ class AdaptivePolicy:
     def clamp(self, n: int) -> int:
         return max(self.cfg.minimum, min(self.cfg.maximum, n))
 
-    def decide(self, now: float, current: int, demand: Demand) -> Decision | None:
+    def decide(
+        self, now: float, current: int, demand: Demand, ceiling: int | None = None
+    ) -> Decision | None:
+        """``ceiling``: a bound on growth from elsewhere (objectives), at least ``current``."""
         want = self.clamp(demand.workers)
+        if ceiling is not None and want > current:
+            want = max(current, min(want, ceiling))
         if want > current:
             self.low_readings = 0
             self.last_change = now

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
+from scalable.events import CACHE_CALLS as CACHE_EVENT
 from scalable.events import WORKER_REMOVED, WorkerAdded
 from scalable.telemetry.store import (
     DB_NAME,
@@ -47,6 +48,9 @@ from scalable.telemetry.store import (
 logger = logging.getLogger("scalable.telemetry")
 
 PLUGIN_NAME = "scalable-telemetry"
+# Workers running @cacheable calls report each hit or miss on this topic
+# (scalable.cache.decorator); the plugin records them as CACHE_EVENT events.
+CACHE_TOPIC = "scalable-cache"
 # How long a worker that retired itself may take to tell us why (lifetime → walltime).
 REASON_GRACE = 2.0
 # An idle scheduler still notes it is alive this often (runs.last_seen), so a run whose
@@ -152,6 +156,8 @@ class TelemetryPlugin(SchedulerPlugin):
         self._outbox: deque[
             tuple[list[EventTuple], list[TaskTuple], list[Aggregate], float]] = deque()
         self._last_beat = 0.0
+        # @cacheable hits/misses heard from workers since the last flush, per (tag, fn).
+        self._cache: dict[tuple[str | None, str], list[float]] = {}
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._writing: Future[None] | None = None
@@ -266,6 +272,9 @@ class TelemetryPlugin(SchedulerPlugin):
     def log_event(self, topic: str, msg: Any) -> None:
         if not isinstance(msg, dict):
             return
+        if topic == CACHE_TOPIC:
+            self._cache_call(msg)
+            return
         action = msg.get("action")
         if action == "remove-worker" and topic == "all":
             addr = msg.get("worker")
@@ -278,6 +287,20 @@ class TelemetryPlugin(SchedulerPlugin):
             self._closing[addr] = str(msg.get("reason") or "closing")
             if addr in self._pending:
                 self._finish_removal(addr, self._closing.pop(addr))
+
+    def _cache_call(self, msg: dict[str, Any]) -> None:
+        tag = msg.get("tag")
+        ck = (tag if isinstance(tag, str) else None, str(msg.get("function") or "?"))
+        c = self._cache.get(ck)
+        if c is None:
+            c = self._cache[ck] = [0, 0, 0.0, 0.0]
+        seconds = float(msg.get("seconds") or 0.0)
+        if msg.get("hit"):
+            c[0] += 1
+            c[2] += seconds
+        else:
+            c[1] += 1
+            c[3] += seconds
 
     def remove_worker(self, scheduler: Any, worker: str, *, stimulus_id: str = "",
                       **kwargs: Any) -> None:
@@ -309,6 +332,13 @@ class TelemetryPlugin(SchedulerPlugin):
 
     # -- flushing ---------------------------------------------------------------------
     def _take(self) -> tuple[list[EventTuple], list[TaskTuple], list[Aggregate]]:
+        if self._cache:
+            # One event per flush with the counts since the last: readers sum them.
+            counts, self._cache = self._cache, {}
+            self._events.append((time.time(), CACHE_EVENT, None, {"calls": [
+                {"tag": tag, "function": fn, "hits": int(c[0]), "misses": int(c[1]),
+                 "saved_seconds": c[2], "compute_seconds": c[3]}
+                for (tag, fn), c in counts.items()]}))
         events, self._events = self._events, []
         tasks, self._tasks = self._tasks, []
         aggs = [dataclasses.replace(self._aggs[k], histogram=dict(self._aggs[k].histogram))

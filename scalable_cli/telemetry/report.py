@@ -28,9 +28,11 @@ from typing import Any
 
 from scalable.addrs import SCHEDULER, group_of
 from scalable.events import (
+    BUDGET_ACTIONS,
     ENGINE_STEPS,
     OBJECTIVE_PLAN,
     PRICING,
+    SCALE_BLOCKED,
     SCALE_DECISION,
     WORKER_ADDED,
     WORKER_REMOVED,
@@ -178,19 +180,51 @@ class RunReport:
     # What objective planning predicted for this run (an ``objective_plan`` event).
     objective: dict[str, Any] | None = None
     last_task_stop: float | None = None
+    # @cacheable hits and misses (scalable.cache.telemetry.CacheSummary), if any.
+    cache: Any | None = None
+    # When the objective's capacity was asked for (the prediction's clock starts there).
+    objective_at: float | None = None
+    # Scale-ups the objectives held back (``scale_blocked`` events), each recorded once.
+    held: list[Decision] = field(default_factory=list)
+    # The budget guard's actions (``budget_warning`` / ``budget_exhausted`` events).
+    budget_actions: list[Event] = field(default_factory=list)
+
+    @property
+    def budget_usd(self) -> float | None:
+        value = (self.objective or {}).get("budget_usd")
+        return None if value is None else float(value)
 
     @property
     def work_seconds(self) -> float | None:
-        """From the run's start to its last task's end (to set beside a prediction)."""
-        if self.last_task_stop is None:
-            return None
-        return max(0.0, self.last_task_stop - self.run.started_at)
+        """From asking for capacity (the objective's apply; without one, the run's start)
+        to the last task's end: what a prediction's finish time predicts."""
+        return actual_seconds(self.objective_at or self.run.started_at, self.last_task_stop)
+
+    @property
+    def prediction_error(self) -> float | None:
+        """(actual − predicted) ÷ predicted finish; None without a prediction."""
+        return prediction_error(self.objective, self.work_seconds)
 
     @property
     def efficiency(self) -> float | None:
         if self.available_thread_seconds <= 0:
             return None
         return self.busy_thread_seconds / self.available_thread_seconds
+
+
+def actual_seconds(asked_at: float, last_task_stop: float | None) -> float | None:
+    return None if last_task_stop is None else max(0.0, last_task_stop - asked_at)
+
+
+def prediction_error(objective: dict[str, Any] | None, actual: float | None) -> float | None:
+    predicted = (objective or {}).get("predicted_seconds")
+    if not predicted or actual is None:
+        return None
+    return (actual - float(predicted)) / float(predicted)
+
+
+def fmt_error(err: float | None) -> str:
+    return "-" if err is None else f"{err:+.0%}"
 
 
 def tag_stats(tasks: Sequence[TaskRow], aggregates: Sequence[Aggregate]) -> list[TagStats]:
@@ -279,7 +313,14 @@ def build_report(db: TelemetryDB, run: Run, *, end: float | None = None,
             r = str(e.data.get("reason") or "unknown")
             removed[r] = removed.get(r, 0) + 1
     pricing = next((e.data for e in reversed(events) if e.kind == PRICING), None)
-    objective = next((e.data for e in reversed(events) if e.kind == OBJECTIVE_PLAN), None)
+    # The first objective_plan is the run's prediction (one is recorded per objective).
+    planned = next((e for e in events if e.kind == OBJECTIVE_PLAN), None)
+    held = [
+        Decision(ts=e.ts, offset=e.ts - start, from_=e.data.get("from"),
+                 to=e.data.get("allowed"), reason=str(e.data.get("reason", "")),
+                 group=e.data.get("group"))
+        for e in events if e.kind == SCALE_BLOCKED
+    ]
     stops = [t.stop for t in tasks if t.stop is not None]
     return RunReport(
         run=run, end=window_end, running=running, peak_workers=peak, avg_workers=avg,
@@ -289,8 +330,18 @@ def build_report(db: TelemetryDB, run: Run, *, end: float | None = None,
         by_tag=tag_stats(tasks, aggs), decisions=decisions,
         cost=compute_cost(spans, start, window_end, pricing), removed=removed,
         steps=[e for e in events if e.kind in ENGINE_STEPS],
-        objective=objective, last_task_stop=max(stops) if stops else None,
+        objective=None if planned is None else planned.data,
+        objective_at=None if planned is None else planned.ts,
+        last_task_stop=max(stops) if stops else None, held=held,
+        budget_actions=[e for e in events if e.kind in BUDGET_ACTIONS],
+        cache=summarise_cache(events),
     )
+
+
+def summarise_cache(events: Sequence[Event]) -> Any:
+    from scalable.cache.telemetry import summarise
+
+    return summarise(events)
 
 
 def last_activity(db: TelemetryDB, run: Run) -> float:
@@ -354,8 +405,12 @@ def render_report(r: RunReport) -> str:
             group = f" [{d.group}]" if d.group else ""
             when = "+" + fmt_seconds(d.offset)
             lines.append(f"  {when:<8}  {d.from_} → {d.to} workers{group}  {d.reason}")
-    else:
+    elif not r.held:
         lines.append("  (none)")
+    for d in r.held:
+        group = f" [{d.group}]" if d.group else ""
+        when = "+" + fmt_seconds(d.offset)
+        lines.append(f"  {when:<8}  held at {d.to} workers{group}  {d.reason}")
     if r.removed:
         parts = ", ".join(f"{n} {reason}" for reason, n in sorted(r.removed.items()))
         lines += ["", f"Workers removed: {parts}"]
@@ -366,9 +421,36 @@ def render_report(r: RunReport) -> str:
     if c.note:
         detail += f"; {c.note}"
     lines += ["", f"Cost: {fmt_usd(c.usd)} ({detail})"]
+    if r.budget_usd is not None:
+        predicted = (r.objective or {}).get("predicted_cost_usd")
+        lines.append(f"Budget: {fmt_usd(r.budget_usd)}; spent {fmt_usd(c.usd)}; predicted "
+                     f"{fmt_usd(predicted)}")
+        for e in r.budget_actions:
+            word = "warning" if e.kind == "budget_warning" else "exhausted"
+            lines.append(f"  +{fmt_seconds(e.ts - r.run.started_at):<7}  {word}: "
+                         f"{e.data.get('reason', '')}")
     if r.objective is not None:
         lines += [""] + render_objective(r)
+    if r.cache is not None:
+        lines += [""] + render_cache(r.cache)
     return "\n".join(lines) + "\n"
+
+
+def render_cache(summary: Any) -> list[str]:
+    """The "Cache" section: calls, hit rate, misses and time saved, per tag."""
+    t = summary.total
+    rate = "-" if t.hit_rate is None else f"{t.hit_rate:.0%}"
+    lines = [f"Cache: {t.calls} calls, {t.hits} hits ({rate}), {t.misses} misses, "
+             f"{fmt_seconds(t.saved_seconds)} saved"]
+    if summary.by_tag:
+        width = max(8, *(len(tag) for tag in summary.by_tag))
+        lines.append(f"  {'TAG':<{width}}  {'CALLS':>7}  {'HITS':>7}  {'MISSES':>7}  "
+                     f"{'SAVED':>7}")
+        for tag, c in sorted(summary.by_tag.items()):
+            hits = f"{c.hit_rate:.0%}" if c.hit_rate is not None else "-"
+            lines.append(f"  {tag:<{width}}  {c.calls:>7}  {hits:>7}  {c.misses:>7}  "
+                         f"{fmt_seconds(c.saved_seconds):>7}")
+    return lines
 
 
 def render_objective(r: RunReport) -> list[str]:
@@ -378,13 +460,19 @@ def render_objective(r: RunReport) -> list[str]:
         goals.append(f"deadline {o['deadline_hours']:g} h")
     if o.get("budget_usd") is not None:
         goals.append(f"budget {fmt_usd(o['budget_usd'])}")
+    low, high = o.get("predicted_low"), o.get("predicted_high")
+    spread = ""
+    if low is not None and high is not None and high > low:
+        spread = f" ({fmt_seconds(low)}–{fmt_seconds(high)}, 90% range)"
+    err = r.prediction_error
     return [
         f"Objective: {', '.join(goals) or 'none'} for {o.get('tasks')} tasks → "
         f"{o.get('workers')} workers (group {o.get('group')})",
-        f"  predicted: {fmt_seconds(o.get('predicted_seconds'))}, "
+        f"  predicted: {fmt_seconds(o.get('predicted_seconds'))}{spread}, "
         f"{fmt_usd(o.get('predicted_cost_usd'))}"
-        f"  (task time {fmt_seconds(o.get('task_seconds'))}; {o.get('source')})",
-        f"  actual:    {fmt_seconds(r.work_seconds)} to the last task, {fmt_usd(r.cost.usd)}",
+        f"  (task time {fmt_seconds(o.get('task_seconds'))} mean; {o.get('source')})",
+        f"  actual:    {fmt_seconds(r.work_seconds)} from asking for capacity to the last "
+        f"task ({fmt_error(err)} vs predicted), {fmt_usd(r.cost.usd)}",
     ]
 
 
@@ -405,24 +493,42 @@ def report_to_dict(r: RunReport) -> dict[str, Any]:
              "reason": d.reason, "group": d.group} for d in r.decisions
         ],
         "cost": asdict(r.cost),
+        "budget_usd": r.budget_usd,
+        "spent_usd": r.cost.usd,
+        "budget_actions": [e.to_dict() for e in r.budget_actions],
         "objective": None if r.objective is None else {
             "predicted": r.objective, "actual_seconds": r.work_seconds,
-            "actual_cost_usd": r.cost.usd},
+            "actual_cost_usd": r.cost.usd, "error": r.prediction_error},
+        "scaling_held": [
+            {"ts": d.ts, "offset_seconds": d.offset, "from": d.from_, "allowed": d.to,
+             "reason": d.reason, "group": d.group} for d in r.held
+        ],
         "steps": [e.to_dict() for e in r.steps],
+        "cache": None if r.cache is None else r.cache.to_dict(),
     }
+
+
+def run_prediction_error(db: TelemetryDB, run: Run) -> float | None:
+    """How far the run's objective prediction was off (cheap: two small queries)."""
+    planned = db.events(run.id, ("objective_plan",))
+    if not planned:
+        return None
+    _, last = db.task_span(run.id)
+    return prediction_error(planned[0].data, actual_seconds(planned[0].ts, last))
 
 
 def render_run_list(db: TelemetryDB, runs: Sequence[Run]) -> str:
     if not runs:
         return "No runs recorded.\n"
     lines = [f"{'RUN':<48} {'TARGET':<12} {'STARTED':<19} {'DURATION':>9} "
-             f"{'TASKS':>8} {'FAILED':>6}  STATUS"]
+             f"{'TASKS':>8} {'FAILED':>6} {'PRED.ERR':>8}  STATUS"]
     for run in runs:
         counts = db.task_counts(run.id)
         ok = counts.get("ok", 0)
         bad = sum(v for k, v in counts.items() if k in FAILED_STATUSES)
         started = datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M:%S")
         status = "running" if run.ended_at is None else "ended"
+        err = fmt_error(run_prediction_error(db, run))
         lines.append(f"{run.id:<48} {run.target:<12} {started:<19} "
-                     f"{fmt_seconds(run.duration()):>9} {ok:>8} {bad:>6}  {status}")
+                     f"{fmt_seconds(run.duration()):>9} {ok:>8} {bad:>6} {err:>8}  {status}")
     return "\n".join(lines) + "\n"

@@ -590,6 +590,12 @@ class TelemetryDB:
                            "AND stop>=?", (after_rowid, run_id, since))
         return [(r[0], float(r[1])) for r in rows]
 
+    def task_span(self, run_id: str) -> tuple[float | None, float | None]:
+        """(first task start, last task stop) of a run's recorded tasks (None: no tasks)."""
+        rows = self._query("SELECT MIN(start), MAX(stop) FROM tasks WHERE run_id=?", (run_id,))
+        first, last = rows[0] if rows else (None, None)
+        return (None if first is None else float(first), None if last is None else float(last))
+
     def task_durations(
         self,
         target: str,

@@ -92,10 +92,26 @@ class Snapshot:
     waiting: int | None = None  # tasks waiting on dependencies (live only)
     approximate: bool = False  # per-tag counts scaled past the probe's cap
     extra: dict[str, Any] = field(default_factory=dict)
+    cache: tuple[int, int] | None = None  # @cacheable (hits, calls) so far in this run
 
     @property
     def uptime(self) -> float | None:
         return None if self.started_at is None else max(0.0, self.at - self.started_at)
+
+
+def cache_hits(events: Iterable[Event], until: float | None = None) -> tuple[int, int] | None:
+    """(hits, calls) of @cacheable calls recorded up to ``until``; None without any."""
+    from scalable.cache.telemetry import summarise
+
+    summary = summarise(e for e in events if until is None or e.ts <= until)
+    return None if summary is None else (summary.total.hits, summary.total.calls)
+
+
+def fmt_cache(cache: tuple[int, int] | None) -> str:
+    if cache is None or not cache[1]:
+        return ""
+    hits, calls = cache
+    return f"cache {hits / calls:.0%} hits of {fmt_count(calls)}"
 
 
 # -- formatting --------------------------------------------------------------------------

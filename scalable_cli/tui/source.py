@@ -60,6 +60,7 @@ from scalable.tui.model import (
     Snapshot,
     TagRow,
     WorkerRow,
+    cache_hits,
     cost_at,
     event_line,
     group_names,
@@ -497,6 +498,7 @@ class LiveSource:
             groups=tuple(groups), workers=workers, work=work, log=log,
             waiting=(probe or {}).get("waiting"), approximate=bool((probe or {}).get("capped")),
             extra={"probe_seconds": (probe or {}).get("elapsed"), "lost_at": self._lost_at},
+            cache=cache_hits(self._events),
         )
 
     def _rate(self, tag: str | None, now: float) -> float:
@@ -644,6 +646,7 @@ class ReplaySource:
             scheduler_address=run.scheduler_address, run_id=run.id, started_at=self.start,
             at=at, status=status, connected=False, cost_usd=cost, hourly_usd=hourly,
             cost_note=note, groups=tuple(groups), workers=workers, work=work, log=log,
+            cache=cache_hits(self.events, at),
         )
 
     def _limit(self, span: WorkerSpan) -> int | None:

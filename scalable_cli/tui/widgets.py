@@ -20,6 +20,7 @@ from scalable.tui.model import (
     Snapshot,
     TagRow,
     WorkerRow,
+    fmt_cache,
     fmt_count,
     fmt_memory,
     fmt_offset,
@@ -63,6 +64,8 @@ class HeaderBar(Static):
         line2.append(f"  cost {format_usd(snap.cost_usd)}")
         hourly = format_usd(snap.hourly_usd)
         line2.append(f"  {hourly}/h" if snap.hourly_usd is not None else "  ?/h")
+        if snap.cache is not None and snap.cache[1]:
+            line2.append(f"  {fmt_cache(snap.cache)}")
         for line in (line1, line2):
             line.no_wrap = True
             line.overflow = "ellipsis"

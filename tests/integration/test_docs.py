@@ -38,3 +38,18 @@ def test_readme_quick_start_commands_exist() -> None:
     for target in ("demo", "test"):
         assert f"make {target}" in readme
         assert re.search(rf"^{target}:", makefile, re.M)
+
+
+@pytest.mark.slow
+def test_caching_guide_python_block_runs(project: Project,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copy(REPO / "scalable.yaml", project.root / "scalable.yaml")
+    monkeypatch.chdir(project.root)
+    monkeypatch.delenv("SCALABLE_CACHE_DIR", raising=False)
+    monkeypatch.delenv("SCALABLE_CACHE_REMOTE", raising=False)
+    (block,) = python_blocks(DOCS / "guides" / "caching.rst")
+    exec(compile(block, "caching.rst", "exec"), {"__name__": "__docs__"})
+    entries = [p for p in (project.root / ".scalable" / "cache").rglob("*")
+               if p.is_file() and ".stats" not in p.parts]
+    assert len(entries) == 8 + 2  # run_simulation(0..7) on workers, quick() twice here
+    assert our_processes(project.root) == []

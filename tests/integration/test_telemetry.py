@@ -333,7 +333,7 @@ def test_history_feeds_objectives_and_report_sets_prediction_beside_actual(
     assert (f"Objective: deadline 0.05 h for 12 tasks → {goal.chosen.workers} workers "
             "(group default)") in out
     assert "  predicted: " in out and "telemetry: 12 past tasks" in out
-    assert "  actual:    " in out and " to the last task, $0.00" in out
+    assert "  actual:    " in out and " to the last task (" in out and "$0.00" in out
     doc = json.loads(project.run("report", "--json", check=True).stdout)
     assert doc["objective"]["predicted"]["workers"] == goal.chosen.workers
     assert doc["objective"]["actual_seconds"] > 0

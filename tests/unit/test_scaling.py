@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from scalable.manifest.schema import Adaptive, Objectives
+from scalable.scaling.bounds import ObjectiveBounds
 from scalable.scaling.objectives import (
     ObjectiveInfeasible,
     WorkloadEstimate,
@@ -131,3 +133,181 @@ def test_budget_needs_a_price() -> None:
     with pytest.raises(ObjectiveInfeasible, match="needs a price"):
         choose(EST, Objectives(budget_usd=5), threads=1, startup=0.0,
                hourly_per_worker=None, max_workers=4)
+
+
+# -- the distribution, not the median (issue 19) ------------------------------------------
+
+
+def skewed(n: int = 400, seed: int = 3) -> tuple[float, ...]:
+    import random
+
+    rng = random.Random(seed)
+    return tuple(sorted(rng.lognormvariate(math.log(0.24), 0.87) for _ in range(n)))
+
+
+def est_from(samples: tuple[float, ...], tasks: int) -> WorkloadEstimate:
+    import statistics
+
+    return WorkloadEstimate(tasks, statistics.fmean(samples), samples[int(0.9 * len(samples))],
+                            0.0, "test", samples=samples)
+
+
+def greedy(samples: tuple[float, ...], tasks: int, slots: int, reps: int = 300) -> float:
+    """Mean makespan of ``tasks`` draws run in order on ``slots`` threads."""
+    import heapq
+    import random
+
+    rng = random.Random(7)
+    total = 0.0
+    for _ in range(reps):
+        free = [0.0] * min(slots, tasks)
+        for _ in range(tasks):
+            heapq.heappush(free, heapq.heappop(free) + rng.choice(samples))
+        total += max(free)
+    return total / reps
+
+
+def test_total_work_is_the_mean_not_the_median() -> None:
+    s = skewed()
+    est = est_from(s, 80)
+    assert est.task_seconds > 1.3 * est.median  # the skew the median hides
+    # One slot: the tasks run one after another, the sum of their times.
+    one = finish_seconds(1, est, threads=1, startup=2.0)
+    assert one == pytest.approx(2.0 + 80 * est.task_seconds)
+
+
+def test_last_wave_is_the_tail() -> None:
+    s = skewed()
+    est = est_from(s, 4)
+    # Four tasks on four slots: the slowest of four, well above the mean.
+    assert est.expected_max(1) == pytest.approx(est.task_seconds)
+    assert finish_seconds(4, est, threads=1, startup=0.0) == pytest.approx(est.expected_max(4))
+    assert est.expected_max(4) > 1.5 * est.task_seconds
+
+
+@pytest.mark.parametrize("tasks,slots", [(80, 2), (80, 4), (80, 8), (300, 16), (20, 4)])
+def test_expected_finish_matches_a_simulation_of_greedy_scheduling(tasks: int,
+                                                                   slots: int) -> None:
+    s = skewed()
+    est = est_from(s, tasks)
+    assert finish_seconds(slots, est, threads=1, startup=0.0) == pytest.approx(
+        greedy(s, tasks, slots), rel=0.06)
+
+
+def test_plan_says_the_spread() -> None:
+    est = est_from(skewed(), 80)
+    plan = choose(est, Objectives(deadline_hours=1.0), threads=1, startup=1.0,
+                  hourly_per_worker=1.0, max_workers=8)
+    o = plan.chosen
+    assert o.finish_low < o.finish_seconds < o.finish_high
+    assert "90% range" in plan.spread() and "90% RANGE" in plan.table()
+    assert "mean" in plan.table() and "median" in plan.table()
+
+
+def test_cost_counts_everything_billed() -> None:
+    plan = choose(EST, Objectives(deadline_hours=1.0), threads=1, startup=3.0,
+                  hourly_per_worker=0.10, hourly_fixed=0.50, max_workers=40)
+    o = plan.chosen
+    assert o.cost_usd == pytest.approx((o.workers * 0.10 + 0.50) * o.finish_seconds / 3600)
+
+
+def test_budget_with_an_unknown_scheduler_price_is_an_error() -> None:
+    with pytest.raises(ObjectiveInfeasible, match="scheduler"):
+        choose(EST, Objectives(budget_usd=5), threads=1, startup=0.0,
+               hourly_per_worker=1.0, hourly_fixed=None, max_workers=4)
+
+
+def test_objective_table_and_plan_cost_block_agree(tmp_path: Path) -> None:
+    """Issue 18/19: $3600/h per resource, budget $20, 10 tasks — the objective's cost is
+    the plan's cost over the same horizon (the scheduler billed in both)."""
+    from scalable.workspace import Workspace
+
+    (tmp_path / "scalable.yaml").write_text(
+        "project: {name: cost}\n"
+        "targets:\n"
+        "  local:\n"
+        "    provider: local\n"
+        "    max_workers: 8\n"
+        "    pricing: {hourly_usd: 3600}\n"
+        "    workload: {tasks: 10, task_seconds: 1}\n"
+    )
+    ws = Workspace.open(str(tmp_path / "scalable.yaml"), "local")
+    engine = ws.engine()
+    startup = ws.provider.startup_seconds()
+    cheapest = min((w * 3600 + 3600) * (startup + math.ceil(10 / w)) / 3600
+                   for w in range(1, 9))
+    with pytest.raises(ObjectiveInfeasible, match="nothing fits within") as info:
+        engine.plan_objectives(Objectives(budget_usd=cheapest - 0.5))
+    assert f"${cheapest:,.2f}" in str(info.value)  # the cheapest, scheduler billed
+    goal = engine.plan_objectives(Objectives(budget_usd=cheapest + 0.5))
+    plan = engine.plan(refresh=False)
+    assert goal.hourly_fixed == pytest.approx(3600.0)  # the scheduler
+    assert plan.cost.horizon_total == pytest.approx(goal.chosen.cost_usd)
+    assert goal.chosen.cost_usd == pytest.approx(cheapest)
+
+
+# -- objectives bound adaptive --------------------------------------------------------------
+
+
+def bounds(**kw: object) -> ObjectiveBounds:
+    base: dict[str, object] = {"group": "default", "workers": 1, "threads": 1, "ceiling": 4,
+                               "startup": 5.0, "deadline_at": 100.0}
+    return ObjectiveBounds(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_on_track_holds_at_the_objective_count() -> None:
+    cap = bounds().cap(1, demand(4, tasks=40, work=30.0), now=60.0)  # 30 s of work, 40 s left
+    assert cap.workers == 1 and not cap.at_risk and "on track" in cap.reason
+
+
+def test_a_deadline_that_will_be_missed_scales_up_within_the_ceiling() -> None:
+    # 80 s of work, 40 s left, new workers work 35 s: 1 + ceil((80 − 40) / 35) = 3.
+    cap = bounds().cap(1, demand(4, tasks=80, work=80.0), now=60.0)
+    assert cap.workers == 3 and cap.at_risk
+    # Needing more than the budget allows: the ceiling, and it says so.
+    cap = bounds(ceiling=2).cap(1, demand(4, tasks=80, work=80.0), now=60.0)
+    assert cap.workers == 2 and "allow 2" in cap.reason
+    # Too late for new workers to help.
+    cap = bounds().cap(1, demand(4, tasks=80, work=80.0), now=97.0)
+    assert cap.workers == 1 and "too late" in cap.reason
+
+
+def test_bounds_never_force_a_shrink() -> None:
+    assert bounds().cap(3, demand(4, tasks=3, work=1.0), now=0.0).workers == 3
+
+
+def test_policy_ceiling_turns_a_scale_up_into_nothing() -> None:
+    p = policy()
+    assert p.decide(0.0, 2, demand(8), ceiling=2) is None
+    d = p.decide(1.0, 2, demand(8), ceiling=5)
+    assert d is not None and d.after == 5
+
+
+# -- the budget guard ----------------------------------------------------------------------
+
+
+def test_spend_is_price_times_time_asked_for() -> None:
+    from scalable.scaling.budget import BudgetGuard
+
+    g = BudgetGuard("default", budget_usd=100.0, hourly_per_worker=3600.0, hourly_fixed=3600.0,
+                    asked_at=0.0, interval=1.0)
+    g.observe(1, 0.0)  # 1 worker + the scheduler: $2/s
+    g.observe(3, 10.0)  # 3 workers + the scheduler: $4/s
+    assert g.spent(10.0) == pytest.approx(20.0)
+    assert g.spent(15.0) == pytest.approx(40.0)
+    assert g.level(3, 15.0)[0] == "ok"
+    assert g.level(3, 20.0)[0] == "ok"  # $60; 80% ($80) comes at 25 s
+    assert g.level(3, 25.0)[0] == "warn"  # $80
+    assert g.level(3, 27.6)[0] == "hold"  # $90.4
+    # "stop" one interval ahead: $95 now + $4 next second < 100 → hold; $97 + 4 ≥ 100.
+    assert g.level(3, 28.75)[0] == "hold"
+    assert g.level(3, 29.25)[0] == "stop"
+
+
+def test_budget_exhausted_names_budget_and_spend() -> None:
+    from scalable.scaling.budget import BudgetExhausted, cancel_message
+
+    exc = BudgetExhausted.from_message(cancel_message(50.0, 49.5))
+    assert exc is not None and exc.budget_usd == 50.0 and exc.spent_usd == 49.5
+    assert "$49.50 of $50.00" in str(exc)
+    assert BudgetExhausted.from_message("cancelled by the user") is None

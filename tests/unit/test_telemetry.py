@@ -20,6 +20,7 @@ from scalable.telemetry.report import (
     compute_cost,
     quantile,
     render_report,
+    render_run_list,
     report_to_dict,
     tag_stats,
     worker_stats,
@@ -375,9 +376,12 @@ def test_report_sets_the_objective_beside_the_run(tmp_path: Path) -> None:
     text = render_report(build_report(db, db.run(run.id)))  # type: ignore[arg-type]
     assert text.splitlines()[-3:] == [
         "Objective: deadline 0.01 h, budget $1.00 for 6 tasks → 3 workers (group default)",
-        "  predicted: 10.0s, $0.50  (task time 4.0s; manifest workload)",
-        "  actual:    9.0s to the last task, unknown",
+        "  predicted: 10.0s, $0.50  (task time 4.0s mean; manifest workload)",
+        "  actual:    9.0s from asking for capacity to the last task (-10% vs predicted), "
+        "unknown",
     ]
+    # --list shows the same error per run.
+    assert "-10%" in render_run_list(db, [db.run(run.id)])  # type: ignore[list-item]
 
 
 def test_database_from_before_last_seen_is_upgraded_in_place(tmp_path: Path) -> None:

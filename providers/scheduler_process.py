@@ -1,0 +1,163 @@
+"""A Dask scheduler run as a detached process on this host: one lifecycle for every
+provider that starts one here (the local target, and Slurm's scheduler on the login node).
+
+The port is chosen up front, so the scheduler's address is known the moment the process
+is spawned: a provider can start its workers (or submit its jobs) while the scheduler is
+still importing, and confirm it afterwards (``StartedScheduler.confirm``). Workers retry
+their connection until their death timeout, so the order they come up in does not matter.
+
+The port is picked free below the kernel's ephemeral range (so no outgoing connection
+can take it meanwhile) and released just before the scheduler binds it; a program
+asking for that very port in that window makes the scheduler exit, ``confirm`` then
+reports it (with the log's last line), and the next apply starts it on a new port.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scalable.outputs import DASHBOARD_URL, SCHEDULER_ADDRESS
+from scalable.providers.base import ProviderError
+from scalable.providers.commands import TELEMETRY_PRELOAD, read_scheduler_file, scheduler_argv
+from scalable.providers.processes import ProcessRef, spawn, terminate
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for automatic (bind 0 / outgoing) ports."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default; BSDs and macOS use 49152-65535
+
+
+def free_port(host: str) -> int:
+    """A port free on ``host`` now, for a server to bind a moment later.
+
+    Chosen below the kernel's ephemeral range: a port from that range (what ``bind(0)``
+    returns) can be taken in the meantime as the local end of any outgoing connection
+    on a busy machine; one outside it only by a program asking for that very port.
+    """
+    import random  # only apply needs it; plan stays light
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    low, _ = _ephemeral_range()
+    candidates = random.sample(range(10000, low), 50) if low > 10050 else []
+    for port in [*candidates, 0]:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host.strip("[]"), port))
+            except OSError:
+                continue
+            chosen: int = s.getsockname()[1]
+            return chosen
+    raise OSError(f"no free port on {host}")
+
+
+def preload() -> list[str]:
+    """The telemetry scheduler plugin, when it is installed."""
+    try:
+        if importlib.util.find_spec(TELEMETRY_PRELOAD) is not None:
+            return [TELEMETRY_PRELOAD]
+    except ModuleNotFoundError:
+        pass
+    return []
+
+
+def process_env(target: Any, provider: str, workdir: Path) -> dict[str, str]:
+    """What every process scalable starts for a target carries in its environment."""
+    return {
+        **target.env,
+        "SCALABLE_TARGET": target.name,
+        "SCALABLE_PROJECT": target.project,
+        "SCALABLE_PROVIDER": provider,
+        "SCALABLE_STATE_DIR": str(workdir),
+    }
+
+
+def url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def dashboard_url(host: str, port: object) -> str:
+    return f"http://{url_host(host)}:{port}/status"
+
+
+def outputs_from_file(info: Mapping[str, Any]) -> dict[str, str]:
+    """scheduler_address (and dashboard_url) from a scheduler file's content."""
+    address = str(info["address"])
+    outputs = {SCHEDULER_ADDRESS: address}
+    services: Any = info.get("services") or {}
+    if "dashboard" in services:
+        host = address.split("://", 1)[-1].rpartition(":")[0]
+        outputs[DASHBOARD_URL] = dashboard_url(host, services["dashboard"])
+    return outputs
+
+
+@dataclass(frozen=True)
+class StartedScheduler:
+    """A scheduler process spawned by this apply, not yet confirmed to listen."""
+
+    ref: ProcessRef
+    scheduler_file: Path
+    log: Path
+    address: str | None = None  # what it must listen on (None: whatever it reports)
+
+    def confirm(self, timeout: float = 120.0) -> Mapping[str, Any]:
+        """Wait for its scheduler file; stop the process and raise if it failed."""
+        try:
+            info = read_scheduler_file(
+                self.scheduler_file, timeout=timeout, alive=self.ref.alive, log=self.log
+            )
+            if self.address is not None and info.get("address") != self.address:
+                raise ProviderError(
+                    f"the scheduler listens on {info.get('address')}, not {self.address}"
+                )
+        except Exception as exc:
+            terminate(self.ref, grace=2)
+            raise ProviderError(str(exc), hint=f"see {self.log}") from None
+        return info
+
+
+def start_scheduler(
+    *,
+    host: str,
+    workdir: Path,
+    tags: Mapping[str, str],
+    env: Mapping[str, str],
+    tls: bool,
+    tls_args: Sequence[str] = (),
+    dashboard: bool = True,
+) -> tuple[StartedScheduler, dict[str, str]]:
+    """Spawn a scheduler on ports chosen now; return it and its outputs (known already)."""
+    sched_file = workdir / "scheduler.json"
+    log = workdir / "logs" / "scheduler.log"
+    port = free_port(host)
+    dash = free_port(host) if dashboard else 0
+    sched_file.unlink(missing_ok=True)
+    ref = spawn(
+        scheduler_argv(
+            host=host,
+            port=port,
+            dashboard=dashboard,
+            dashboard_port=dash,
+            scheduler_file=sched_file,
+            preload=preload(),
+            tls_args=tls_args,
+        ),
+        log=log,
+        tags=tags,
+        # The scheduler must not inherit a parent's scheduler address by accident.
+        env={**env, "DASK_SCHEDULER_ADDRESS": ""},
+        cwd=workdir,
+    )
+    address = f"{'tls' if tls else 'tcp'}://{url_host(host)}:{port}"
+    outputs = {SCHEDULER_ADDRESS: address}
+    if dashboard:
+        outputs[DASHBOARD_URL] = dashboard_url(host, dash)
+    return StartedScheduler(ref, sched_file, log, address), outputs

@@ -1,0 +1,116 @@
+"""Issue 11 item 1: nothing the local target starts listens beyond loopback, unless asked.
+
+Every listening socket of every process scalable started (and their children: nannies'
+workers) is inspected through psutil after a real apply.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import Project, our_processes
+
+pytestmark = pytest.mark.slow
+
+
+def listeners(root: Path) -> list[tuple[int, str, int]]:
+    """(pid, ip, port) of every listening TCP socket of our processes and their children."""
+    procs: dict[int, psutil.Process] = {}
+    for ref in our_processes(root):
+        try:
+            top = psutil.Process(ref.pid)
+            for p in [top, *top.children(recursive=True)]:
+                procs[p.pid] = p
+        except psutil.NoSuchProcess:
+            continue
+    out = []
+    for pid, p in procs.items():
+        try:
+            conns = p.net_connections(kind="inet")
+        except psutil.NoSuchProcess:
+            continue
+        out += [(pid, c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN]
+    return out
+
+
+@pytest.mark.parametrize("processes", [True, False])
+def test_every_listener_is_loopback_after_apply(project: Project, processes: bool) -> None:
+    # The repository's own scalable.yaml, with each value of `processes`.
+    default = (Path(__file__).parents[2] / "scalable.yaml").read_text()
+    assert "processes: false" in default
+    project.write(default.replace("processes: false", f"processes: {str(processes).lower()}"))
+    project.run("apply", "--auto-approve", check=True)
+    try:
+        found = listeners(project.root)
+        pids = {pid for pid, _, _ in found}
+        # scheduler (+ its dashboard) and at least one worker process were seen listening
+        assert len(pids) >= 2, found
+        exposed = [
+            (pid, ip, port) for pid, ip, port in found if not ipaddress.ip_address(ip).is_loopback
+        ]
+        assert not exposed, f"listening beyond loopback: {exposed}"
+    finally:
+        project.run("destroy", "--auto-approve", check=True)
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_worker_dashboards_only_when_asked(project: Project, asked: bool) -> None:
+    from urllib.error import HTTPError
+    from urllib.request import urlopen
+
+    from distributed import Client
+
+    project.write(f"""
+        targets:
+          local: {{provider: local, max_workers: 1, processes: true,
+                  worker_dashboard: {str(asked).lower()}}}
+        """)
+    project.run("apply", "--auto-approve", check=True)
+    try:
+        outputs = project.state()["outputs"]
+        assert "dashboard_url" in outputs  # the scheduler's is served either way
+        with Client(outputs["scheduler_address"], timeout=10) as c:
+            (worker,) = c.scheduler_info(n_workers=-1)["workers"].values()
+        url = f"http://127.0.0.1:{worker['services']['dashboard']}/status"
+        try:
+            with urlopen(url, timeout=10) as resp:
+                status = resp.status
+        except HTTPError as exc:
+            status = exc.code
+        assert status == (200 if asked else 404)
+    finally:
+        project.run("destroy", "--auto-approve", check=True)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10"])
+def test_validate_refuses_a_non_loopback_host_without_tls(project: Project, host: str) -> None:
+    project.write(f"""
+        targets:
+          local: {{provider: local, max_workers: 1, host: "{host}"}}
+        """)
+    for cmd in (("validate",), ("plan",)):
+        res = project.run(*cmd)
+        assert res.returncode == 1, res.stdout + res.stderr
+        err = res.stderr.strip().splitlines()
+        assert err[0].startswith("Error:") and "host" in err[0], res.stderr
+        assert "tls: true" in res.stderr and "allow_insecure_listen" in res.stderr
+        assert "Traceback" not in res.stderr
+    assert not (project.root / ".scalable" / "local" / "state.json").exists()
+
+
+@pytest.mark.parametrize("extra", ["tls: true", "allow_insecure_listen: true"])
+def test_validate_accepts_tls_or_the_explicit_opt_out(project: Project, extra: str) -> None:
+    project.write(f"""
+        targets:
+          local:
+            provider: local
+            max_workers: 1
+            host: 0.0.0.0
+            {extra}
+        """)
+    res = project.run("validate")
+    assert res.returncode == 0, res.stderr

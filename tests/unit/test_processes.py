@@ -1,0 +1,77 @@
+"""Process identity through psutil (issue 11 item 20): real child processes, no mocks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from scalable.providers.processes import (
+    ProcessRef,
+    _group_members,
+    spawn,
+    start_time,
+    terminate,
+)
+
+
+def test_start_time_is_psutils_and_never_zero() -> None:
+    me = os.getpid()
+    st = start_time(me)
+    assert st is not None and st > 0
+    assert st == round(psutil.Process(me).create_time() * 1000)
+    assert start_time(2**22 + 12345) is None  # beyond pid_max: no such process
+
+
+def test_ref_tells_our_process_from_a_reused_pid(tmp_path: Path) -> None:
+    ref = spawn(
+        [sys.executable, "-c", "import time; time.sleep(30)"], log=tmp_path / "a.log", tags={}
+    )
+    try:
+        assert ref.start > 0 and ref.alive()
+        assert not ProcessRef(ref.pid, ref.start + 5000).alive()  # same pid, other start
+        # A record written before psutil (clock ticks since boot) is still recognised.
+        ticks = round(
+            (psutil.Process(ref.pid).create_time() - psutil.boot_time()) * os.sysconf("SC_CLK_TCK")
+        )
+        assert ProcessRef(ref.pid, ticks).alive()
+    finally:
+        terminate(ref, grace=2)
+    assert not ref.alive()
+
+
+def test_terminate_signals_the_group_of_a_zombie_leader(tmp_path: Path) -> None:
+    """The leader exits (a zombie until reaped) while its child lives on: the group is
+    still ours and must be stopped."""
+    pidfile = tmp_path / "child.pid"
+    ref = spawn(
+        ["sh", "-c", f"sleep 60 & echo $! > {pidfile}; exit 0"], log=tmp_path / "z.log", tags={}
+    )
+    deadline = time.monotonic() + 10
+    while not (pidfile.exists() and pidfile.read_text().strip()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    child = int(pidfile.read_text())
+    while psutil.Process(ref.pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert not ref.alive() and list(_group_members(ref.pid)) == [child]
+    terminate(ref, grace=5)
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
+
+
+def test_terminate_never_signals_a_stranger() -> None:
+    stranger = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True
+    )
+    try:
+        real = start_time(stranger.pid)
+        assert real is not None
+        terminate(ProcessRef(stranger.pid, real - 60_000), grace=0.5)  # a recycled pid
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
