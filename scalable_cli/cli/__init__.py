@@ -112,6 +112,12 @@ def _main(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: errors become one ``Error:`` line and a hint, never a traceback."""
+    if "_SCALABLE_COMPLETE" in os.environ:
+        # Shell completion (docs/reference/cli.rst): typer's bash/zsh/fish classes,
+        # registered only when asked so a normal start does not pay for them.
+        from typer._completion_classes import completion_init
+
+        completion_init()
     try:
         # With standalone_mode=False click returns an Exit's code instead of raising it.
         rc = app(args=argv, standalone_mode=False)
