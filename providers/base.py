@@ -7,15 +7,16 @@ renderer or the state file's layout: it receives records and returns plain resul
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from scalable.addrs import SCHEDULER
 from scalable.errors import ScalableError
+from scalable.manifest.schema import GroupConfig, TargetConfig
+from scalable.registry import BUILTIN, provider_class
 
 if TYPE_CHECKING:
     from scalable.pricing.estimator import Price
@@ -106,9 +107,16 @@ class Provider(ABC):
     Subclasses set ``name`` and implement the abstract methods. Every create must be
     idempotent through ``CreateContext.idempotency_key``: a retried create with the same
     key must find and return the first one rather than double the capacity.
+
+    A provider declares its manifest keys: ``target_model`` (a ``TargetConfig`` subclass:
+    the target's keys) and ``group_model`` (a ``GroupConfig`` subclass: what a group may
+    set for itself). The manifest schema is assembled from them, so a provider installed
+    through the ``scalable.providers`` entry point is usable from a manifest.
     """
 
     name: str = ""
+    target_model: ClassVar[type[TargetConfig]] = TargetConfig
+    group_model: ClassVar[type[GroupConfig]] = GroupConfig
 
     def __init__(self, target: TargetSpec, workdir: Path) -> None:
         self.target = target
@@ -120,8 +128,15 @@ class Provider(ABC):
     def desired(self) -> list[ResourceSpec]:
         """The resources the target's spec asks for, scheduler first."""
 
-    def validate(self) -> None:  # noqa: B027 - optional hook
-        """Preflight: credentials, partition/region, quotas. Raise ProviderError."""
+    def check_config(self) -> None:  # noqa: B027 - optional hook
+        """Offline checks of the target's keys beyond the schema (a Fargate size, a
+        required key): no network, no processes, no files. ``scalable validate`` runs
+        them for every target, so it refuses what ``plan`` would refuse offline."""
+
+    def validate(self) -> None:
+        """Preflight before a plan: the offline checks, then the backend (credentials,
+        partition/region, quotas). Raise ProviderError."""
+        self.check_config()
 
     def updatable(self, before: dict[str, Any], after: dict[str, Any]) -> bool:
         """Whether a change of attributes can be applied in place (default: no)."""
@@ -138,6 +153,10 @@ class Provider(ABC):
     def horizon_hours(self) -> float | None:
         """How long capacity is expected to live (walltime, deadline), for cost totals."""
         return None
+
+    def plan_notes(self) -> list[str]:
+        """Lines the plan shows under its cost block (capacity held back by a cap…)."""
+        return []
 
     # -- refresh ----------------------------------------------------------------------
     @abstractmethod
@@ -199,42 +218,5 @@ class Provider(ABC):
         return security_from_outputs(outputs)
 
 
-# -- registry -------------------------------------------------------------------------
-
-# Built-ins resolve without installed entry points (a source checkout on sys.path).
-BUILTIN: dict[str, str] = {
-    "local": "scalable.providers.local:LocalProvider",
-    "slurm": "scalable.providers.slurm:SlurmProvider",
-    "aws": "scalable.providers.aws:AwsProvider",
-    "gke": "scalable.providers.gke:GkeProvider",
-}
-
-
-def _load(ref: str) -> type[Provider]:
-    module, _, attr = ref.partition(":")
-    cls: type[Provider] = getattr(importlib.import_module(module), attr)
-    return cls
-
-
-def provider_class(name: str) -> type[Provider]:
-    """The provider class registered under ``name`` (entry point group scalable.providers)."""
-    if name in BUILTIN:
-        try:
-            return _load(BUILTIN[name])
-        except ModuleNotFoundError as exc:
-            raise ProviderError(
-                f"provider {name!r} is not available here: {exc}",
-                hint=f"pip install 'scalable[{name}]'",
-            ) from exc
-    from importlib.metadata import entry_points  # third-party providers only: ~25 ms
-
-    for ep in entry_points(group="scalable.providers"):
-        if ep.name == name:
-            cls: type[Provider] = ep.load()
-            return cls
-    raise ProviderError(
-        f"no provider named {name!r}",
-        hint="built-in providers: " + ", ".join(sorted(BUILTIN)),
-    )
-
-
+# -- registry: moved to scalable.registry (the manifest needs it below the providers) --
+__all__ = ["BUILTIN", "provider_class"]

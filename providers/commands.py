@@ -99,7 +99,7 @@ def worker_argv(
         argv += ["--dashboard" if dashboard else "--no-dashboard"]
     if local_directory:
         argv += ["--local-directory", local_directory]
-    argv += list(group.setting("worker_extra_args", []))
+    argv += list(group.settings.worker_extra_args)
     return argv
 
 

@@ -32,6 +32,7 @@ from scalable.providers.base import (
     ResourceSpec,
 )
 from scalable.providers.commands import worker_argv, worker_names
+from scalable.providers.local_config import LocalGroup, LocalTarget
 from scalable.providers.processes import (
     TAG_ADDRESS,
     TAG_KEY,
@@ -61,6 +62,8 @@ PROCESS = "local.process"
 
 class LocalProvider(Provider):
     name = "local"
+    target_model = LocalTarget
+    group_model = LocalGroup
 
     def __init__(self, target: Any, workdir: Any) -> None:
         super().__init__(target, workdir)
@@ -87,7 +90,7 @@ class LocalProvider(Provider):
                 "memory_per_worker": g.memory_per_worker,
                 "tags": list(g.tags),
             }
-            if g.setting("processes", True):
+            if g.settings_as(LocalGroup).processes:
                 for i in range(g.count):
                     addr = addrs.worker(g.name, i)
                     out.append(

@@ -8,20 +8,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from scalable.manifest.loader import LoadedManifest
 from scalable.manifest.schema import (
     Adaptive,
-    GroupModel,
+    GroupConfig,
     Objectives,
     Pricing,
-    TargetModel,
+    StrictModel,
+    TargetConfig,
     Workload,
+    group_model,
 )
 
-# Keys a group may set for itself; anything unset falls back to the target's value.
+# A group that sets neither count key has its own count (1), not the target's.
 _GROUP_COUNT_KEYS = ("max_workers", "adaptive")
+G = TypeVar("G", bound=StrictModel)
+T = TypeVar("T", bound=TargetConfig)
+
+
+def _as(value: Any, model: type[Any], what: str) -> Any:
+    if not isinstance(value, model):
+        raise TypeError(f"{what} is a {type(value).__name__}, not a {model.__name__}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -34,16 +44,17 @@ class GroupSpec:
     adaptive: Adaptive | None
     threads_per_worker: int
     memory_per_worker: int | None
-    # Provider-specific keys merged target ← group (instance_type, queue, walltime…).
-    settings: dict[str, Any] = field(default_factory=dict)
+    # The provider's group model, each key merged target ← group (queue, walltime…).
+    settings: GroupConfig = field(default_factory=GroupConfig)
 
     @property
     def maximum(self) -> int:
         return self.adaptive.maximum if self.adaptive else self.count
 
-    def setting(self, key: str, default: Any = None) -> Any:
-        value = self.settings.get(key, default)
-        return default if value is None else value
+    def settings_as(self, model: type[G]) -> G:
+        """The group's keys as the provider's own model: ``g.settings_as(SlurmGroup)``."""
+        found: G = _as(self.settings, model, f"group {self.name}'s settings")
+        return found
 
 
 @dataclass(frozen=True)
@@ -51,7 +62,7 @@ class TargetSpec:
     project: str
     name: str
     provider: str
-    config: TargetModel  # the validated target block, for provider-specific keys
+    config: TargetConfig  # the provider's target model, validated
     groups: tuple[GroupSpec, ...]
     pricing: Pricing
     objectives: Objectives | None
@@ -60,6 +71,11 @@ class TargetSpec:
     manifest_path: Path
     manifest_digest: str
     env: dict[str, str] = field(default_factory=dict)
+
+    def config_as(self, model: type[T]) -> T:
+        """The target's keys as the provider's own model: ``spec.config_as(SlurmTarget)``."""
+        found: T = _as(self.config, model, f"target {self.name}'s config")
+        return found
 
     @property
     def root(self) -> Path:
@@ -107,35 +123,33 @@ class TargetSpec:
         return TargetSpec(**{**self.__dict__, "groups": groups})
 
 
-def _group(name: str, base: TargetModel, own: GroupModel | None) -> GroupSpec:
-    merged: dict[str, Any] = base.model_dump(exclude={"groups"})
+def _group(name: str, base: TargetConfig, own: GroupConfig | None) -> GroupSpec:
+    model = group_model(base)
+    # Everything the group model has, from the target (an AWS target's own ``tags`` are
+    # AWS tags, not worker tags), then what the group itself writes. Values are already
+    # validated: constructed, not re-parsed (a walltime in seconds is not minutes).
+    values: dict[str, Any] = {
+        k: getattr(base, k)
+        for k in model.model_fields
+        if k in type(base).model_fields and k != "tags"
+    }
     if own is not None:
-        for key in _GROUP_COUNT_KEYS:
-            merged[key] = None
-        merged.update(own.model_dump(exclude_unset=True))
-        if "adaptive" in own.model_fields_set:
-            merged["adaptive"] = own.adaptive
-    else:
-        merged["adaptive"] = base.adaptive
-    adaptive = merged.get("adaptive")
-    if isinstance(adaptive, dict):
-        adaptive = Adaptive.model_validate(adaptive)
+        values.update(dict.fromkeys(_GROUP_COUNT_KEYS))
+        values.update({k: getattr(own, k) for k in own.model_fields_set})
+    settings = model.model_construct(**values)
+    adaptive = settings.adaptive
     if adaptive is not None:
         count = adaptive.minimum
     else:
-        count = merged.get("max_workers")
-        count = 1 if count is None else int(count)
-    raw_tags = merged.pop("tags", ()) or ()
-    # An AWS target's own `tags:` is a dict of AWS tags, not worker tags.
-    tags = tuple(raw_tags) if isinstance(raw_tags, list | tuple) else ()
+        count = 1 if settings.max_workers is None else int(settings.max_workers)
     return GroupSpec(
         name=name,
-        tags=tags,
+        tags=tuple(settings.tags),
         count=count,
         adaptive=adaptive,
-        threads_per_worker=int(merged.get("threads_per_worker") or 1),
-        memory_per_worker=merged.get("memory_per_worker"),
-        settings=merged,
+        threads_per_worker=settings.threads_per_worker,
+        memory_per_worker=settings.memory_per_worker,
+        settings=settings,
     )
 
 
@@ -164,7 +178,7 @@ def build_target(loaded: LoadedManifest, name: str) -> TargetSpec:
     )
 
 
-def _cache_env(cfg: TargetModel, root: Path) -> dict[str, str]:
+def _cache_env(cfg: TargetConfig, root: Path) -> dict[str, str]:
     if cfg.cache is None:
         return {}
     from scalable.cache.config import worker_env

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _SIZE_UNITS = {
@@ -17,16 +18,21 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1, "": 1, None: 1, "m": 60, "min": 60, "h":
 
 def parse_size(value: str | int | float) -> int:
     """Bytes from ``4GiB``, ``512MiB``, ``4 GB``, ``2e9`` or a plain number of bytes."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError("expected a size such as '4GiB'")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("a size must be a finite number")
         if value < 0:
             raise ValueError("a size cannot be negative")
         return int(value)
     m = _SIZE_RE.match(value)
     if not m or m.group(2).lower() not in _SIZE_UNITS:
         raise ValueError(f"{value!r} is not a size (examples: '4GiB', '512MiB', '4 GB')")
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    size = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+    if not math.isfinite(size):
+        raise ValueError(f"{value!r} is too large")
+    return int(size)
 
 
 def format_size(nbytes: int) -> str:
@@ -38,9 +44,11 @@ def format_size(nbytes: int) -> str:
 
 def parse_duration(value: str | int | float) -> float:
     """Seconds from ``30s``, ``5m``, ``2h``, ``1d`` or a plain number of seconds."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError("expected a duration such as '30s'")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("a duration must be a finite number")
         return float(value)
     m = _DURATION_RE.match(value)
     if not m:
@@ -55,7 +63,7 @@ def parse_walltime(value: str | int) -> int:
     integer is minutes, as sbatch reads it. (An unquoted ``04:00:00`` never reaches here
     as 14400: the manifest loader keeps YAML 1.1 sexagesimal numbers as strings.)
     """
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValueError("expected a walltime such as '04:00:00'")
     if isinstance(value, int):
         if value <= 0:

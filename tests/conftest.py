@@ -76,3 +76,19 @@ def project(tmp_path: Path) -> Iterator[Project]:
             os.killpg(ref.pid, 9)
         except (ProcessLookupError, PermissionError):
             terminate(ref, grace=0.5)
+
+
+# -- Hypothesis: `ci` runs the full counts (.ci/run sets HYPOTHESIS_PROFILE=ci); `dev` (the
+# default) a fifth of them, so a local `make test` stays quick. No deadlines: the machine
+# is shared and its load varies.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "ci", max_examples=1000, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "dev", max_examples=200, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))

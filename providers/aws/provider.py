@@ -44,6 +44,7 @@ from scalable.providers.aws.bootstrap import (
     scheduler_dask_args,
     worker_dask_args,
 )
+from scalable.providers.aws.config import AwsGroup, AwsTarget
 from scalable.providers.aws.pricing import ec2_price, fargate_price, free
 from scalable.providers.aws.session import AwsSession, aws_errors, configured_region, error_code
 from scalable.providers.aws.tags import (
@@ -66,7 +67,6 @@ from scalable.providers.commands import worker_names
 from scalable.state.model import ResourceRecord
 
 if TYPE_CHECKING:
-    from scalable.manifest.schema import AwsTarget
     from scalable.providers.aws.network import Network
     from scalable.spec import GroupSpec
 
@@ -88,12 +88,18 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", text)
 
 
+def _keys(g: GroupSpec) -> AwsGroup:
+    return g.settings_as(AwsGroup)
+
+
 class AwsProvider(Provider):
     name = "aws"
+    target_model = AwsTarget
+    group_model = AwsGroup
 
     def __init__(self, target: Any, workdir: Any) -> None:
         super().__init__(target, workdir)
-        self.cfg: AwsTarget = target.config
+        self.cfg: AwsTarget = target.config_as(AwsTarget)
         self._region: str | None = None
         self._region_known = False
         self._session: AwsSession | None = None
@@ -217,7 +223,7 @@ class AwsProvider(Provider):
                                 depends_on=tuple(sched_deps)))
         for g in self.target.groups:
             attrs = self._worker_attributes(g, common)
-            processes = int(g.setting("processes", 1))
+            processes = int(_keys(g).processes)
             for i in range(g.count):
                 addr = addrs.worker(g.name, i)
                 out.append(ResourceSpec(
@@ -244,8 +250,8 @@ class AwsProvider(Provider):
     def _worker_attributes(self, g: GroupSpec, common: dict[str, Any]) -> dict[str, Any]:
         attrs: dict[str, Any] = {
             "role": "worker", **common,
-            "spot": g.setting("spot", False),
-            "processes": int(g.setting("processes", 1)),
+            "spot": _keys(g).spot,
+            "processes": int(_keys(g).processes),
             "threads_per_worker": g.threads_per_worker,
             "memory_per_worker": g.memory_per_worker,
             "tags": list(g.tags),
@@ -254,15 +260,15 @@ class AwsProvider(Provider):
             cpu, mem = self._fargate_size(g.settings)
             attrs.update(cpu=cpu, memory_mib=mem)
         else:
-            attrs.update(instance_type=g.setting("instance_type", self.cfg.instance_type),
+            attrs.update(instance_type=_keys(g).instance_type,
                          iam_instance_profile=self.cfg.iam_instance_profile)
         return attrs
 
-    def validate(self) -> None:
+    def check_config(self) -> None:
         from scalable.providers.aws.fargate import check_size
 
         cfg = self.cfg
-        for cidr in cfg.allowed_cidrs:
+        for cidr in cfg.allowed_cidrs:  # the schema checks them too; a spec may be built
             try:
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError:
@@ -284,6 +290,9 @@ class AwsProvider(Provider):
             for g in self.target.groups:
                 gcpu, gmem = self._fargate_size(g.settings)
                 check_size(gcpu, gmem, f"target {self.target.name}, group {g.name}")
+
+    def validate(self) -> None:
+        self.check_config()
         self.aws.check()
         self.network()
         if not self.fargate:
@@ -291,7 +300,7 @@ class AwsProvider(Provider):
 
     def _check_instance_types(self) -> None:
         types = sorted({self.cfg.instance_type} | {
-            str(g.setting("instance_type", self.cfg.instance_type)) for g in self.target.groups})
+            str(_keys(g).instance_type) for g in self.target.groups})
         with aws_errors("checking instance types"):
             try:
                 self.aws.ec2.describe_instance_types(InstanceTypes=types)

@@ -46,7 +46,9 @@ from scalable.providers.base import (
     ResourceSpec,
 )
 from scalable.providers.gke import auth, manifests, sizing
+from scalable.providers.gke.config import GkeGroup, GkeTarget
 from scalable.providers.gke.pricing import pool_price
+from scalable.spec import GroupSpec
 from scalable.state.model import ResourceRecord
 
 POOL = "gke.node_pool"
@@ -86,8 +88,14 @@ def default_image() -> str:
         return f"{DEFAULT_IMAGE}:latest"
 
 
+def _keys(g: GroupSpec) -> GkeGroup:
+    return g.settings_as(GkeGroup)
+
+
 class GkeProvider(Provider):
     name = "gke"
+    target_model = GkeTarget
+    group_model = GkeGroup
     # How long a scheduler pod may take to become ready (image pull included).
     pod_timeout = 900.0
     # How long a scheduler pod may stay Unschedulable with its pool at rest.
@@ -120,8 +128,8 @@ class GkeProvider(Provider):
 
     # -- configuration ----------------------------------------------------------------------
     @property
-    def cfg(self) -> Any:
-        return self.target.config
+    def cfg(self) -> GkeTarget:
+        return self.target.config_as(GkeTarget)
 
     @property
     def emulated(self) -> bool:
@@ -161,8 +169,8 @@ class GkeProvider(Provider):
             client = make_client(channel=self._channel, credentials=creds,
                                  endpoint=auth.emulator_endpoint())
             self._pools = Pools(
-                client, project=project, location=self.cfg.location,
-                cluster=self.cfg.cluster, timeout=self.cfg.operation_timeout,
+                client, project=project, location=str(self.cfg.location),
+                cluster=str(self.cfg.cluster), timeout=self.cfg.operation_timeout,
                 poll=self.op_poll, retry=self._retry,
             )
         return self._pools
@@ -236,7 +244,7 @@ class GkeProvider(Provider):
     # -- planning -----------------------------------------------------------------------------
     def _group_shape(self, group: Any) -> tuple[sizing.Shape, int, int]:
         """(machine shape, memory per worker, pods) of a group."""
-        mt = group.setting("machine_type")
+        mt = _keys(group).machine_type
         shape = sizing.machine_shape(mt)
         if shape is None:
             raise ProviderError(
@@ -247,14 +255,14 @@ class GkeProvider(Provider):
             )
         memory = group.memory_per_worker or sizing.default_worker_memory(
             shape, group.threads_per_worker)
-        processes = int(group.setting("processes", 1))
+        processes = int(_keys(group).processes)
         return shape, memory, math.ceil(group.count / processes)
 
     def scheduler_group(self) -> Any:
         """The group whose pool hosts the scheduler: the first on-demand one (a spot
         preemption would take the whole run's state with it), else the first."""
         groups = self.target.groups
-        return next((g for g in groups if not g.setting("spot", False)), groups[0])
+        return next((g for g in groups if not _keys(g).spot), groups[0])
 
     def desired(self) -> list[ResourceSpec]:
         zones = len(self.cluster().zones)
@@ -264,8 +272,8 @@ class GkeProvider(Provider):
         workers: list[ResourceSpec] = []
         for g in self.target.groups:
             shape, memory, pods = self._group_shape(g)
-            processes = int(g.setting("processes", 1))
-            spot = bool(g.setting("spot", False))
+            processes = int(_keys(g).processes)
+            spot = bool(_keys(g).spot)
             pod = sizing.worker_pod(g.threads_per_worker, processes, memory)
             packed = ([sizing.SCHEDULER_POD] if g is host else []) + [pod] * pods
             nodes = sizing.nodes_for(packed, shape)
@@ -298,7 +306,7 @@ class GkeProvider(Provider):
             attributes={
                 "name": self.scheduler_name, "image": image,
                 "pool": self.pool_name(host.name),
-                "spot": bool(host.setting("spot", False)),
+                "spot": bool(_keys(host).spot),
                 "namespace": self.cfg.namespace, "tls": self.target.tls,
                 "allowed_cidrs": list(self.cfg.allowed_cidrs),
             },
@@ -306,7 +314,7 @@ class GkeProvider(Provider):
         )
         return [scheduler, *pools, *workers]
 
-    def validate(self) -> None:
+    def check_config(self) -> None:
         self._required()
         if not self.cfg.allowed_cidrs:
             raise ProviderError(
@@ -321,6 +329,14 @@ class GkeProvider(Provider):
             except ValueError:
                 raise ProviderError(f"allowed_cidrs: {cidr!r} is not a CIDR",
                                     hint="e.g. 203.0.113.7/32") from None
+        host = self.scheduler_group()
+        for g in self.target.groups:  # machine types known, pods fit on them
+            shape, memory, _ = self._group_shape(g)
+            pod = sizing.worker_pod(g.threads_per_worker, int(_keys(g).processes), memory)
+            sizing.nodes_for(([sizing.SCHEDULER_POD] if g is host else []) + [pod], shape)
+
+    def validate(self) -> None:
+        self.check_config()
         cluster = self.cluster()
         if cluster.status not in ("RUNNING", "RECONCILING"):
             raise ProviderError(f"GKE cluster {cluster.name} is {cluster.status}",
@@ -542,7 +558,7 @@ class GkeProvider(Provider):
         key = ctx.idempotency_key
         labels = self._labels(ctx, SCHEDULER, "scheduler")
         select = manifests.selector(ctx.lineage, SCHEDULER)
-        common = {"namespace": self.cfg.namespace, "labels": labels, "key": key,
+        common: dict[str, Any] = {"namespace": self.cfg.namespace, "labels": labels, "key": key,
                   "project": ctx.project}
         argv = scheduler_argv(host="0.0.0.0", port=manifests.SCHEDULER_PORT,
                               tls_args=self._tls_args(), python="python")

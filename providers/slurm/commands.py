@@ -33,7 +33,7 @@ CONTROLLER_HINT = "is slurmctld up and reachable? `scontrol ping` tells"
 
 # squeue columns we read; the comment goes last because it may hold anything.
 _SQUEUE_FIELDS = ("JobID", "Name", "State", "Reason", "StartTime", "Partition", "NodeList",
-                  "TimeLimit", "WCKey", "Comment")
+                  "TimeLimit", "WCKey", "ArrayJobID", "ArrayTaskID", "Comment")
 SEP = "\x1f"  # ASCII unit separator: never in job names or comments we write
 
 
@@ -51,6 +51,9 @@ class Job:
     time_limit: str
     wckey: str
     comment: str
+    # An array task: its index (the id is then ``<array job id>_<index>``, what
+    # scancel and sacct take for one task).
+    array_task: int | None = None
 
     @property
     def active(self) -> bool:
@@ -174,7 +177,8 @@ def sbatch(script: Path, *, cwd: Path, env: Mapping[str, str] | None = None,
 def squeue(*, all_states: bool = True, mine: bool = True, timeout: float = 60.0) -> list[Job]:
     """Jobs as squeue lists them (``-t all`` keeps finished ones for MinJobAge)."""
     fmt = ",".join(f"{f}:{SEP}" for f in _SQUEUE_FIELDS[:-1]) + f",{_SQUEUE_FIELDS[-1]}:"
-    argv = ["squeue", "-h", "-O", fmt]
+    # -r: one row per array task (pending tasks are otherwise one row, ``2-63%8``).
+    argv = ["squeue", "-h", "-r", "-O", fmt]
     if all_states:
         argv += ["-t", "all"]
     if mine:
@@ -193,9 +197,12 @@ def parse_squeue(text: str) -> list[Job]:
         vals = [p.strip() for p in parts]
         # A state may carry a suffix ("CANCELLED by 0"): keep the word.
         state = vals[2].split()[0] if vals[2] else ""
-        jobs.append(Job(id=vals[0], name=vals[1], state=state, reason=vals[3], start=vals[4],
+        job_id, task = vals[0], None
+        if vals[10].isdigit():
+            job_id, task = f"{vals[9]}_{vals[10]}", int(vals[10])
+        jobs.append(Job(id=job_id, name=vals[1], state=state, reason=vals[3], start=vals[4],
                         partition=vals[5], nodes=vals[6], time_limit=vals[7], wckey=vals[8],
-                        comment=vals[9]))
+                        comment=vals[11], array_task=task))
     return jobs
 
 

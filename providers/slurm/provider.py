@@ -29,17 +29,18 @@ from typing import Any, cast
 
 from scalable import addrs
 from scalable.addrs import SCHEDULER
-from scalable.manifest.schema import SlurmTarget
 from scalable.outputs import SCHEDULER_ADDRESS
-from scalable.pricing.estimator import Price, apply_overrides
 from scalable.providers.base import (
     CreateContext,
     Created,
     Discovered,
     Observation,
-    Provider,
     ProviderError,
     ResourceSpec,
+)
+from scalable.providers.batch.provider import (
+    BatchProvider,
+    interface_address,
 )
 from scalable.providers.commands import (
     scheduler_argv,
@@ -65,6 +66,8 @@ from scalable.providers.scheduler_process import (
 )
 from scalable.providers.slurm import commands as slurm
 from scalable.providers.slurm import script as scripts
+from scalable.providers.slurm.config import SlurmGroup, SlurmTarget
+from scalable.providers.slurm.system import ALIVE_STATES, PENDING_STATES, SlurmSystem
 from scalable.spec import GroupSpec
 from scalable.state.model import ResourceRecord
 from scalable.tls import ensure_tls, security_from_outputs, tls_files
@@ -75,10 +78,7 @@ PROCESS = "local.process"
 DEATH_TIMEOUT = 60.0
 # How long apply waits for a scheduler job to start and write its scheduler file.
 SCHEDULER_JOB_TIMEOUT = 600.0
-# Slurm job states, as refresh reports them.
-PENDING_STATES = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED",
-                            "REQUEUE_HOLD", "RESV_DEL_HOLD", "SUSPENDED", "STOPPED"})
-ALIVE_STATES = frozenset({"RUNNING", "RESIZING", "SIGNALING", "STAGE_OUT"})
+# Slurm job states, as refresh reports them: PENDING_STATES and ALIVE_STATES (system.py).
 GONE_WORDS = {
     "TIMEOUT": "walltime reached",
     "CANCELLED": "cancelled",
@@ -116,33 +116,19 @@ def observation_of(job: slurm.Job) -> Observation:
     return Observation("gone", text, details=details)
 
 
-def interface_address(name: str) -> str | None:
-    """The IPv4 address of a network interface on this host, or None if it has none."""
-    import fcntl
-    import struct
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            packed = fcntl.ioctl(s.fileno(), 0x8915,  # SIOCGIFADDR
-                                 struct.pack("256s", name[:15].encode()))
-        except OSError:
-            return None
-    return socket.inet_ntoa(packed[20:24])
+def _keys(g: GroupSpec) -> SlurmGroup:
+    return g.settings_as(SlurmGroup)
 
 
-def routable_address() -> str:
-    """This host's outward-facing IPv4 (no packet is sent), 127.0.0.1 when offline."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("192.0.2.254", 9))  # TEST-NET: only picks a route
-            addr: str = s.getsockname()[0]
-            return addr
-        except OSError:
-            return "127.0.0.1"
+class SlurmProvider(BatchProvider):
+    """Slurm over the shared batch base (``providers/batch``): shapes, prices, caps, the
+    scheduler's address, TLS flags and job environment are the base's; arrays, the
+    scheduler in a job, ``--test-only`` preflight and squeue refresh are Slurm's own."""
 
-
-class SlurmProvider(Provider):
+    system_class = SlurmSystem
     name = "slurm"
+    target_model = SlurmTarget
+    group_model = SlurmGroup
     # A squeue listing is reused for this long within one plan (observe + discover).
     _CACHE_SECONDS = 2.0
 
@@ -155,26 +141,7 @@ class SlurmProvider(Provider):
 
     @property
     def cfg(self) -> SlurmTarget:
-        return cast(SlurmTarget, self.target.config)
-
-    # -- where the scheduler listens ----------------------------------------------------
-    def scheduler_host(self) -> tuple[str, str | None]:
-        """(address to bind, warning or None)."""
-        iface = self.cfg.interface
-        if iface:
-            ip = interface_address(iface)
-            if ip:
-                return ip, None
-            return "127.0.0.1", (
-                f"interface {iface!r} is not present on this host: the scheduler binds "
-                "127.0.0.1, which only workers on this same machine can reach"
-            )
-        return routable_address(), None
-
-    def _warn(self, text: str | None) -> None:
-        if text and text not in self._warned:
-            self._warned.add(text)
-            sys.stderr.write(f"Warning: {text}\n")
+        return self.target.config_as(SlurmTarget)
 
     # -- desired ------------------------------------------------------------------------
     @property
@@ -185,7 +152,7 @@ class SlurmProvider(Provider):
     def _scheduler_walltime(self) -> int:
         """A scheduler job lives as long as the longest worker job may."""
         return max([int(self.cfg.walltime)]
-                   + [int(g.setting("walltime", 3600)) for g in self.target.groups])
+                   + [int(_keys(g).walltime) for g in self.target.groups])
 
     def desired(self) -> list[ResourceSpec]:
         if self.in_job:
@@ -207,40 +174,47 @@ class SlurmProvider(Provider):
                             "interface": self.cfg.interface, "tls": self.target.tls},
             )
         out = [sched]
-        for g in self.target.groups:
-            per_job = int(g.setting("processes", 1))
-            for j in range(math.ceil(g.count / per_job)):
-                nw = min(per_job, g.count - j * per_job)
-                addr = addrs.worker(g.name, j)
-                out.append(
-                    ResourceSpec(
-                        address=addr, type=JOB, group=g.name,
-                        attributes=self._job_attributes(g, nw),
-                        worker_names=worker_names(addr, nw),
-                        depends_on=(SCHEDULER,),
-                    )
+        kept, _ = self.capped()
+        for g, j, nw in kept:
+            addr = addrs.worker(g.name, j)
+            out.append(
+                ResourceSpec(
+                    address=addr, type=JOB, group=g.name,
+                    attributes=self._job_attributes(g, nw),
+                    worker_names=worker_names(addr, nw),
+                    depends_on=(SCHEDULER,),
                 )
+            )
         return out
 
-    def _shape(self, g: GroupSpec, nworkers: int) -> dict[str, Any]:
-        """Cores, memory and walltime of a job hosting ``nworkers`` of group ``g``."""
-        per_job = int(g.setting("processes", 1))
-        cores_cfg = g.setting("cores")
-        cores = (math.ceil(int(cores_cfg) * nworkers / per_job) if cores_cfg
-                 else nworkers * g.threads_per_worker)
-        mem_cfg = g.setting("memory")
-        per_worker = g.memory_per_worker or (int(mem_cfg) // per_job if mem_cfg else None)
-        memory = (math.ceil(int(mem_cfg) * nworkers / per_job) if mem_cfg
-                  else (per_worker * nworkers if per_worker else None))
-        return {"cores": cores, "memory": memory, "per_worker": per_worker,
-                "walltime": int(g.setting("walltime", 3600))}
+    # -- arrays and queue caps ----------------------------------------------------------
+    def job_cap(self) -> int | None:
+        """Jobs (array tasks count one each, as in Slurm's own limits) the target may have
+        in Slurm at once. ``max_jobs_running`` caps non-array groups here; an array's
+        tasks are all queued and Slurm runs at most that many (``--array=…%M``)."""
+        caps = [self.cfg.max_jobs_queued]
+        if any(not _keys(g).array for g in self.target.groups):
+            caps.append(self.cfg.max_jobs_running)
+        known = [c for c in caps if c]
+        return min(known) if known else None
+
+    def plan_notes(self) -> list[str]:
+        kept, _ = self.capped()
+        notes = super().plan_notes()
+        for g in self.target.groups:
+            tasks = [j for gg, j, _ in kept if gg.name == g.name]
+            if _keys(g).array and tasks:
+                spec = scripts.array_spec(tasks, self.cfg.max_jobs_running)
+                notes.append(f"workers.{g.name}: 1 array of {len(tasks)} tasks "
+                             f"(sbatch --array={spec})")
+        return notes
 
     def _job_attributes(self, g: GroupSpec, nworkers: int) -> dict[str, Any]:
         s = self._shape(g, nworkers)
         attrs: dict[str, Any] = {
             "role": "worker",
-            "partition": g.setting("queue"),
-            "account": g.setting("account"),
+            "partition": _keys(g).queue,
+            "account": _keys(g).account,
             "walltime": format_walltime(s["walltime"]),
             "cores": s["cores"],
             "memory": format_size(s["memory"]) if s["memory"] else None,
@@ -250,22 +224,24 @@ class SlurmProvider(Provider):
             "tags": list(g.tags),
             "core_hours": round(s["cores"] * s["walltime"] / 3600, 4),
         }
-        extra = list(g.setting("job_extra_directives", []))
-        prologue = list(g.setting("job_script_prologue", []))
+        extra = list(_keys(g).job_extra_directives)
+        prologue = list(_keys(g).job_script_prologue)
         if extra:
             attrs["job_extra_directives"] = extra
         if prologue:
             attrs["job_script_prologue"] = prologue
+        if _keys(g).array:
+            attrs["array"] = True
         if self.cfg.containers == "apptainer":
             attrs["image"] = self.cfg.image
         if self.cfg.python:
             attrs["python"] = self.cfg.python
-        if g.setting("worker_extra_args"):
-            attrs["worker_extra_args"] = list(g.setting("worker_extra_args"))
+        if _keys(g).worker_extra_args:
+            attrs["worker_extra_args"] = list(_keys(g).worker_extra_args)
         return attrs
 
     # -- preflight ----------------------------------------------------------------------
-    def validate(self) -> None:
+    def check_config(self) -> None:
         cfg = self.cfg
         if cfg.containers == "docker":
             raise ProviderError("containers: docker is not supported on Slurm",
@@ -274,23 +250,27 @@ class SlurmProvider(Provider):
             raise ProviderError("containers: apptainer needs an image:",
                                 hint="e.g. image: docker://ghcr.io/dask/dask:latest or a .sif")
         for g in self.target.groups:
-            s = self._shape(g, int(g.setting("processes", 1)))
-            need = int(g.setting("processes", 1)) * g.threads_per_worker
-            if g.setting("cores") and s["cores"] < need:
+            s = self._shape(g, int(_keys(g).processes))
+            need = int(_keys(g).processes) * g.threads_per_worker
+            if _keys(g).cores and s["cores"] < need:
                 raise ProviderError(
                     f"group {g.name}: a job asks for {s['cores']} cores but runs "
-                    f"{g.setting('processes', 1)} worker(s) × {g.threads_per_worker} thread(s)",
+                    f"{_keys(g).processes} worker(s) × {g.threads_per_worker} thread(s)",
                     hint="raise cores: or lower processes:/threads_per_worker:",
                 )
+
+    def validate(self) -> None:
+        self.check_config()
+        cfg = self.cfg
         slurm.require_sbatch()
         slurm.ping()
         parts = slurm.partitions()
         default = next((p for p in parts.values() if p.default), None)
         checked: set[tuple[Any, ...]] = set()
         for g in self.target.groups:
-            queue = g.setting("queue")
+            queue = _keys(g).queue
             part = parts.get(queue) if queue else default
-            walltime = int(g.setting("walltime", 3600))
+            walltime = int(_keys(g).walltime)
             if part is not None and part.max_time is not None and walltime > part.max_time:
                 raise ProviderError(
                     f"group {g.name}: walltime {format_walltime(walltime)} is over partition "
@@ -323,35 +303,25 @@ class SlurmProvider(Provider):
     def _test_options(self, g: GroupSpec) -> list[str]:
         import shlex
 
-        s = self._shape(g, int(g.setting("processes", 1)))
+        s = self._shape(g, int(_keys(g).processes))
         opts = ["-n", "1", "--cpus-per-task", str(s["cores"]),
                 "-t", format_walltime(s["walltime"])]
-        if g.setting("queue"):
-            opts += ["-p", str(g.setting("queue"))]
-        if g.setting("account"):
-            opts += ["-A", str(g.setting("account"))]
+        if _keys(g).queue:
+            opts += ["-p", str(_keys(g).queue)]
+        if _keys(g).account:
+            opts += ["-A", str(_keys(g).account)]
+        if _keys(g).array and g.count:
+            # Slurm judges the array too (MaxArraySize: "Invalid job array specification").
+            tasks = math.ceil(g.count / int(_keys(g).processes))
+            opts += ["--array", scripts.array_spec(list(range(tasks)),
+                                                   self.cfg.max_jobs_running)]
         if s["memory"]:
             opts += ["--mem", scripts.mem_directive(s["memory"])]
-        for d in g.setting("job_extra_directives", []):
+        for d in _keys(g).job_extra_directives:
             opts += shlex.split(d)
         return opts
 
     # -- cost ---------------------------------------------------------------------------
-    def price(self, resource: ResourceSpec) -> Price:
-        if resource.type != JOB:
-            return Price.free("the scheduler runs on the submitting host")
-        cores = float(resource.attributes.get("cores") or 0)
-        base = Price(hourly=0.0, note="0 USD (no rate set: pricing.core_hour_usd)",
-                     cores=cores, estimate=True)
-        price = apply_overrides(base, self.target.pricing, cores)
-        if not price.cores:
-            price = dataclasses.replace(price, cores=cores)
-        return price
-
-    def horizon_hours(self) -> float | None:
-        walltimes = [int(g.setting("walltime", 3600)) for g in self.target.groups if g.count]
-        return max(walltimes) / 3600 if walltimes else None
-
     # -- refresh ------------------------------------------------------------------------
     def _jobs(self, fresh: bool = False) -> list[slurm.Job]:
         now = time.monotonic()
@@ -412,10 +382,14 @@ class SlurmProvider(Provider):
             if lineage is not None and fields["lineage"] != lineage:
                 continue
             obs = observation_of(job)
+            task = scripts.task_identity(fields, job.array_task)
+            if "tasks" in fields and task is None:
+                continue  # a task of ours that no record asked for: not an address
+            address, key = task or (fields["address"], fields["key"])
             found.append(
                 Discovered(
-                    address=fields["address"], type=JOB, id=job.id,
-                    idempotency_key=fields["key"],
+                    address=address, type=JOB, id=job.id,
+                    idempotency_key=key,
                     meta={"job_id": job.id, "job_name": job.name},
                     status=obs.status if obs.status != "gone" else "alive",
                     lineage=fields["lineage"],
@@ -443,6 +417,10 @@ class SlurmProvider(Provider):
         if resource.is_scheduler:
             return self._scheduler_script(lineage, key)
         g = self.target.group(resource.group or "default")
+        if resource.attributes.get("array"):
+            index = int(resource.address.rpartition("[")[2].rstrip("]"))
+            return self._array_script(g, resource, {index: key or "<key>"}, lineage,
+                                      scheduler_address)
         nw = int(resource.attributes.get("workers", 1))
         s = self._shape(g, nw)
         name, comment, wckey = self._identity(lineage, resource.address, key)
@@ -450,20 +428,81 @@ class SlurmProvider(Provider):
             job_name=name,
             comment=comment,
             wckey=wckey,
-            partition=g.setting("queue"),
-            account=g.setting("account"),
+            partition=_keys(g).queue,
+            account=_keys(g).account,
             walltime=s["walltime"],
             cores=s["cores"],
             memory=s["memory"],
             log_directory=str(self.workdir / "logs"),
             worker_command=self._worker_command(
                 g, nw, resource.address, scheduler_address or "<scheduler address>", s),
-            extra_directives=list(g.setting("job_extra_directives", [])),
-            prologue=list(g.setting("job_script_prologue", [])),
+            extra_directives=list(_keys(g).job_extra_directives),
+            prologue=list(_keys(g).job_script_prologue),
             env=self._job_env(),
             python=self._python(),
         )
         return scripts.render(shape)
+
+    def _array_script(self, g: GroupSpec, resource: ResourceSpec, keys: dict[int, str],
+                      lineage: str | None, scheduler_address: str | None) -> str:
+        """One ``sbatch --array`` script for the tasks ``keys`` (index → idempotency key)
+        of group ``g``: every task runs the same shape, its worker named by its index."""
+        nw = int(resource.attributes.get("workers", 1))
+        s = self._shape(g, nw)
+        name = (scripts.job_name(lineage, f"workers.{g.name}") if lineage
+                else f"scalable-<lineage8>-{g.name}")
+        task_address = f"workers.{g.name}[{scripts.TASK_VAR}]"
+        spec = scripts.array_spec(list(keys), self.cfg.max_jobs_running)
+        shape = scripts.JobShape(
+            job_name=name,
+            comment=scripts.array_comment(lineage or "<lineage>", g.name, keys),
+            wckey=scripts.wckey(lineage) if lineage else "scalable-<lineage8>",
+            partition=_keys(g).queue,
+            account=_keys(g).account,
+            walltime=s["walltime"],
+            cores=s["cores"],
+            memory=s["memory"],
+            log_directory=str(self.workdir / "logs"),
+            worker_command=self._worker_command(
+                g, nw, task_address, scheduler_address or "<scheduler address>", s),
+            extra_directives=[f"--array={spec}", *_keys(g).job_extra_directives],
+            prologue=list(_keys(g).job_script_prologue),
+            env=self._job_env(),
+            python=self._python(),
+        )
+        return scripts.render(shape)
+
+    def _submit_arrays(self, batches: dict[tuple[str, str], list[tuple[int, ResourceSpec,
+                                                                       CreateContext]]],
+                       results: list[Created | ProviderError | None]) -> None:
+        """One sbatch per (group, shape): the tasks' records get ``<array id>_<index>``."""
+        for (group, _), items in batches.items():
+            g = self.target.group(group)
+            keys = {int(r.address.rpartition("[")[2].rstrip("]")): c.idempotency_key
+                    for _, r, c in items}
+            ctx = items[0][2]
+            try:
+                address = ctx.outputs.get("scheduler_address")
+                if not address:
+                    raise ProviderError("no scheduler address to join")
+                text = self._array_script(g, items[0][1], keys, ctx.lineage, address)
+                name = scripts.job_name(ctx.lineage, f"workers.{group}")
+                path = self.workdir / "jobs" / f"{name}-{ctx.idempotency_key[-8:]}.sbatch"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+                array_id = slurm.sbatch(path, cwd=self.workdir,
+                                        env={"DASK_SCHEDULER_ADDRESS": ""})
+            except ProviderError as exc:
+                for i, _, _ in items:
+                    results[i] = exc
+                continue
+            for i, res, _ in items:
+                index = int(res.address.rpartition("[")[2].rstrip("]"))
+                task_id = f"{array_id}_{index}"
+                results[i] = Created(id=task_id, meta={
+                    "job_id": task_id, "job_name": name, "script": str(path),
+                    "array_id": array_id, "partition": res.attributes.get("partition"),
+                    "log": str(self.workdir / "logs")})
 
     def _identity(self, lineage: str | None, address: str, key: str | None
                   ) -> tuple[str, str, str]:
@@ -569,15 +608,6 @@ class SlurmProvider(Provider):
             argv = scripts.apptainer_wrap(argv, self.cfg.image, binds=[str(self.workdir)])
         return argv
 
-    def _tls_args(self, create: bool = False) -> list[str]:
-        """Node certificate flags; the files are made at apply, not by a plan."""
-        if not self.target.tls:
-            return []
-        if create:
-            host, _ = self.scheduler_host()
-            return ensure_tls(self.workdir / "tls", hosts=[host]).node_args()
-        return tls_files(self.workdir / "tls").node_args()
-
     # -- changes ------------------------------------------------------------------------
     def create(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
         out = self.create_many([resource], [ctx])[0]
@@ -595,6 +625,7 @@ class SlurmProvider(Provider):
         """
         results: list[Created | ProviderError | None] = [None] * len(resources)
         todo: list[tuple[int, Path, dict[str, Any]]] = []
+        arrays: dict[tuple[str, str], list[tuple[int, ResourceSpec, CreateContext]]] = {}
         existing: dict[str, slurm.Job] | None = None
         for i, (res, ctx) in enumerate(zip(resources, contexts, strict=True)):
             try:
@@ -605,6 +636,15 @@ class SlurmProvider(Provider):
                 if existing is None:
                     existing = self._by_key(ctx.lineage)
                 found = existing.get(ctx.idempotency_key)
+                if res.attributes.get("array"):
+                    if found is not None:  # a retry: that task was submitted
+                        results[i] = Created(id=found.id, meta={
+                            "job_id": found.id, "job_name": found.name})
+                    else:
+                        shape_key = json.dumps(res.attributes, sort_keys=True, default=str)
+                        arrays.setdefault((res.group or "default", shape_key), []).append(
+                            (i, res, ctx))
+                    continue
                 path, meta = self._write_script(res, ctx)
                 if found is not None:  # a retry: the first submission went through
                     results[i] = Created(id=found.id, meta={**meta, "job_id": found.id})
@@ -612,6 +652,8 @@ class SlurmProvider(Provider):
                     todo.append((i, path, meta))
             except ProviderError as exc:
                 results[i] = exc
+        if arrays:
+            self._submit_arrays(arrays, results)
         if todo:
             with ThreadPoolExecutor(max_workers=min(16, len(todo))) as pool:
                 futures = [
@@ -644,7 +686,8 @@ class SlurmProvider(Provider):
         for job in self._jobs(fresh=True):
             fields = scripts.parse_comment(job.comment)
             if fields and fields["lineage"] == lineage and job.active:
-                out[fields["key"]] = job
+                task = scripts.task_identity(fields, job.array_task)
+                out[task[1] if task else fields["key"]] = job
         return out
 
     def _write_script(self, resource: ResourceSpec, ctx: CreateContext

@@ -10,12 +10,14 @@ optionally wrapped in ``apptainer exec``) and our identity directives (``--comme
 from __future__ import annotations
 
 import math
+import re
 import shlex
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from scalable import addrs
+from scalable.providers.batch.system import lifetime  # noqa: F401 - one rule for every system
 from scalable.units import format_walltime
 
 # Written into the job script where a value exists only at run time (the job's tmp,
@@ -23,6 +25,10 @@ from scalable.units import format_walltime
 LOCAL_DIR = "${TMPDIR:-/tmp}/scalable-${SLURM_JOB_ID}"
 HOST_VAR = "${SCALABLE_HOST}"
 _RAW_TOKENS = {LOCAL_DIR, HOST_VAR, f"{HOST_VAR}:0"}
+# An array task's worker name, ``workers.<group>[${SLURM_ARRAY_TASK_ID}]``: expanded by
+# bash in the task (group names are [a-z0-9_-], nothing else in it needs quoting).
+TASK_VAR = "${SLURM_ARRAY_TASK_ID}"
+_TASK_NAME = re.compile(r"workers\.[a-z0-9_-]+\[\$\{SLURM_ARRAY_TASK_ID\}\]")
 
 COMMENT_PREFIX = "scalable"
 
@@ -43,6 +49,40 @@ def wckey(lineage: str) -> str:
 def comment(lineage: str, address: str, key: str) -> str:
     """``scalable;lineage=…;address=…;key=…``: what discover reads back."""
     return f"{COMMENT_PREFIX};lineage={lineage};address={address};key={key}"
+
+
+def array_comment(lineage: str, group: str, keys: dict[int, str]) -> str:
+    """An array's comment: one per array, the idempotency key of each task in it."""
+    tasks = ",".join(f"{i}:{k}" for i, k in sorted(keys.items()))
+    first = keys[min(keys)] if keys else "<key>"
+    return (f"{COMMENT_PREFIX};lineage={lineage};address=workers.{group}[*];key={first};"
+            f"tasks={tasks}")
+
+
+def task_identity(fields: dict[str, str], task: int | None) -> tuple[str, str] | None:
+    """(address, key) of one array task from its array's comment fields (None: not ours)."""
+    if task is None or "tasks" not in fields or not fields["address"].endswith("[*]"):
+        return None
+    keys = dict(item.split(":", 1) for item in fields["tasks"].split(",") if ":" in item)
+    key = keys.get(str(task))
+    if key is None:
+        return None
+    return fields["address"][:-3] + f"[{task}]", key
+
+
+def array_spec(indices: Sequence[int], throttle: int | None) -> str:
+    """``--array`` value: ``0-63%8``, ``3,5,9-11``."""
+    parts: list[str] = []
+    idx = sorted(set(indices))
+    start = prev = idx[0]
+    for i in [*idx[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return ",".join(parts) + (f"%{throttle}" if throttle else "")
 
 
 def parse_comment(text: str) -> dict[str, str] | None:
@@ -83,19 +123,6 @@ class JobShape:
     python: str = "python3"
 
 
-def lifetime(walltime: int, margin: float) -> tuple[float, float]:
-    """Worker ``--lifetime`` and ``--lifetime-stagger`` for a job of ``walltime`` seconds.
-
-    Workers retire (moving their data to other workers) ``margin`` seconds before Slurm
-    would kill the job. The margin is capped at a quarter of the walltime so short jobs
-    still do work; the stagger (a quarter of the margin) spreads retirements so a batch
-    of jobs that started together does not leave all at once, and is small enough that
-    lifetime + stagger stays before the walltime.
-    """
-    m = min(float(margin), walltime / 4.0)
-    return walltime - m, m / 4.0
-
-
 def mem_directive(nbytes: int) -> str:
     """``--mem`` value in MiB, rounded up (Slurm's M is MiB)."""
     return f"{max(1, math.ceil(nbytes / 2**20))}M"
@@ -111,7 +138,8 @@ def host_line(interface: str | None) -> str:
 
 def shell_join(argv: Sequence[str]) -> str:
     """Quote for bash, leaving our run-time tokens (``$TMPDIR``…) to expand."""
-    return " ".join(f'"{a}"' if a in _RAW_TOKENS else shlex.quote(a) for a in argv)
+    return " ".join(f'"{a}"' if a in _RAW_TOKENS or _TASK_NAME.fullmatch(a)
+                    else shlex.quote(a) for a in argv)
 
 
 def apptainer_wrap(argv: Sequence[str], image: str, binds: Sequence[str]) -> list[str]:

@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 from scalable._version import __version__
-from scalable.cli.common import Ctx, report_error
+from scalable.cli.common import Ctx, ScalableGroup
 from typer import _click as click  # typer >= 0.29 carries its own click
-from typer.core import TyperGroup
 
 # name -> (module, attribute, one-line help). A command's module is imported only when
 # that command runs (or its own --help is asked): building every command would import
@@ -66,8 +65,11 @@ def load_command(name: str) -> click.Command:
     return cmd
 
 
-class LazyGroup(TyperGroup):
-    """The top-level group: lists commands from ``COMMANDS``, builds one when used."""
+class LazyGroup(ScalableGroup):
+    """The top-level group: lists commands from ``COMMANDS``, builds one when used.
+
+    A ``ScalableGroup``: usage errors exit 1 and errors become one ``Error:`` line the same
+    way under CliRunner and the real entry point."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -118,26 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         from typer._completion_classes import completion_init
 
         completion_init()
-    try:
-        # With standalone_mode=False click returns an Exit's code instead of raising it.
-        rc = app(args=argv, standalone_mode=False)
-    except typer.Exit as exc:
-        return int(exc.exit_code or 0)
-    except SystemExit as exc:
-        return int(exc.code or 0) if isinstance(exc.code, int) else 1
-    except KeyboardInterrupt:
-        typer.echo("Interrupted.", err=True)
-        return 130
-    except Exception as exc:
-        if Ctx.debug:
-            raise
-        if type(exc).__name__ == "Abort":
-            typer.echo("Aborted.", err=True)
-            return 1
-        if isinstance(exc, click.ClickException):  # usage errors: click's own message
-            exc.show()
-            return 1
-        return report_error(exc)
+    rc = app(args=argv, standalone_mode=False)  # ScalableGroup.main: an exit code
     return rc if isinstance(rc, int) else 0
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, NoReturn
 
 import typer
 from scalable.errors import ScalableError
 from scalable.units import parse_duration
+from typer.core import TyperGroup
 
 FileOpt = Annotated[
     str | None,
@@ -85,6 +88,80 @@ def confirm(question: str, detail: str) -> None:
     echo()
     if answer.strip() != "yes":
         raise ScalableError("Apply cancelled.", hint=None)
+
+
+def _click_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(ClickException types, Abort types) of every click this typer may raise.
+
+    typer >= 0.29 vendors click as ``typer._click`` and no longer raises the separate
+    ``click`` package's classes; older typers raise ``click``'s. Checking only one of
+    them turned every usage error into "this is a bug" (issue 11, item 10).
+    """
+    errors: list[type[BaseException]] = []
+    aborts: list[type[BaseException]] = [typer.Abort]
+    for name in ("typer._click", "click"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        errors.append(mod.ClickException)
+        abort = getattr(getattr(mod, "exceptions", mod), "Abort", None)
+        if isinstance(abort, type):
+            aborts.append(abort)
+    return tuple(errors), tuple(aborts)
+
+
+def guarded(call: Callable[[], Any]) -> int:
+    """Run the command line; every outcome becomes an exit code, never a traceback.
+
+    Usage errors (unknown option or command, a group without its subcommand) print
+    click's own usage message and exit 1, as Terraform does: 2 is reserved for
+    ``plan --detailed-exitcode`` ("changes present"), so a typo in a pipeline must not
+    read as a plan with changes.
+    """
+    try:
+        rc = call()
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:
+        typer.echo("Interrupted.", err=True)
+        return 130
+    except Exception as exc:
+        if Ctx.debug:
+            raise
+        click_errors, aborts = _click_exceptions()
+        if isinstance(exc, aborts):
+            typer.echo("Aborted.", err=True)
+            return 1
+        if isinstance(exc, click_errors):
+            exc.show()  # type: ignore[attr-defined]
+            return 1
+        return report_error(exc)
+    return rc if isinstance(rc, int) else 0
+
+
+class ScalableGroup(TyperGroup):
+    """The command group: errors handled the same way under CliRunner and the real CLI."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        def call() -> Any:
+            return super(ScalableGroup, self).main(
+                args, prog_name, complete_var, standalone_mode=False, **extra
+            )
+
+        rc = guarded(call)
+        if standalone_mode:
+            sys.exit(rc)
+        return rc
 
 
 def report_error(exc: BaseException) -> int:

@@ -11,17 +11,28 @@ import typer
 from scalable.cli.common import FileOpt, echo
 from scalable.errors import ScalableError
 from scalable.manifest.loader import load_manifest
-from scalable.manifest.schema import Manifest
+from scalable.manifest.schema import manifest_model
 from scalable.manifest.starter import NAMES, starter
+from scalable.registry import provider_class, provider_names
 from scalable.spec import build_target
 from scalable.workspace import manifest_path
 
 
 def validate(file: FileOpt = None) -> None:
-    """Check the manifest: every error names its file, line, column and key."""
+    """Check the manifest: every error names its file, line, column and key.
+
+    Each target's provider also runs its offline checks (no network), so what ``plan``
+    would refuse offline is refused here too.
+    """
     loaded = load_manifest(manifest_path(file))
     for name in loaded.manifest.targets:
         spec = build_target(loaded, name)
+        try:
+            provider_class(spec.provider)(spec, spec.workdir).check_config()
+        except ScalableError as exc:  # the provider's words, placed in the file
+            raise ScalableError(
+                f"{loaded.path.name}: targets.{name}: {exc.message}", hint=exc.hint
+            ) from None
         groups = ", ".join(
             f"{g.name}={g.count}"
             if not g.adaptive
@@ -34,7 +45,7 @@ def validate(file: FileOpt = None) -> None:
 
 def schema() -> None:
     """Print the manifest's JSON Schema (for editors)."""
-    doc = Manifest.model_json_schema()
+    doc = manifest_model(tuple(provider_names())).model_json_schema()
     doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     doc["title"] = "scalable.yaml"
     echo(json.dumps(doc, indent=2))

@@ -1,62 +1,102 @@
-"""The manifest schema (pydantic v2): the one place that says which keys exist.
+"""The manifest schema (pydantic v2): the keys every target shares, and the assembly.
 
-Every provider's keys are here, so a manifest for any target validates on any machine;
-the providers' code only reads the validated models.
+Each provider declares its own keys (a ``TargetConfig`` and a ``GroupConfig`` subclass,
+see ``Provider.target_model``); ``manifest_model`` assembles the manifest's model from
+the providers the manifest names, so a provider installed through the
+``scalable.providers`` entry point is usable from a manifest, and a provider's schema is
+built only when a target uses it (``scalable schema`` assembles all of them).
+
+Every number has bounds, written where the key is declared, and the limit is in the
+error: a count of workers, a size or a duration out of range is refused at ``validate``
+rather than reaching a provider (or ``MemoryError``).
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
+import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    NonNegativeInt,
-    PositiveInt,
     StrictBool,
     WithJsonSchema,
+    create_model,
+    field_validator,
     model_validator,
 )
+from scalable.registry import provider_class
 from scalable.units import parse_duration, parse_size, parse_walltime
 
+# -- value types --------------------------------------------------------------------------
 
-def _size(v: Any) -> int:
-    return parse_size(v)
-
-
-def _duration(v: Any) -> float:
-    return parse_duration(v)
+KIB, GIB, TIB = 2**10, 2**30, 2**40
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 
 
-def _walltime(v: Any) -> int:
-    return parse_walltime(v)
+def _finite(v: float) -> float:
+    if not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
 
 
 Size = Annotated[
     int,
-    BeforeValidator(_size),
+    BeforeValidator(parse_size),
     WithJsonSchema({"type": ["string", "integer"], "examples": ["4GiB", "512MiB", "4 GB"]}),
 ]
 Duration = Annotated[
     float,
-    BeforeValidator(_duration),
+    BeforeValidator(parse_duration),
+    AfterValidator(_finite),
     WithJsonSchema({"type": ["string", "number"], "examples": ["30s", "5m", "2h"]}),
 ]
 Walltime = Annotated[
     int,
-    BeforeValidator(_walltime),
-    WithJsonSchema(
-        {"type": ["string", "integer"], "examples": ["04:00:00", "1-12:00:00", 90]}
-    ),
+    BeforeValidator(parse_walltime),
+    WithJsonSchema({"type": ["string", "integer"], "examples": ["04:00:00", "1-12:00:00", 90]}),
 ]
-NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+Money = Annotated[float, AfterValidator(_finite), Field(ge=0, le=1e9)]
+Fraction = Annotated[float, AfterValidator(_finite), Field(ge=0, lt=1)]
+# A name as the file writes it: ``fullmatch`` (``re.match(...$)`` accepts "gpu\n", which
+# would split an #SBATCH line). Pydantic patterns use Rust's regex, where ``$`` is the
+# end of the text.
+NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+Text = Annotated[str, Field(max_length=4096)]
+Memory = Annotated[Size, Field(gt=0, le=64 * TIB)]
+Threads = Annotated[int, Field(ge=1, le=1024)]
+Processes = Annotated[int, Field(ge=1, le=256)]
+# One line: a value that lands in a batch script line (#SBATCH …) must not split it.
+Line = Annotated[str, Field(max_length=1024, pattern=r"^[^\n\r]*$")]
 
 
-class _Strict(BaseModel):
+def _cidr(v: str) -> str:
+    try:
+        ipaddress.ip_network(v, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"{v!r} is not a CIDR block (e.g. 10.0.0.0/16 or 203.0.113.7/32)"
+        ) from None
+    return v
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+
+
+class StrictModel(BaseModel):
+    """Base of every manifest block: unknown keys are errors; values are frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_Strict = StrictModel
 
 
 class Project(_Strict):
@@ -66,13 +106,14 @@ class Project(_Strict):
 class Adaptive(_Strict):
     """Adaptive scaling bounds and the controller's pacing (see docs/scaling)."""
 
-    minimum: NonNegativeInt = 0
-    maximum: PositiveInt
-    interval: Duration = 1.0
-    cooldown: Duration = 30.0
-    wait_count: PositiveInt = 3
+    # Upper bounds are the provider's (``_Counts.MAX_WORKERS``); minimum <= maximum.
+    minimum: int = Field(default=0, ge=0)
+    maximum: int = Field(ge=1)
+    interval: Duration = Field(default=1.0, gt=0, le=HOUR)
+    cooldown: Duration = Field(default=30.0, ge=0, le=DAY)
+    wait_count: int = Field(default=3, ge=1, le=1000)
     max_scale_down_fraction: float = Field(default=0.5, gt=0, le=1)
-    target_duration: Duration = 5.0
+    target_duration: Duration = Field(default=5.0, gt=0, le=DAY)
 
     @model_validator(mode="after")
     def _bounds(self) -> Adaptive:
@@ -82,8 +123,8 @@ class Adaptive(_Strict):
 
 
 class Objectives(_Strict):
-    budget_usd: float | None = Field(default=None, gt=0)
-    deadline_hours: float | None = Field(default=None, gt=0)
+    budget_usd: Money | None = Field(default=None, gt=0)
+    deadline_hours: float | None = Field(default=None, gt=0, le=24 * 366)
     # What happens when a run's spend reaches budget_usd (docs/guides/scaling.rst).
     on_budget: Literal["stop", "destroy"] = "stop"
 
@@ -91,36 +132,38 @@ class Objectives(_Strict):
 class Workload(_Strict):
     """An estimate of the work where telemetry has no history yet."""
 
-    tasks: PositiveInt | None = None
-    task_seconds: float | None = Field(default=None, gt=0)
-    serial_fraction: float = Field(default=0.0, ge=0, lt=1)
-    tag: str | None = None
+    tasks: int | None = Field(default=None, ge=1, le=10**9)
+    task_seconds: float | None = Field(default=None, gt=0, le=365 * DAY)
+    serial_fraction: Fraction = 0.0
+    tag: Text | None = None
 
 
 class Pricing(_Strict):
-    hourly_usd: float | None = Field(default=None, ge=0)
-    discount: float = Field(default=0.0, ge=0, lt=1)
-    core_hour_usd: float | None = Field(default=None, ge=0)
+    hourly_usd: Money | None = None
+    discount: Fraction = 0.0
+    core_hour_usd: Money | None = None
 
 
 class StateBackend(_Strict):
     backend: Literal["local", "s3", "gcs"] = "local"
-    bucket: str | None = None
-    key: str | None = None  # s3: a prefix, or the object itself when it ends in .json
-    prefix: str | None = None  # gcs: the same, in Terraform's gcs backend's word
-    region: str | None = None
+    bucket: Text | None = None
+    key: Text | None = None  # s3: a prefix, or the object itself when it ends in .json
+    prefix: Text | None = None  # gcs: the same, in Terraform's gcs backend's word
+    region: Text | None = None
 
     @model_validator(mode="after")
     def _remote(self) -> StateBackend:
         if self.backend in ("s3", "gcs") and not self.bucket:
             raise ValueError(f"the {self.backend} backend needs a 'bucket'")
         if self.backend != "s3" and (self.key is not None or self.region is not None):
-            raise ValueError(f"'key' and 'region' are s3 settings; the {self.backend} "
-                             "backend does not take them" +
-                             (" (use 'prefix')" if self.backend == "gcs" else ""))
+            raise ValueError(
+                f"'key' and 'region' are s3 settings; the {self.backend} "
+                "backend does not take them" + (" (use 'prefix')" if self.backend == "gcs" else "")
+            )
         if self.backend != "gcs" and self.prefix is not None:
-            raise ValueError("'prefix' is a gcs setting" +
-                             (" (s3 uses 'key')" if self.backend == "s3" else ""))
+            raise ValueError(
+                "'prefix' is a gcs setting" + (" (s3 uses 'key')" if self.backend == "s3" else "")
+            )
         return self
 
 
@@ -129,26 +172,51 @@ class CacheConfig(_Strict):
     (docs/guides/caching.rst); each key becomes a ``SCALABLE_CACHE_*`` variable."""
 
     enabled: StrictBool = True
-    directory: str | None = Field(
-        default=None, description="local cache folder (relative: to the manifest's folder)")
+    directory: Text | None = Field(
+        default=None, description="local cache folder (relative: to the manifest's folder)"
+    )
     remote: str | None = Field(
-        default=None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,62}(/.*)?$",
-        description="shared cache behind the local one: s3://bucket/prefix/")
-    size_limit: Size | None = Field(
-        default=None, description="evict least recently used entries beyond this size")
+        default=None,
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,62}(/.*)?$",
+        description="shared cache behind the local one: s3://bucket/prefix/",
+    )
+    size_limit: Annotated[Size, Field(gt=0, le=1024 * TIB)] | None = Field(
+        default=None, description="evict least recently used entries beyond this size"
+    )
     tags: dict[str, StrictBool] = Field(
-        default_factory=dict, description="per task tag: false = never cache its calls")
+        default_factory=dict, description="per task tag: false = never cache its calls"
+    )
 
 
-# -- counts and worker shape, shared by targets and groups -----------------------------
+# -- counts and worker shape, shared by targets and groups ----------------------------------
 
 
 class _Counts(_Strict):
-    max_workers: NonNegativeInt | None = None
+    # The most workers (of one group) a provider will plan; a provider's keys raise or
+    # lower it. Above it is a typo, not capacity (and a plan of 10^12 would never end).
+    MAX_WORKERS: ClassVar[int] = 1000
+
+    max_workers: int | None = Field(default=None, ge=0)
     adaptive: Adaptive | None = None
-    threads_per_worker: PositiveInt = 1
-    memory_per_worker: Size | None = None
-    worker_extra_args: list[str] = Field(default_factory=list)
+    threads_per_worker: Threads = 1
+    memory_per_worker: Memory | None = None
+    worker_extra_args: list[Text] = Field(default_factory=list, max_length=256)
+
+    @field_validator("max_workers")
+    @classmethod
+    def _max_workers_cap(cls, v: int | None) -> int | None:
+        if v is not None and v > cls.MAX_WORKERS:
+            raise ValueError(f"{v:,} is above this provider's limit of {cls.MAX_WORKERS:,}")
+        return v
+
+    @field_validator("adaptive")
+    @classmethod
+    def _adaptive_cap(cls, v: Adaptive | None) -> Adaptive | None:
+        if v is not None and v.maximum > cls.MAX_WORKERS:
+            raise ValueError(
+                f"maximum {v.maximum:,} is above this provider's limit of {cls.MAX_WORKERS:,}"
+            )
+        return v
 
     @model_validator(mode="after")
     def _one_count(self) -> _Counts:
@@ -159,60 +227,21 @@ class _Counts(_Strict):
         return self
 
 
-class _Container(_Strict):
+class GroupConfig(_Counts):
+    """What every group may set: counts, worker shape, tags. A provider's group model
+    adds its own keys; a group inherits every key it does not set from its target."""
+
+    tags: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, max_length=256
+    )
+
+
+class TargetConfig(_Counts):
+    """What every target may set. A provider's target model adds its own keys."""
+
+    provider: str
     containers: Literal["none", "apptainer", "docker"] = "none"
-    image: str | None = None
-
-
-# -- provider-specific sizing keys (a group may override them) -------------------------
-
-
-class _LocalKeys(_Strict):
-    processes: StrictBool = True
-
-
-class _SlurmKeys(_Strict):
-    processes: PositiveInt = 1
-    queue: str | None = None
-    account: str | None = None
-    walltime: Walltime = 3600
-    cores: PositiveInt | None = None
-    memory: Size | None = None
-    job_extra_directives: list[str] = Field(default_factory=list)
-    job_script_prologue: list[str] = Field(default_factory=list)
-
-
-class _AwsKeys(_Strict):
-    processes: PositiveInt = 1
-    instance_type: str = "m6i.large"
-    cpu: float | None = Field(default=None, gt=0, description="Fargate vCPUs per task")
-    memory: Size | None = Field(default=None, description="Fargate memory per task")
-    spot: StrictBool | Literal["fallback"] = False
-
-
-class _GkeKeys(_Strict):
-    processes: PositiveInt = 1
-    machine_type: str = "e2-standard-4"
-    spot: StrictBool = False
-
-
-class LocalGroup(_Counts, _LocalKeys):
-    tags: list[str] = Field(default_factory=list)
-
-
-class SlurmGroup(_Counts, _SlurmKeys):
-    tags: list[str] = Field(default_factory=list)
-
-
-class AwsGroup(_Counts, _AwsKeys):
-    tags: list[str] = Field(default_factory=list)
-
-
-class GkeGroup(_Counts, _GkeKeys):
-    tags: list[str] = Field(default_factory=list)
-
-
-class _TargetCommon(_Counts, _Container):
+    image: Text | None = None
     objectives: Objectives | None = None
     workload: Workload | None = None
     pricing: Pricing = Field(default_factory=Pricing)
@@ -222,128 +251,112 @@ class _TargetCommon(_Counts, _Container):
     )
     env: dict[str, str] = Field(default_factory=dict)
     cache: CacheConfig | None = None
+    groups: dict[str, GroupConfig] = Field(default_factory=dict, max_length=100)
 
+    @classmethod
+    def group_key(cls, name: str) -> str:
+        """The name a group's resources get on the backend. Providers that rewrite names
+        (GKE: DNS labels, ``_`` → ``-``) override it, so that two groups whose names
+        collide there are refused at validate."""
+        return name
 
-class LocalTarget(_TargetCommon, _LocalKeys):
-    provider: Literal["local"]
-    host: str = Field(
-        default="127.0.0.1",
-        description="address every listener (scheduler, workers, nannies, dashboards) binds",
-    )
-    allow_insecure_listen: StrictBool = Field(
-        default=False,
-        description="accept a non-loopback host without TLS (anyone who can reach it can "
-        "run code as you)",
-    )
-    worker_dashboard: StrictBool = Field(
-        default=False, description="serve each worker's dashboard (off: faster start)"
-    )
-    groups: dict[str, LocalGroup] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _exposure(self) -> LocalTarget:
-        if is_loopback(self.host) or self.tls or self.allow_insecure_listen:
-            return self
-        raise ValueError(
-            f"host {self.host!r} is not a loopback address and tls is off: anyone who can "
-            "reach it could run code as you (set tls: true, or allow_insecure_listen: true "
-            "to accept that)"
-        )
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and ``localhost``."""
-    import ipaddress
-
-    if host.strip("[]").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-class SchedulerPlacement(_Strict):
-    placement: Literal["local", "job"] = "local"
-
-
-class SlurmTarget(_TargetCommon, _SlurmKeys):
-    provider: Literal["slurm"]
-    interface: str | None = None
-    python: str | None = None
-    scheduler: SchedulerPlacement = Field(default_factory=SchedulerPlacement)
-    lifetime_margin: Duration = 300.0
-    groups: dict[str, SlurmGroup] = Field(default_factory=dict)
-
-
-class AwsTarget(_TargetCommon, _AwsKeys):
-    provider: Literal["aws"]
-    launch_type: Literal["ec2", "fargate"] = "ec2"
-    region: str | None = None
-    subnets: list[str] = Field(default_factory=list)
-    security_groups: list[str] = Field(default_factory=list)
-    allowed_cidrs: list[str] = Field(default_factory=list)
-    iam_instance_profile: str | None = None
-    execution_role: str | None = Field(
-        default=None, pattern=r"^arn:",
-        description="Fargate task execution role ARN; enables CloudWatch Logs for the tasks",
-    )
-    tags: dict[str, str] = Field(default_factory=dict)
-    idle_timeout: Duration | Literal[False] = 3600.0
-    groups: dict[str, AwsGroup] = Field(default_factory=dict)
-
-
-class GkeTarget(_TargetCommon, _GkeKeys):
-    provider: Literal["gke"]
-    project: str | None = None
-    location: str | None = None
-    cluster: str | None = None
-    node_pool: str | None = None
-    disk_size_gb: PositiveInt = 100
-    namespace: str = "default"
-    allowed_cidrs: list[str] = Field(
-        default_factory=list, description="client networks allowed to reach the scheduler"
-    )
-    operation_timeout: Duration = Field(
-        default=1800.0, description="how long to wait for one GKE node-pool operation"
-    )
-    groups: dict[str, GkeGroup] = Field(default_factory=dict)
-
-
-Target = Annotated[
-    LocalTarget | SlurmTarget | AwsTarget | GkeTarget, Field(discriminator="provider")
-]
-TargetModel = LocalTarget | SlurmTarget | AwsTarget | GkeTarget
-GroupModel = LocalGroup | SlurmGroup | AwsGroup | GkeGroup
-TARGET_CLASSES: dict[str, type[BaseModel]] = {
-    "local": LocalTarget,
-    "slurm": SlurmTarget,
-    "aws": AwsTarget,
-    "gke": GkeTarget,
-}
+    @field_validator("groups")
+    @classmethod
+    def _group_names(cls, groups: dict[str, GroupConfig]) -> dict[str, GroupConfig]:
+        seen: dict[str, str] = {}
+        for g in groups:
+            if not NAME_RE.fullmatch(g) or g == "default":
+                raise ValueError(
+                    f"group name {g!r} must be lower-case letters, digits, '-' or '_' "
+                    "(at most 40, starting with a letter), and not 'default'"
+                )
+            key = cls.group_key(g)
+            if key in seen:
+                raise ValueError(
+                    f"groups {seen[key]!r} and {g!r} would both be named {key!r} by this provider"
+                )
+            seen[key] = g
+        return groups
 
 
 class Manifest(_Strict):
+    """The manifest; ``manifest_model`` gives its ``targets`` the providers' own models."""
+
     version: Literal[1] = 1
     project: Project = Field(default_factory=Project)
     default_target: str | None = None
     state: StateBackend | None = None
-    targets: dict[str, Target] = Field(min_length=1)
+    targets: dict[str, TargetConfig] = Field(min_length=1, max_length=100)
+
+    @field_validator("targets")
+    @classmethod
+    def _target_names(cls, targets: dict[str, TargetConfig]) -> dict[str, TargetConfig]:
+        for name in targets:
+            if not NAME_RE.fullmatch(name):
+                raise ValueError(
+                    f"target name {name!r} must be lower-case letters, digits, '-' or '_' "
+                    "(at most 40, starting with a letter)"
+                )
+        return targets
 
     @model_validator(mode="after")
-    def _names(self) -> Manifest:
-        for name in self.targets:
-            if not NAME_RE.match(name):
-                raise ValueError(
-                    f"target name {name!r} must be lower-case letters, digits, '-' or '_'"
-                )
-            groups = self.targets[name].groups
-            for g in groups:
-                if not NAME_RE.match(g) or g == "default":
-                    raise ValueError(f"group name {g!r} must be a lower-case name, not 'default'")
+    def _default(self) -> Manifest:
         if self.default_target is not None and self.default_target not in self.targets:
             raise ValueError(
                 f"default_target {self.default_target!r} is not a target "
                 f"(targets: {', '.join(self.targets)})"
             )
         return self
+
+
+# -- assembly from the registered providers -------------------------------------------------
+
+
+@functools.cache
+def target_model(provider: str) -> type[TargetConfig]:
+    """The target model of a registered provider: its ``target_model`` with ``provider``
+    fixed to the registered name and ``groups`` typed by its ``group_model``."""
+    cls = provider_class(provider)
+    base, group = cls.target_model, cls.group_model
+    if not (issubclass(base, TargetConfig) and issubclass(group, GroupConfig)):
+        raise TypeError(
+            f"provider {provider!r}: target_model/group_model must subclass "
+            "TargetConfig/GroupConfig"
+        )
+    tag: Any = Literal[provider]  # the registered name is the discriminator's value
+    groups: Any = dict[str, group]  # type: ignore[valid-type]
+    model: type[TargetConfig] = create_model(
+        base.__name__,
+        __base__=base,
+        __module__=base.__module__,
+        provider=(tag, ...),
+        groups=(groups, Field(default_factory=dict, max_length=100)),
+    )
+    model.group_model = group  # type: ignore[attr-defined]
+    return model
+
+
+def group_model(target: TargetConfig) -> type[GroupConfig]:
+    """The group model of a target's provider (``GroupConfig`` for a bare base)."""
+    found: type[GroupConfig] = getattr(type(target), "group_model", GroupConfig)
+    return found
+
+
+@functools.cache
+def manifest_model(providers: tuple[str, ...]) -> type[Manifest]:
+    """The manifest's model with ``targets`` a union of these providers' target models
+    (sorted, unique names). Unnamed providers are not imported."""
+    members = tuple(target_model(p) for p in providers)
+    if not members:
+        return Manifest
+    union: Any = members[0]
+    for member in members[1:]:
+        union = union | member
+    target: Any = Annotated[union, Field(discriminator="provider")]
+    model: type[Manifest] = create_model(
+        "Manifest",
+        __base__=Manifest,
+        __module__=__name__,
+        targets=(dict[str, target], Field(min_length=1, max_length=100)),
+    )
+    return model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 HEADER = """\
 # scalable.yaml: where Dask workers run, and how many.
-# Reference: docs/manifest.rst, or `scalable schema` for editors.
+# Reference: docs/reference/manifest.rst, or `scalable schema` for editors.
 version: 1
 project:
   name: {project}

@@ -171,6 +171,8 @@ def make_plan(
         horizon_hours=horizon_hours or provider.horizon_hours(),
         replace=frozenset(replace),
     )
+    if not destroy:  # capacity a cap holds back, arrays: the provider's words
+        plan.cost.notes.extend(n for n in provider.plan_notes() if n not in plan.cost.notes)
     if refresh_only:
         return refresh_only_plan(plan, state, resolved)
     plan.replace = list(replace)

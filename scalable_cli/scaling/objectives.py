@@ -458,5 +458,5 @@ def _cap(group: GroupSpec) -> int:
     written, else 1,000."""
     if group.adaptive:
         return group.adaptive.maximum
-    written = group.settings.get("max_workers")
+    written = group.settings.max_workers
     return int(written) if written else 1000

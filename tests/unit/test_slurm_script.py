@@ -183,14 +183,20 @@ def row(*vals: str) -> str:
 def test_parse_squeue_keeps_separators_in_comments() -> None:
     text = "\n".join([
         row("12", "scalable-0123abcd-default-0", "PENDING", "Resources", "2026-11-30T10:00:00",
-            "batch", "", "1:00:00", "scalable-0123abcd",
+            "batch", "", "1:00:00", "scalable-0123abcd", "12", "N/A",
             f"scalable;lineage={LINEAGE};address=workers.default[0];key=k"),
         row("13", "other", "CANCELLED by 0", "None", "N/A", "debug", "vm", "30:00", "(null)",
-            "a" + slurm.SEP + "b"),
+            "13", "N/A", "a" + slurm.SEP + "b"),
+        # squeue -r: a pending array task keeps the array's id, a started one has its own.
+        row("20", "arr", "PENDING", "JobArrayTaskLimit", "N/A", "batch", "", "5:00", "",
+            "20", "3", "c"),
+        row("22", "arr", "RUNNING", "None", "N/A", "batch", "vm", "5:00", "", "20", "1", "c"),
         "garbage line",
     ])
     jobs = slurm.parse_squeue(text)
-    assert [j.id for j in jobs] == ["12", "13"]
+    assert [j.id for j in jobs] == ["12", "13", "20_3", "20_1"]
+    assert jobs[2].array_task == 3 and jobs[2].reason == "JobArrayTaskLimit"
+    assert jobs[0].array_task is None
     assert jobs[0].active and jobs[0].reason == "Resources"
     assert jobs[1].state == "CANCELLED" and not jobs[1].active
     assert jobs[1].comment == "a" + slurm.SEP + "b"

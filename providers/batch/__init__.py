@@ -1,0 +1,1 @@
+"""Batch systems beyond Slurm over one shared base: SGE, PBS/Torque, LSF, HTCondor."""

@@ -1,0 +1,30 @@
+"""The Slurm provider's manifest keys."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from scalable.manifest.schema import (
+    GroupConfig,
+    StrictModel,
+)
+from scalable.providers.batch.config import JobKeys, JobTarget, QueueName
+
+SlurmName = QueueName
+
+
+class SlurmKeys(JobKeys):
+    """A Slurm group's keys: the batch systems' job shape (``array`` is Slurm's)."""
+
+
+class SlurmGroup(SlurmKeys, GroupConfig):
+    pass
+
+
+class SchedulerPlacement(StrictModel):
+    placement: Literal["local", "job"] = "local"
+
+
+class SlurmTarget(SlurmKeys, JobTarget):
+    scheduler: SchedulerPlacement = Field(default_factory=SchedulerPlacement)
