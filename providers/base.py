@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from scalable.addrs import SCHEDULER
 from scalable.errors import ScalableError
+from scalable.hooks import Hook, StderrHook
 from scalable.manifest.schema import GroupConfig, TargetConfig
 from scalable.registry import BUILTIN, provider_class
+from scalable.tls import security_from_outputs
 
 if TYPE_CHECKING:
     from scalable.pricing.estimator import Price
@@ -90,6 +92,8 @@ class CreateContext:
     project: str
     # Outputs known so far (the scheduler's address once it exists).
     outputs: dict[str, str] = field(default_factory=dict)
+    # The target at the counts this apply runs (adaptive groups at their current size).
+    spec: TargetSpec | None = None
 
 
 @dataclass
@@ -115,6 +119,8 @@ class Provider(ABC):
     """
 
     name: str = ""
+    # Where progress and warnings go; the engine points this at its own hooks.
+    hooks: Hook = StderrHook()
     target_model: ClassVar[type[TargetConfig]] = TargetConfig
     group_model: ClassVar[type[GroupConfig]] = GroupConfig
 
@@ -125,8 +131,13 @@ class Provider(ABC):
 
     # -- planning ---------------------------------------------------------------------
     @abstractmethod
-    def desired(self) -> list[ResourceSpec]:
-        """The resources the target's spec asks for, scheduler first."""
+    def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
+        """The resources ``target`` asks for, scheduler first.
+
+        ``target`` is this provider's own spec (the default) or a copy of it at other
+        counts (adaptive groups at their current size, an objective's choice): the
+        provider never has its spec swapped under it.
+        """
 
     def check_config(self) -> None:  # noqa: B027 - optional hook
         """Offline checks of the target's keys beyond the schema (a Fargate size, a
@@ -211,10 +222,22 @@ class Provider(ABC):
     def delete(self, record: ResourceRecord) -> None:
         """Delete one resource; deleting what is already gone succeeds."""
 
+    def join_material(self) -> list[Path]:
+        """Files this machine must hold to add capacity to a scheduler that already runs.
+
+        With TLS: the target's CA and the node and client certificates and keys, made by
+        the first apply into ``.scalable/<target>/tls/``. Without them a provider would
+        make a new CA, and workers signed by it could never join the running scheduler.
+        """
+        if not self.target.tls:
+            return []
+        from scalable.tls import tls_files
+
+        f = tls_files(self.workdir / "tls")
+        return [f.ca_file, f.node_cert, f.node_key, f.client_cert, f.client_key]
+
     def client_security(self, outputs: dict[str, str]) -> Any | None:
         """A ``distributed.security.Security`` for clients of this target, or None."""
-        from scalable.tls import security_from_outputs
-
         return security_from_outputs(outputs)
 
 

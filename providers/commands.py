@@ -7,12 +7,14 @@ start the same programs with the same flags; only the wrapping differs.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from scalable.errors import ScalableError
+from scalable.manifest.schema import ENV_NAME_RE
 from scalable.spec import GroupSpec
 
 TELEMETRY_PRELOAD = "scalable.telemetry.plugin"
@@ -25,6 +27,7 @@ def scheduler_argv(
     port: int = 0,
     dashboard: bool = True,
     dashboard_port: int = 0,
+    dashboard_host: str = "127.0.0.1",
     tls_args: Sequence[str] = (),
     idle_timeout: float | None = None,
     preload: Sequence[str] = (),
@@ -34,7 +37,10 @@ def scheduler_argv(
     argv += ["--host", host, "--port", str(port)]
     if tls_args:
         argv += ["--protocol", "tls"]
-    argv += ["--dashboard-address", f"{host}:{dashboard_port}"] if dashboard else ["--no-dashboard"]
+    # The dashboard is plain HTTP without authentication: loopback unless a caller
+    # puts it behind something else (a cloud security group, a Kubernetes port).
+    argv += (["--dashboard-address", f"{dashboard_host}:{dashboard_port}"] if dashboard
+             else ["--no-dashboard"])
     if scheduler_file is not None:
         argv += ["--scheduler-file", str(scheduler_file)]
     argv += list(tls_args)
@@ -43,6 +49,14 @@ def scheduler_argv(
     for p in preload:
         argv += ["--preload", p]
     return argv
+
+
+def export_lines(env: Mapping[str, str]) -> list[str]:
+    """``export NAME=<quoted value>`` lines (names are POSIX names, checked at load)."""
+    for k in env:
+        if not ENV_NAME_RE.fullmatch(k):  # a manifest is checked at load: a caller's bug
+            raise ValueError(f"not an environment variable name: {k!r}")
+    return [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
 
 
 def resources_for(group: GroupSpec) -> dict[str, float]:

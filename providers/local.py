@@ -53,6 +53,7 @@ from scalable.providers.scheduler_process import (
     process_env,
     start_scheduler,
 )
+from scalable.spec import TargetSpec
 from scalable.state.model import ResourceRecord
 from scalable.tls import ensure_tls
 
@@ -75,15 +76,17 @@ class LocalProvider(Provider):
     def host(self) -> str:
         return str(getattr(self.target.config, "host", None) or HOST)
 
-    def desired(self) -> list[ResourceSpec]:
+    def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
+        target = target or self.target
         out = [
             ResourceSpec(
                 address=SCHEDULER,
                 type=PROCESS,
-                attributes={"role": "scheduler", "host": self.host, "tls": self.target.tls},
+                attributes={"role": "scheduler", "host": self.host, "tls": target.tls,
+                            "idle_timeout": target.idle_timeout},
             )
         ]
-        for g in self.target.groups:
+        for g in target.groups:
             base = {
                 "role": "worker",
                 "threads_per_worker": g.threads_per_worker,
@@ -204,6 +207,7 @@ class LocalProvider(Provider):
         started, outputs = start_scheduler(
             host=self.host, workdir=workdir, tags=self._tags(resource, ctx),
             env=self._env(ctx), tls=self.target.tls, tls_args=self._tls_args(),
+            idle_timeout=self.target.idle_timeout,
         )
         if self.target.tls:
             outputs.update(ensure_tls(workdir / "tls").outputs())

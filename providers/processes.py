@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psutil
+from scalable.providers.base import Discovered, Observation
 
 if TYPE_CHECKING:
     from scalable.providers.base import Discovered, Observation
@@ -228,8 +229,6 @@ def tagged(lineage: str) -> Iterator[tuple[ProcessRef, dict[str, str]]]:
 
 def observe_process(meta: Mapping[str, object]) -> Observation:
     """alive / gone for a process recorded by its pid and start time."""
-    from scalable.providers.base import Observation
-
     ref = ProcessRef.from_meta(meta)
     if ref is None:
         return Observation("gone", "never started")
@@ -265,8 +264,6 @@ def _started_at(start_ms: int) -> str | None:
 
 def discover_processes(lineage: str, type: str) -> list[Discovered]:
     """Every live process group leader tagged with ``lineage`` ("": any), as Discovered."""
-    from scalable.providers.base import Discovered
-
     return [
         Discovered(address=tags.get(TAG_ADDRESS, "?"), type=type, id=ref.id,
                    idempotency_key=tags.get(TAG_KEY, ""), meta=ref.meta(),

@@ -26,6 +26,10 @@ from scalable.providers.base import ProviderError
 from scalable.providers.commands import TELEMETRY_PRELOAD, read_scheduler_file, scheduler_argv
 from scalable.providers.processes import ProcessRef, spawn, terminate
 
+# The dashboard is plain HTTP with no login: it listens on the scheduler host's loopback
+# only, whatever the scheduler binds; users reach it through an SSH tunnel.
+DASHBOARD_HOST = "127.0.0.1"
+
 
 def _ephemeral_range() -> tuple[int, int]:
     """The kernel's range for automatic (bind 0 / outgoing) ports."""
@@ -93,9 +97,8 @@ def outputs_from_file(info: Mapping[str, Any]) -> dict[str, str]:
     address = str(info["address"])
     outputs = {SCHEDULER_ADDRESS: address}
     services: Any = info.get("services") or {}
-    if "dashboard" in services:
-        host = address.split("://", 1)[-1].rpartition(":")[0]
-        outputs[DASHBOARD_URL] = dashboard_url(host, services["dashboard"])
+    if "dashboard" in services:  # on the scheduler host's loopback (scheduler_argv)
+        outputs[DASHBOARD_URL] = dashboard_url(DASHBOARD_HOST, services["dashboard"])
     return outputs
 
 
@@ -133,12 +136,18 @@ def start_scheduler(
     tls: bool,
     tls_args: Sequence[str] = (),
     dashboard: bool = True,
+    idle_timeout: float | None = None,
 ) -> tuple[StartedScheduler, dict[str, str]]:
-    """Spawn a scheduler on ports chosen now; return it and its outputs (known already)."""
+    """Spawn a scheduler on ports chosen now; return it and its outputs (known already).
+
+    The dashboard (plain HTTP, no login) listens on loopback whatever ``host`` is: users
+    of a scheduler on a login node reach it through an SSH tunnel. ``idle_timeout`` is
+    the leak guard: the scheduler exits after that long without work.
+    """
     sched_file = workdir / "scheduler.json"
     log = workdir / "logs" / "scheduler.log"
     port = free_port(host)
-    dash = free_port(host) if dashboard else 0
+    dash = free_port(DASHBOARD_HOST) if dashboard else 0
     sched_file.unlink(missing_ok=True)
     ref = spawn(
         scheduler_argv(
@@ -147,8 +156,10 @@ def start_scheduler(
             dashboard=dashboard,
             dashboard_port=dash,
             scheduler_file=sched_file,
+            dashboard_host=DASHBOARD_HOST,
             preload=preload(),
             tls_args=tls_args,
+            idle_timeout=idle_timeout,
         ),
         log=log,
         tags=tags,
@@ -159,5 +170,5 @@ def start_scheduler(
     address = f"{'tls' if tls else 'tcp'}://{url_host(host)}:{port}"
     outputs = {SCHEDULER_ADDRESS: address}
     if dashboard:
-        outputs[DASHBOARD_URL] = dashboard_url(host, dash)
+        outputs[DASHBOARD_URL] = dashboard_url(DASHBOARD_HOST, dash)
     return StartedScheduler(ref, sched_file, log, address), outputs

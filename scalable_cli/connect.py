@@ -8,8 +8,8 @@ from typing import Any
 import yaml
 from scalable.errors import ScalableError
 from scalable.outputs import SCHEDULER_ADDRESS
+from scalable.private_files import write_private
 from scalable.spec import TargetSpec
-from scalable.state.store import atomic_write
 
 TLS_OUTPUTS = ("tls_ca_file", "tls_client_cert", "tls_client_key")
 
@@ -37,8 +37,7 @@ def client_env(spec: TargetSpec, outputs: dict[str, str]) -> dict[str, str]:
     cfg = client_config(outputs)
     if "distributed" in cfg:
         path = spec.workdir / "dask-client.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, yaml.safe_dump(cfg).encode(), mode=0o600)
+        write_private(path, yaml.safe_dump(cfg))
         env["DASK_CONFIG"] = str(path)
     return env
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from scalable.addrs import SCHEDULER
+from scalable.errors import ScalableError
 from scalable.events import (
     RESOURCE_CREATED,
     RESOURCE_DELETED,
@@ -26,25 +27,19 @@ from scalable.events import (
     StepCompleted,
     StepStarted,
 )
+from scalable.hooks import Hook
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.diff import make_plan
 from scalable.planning.model import Change, Plan
 from scalable.planning.steps import Blocked, Step, hold, step_graph
+from scalable.private_files import private_dir
 from scalable.providers.base import CreateContext, Created, Provider, ProviderError, ResourceSpec
+from scalable.providers.retire import retire_workers
+from scalable.scaling.objectives import plan_objectives
+from scalable.spec import TargetSpec
 from scalable.state.lock import LockInfo
 from scalable.state.model import ResourceRecord, StateFile
 from scalable.state.store import StateStore
-
-Notify = Callable[[str], None]
-EventSink = Callable[[str, dict[str, Any]], None]
-
-
-def _quiet(_: str) -> None:
-    pass
-
-
-def _no_events(_: str, __: dict[str, Any]) -> None:
-    pass
 
 
 @dataclass
@@ -70,21 +65,22 @@ class Engine:
         provider: Provider,
         store: StateStore,
         *,
-        notify: Notify = _quiet,
-        events: EventSink = _no_events,
+        hooks: Hook | None = None,
         owner: str = "cli",
         ready_timeout: float = 180.0,
     ) -> None:
         self.provider = provider
         self.store = store
-        self.notify = notify
-        self.events = events
+        # Everything the engine reports goes to its hooks; the provider reports there too.
+        self.hooks = hooks or Hook()
+        provider.hooks = self.hooks
         self.owner = owner
         self.ready_timeout = ready_timeout
         # The manifest's target; the provider's is this at the state's adaptive counts.
         self.base_target = provider.target
         # Set by objective planning: the counts it chose and the horizon it predicted.
         self.objective: Any | None = None
+        self._preflighted = False
         # Once applied, an adaptive group's objective count is only its starting count:
         # the controller moves it (within the objective's bounds) and plans follow state.
         self.objective_applied = False
@@ -98,28 +94,49 @@ class Engine:
 
     @contextmanager
     def locked(self, operation: str, timeout: float = 0.0) -> Iterator[LockInfo]:
-        with self.store.lock(operation, timeout=timeout, notify=self.notify) as info:
+        with self.store.lock(operation, timeout=timeout, notify=self.hooks.progress) as info:
             yield info
 
     def read_state(self) -> StateFile | None:
         return self.store.read()
 
-    def plan(
-        self, *, destroy: bool = False, refresh: bool = True, replace: Sequence[str] = (),
-        targets: Sequence[str] = (), refresh_only: bool = False,
-    ) -> Plan:
-        state = self.store.read()
-        target = self.base_target.scaled(state.scale if state else {})
-        horizon = None
+    def preflight(self) -> None:
+        """The provider's preflight (``Provider.validate``), once per engine.
+
+        Every plan and apply that may create capacity passes here — the CLI's and
+        ``ScalableSession``'s alike — so no face can skip a check that keeps capacity
+        safe (a GKE target without ``allowed_cidrs`` would be open to the world).
+        A destroy does not: tearing down must work even if the manifest no longer
+        passes.
+        """
+        if not self._preflighted:
+            self.provider.validate()
+            self._preflighted = True
+
+    def counted_target(self, state: StateFile | None, scale: dict[str, int] | None = None,
+                       *, destroy: bool = False) -> TargetSpec:
+        """The manifest's target at the counts to run: adaptive groups at their current
+        size (``state.scale``, then ``scale``), an objective's choice on top, nothing
+        while the workers are stopped."""
+        target = self.base_target.scaled({**(state.scale if state else {}), **(scale or {})})
         goal = self.objective
         if goal is not None:
             adaptive = self.base_target.group(goal.group).adaptive is not None
             if not (adaptive and self.objective_applied):
                 target = target.with_counts({goal.group: goal.chosen.workers})
-            horizon = goal.horizon_hours
         if self.workers_stopped and not destroy:
             target = target.with_counts({g.name: 0 for g in target.groups})
-        self.provider.target = target
+        return target
+
+    def plan(self, *, destroy: bool = False, refresh: bool = True,
+             scale: dict[str, int] | None = None, replace: Sequence[str] = (),
+             targets: Sequence[str] = (), refresh_only: bool = False) -> Plan:
+        """Plan for the target at its current counts (``scale``: other counts, a preview)."""
+        if not destroy:
+            self.preflight()
+        state = self.store.read()
+        target = self.counted_target(state, scale, destroy=destroy)
+        horizon = self.objective.horizon_hours if self.objective is not None else None
         return make_plan(
             self.provider,
             state,
@@ -127,6 +144,7 @@ class Engine:
             destroy=destroy,
             refresh=refresh,
             horizon_hours=horizon,
+            target=target,
             replace=replace,
             targets=targets,
             refresh_only=refresh_only,
@@ -137,9 +155,6 @@ class Engine:
         cached: Any | None = None,
     ) -> Any:
         """Choose worker counts for ``objectives``; later plans use them."""
-        from scalable.scaling.objectives import plan_objectives
-
-        self.provider.target = self.base_target
         self.objective = plan_objectives(self.provider, objectives, tasks=tasks, tag=tag,
                                          cached=cached)
         self.objective_applied = False
@@ -198,9 +213,16 @@ class Engine:
     # -- apply --------------------------------------------------------------------------
     def execute(self, plan: Plan, *, wait: bool = True) -> ApplyResult:
         """Carry ``plan`` out. The caller holds the lock."""
+        if not plan.destroy:
+            self.preflight()  # a plan made elsewhere (a saved file) is checked here too
+        # Logs, scripts, TLS files and the scheduler file go here: private before any
+        # provider writes into it (a remote state backend writes nothing locally first).
+        private_dir(self.provider.workdir)
         state = self.store.read() or StateFile(
             target=self.target.name, provider=self.target.provider, owner=self.owner
         )
+        if not plan.destroy:
+            self._check_join_material(state, plan)
         result = ApplyResult()
         self._event(StepStarted(plan.destroy, len(plan.actionable)))
         # The objective's prediction, once per objective (not again for each resize).
@@ -261,7 +283,7 @@ class Engine:
             try:
                 self.provider.prepare_delete(going)
             except ProviderError as exc:  # each delete below still tries, and reports
-                self.notify(f"batch delete failed ({exc}); deleting one by one")
+                self.hooks.progress(f"batch delete failed ({exc}); deleting one by one")
         # What failed, per op: a failed delete holds deletes, a failed create creates.
         failed: dict[str, set[str]] = {"delete": set(), "create": set(), "update": set()}
         i = 0
@@ -310,7 +332,7 @@ class Engine:
             failed |= self._create_batch(state, batch, result)
 
     def _event(self, payload: Payload) -> None:
-        self.events(payload.kind, payload.to_data())
+        self.hooks.event(payload)
 
     def record(self, payload: Payload) -> None:
         """Record a telemetry event into this engine's run (the controller's decisions)."""
@@ -318,6 +340,27 @@ class Engine:
 
     def _save(self, state: StateFile) -> None:
         self.store.write(state)
+
+    def _check_join_material(self, state: StateFile, plan: Plan) -> None:
+        """Refuse, before anything is created, to add capacity to a running scheduler
+        from a machine without the target's TLS material (a CI runner with only the
+        remote state): the new workers could never join."""
+        if SCHEDULER_ADDRESS not in state.outputs:
+            return
+        changing = {c.address for c in plan.actionable
+                    if c.action in ("create", "replace", "update")}
+        if not changing or SCHEDULER in changing:
+            return  # nothing to join, or a new scheduler (and new material) comes too
+        missing = [p for p in self.provider.join_material() if not p.exists()]
+        if missing:
+            folder = missing[0].parent
+            raise ScalableError(
+                f"target {self.target.name!r}: its scheduler runs with TLS, but this machine "
+                f"lacks {', '.join(p.name for p in missing)} in {folder}: new workers "
+                "could never join it; nothing was changed",
+                hint=f"copy {folder}/ (mode 0700) from the machine that applied this target, "
+                     "or run there; or destroy and apply afresh from here",
+            )
 
     def _delete(self, state: StateFile, change: Change, result: ApplyResult) -> bool:
         current = state.get(change.address)
@@ -345,7 +388,7 @@ class Engine:
             if change.address == SCHEDULER:
                 state.outputs.clear()
             self._save(state)
-        self.notify(f"{change.address}: Destruction complete")
+        self.hooks.progress(f"{change.address}: Destruction complete")
         self._event(ResourceStep(RESOURCE_DELETED, change.address, change.type))
         return True
 
@@ -356,6 +399,7 @@ class Engine:
             target=self.target.name,
             project=self.target.project,
             outputs=dict(state.outputs),
+            spec=self.counted_target(state),
         )
 
     def _create_batch(
@@ -393,7 +437,7 @@ class Engine:
             result.added += 1
             self._event(ResourceStep(RESOURCE_CREATED, spec.address, spec.type, out.id))
         self._save(state)
-        self.notify(
+        self.hooks.progress(
             f"{len(specs) - sum(isinstance(o, ProviderError) for o in outcomes)}/{len(specs)} "
             f"created ({', '.join(s.address for s in specs[:3])}"
             f"{', …' if len(specs) > 3 else ''}) in {time.monotonic() - started:.1f}s"
@@ -434,20 +478,8 @@ class Engine:
         addr = state.outputs.get(SCHEDULER_ADDRESS)
         if not names or not addr:
             return
-        try:
-            client = self.connect(state.outputs, timeout=5.0)
-        except Exception:
-            return  # no scheduler left: nothing to move, deletes still go ahead
-        try:
-            info = client.scheduler_info(n_workers=-1)["workers"]
-            victims = [a for a, w in info.items() if w.get("name") in set(names)]
-            if victims:
-                self.notify(f"retiring {len(victims)} worker(s) gracefully (moving data off)")
-                client.retire_workers(workers=victims, close_workers=True)
-        except Exception as exc:  # retiring is best effort; the delete follows regardless
-            self.notify(f"graceful retire failed ({exc}); stopping the workers")
-        finally:
-            client.close()
+        retire_workers(addr, self.provider.client_security(state.outputs), names,
+                       progress=self.hooks.progress)
 
     def wait_ready(
         self, outputs: dict[str, str], hosts: list[ResourceRecord], result: ApplyResult
@@ -473,7 +505,7 @@ class Engine:
                 ready = want & {str(w.get("name")) for w in info.values()}
                 if len(ready) != seen:
                     seen = len(ready)
-                    self.notify(f"workers {seen}/{len(want)} ready")
+                    self.hooks.progress(f"workers {seen}/{len(want)} ready")
                 if ready == want:
                     return seen
                 if time.monotonic() > next_check:

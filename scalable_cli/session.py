@@ -18,8 +18,11 @@ from scalable.addrs import SCHEDULER
 from scalable.client import ScalableClient
 from scalable.engine import ApplyResult, Engine
 from scalable.errors import ScalableError
+from scalable.hooks import LogHook
+from scalable.manifest.schema import Objectives
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.model import Plan
+from scalable.scaling.controller import Controller
 from scalable.workspace import Workspace
 
 log = logging.getLogger("scalable")
@@ -42,7 +45,7 @@ class ScalableSession:
         self.workspace = workspace
         self.id = f"session:{uuid.uuid4().hex[:12]}"
         self.lock_timeout = lock_timeout
-        self.engine: Engine = workspace.engine(notify=log.info, owner=self.id)
+        self.engine: Engine = workspace.engine(hooks=LogHook(log), owner=self.id)
         self.client: ScalableClient | None = None
         self.controller: Any | None = None
         self.attached = False
@@ -51,8 +54,6 @@ class ScalableSession:
         self._goal: Any | None = None
         self._tag = tag
         if objectives is not None or workspace.spec.objectives is not None:
-            from scalable.manifest.schema import Objectives
-
             goal = Objectives(**objectives) if objectives else workspace.spec.objectives
             self._goal = goal
             # Chosen once, up front: every plan of this session uses these counts
@@ -121,8 +122,6 @@ class ScalableSession:
                                    hint="session.close() tears down what was created")
         self.client = self._connect()
         if not self.attached:
-            from scalable.scaling.controller import Controller
-
             # The session's own controller: a thread in this process (CLI-applied capacity
             # has a detached one instead), bound by this session's objectives and budget.
             controller = Controller.for_engine(self.engine)

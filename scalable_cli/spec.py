@@ -71,6 +71,8 @@ class TargetSpec:
     manifest_path: Path
     manifest_digest: str
     env: dict[str, str] = field(default_factory=dict)
+    # Seconds an idle scheduler lives (every provider's leak guard); None: no limit.
+    idle_timeout: float | None = 3600.0
 
     def config_as(self, model: type[T]) -> T:
         """The target's keys as the provider's own model: ``spec.config_as(SlurmTarget)``."""
@@ -100,7 +102,7 @@ class TargetSpec:
     def scaled(self, counts: dict[str, int]) -> TargetSpec:
         """The target with adaptive groups at their current counts (clamped to range)."""
         clamped = {
-            g.name: max(g.adaptive.minimum, min(g.adaptive.maximum, counts[g.name]))
+            g.name: g.adaptive.clamp(counts[g.name])
             for g in self.groups
             if g.adaptive is not None and g.name in counts
         }
@@ -175,6 +177,7 @@ def build_target(loaded: LoadedManifest, name: str) -> TargetSpec:
         manifest_path=loaded.path.resolve(),
         manifest_digest=loaded.target_digest(name),
         env={**_cache_env(cfg, loaded.path.resolve().parent), **cfg.env},
+        idle_timeout=None if cfg.idle_timeout is False else float(cfg.idle_timeout),
     )
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scalable.outputs import TLS, TLS_CA_FILE, TLS_CLIENT_CERT, TLS_CLIENT_KEY
+from scalable.private_files import private_dir
 from scalable.state.store import atomic_write
 
 VALID_DAYS = 365
@@ -27,9 +29,9 @@ class TlsFiles:
 
     def outputs(self) -> dict[str, str]:
         return {
-            "tls_ca_file": str(self.ca_file),
-            "tls_client_cert": str(self.client_cert),
-            "tls_client_key": str(self.client_key),
+            TLS_CA_FILE: str(self.ca_file),
+            TLS_CLIENT_CERT: str(self.client_cert),
+            TLS_CLIENT_KEY: str(self.client_key),
         }
 
     def node_args(self) -> list[str]:
@@ -38,14 +40,16 @@ class TlsFiles:
                 "--tls-key", str(self.node_key)]
 
     def client_security(self) -> Any:
-        from distributed.security import Security
+        return client_security(self.ca_file, self.client_cert, self.client_key)
 
-        return Security(
-            tls_ca_file=str(self.ca_file),
-            tls_client_cert=str(self.client_cert),
-            tls_client_key=str(self.client_key),
-            require_encryption=True,
-        )
+
+def client_security(ca_file: object, client_cert: object, client_key: object) -> Any:
+    """The one place a client ``Security`` is built: TLS required, mutual certificates."""
+    # distributed costs ~300 ms to import: only for a client that connects.
+    from distributed.security import Security
+
+    return Security(tls_ca_file=str(ca_file), tls_client_cert=str(client_cert),
+                    tls_client_key=str(client_key), require_encryption=True)
 
 
 def tls_files(folder: Path) -> TlsFiles:
@@ -60,16 +64,9 @@ def tls_files(folder: Path) -> TlsFiles:
 
 def security_from_outputs(outputs: dict[str, str]) -> Any | None:
     """A client Security from a state's outputs, or None where TLS is not used."""
-    if not all(k in outputs for k in ("tls_ca_file", "tls_client_cert", "tls_client_key")):
+    if not all(k in outputs for k in TLS):
         return None
-    from distributed.security import Security
-
-    return Security(
-        tls_ca_file=outputs["tls_ca_file"],
-        tls_client_cert=outputs["tls_client_cert"],
-        tls_client_key=outputs["tls_client_key"],
-        require_encryption=True,
-    )
+    return client_security(*(outputs[k] for k in TLS))
 
 
 def ensure_tls(folder: Path, hosts: list[str] | None = None) -> TlsFiles:
@@ -83,8 +80,7 @@ def ensure_tls(folder: Path, hosts: list[str] | None = None) -> TlsFiles:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o700)
+    private_dir(folder)
     now = dt.datetime.now(dt.timezone.utc)
 
     def key() -> ec.EllipticCurvePrivateKey:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from scalable._version import __version__
 from scalable.errors import StateError
 from scalable.state.model import now_iso
 
@@ -39,8 +40,6 @@ class LockInfo:
 
 
 def _version() -> str:
-    from scalable._version import __version__
-
     return __version__
 
 
@@ -80,7 +79,9 @@ def file_lock(
     notify: Callable[[str], None] | None = None,
 ) -> Iterator[LockInfo]:
     """Hold ``path`` exclusively for the block; the info is written into the file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from scalable.private_files import private_dir
+
+    private_dir(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     deadline = time.monotonic() + timeout
     delay = 0.05

@@ -58,6 +58,9 @@ class StateFile:
     scale: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     resources: list[ResourceRecord] = field(default_factory=list)
+    # Identities removed with ``state rm``: {address, type, id, idempotency_key,
+    # forgotten_at}. Discovery by lineage skips them, so scalable never touches them again.
+    forgotten: list[dict[str, str]] = field(default_factory=list)
 
     # -- lookups ---------------------------------------------------------------------
     def get(self, address: str) -> ResourceRecord | None:
@@ -78,6 +81,20 @@ class StateFile:
             if r.address == address:
                 return self.resources.pop(i)
         return None
+
+    def forget(self, address: str) -> ResourceRecord | None:
+        """Remove a record and remember its identity, so it is never managed again."""
+        rec = self.remove(address)
+        if rec is not None:
+            self.forgotten.append({
+                "address": rec.address, "type": rec.type, "id": rec.id or "",
+                "idempotency_key": rec.idempotency_key, "forgotten_at": now_iso()})
+        return rec
+
+    def is_forgotten(self, id: str | None, idempotency_key: str | None) -> bool:
+        return any((id and f.get("id") == id)
+                   or (idempotency_key and f.get("idempotency_key") == idempotency_key)
+                   for f in self.forgotten)
 
     def content(self) -> dict[str, Any]:
         """Everything but the serial: the serial is bumped only when this changes."""
@@ -128,6 +145,8 @@ class StateFile:
                    for k in check.typed(d, "scale", dict, {})},
             outputs=check.strings(d, "outputs"),
             resources=[check.record(r, i) for i, r in enumerate(resources)],
+            forgotten=[{str(k): str(v) for k, v in f.items()}
+                       for f in check.typed(d, "forgotten", list, []) if isinstance(f, dict)],
         )
 
 

@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Protocol
 
+from scalable._version import __version__
 from scalable.errors import StateError
 from scalable.state.lock import LockInfo, file_lock, force_unlock
 from scalable.state.model import StateFile
@@ -50,8 +51,6 @@ class StateStore(Protocol):
 
 
 def _version() -> str:
-    from scalable._version import __version__
-
     return __version__
 
 
@@ -156,7 +155,9 @@ class LocalStore:
         if self.folder.exists() and not self.folder.is_dir():
             raise StateError(f"{self.folder}: is a file, not the state folder",
                              hint="move it away; scalable keeps the target's state there")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        from scalable.private_files import private_dir
+
+        private_dir(self.folder)
         raw = self._raw(self.path)
         if self._locked and self._seen is not None and _digest(raw) != self._seen:
             raise StateError(

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from scalable.providers.commands import scheduler_argv, worker_argv
+from scalable.providers.commands import export_lines, scheduler_argv, worker_argv
 from scalable.spec import GroupSpec
 
 SCHEDULER_PORT = 8786
@@ -164,8 +164,7 @@ def ec2_user_data(
                   f'DASHBOARD_PORT="${{SCALABLE_DASHBOARD_PORT:-{DASHBOARD_PORT}}}"']
     else:
         lines.append(f'SCHED="${{SCALABLE_SCHEDULER_ADDRESS:-{scheduler_address}}}"')
-    for k, v in (env or {}).items():
-        lines.append(f"export {k}={shlex.quote(v)}")
+    lines += export_lines(env or {})
     lines += ["umask 077", 'mkdir -p "$D/tls"']
     if tls is not None:
         lines += _heredocs(tls.by_name(), "$D/tls")
@@ -178,10 +177,13 @@ def ec2_user_data(
             "# The ECS agent of the ECS-optimised AMI is not used: Docker runs Dask directly.",
             "systemctl stop ecs >/dev/null 2>&1 || true",
         ]
+        # ``-e NAME`` (no value) hands the container the value exported above: the
+        # manifest's env: reaches Dask, and its values are quoted only once.
+        env_flags = "".join(f"-e {shlex.quote(k)} " for k in (env or {}))
         command = (
             "docker run --rm --network host --name scalable-dask "
-            '-v "$D/tls:/scalable/tls:ro" '
-            f"{shlex.quote(container_image)} python " + sh_join(dask_args)
+            '-v "$D/tls:/scalable/tls:ro" ' + env_flags
+            + f"{shlex.quote(container_image)} python " + sh_join(dask_args)
         )
     lines += [
         "run_dask() {",

@@ -6,10 +6,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, StrictBool
 from scalable.manifest.schema import (
-    DAY,
     GIB,
     Cidr,
-    Duration,
     GroupConfig,
     Processes,
     Size,
@@ -56,4 +54,3 @@ class AwsTarget(AwsKeys, TargetConfig):
     tags: dict[Annotated[str, Field(max_length=128)], Annotated[Text, Field(max_length=256)]] = (
         Field(default_factory=dict, max_length=40)
     )
-    idle_timeout: Annotated[Duration, Field(gt=0, le=30 * DAY)] | Literal[False] = 3600.0

@@ -64,6 +64,7 @@ from scalable.providers.base import (
     ResourceSpec,
 )
 from scalable.providers.commands import worker_names
+from scalable.spec import TargetSpec
 from scalable.state.model import ResourceRecord
 
 if TYPE_CHECKING:
@@ -166,7 +167,8 @@ class AwsProvider(Provider):
                 int(mem // 2**20) if mem else DEFAULT_MEMORY_MIB)
 
     # -- planning -------------------------------------------------------------------------
-    def desired(self) -> list[ResourceSpec]:
+    def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
+        target = target or self.target
         cfg = self.cfg
         region = self.region
         out: list[ResourceSpec] = []
@@ -186,7 +188,7 @@ class AwsProvider(Provider):
             "image": self.image(),
             "subnets": list(cfg.subnets),
             "security_groups": list(cfg.security_groups),
-            "tls": self.target.tls,
+            "tls": target.tls,
             "aws_tags": dict(cfg.tags),
         }
         sched_deps = list(support)
@@ -205,7 +207,7 @@ class AwsProvider(Provider):
             cpu, mem = self._fargate_size(cfg)
             out.append(self._task_def_spec("scheduler", cpu, mem, td_deps))
             sched_deps.append("task_definition.scheduler")
-            for g in self.target.groups:
+            for g in target.groups:
                 gcpu, gmem = self._fargate_size(g.settings)
                 out.append(self._task_def_spec(g.name, gcpu, gmem, td_deps))
                 worker_deps[g.name] = [*support, "ecs_cluster", f"task_definition.{g.name}"]
@@ -217,11 +219,11 @@ class AwsProvider(Provider):
                            "spot": False, "idle_timeout": self._idle_timeout(),
                            "iam_instance_profile": cfg.iam_instance_profile}
             sched_type = INSTANCE
-            for g in self.target.groups:
+            for g in target.groups:
                 worker_deps[g.name] = list(support)
         out.append(ResourceSpec(address=SCHEDULER, type=sched_type, attributes=sched_attrs,
                                 depends_on=tuple(sched_deps)))
-        for g in self.target.groups:
+        for g in target.groups:
             attrs = self._worker_attributes(g, common)
             processes = int(_keys(g).processes)
             for i in range(g.count):
@@ -234,8 +236,7 @@ class AwsProvider(Provider):
         return out
 
     def _idle_timeout(self) -> float | None:
-        value = self.cfg.idle_timeout
-        return None if value is False else float(value)
+        return self.target.idle_timeout
 
     def _task_def_spec(self, role: str, cpu: float, mem: int,
                        deps: tuple[str, ...]) -> ResourceSpec:

@@ -70,7 +70,7 @@ from scalable.providers.processes import (
     terminate,
 )
 from scalable.providers.scheduler_process import process_env
-from scalable.spec import GroupSpec
+from scalable.spec import GroupSpec, TargetSpec
 from scalable.state.model import ResourceRecord
 from scalable.tls import ensure_tls, tls_files
 from scalable.units import format_size, format_walltime
@@ -213,7 +213,7 @@ class BatchProvider(Provider):
     def _warn(self, text: str | None) -> None:
         if text and text not in self._warned:
             self._warned.add(text)
-            sys.stderr.write(f"Warning: {text}\n")
+            self.hooks.warning(text)
 
     # -- desired ------------------------------------------------------------------------
     def job_cap(self) -> int | None:
@@ -221,26 +221,27 @@ class BatchProvider(Provider):
         caps = [c for c in (self.cfg.max_jobs_queued, self.cfg.max_jobs_running) if c]
         return min(caps) if caps else None
 
-    def _wanted_jobs(self) -> list[tuple[GroupSpec, int, int]]:
-        """(group, job index, workers in it) for every job the manifest asks for."""
+    def _wanted_jobs(self, target: TargetSpec | None = None) -> list[tuple[GroupSpec, int, int]]:
+        """(group, job index, workers in it) for every job ``target`` asks for."""
         out = []
-        for g in self.target.groups:
+        for g in (target or self.target).groups:
             per_job = int(_keys(g).processes)
             for j in range(math.ceil(g.count / per_job)):
                 out.append((g, j, min(per_job, g.count - j * per_job)))
         return out
 
-    def capped(self) -> tuple[list[tuple[GroupSpec, int, int]], int]:
+    def capped(self, target: TargetSpec | None = None
+               ) -> tuple[list[tuple[GroupSpec, int, int]], int]:
         """The jobs within the cap (groups filled in turn) and how many wait beyond it."""
         return capped_jobs(
-            self._wanted_jobs(), self.job_cap(), [g.name for g in self.target.groups]
+            self._wanted_jobs(target), self.job_cap(), [g.name for g in self.target.groups]
         )
 
     def plan_notes(self) -> list[str]:
         kept, waiting = self.capped()
         return cap_notes(self.cfg, self.job_cap(), len(kept), waiting, self.system.label)
 
-    def desired(self) -> list[ResourceSpec]:
+    def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
         out = [
             ResourceSpec(
                 address=SCHEDULER,
@@ -253,7 +254,7 @@ class BatchProvider(Provider):
                 },
             )
         ]
-        kept, _ = self.capped()
+        kept, _ = self.capped(target)
         for g, j, nw in kept:
             addr = addrs.worker(g.name, j)
             out.append(

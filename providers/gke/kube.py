@@ -83,9 +83,10 @@ class Kube:
         cfg = Configuration()
         cfg.host = endpoint if "://" in endpoint else f"https://{endpoint}"
         if ca_certificate_b64:
-            folder.mkdir(parents=True, exist_ok=True)
+            from scalable.private_files import write_private
+
             ca = folder / "cluster-ca.pem"
-            ca.write_bytes(base64.b64decode(ca_certificate_b64))
+            write_private(ca, base64.b64decode(ca_certificate_b64))
             cfg.ssl_ca_cert = str(ca)
         if token is not None:
             def refresh(conf: Any) -> None:

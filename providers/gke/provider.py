@@ -48,8 +48,10 @@ from scalable.providers.base import (
 from scalable.providers.gke import auth, manifests, sizing
 from scalable.providers.gke.config import GkeGroup, GkeTarget
 from scalable.providers.gke.pricing import pool_price
-from scalable.spec import GroupSpec
+from scalable.providers.retire import retire_workers
+from scalable.spec import GroupSpec, TargetSpec
 from scalable.state.model import ResourceRecord
+from scalable.tls import tls_files
 
 POOL = "gke.node_pool"
 DEPLOYMENT = "k8s.deployment"
@@ -264,18 +266,19 @@ class GkeProvider(Provider):
         groups = self.target.groups
         return next((g for g in groups if not _keys(g).spot), groups[0])
 
-    def desired(self) -> list[ResourceSpec]:
+    def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
+        target = target or self.target
         zones = len(self.cluster().zones)
         host = self.scheduler_group()
         image = self.cfg.image or default_image()
         pools: list[ResourceSpec] = []
         workers: list[ResourceSpec] = []
-        for g in self.target.groups:
+        for g in target.groups:
             shape, memory, pods = self._group_shape(g)
             processes = int(_keys(g).processes)
             spot = bool(_keys(g).spot)
             pod = sizing.worker_pod(g.threads_per_worker, processes, memory)
-            packed = ([sizing.SCHEDULER_POD] if g is host else []) + [pod] * pods
+            packed = ([sizing.SCHEDULER_POD] if g.name == host.name else []) + [pod] * pods
             nodes = sizing.nodes_for(packed, shape)
             pool = self.pool_name(g.name)
             pools.append(ResourceSpec(
@@ -307,8 +310,9 @@ class GkeProvider(Provider):
                 "name": self.scheduler_name, "image": image,
                 "pool": self.pool_name(host.name),
                 "spot": bool(_keys(host).spot),
-                "namespace": self.cfg.namespace, "tls": self.target.tls,
+                "namespace": self.cfg.namespace, "tls": target.tls,
                 "allowed_cidrs": list(self.cfg.allowed_cidrs),
+                "idle_timeout": self.target.idle_timeout,
             },
             depends_on=(addrs.node_pool(host.name),),
         )
@@ -512,10 +516,7 @@ class GkeProvider(Provider):
                              "location": self.cfg.location})
 
     def _notify(self, message: str) -> None:
-        # Provider calls have no notify channel of their own; stderr keeps --json clean.
-        import sys
-
-        print(message, file=sys.stderr, flush=True)
+        self.hooks.progress(message)
 
     def _labels(self, ctx: CreateContext, address: str, component: str) -> dict[str, str]:
         return manifests.ours(ctx.lineage, ctx.target, address, component)
@@ -560,9 +561,12 @@ class GkeProvider(Provider):
         select = manifests.selector(ctx.lineage, SCHEDULER)
         common: dict[str, Any] = {"namespace": self.cfg.namespace, "labels": labels, "key": key,
                   "project": ctx.project}
+        # The dashboard is not behind the Service (only the scheduler port is): reach it
+        # with `kubectl port-forward`.
         argv = scheduler_argv(host="0.0.0.0", port=manifests.SCHEDULER_PORT,
-                              tls_args=self._tls_args(), python="python")
-        argv[argv.index("--dashboard-address") + 1] = f"0.0.0.0:{manifests.DASHBOARD_PORT}"
+                              dashboard_port=manifests.DASHBOARD_PORT, dashboard_host="0.0.0.0",
+                              tls_args=self._tls_args(), python="python",
+                              idle_timeout=a.get("idle_timeout"))
         bodies: list[tuple[str, dict[str, Any]]] = []
         if self.target.tls:
             files = ensure_tls(self.workdir / "tls")
@@ -754,24 +758,9 @@ class GkeProvider(Provider):
         address = record.meta.get(SCHEDULER_ADDRESS)
         if not names or not address:
             return
-        try:
-            from distributed import Client
-            from scalable.tls import security_from_outputs, tls_files
-
-            outputs = tls_files(self.workdir / "tls")
-            security = security_from_outputs({
-                "tls_ca_file": str(outputs.ca_file),
-                "tls_client_cert": str(outputs.client_cert),
-                "tls_client_key": str(outputs.client_key),
-            }) if self.target.tls else None
-            with Client(address, security=security, timeout=10,
-                        set_as_default=False) as client:
-                info = client.scheduler_info(n_workers=-1)["workers"]
-                victims = [a for a, w in info.items() if w.get("name") in set(names)]
-                if victims:
-                    client.retire_workers(workers=victims, close_workers=True)
-        except Exception as exc:  # the scale-down goes ahead regardless
-            self._notify(f"graceful retire failed ({exc}); scaling down anyway")
+        security = tls_files(self.workdir / "tls").client_security() if self.target.tls else None
+        retire_workers(str(address), security, names, progress=self._notify, timeout=10,
+                       then="scaling down anyway")
 
     def delete(self, record: ResourceRecord) -> None:
         name = str(record.meta.get("name") or record.attributes.get("name") or "")

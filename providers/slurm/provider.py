@@ -30,6 +30,7 @@ from typing import Any, cast
 from scalable import addrs
 from scalable.addrs import SCHEDULER
 from scalable.outputs import SCHEDULER_ADDRESS
+from scalable.private_files import write_private
 from scalable.providers.base import (
     CreateContext,
     Created,
@@ -68,9 +69,9 @@ from scalable.providers.slurm import commands as slurm
 from scalable.providers.slurm import script as scripts
 from scalable.providers.slurm.config import SlurmGroup, SlurmTarget
 from scalable.providers.slurm.system import ALIVE_STATES, PENDING_STATES, SlurmSystem
-from scalable.spec import GroupSpec
+from scalable.spec import GroupSpec, TargetSpec
 from scalable.state.model import ResourceRecord
-from scalable.tls import ensure_tls, security_from_outputs, tls_files
+from scalable.tls import ensure_tls, tls_files
 from scalable.units import format_size, format_walltime
 
 JOB = "slurm.job"
@@ -154,7 +155,8 @@ class SlurmProvider(BatchProvider):
         return max([int(self.cfg.walltime)]
                    + [int(_keys(g).walltime) for g in self.target.groups])
 
-    def desired(self) -> list[ResourceSpec]:
+    def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
+        target = target or self.target
         if self.in_job:
             wall = self._scheduler_walltime()
             sched = ResourceSpec(
@@ -162,7 +164,8 @@ class SlurmProvider(BatchProvider):
                 attributes={"role": "scheduler", "placement": "job",
                             "partition": self.cfg.queue, "account": self.cfg.account,
                             "walltime": format_walltime(wall), "cores": 1,
-                            "interface": self.cfg.interface, "tls": self.target.tls,
+                            "interface": self.cfg.interface, "tls": target.tls,
+                            "idle_timeout": target.idle_timeout,
                             "core_hours": round(wall / 3600, 4)},
             )
         else:
@@ -171,10 +174,11 @@ class SlurmProvider(BatchProvider):
             sched = ResourceSpec(
                 address=SCHEDULER, type=PROCESS,
                 attributes={"role": "scheduler", "placement": "local",
-                            "interface": self.cfg.interface, "tls": self.target.tls},
+                            "interface": self.cfg.interface, "tls": target.tls,
+                            "idle_timeout": target.idle_timeout},
             )
         out = [sched]
-        kept, _ = self.capped()
+        kept, _ = self.capped(target)
         for g, j, nw in kept:
             addr = addrs.worker(g.name, j)
             out.append(
@@ -518,7 +522,7 @@ class SlurmProvider(BatchProvider):
         name, comment, wckey = self._identity(lineage, SCHEDULER, key)
         argv = scheduler_argv(host=scripts.HOST_VAR, scheduler_file=self.workdir / "scheduler.json",
                               preload=preload(), tls_args=self._tls_args(),
-                              python=self._python())
+                              python=self._python(), idle_timeout=self.target.idle_timeout)
         if self.cfg.containers == "apptainer" and self.cfg.image:
             argv = scripts.apptainer_wrap(argv, self.cfg.image, binds=[str(self.workdir)])
         shape = scripts.JobShape(
@@ -547,8 +551,7 @@ class SlurmProvider(BatchProvider):
         if existing is None:
             sched_file.unlink(missing_ok=True)
             text = self._scheduler_script(ctx.lineage, ctx.idempotency_key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            write_private(path, text)
             job_id = slurm.sbatch(path, cwd=self.workdir, env={"DASK_SCHEDULER_ADDRESS": ""})
         else:
             job_id = existing.id
@@ -702,8 +705,7 @@ class SlurmProvider(BatchProvider):
         text = self.job_script(resource, lineage=ctx.lineage, key=ctx.idempotency_key,
                                scheduler_address=address)
         assert text is not None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        write_private(path, text)  # its export lines carry env: values
         return path, meta
 
     def _create_scheduler(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
@@ -733,9 +735,10 @@ class SlurmProvider(BatchProvider):
             tags={TAG_LINEAGE: ctx.lineage, TAG_ADDRESS: resource.address,
                   TAG_KEY: ctx.idempotency_key},
             env=self._job_env(), tls=self.target.tls, tls_args=self._tls_args(create=True),
+            idle_timeout=self.target.idle_timeout,
         )
         outputs.update(more)
-        if any(r.type == JOB for r in self.desired()):
+        if any(r.type == JOB for r in self.desired(ctx.spec)):
             self._unconfirmed = started
         else:
             started.confirm()
@@ -773,10 +776,7 @@ class SlurmProvider(BatchProvider):
         from distributed import Client
 
         tls = tls_files(self.workdir / "tls")
-        security = security_from_outputs({"tls_ca_file": str(tls.ca_file),
-                                          "tls_client_cert": str(tls.client_cert),
-                                          "tls_client_key": str(tls.client_key)}
-                                         ) if self.target.tls else None
+        security = tls.client_security() if self.target.tls else None
         try:
             with Client(str(rec.meta["address"]), security=security, timeout=15,
                         set_as_default=False) as client:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from scalable import addrs
 from scalable.providers.batch.system import lifetime  # noqa: F401 - one rule for every system
+from scalable.providers.commands import export_lines
 from scalable.units import format_walltime
 
 # Written into the job script where a value exists only at run time (the job's tmp,
@@ -161,7 +162,7 @@ def render(shape: JobShape) -> str:
             self._command_template = command
 
     prologue = list(shape.prologue)
-    prologue += [f"export {k}={shlex.quote(v)}" for k, v in sorted(shape.env.items())]
+    prologue += export_lines(dict(sorted(shape.env.items())))
     prologue += [
         f'export SCALABLE_LOCAL_DIR="{LOCAL_DIR}"',
         'mkdir -p "$SCALABLE_LOCAL_DIR" && trap \'rm -rf "$SCALABLE_LOCAL_DIR"\' EXIT',

@@ -22,6 +22,7 @@ from scalable.cli.common import (
 )
 from scalable.engine import ApplyResult, Engine
 from scalable.errors import ScalableError
+from scalable.hooks import human, json_lines
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.model import Plan
 from scalable.planning.planfile import check_fresh, load_plan, save_plan
@@ -106,8 +107,8 @@ def plan(
 ) -> None:
     """Show what apply would change, and what it would cost."""
     ws = Workspace.open(file, target)
-    ws.provider.validate()
     engine = ws.engine()
+    engine.preflight()
     if not destroy and not refresh_only:
         _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_)
     p = engine.plan(destroy=destroy, refresh=not no_refresh, replace=replace or (),
@@ -221,9 +222,8 @@ def apply(
         )
     if saved is not None and target is None and saved.target != ws.spec.name:
         ws = Workspace.open(file, saved.target)
-    notify = info if json_ else echo
-    engine = ws.engine(notify=notify)
-    ws.provider.validate()
+    engine = ws.engine(hooks=json_lines(info) if json_ else human(echo))
+    engine.preflight()
     with engine.locked("apply", lock_seconds(lock_timeout)):
         if saved is not None:
             check_fresh(saved, ws.store.read(), ws.spec.manifest_digest, ws.spec.name)
@@ -254,8 +254,7 @@ def destroy(
 ) -> None:
     """Tear down everything this target's state holds."""
     ws = Workspace.open(file, target)
-    notify = info if json_ else echo
-    engine = ws.engine(notify=notify)
+    engine = ws.engine(hooks=json_lines(info) if json_ else human(echo))
     with engine.locked("destroy", lock_seconds(lock_timeout)):
         p = engine.plan(destroy=True)
         if not json_:

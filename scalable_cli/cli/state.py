@@ -61,10 +61,12 @@ def rm(
     ws = Workspace.open(file, target)
     with ws.store.lock("state rm", timeout=lock_seconds(lock_timeout)):
         state = _state(ws)
-        if state.remove(address) is None:
-            raise StateError(f"no resource {address!r} in state")
+        if state.forget(address) is None:
+            raise StateError(f"no resource {address!r} in state",
+                             hint="`scalable state list` shows the addresses")
         ws.store.write(state)
-    echo(f"Removed {address} from state (serial {state.serial}); it still exists if it did.")
+    echo(f"Removed {address} from state (serial {state.serial}). It still exists if it did; "
+         "scalable will not touch it again.")
 
 
 @app.command()

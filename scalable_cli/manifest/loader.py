@@ -325,9 +325,14 @@ def _dotted(loc: tuple[int | str, ...], data: Any, tags: set[str]) -> str:
             value = value[part]
         elif isinstance(part, str) and part in tags:
             continue  # a discriminator tag, not a key of the file
+        elif part == "[key]":
+            continue  # pydantic's marker for "the key itself": the key is already shown
         else:
             value = None
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, str) and not re.fullmatch(r"[A-Za-z0-9_-]+", part):
+            out += f"[{part!r}]"  # a key with spaces, '=' or a newline stays on one line
+        else:
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
 
 

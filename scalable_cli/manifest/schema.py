@@ -76,6 +76,29 @@ Processes = Annotated[int, Field(ge=1, le=256)]
 # One line: a value that lands in a batch script line (#SBATCH …) must not split it.
 Line = Annotated[str, Field(max_length=1024, pattern=r"^[^\n\r]*$")]
 
+# POSIX shell variable names: they are written into job scripts and user data as
+# ``export NAME=…``, so anything else would be shell code (``X=1; echo pwned #``).
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_name(v: str) -> str:
+    if not ENV_NAME_RE.fullmatch(v):
+        raise ValueError(
+            f"environment variable name {v!r} is not a POSIX name (letters, digits and "
+            "'_', not starting with a digit)"
+        )
+    return v
+
+
+def _env_value(v: str) -> str:
+    if "\x00" in v:
+        raise ValueError("an environment variable value cannot hold a NUL character")
+    return v
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+EnvValue = Annotated[str, AfterValidator(_env_value)]
+
 
 def _cidr(v: str) -> str:
     try:
@@ -120,6 +143,10 @@ class Adaptive(_Strict):
         if self.minimum > self.maximum:
             raise ValueError(f"minimum ({self.minimum}) is above maximum ({self.maximum})")
         return self
+
+    def clamp(self, n: int) -> int:
+        """``n`` workers brought into ``[minimum, maximum]`` (the one place it is done)."""
+        return max(self.minimum, min(self.maximum, n))
 
 
 class Objectives(_Strict):
@@ -249,7 +276,10 @@ class TargetConfig(_Counts):
     tls: StrictBool | None = Field(
         default=None, description="Dask TLS between scheduler, workers and clients"
     )
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    # The scheduler's leak guard (Dask's --idle-timeout): it exits after this long with
+    # no work, and its workers follow (--death-timeout). false turns it off.
+    idle_timeout: Annotated[Duration, Field(gt=0, le=30 * DAY)] | Literal[False] = 3600.0
     cache: CacheConfig | None = None
     groups: dict[str, GroupConfig] = Field(default_factory=dict, max_length=100)
 

@@ -14,6 +14,7 @@ from scalable.planning.model import Action, Change, Cost, Drift, Plan
 from scalable.planning.reasons import Reason, Why
 from scalable.pricing.estimator import Price
 from scalable.providers.base import Discovered, Observation, Provider, ResourceSpec
+from scalable.spec import TargetSpec
 from scalable.state.model import ResourceRecord, StateFile
 
 
@@ -102,6 +103,8 @@ def _resolve(
     for d in discovered:
         if d.id in known_ids or d.idempotency_key in known_keys:
             continue
+        if state.is_forgotten(d.id, d.idempotency_key):
+            continue  # `state rm`: no longer ours, whatever lineage it carries
         drift.append(Drift(d.address, d.type, "orphan",
                            f"{d.id} carries this state's lineage but is not recorded"))
         orphan_deletes.append(
@@ -144,22 +147,24 @@ def make_plan(
     destroy: bool = False,
     refresh: bool = True,
     horizon_hours: float | None = None,
+    target: TargetSpec | None = None,
     replace: Sequence[str] = (),
     targets: Sequence[str] = (),
     refresh_only: bool = False,
 ) -> Plan:
     """Refresh through ``provider``, price, then :func:`diff` (which does no I/O).
 
+    ``target``: the provider's spec at the counts to plan for (default: its own).
     ``replace``, ``targets`` and ``refresh_only`` are Terraform's ``-replace``,
     ``-target`` and ``-refresh-only`` (see :mod:`scalable.planning.surgery`).
     """
     surgery.check_modes(destroy=destroy, refresh=refresh, refresh_only=refresh_only,
                         replace=replace)
-    target = provider.target
+    target = target or provider.target
     state = state or StateFile(target=target.name, provider=target.provider)
     found = refresh_from(provider, state, enabled=refresh)
     resolved = _resolve(state, found.observed, found.discovered, found.done)
-    desired = [] if destroy else provider.desired()
+    desired = [] if destroy else provider.desired(target)
     known = [*(s.address for s in desired), *(r.address for r in state.resources)]
     surgery.check_addresses("--replace", replace, known)
     surgery.check_addresses("--only", targets, known)

@@ -141,8 +141,9 @@ def step_graph(state: StateFile, changes: list[Change]) -> list[Step]:
     going_addrs = {c.address for c in going}
     for n, wave in enumerate(reversed(waves([c.address for c in going], deps))):
         # The adaptive controller stops before the workers it would resize.
-        in_wave = sorted((c for c in going if c.address in wave),
-                         key=lambda c: c.address != CONTROLLER)
+        in_wave = sorted(
+            (c for c in going if c.address in wave), key=lambda c: c.address != CONTROLLER
+        )
         for c in in_wave:
             users = frozenset(a for a in going_addrs if c.address in deps.get(a, ()))
             steps.append(Step("delete", c, n, users, counts=c in deletes))

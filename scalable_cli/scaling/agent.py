@@ -11,7 +11,9 @@ import logging
 import signal
 import threading
 
+from scalable.hooks import LogHook
 from scalable.outputs import SCHEDULER_ADDRESS
+from scalable.scaling.controller import Controller
 from scalable.workspace import Workspace
 
 
@@ -22,10 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
-    from scalable.scaling.controller import Controller
-
     ws = Workspace.open(args.file, args.target)
-    engine = ws.engine(notify=logging.getLogger("scalable.engine").info, owner="controller")
+    engine = ws.engine(hooks=LogHook(logging.getLogger("scalable.engine")), owner="controller")
     from scalable.scaling.bounds import bounds_from_telemetry
 
     maxima = {g.name: g.adaptive.maximum for g in ws.spec.groups if g.adaptive}

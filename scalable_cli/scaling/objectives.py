@@ -39,6 +39,7 @@ from scalable.errors import PlanError
 from scalable.events import APPLY_COMPLETE, APPLY_START
 from scalable.manifest.schema import Objectives
 from scalable.pricing.estimator import format_usd
+from scalable.telemetry.store import TelemetryDB, db_path
 from scalable.units import format_duration
 
 if TYPE_CHECKING:
@@ -353,8 +354,6 @@ def _thin(ordered: list[float], keep: int = 2000) -> tuple[float, ...]:
 
 
 def _db(spec: TargetSpec) -> Any:
-    from scalable.telemetry.store import TelemetryDB, db_path
-
     path = db_path(spec.root)
     return TelemetryDB(path, readonly=True) if path.exists() else None
 
@@ -436,20 +435,15 @@ def _prices(provider: Provider, group: str) -> tuple[float | None, float | None]
     """(hourly price of one of ``group``'s workers, hourly price of everything else the
     target runs — scheduler, controller, other groups), as the plan's cost block
     prices them. None: unknown."""
-    saved = provider.target
-    provider.target = saved.with_counts({group: 1})
-    try:
-        per_worker: float | None = None
-        fixed: float | None = 0.0
-        for r in provider.desired():
-            price = provider.price(r)
-            if r.group == group and r.worker_names:
-                per_worker = (None if price.hourly is None
-                              else price.hourly / len(r.worker_names))
-            elif fixed is not None:
-                fixed = None if price.hourly is None else fixed + price.hourly
-    finally:
-        provider.target = saved
+    per_worker: float | None = None
+    fixed: float | None = 0.0
+    for r in provider.desired(provider.target.with_counts({group: 1})):
+        price = provider.price(r)
+        if r.group == group and r.worker_names:
+            per_worker = (None if price.hourly is None
+                          else price.hourly / len(r.worker_names))
+        elif fixed is not None:
+            fixed = None if price.hourly is None else fixed + price.hourly
     return per_worker, fixed
 
 

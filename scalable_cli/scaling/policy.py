@@ -50,7 +50,7 @@ class AdaptivePolicy:
     last_change: float = field(default=-math.inf)
 
     def clamp(self, n: int) -> int:
-        return max(self.cfg.minimum, min(self.cfg.maximum, n))
+        return self.cfg.clamp(n)
 
     def decide(
         self, now: float, current: int, demand: Demand, ceiling: int | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from scalable.addrs import CONTROLLER, SCHEDULER
@@ -32,6 +33,7 @@ from scalable.providers.processes import (
     tagged,
     terminate,
 )
+from scalable.spec import TargetSpec
 from scalable.state.model import ResourceRecord
 
 TYPE = "scalable.controller"
@@ -44,27 +46,21 @@ class WithController(Provider):
         self.inner = inner
         self.name = inner.name
 
-    # The engine sets `provider.target` to the scaled spec: keep the inner one in step.
-    @property
-    def target(self) -> Any:
-        return self.inner.target
-
-    @target.setter
-    def target(self, value: Any) -> None:
-        if hasattr(self, "inner"):
-            self.inner.target = value
-
-    def desired(self) -> list[ResourceSpec]:
+    def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
+        target = target or self.target
         spec = ResourceSpec(
             address=ADDRESS, type=TYPE,
             attributes={"role": "controller", "groups": sorted(
-                g.name for g in self.target.groups if g.adaptive)},
+                g.name for g in target.groups if g.adaptive)},
             depends_on=(SCHEDULER,),
         )
-        return [*self.inner.desired(), spec]
+        return [*self.inner.desired(target), spec]
 
     def validate(self) -> None:
         self.inner.validate()
+
+    def join_material(self) -> list[Path]:
+        return self.inner.join_material()
 
     def updatable(self, before: dict[str, Any], after: dict[str, Any]) -> bool:
         return self.inner.updatable(before, after)

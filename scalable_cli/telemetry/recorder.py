@@ -21,8 +21,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from scalable.addrs import SCHEDULER
-from scalable.events import APPLY_COMPLETE, PRICING, RESOURCE_DELETED, RESOURCE_DELETING
+from scalable.events import APPLY_COMPLETE, PRICING, RESOURCE_DELETED, RESOURCE_DELETING, Payload
+from scalable.hooks import Hook
 from scalable.outputs import SCHEDULER_ADDRESS
+from scalable.telemetry.report import last_activity
+from scalable.telemetry.store import PULL_HANDLER, Aggregate, TelemetryDB
 
 if TYPE_CHECKING:  # imported where used: every engine gets a recorder, `plan` included
     from scalable.providers.base import Provider
@@ -45,8 +48,6 @@ def telemetry_enabled() -> bool:
 def _call(address: str, security: Any, timeout: float, **kwargs: Any) -> dict[str, Any]:
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
-
-    from scalable.telemetry.store import PULL_HANDLER
 
     async def go() -> dict[str, Any]:
         from distributed.core import rpc
@@ -71,8 +72,6 @@ def pull(db: TelemetryDB, address: str, security: Any = None, *,
 
     Returns the run (now in ``db``), or None when no telemetry plugin answers.
     """
-    from scalable.telemetry.store import Aggregate
-
     try:
         info = _call(address, security, timeout)
     except Exception as exc:
@@ -114,8 +113,6 @@ def current_run(ws: Workspace, state: StateFile | None = None, *,
     addr = state.outputs.get(SCHEDULER_ADDRESS) if state is not None else None
     if not addr:
         return None
-    from scalable.telemetry.store import TelemetryDB
-
     db = TelemetryDB.for_root(ws.spec.root)
     run = db.open_run(ws.spec.name, addr) if db.exists else None
     if refresh and (run is None or run.source == "pulled"):
@@ -133,20 +130,14 @@ def current_run(ws: Workspace, state: StateFile | None = None, *,
 def price_table(provider: Provider) -> dict[str, Any]:
     """Hourly price of one Dask worker per group, and of the scheduler (None: unknown)."""
     target = provider.target
-    probe = provider
-    if any(g.count == 0 for g in target.groups):
-        # A group scaled to zero has no resource to price: price one of it.
-        try:
-            one_each = target.with_counts({g.name: max(1, g.count) for g in target.groups})
-            probe = type(provider)(one_each, provider.workdir)
-        except Exception:
-            probe = provider
+    # A group scaled to zero has no resource to price: price one of it.
+    one_each = target.with_counts({g.name: max(1, g.count) for g in target.groups})
     workers: dict[str, float | None] = {}
     scheduler: float | None = 0.0
     sources: set[str] = set()
     notes: list[str] = []
-    for spec in probe.desired():
-        price = probe.price(spec)
+    for spec in provider.desired(one_each):
+        price = provider.price(spec)
         if price.source:
             sources.add(price.source)
         if price.note and price.hourly is None:
@@ -163,8 +154,8 @@ def price_table(provider: Provider) -> dict[str, Any]:
 # -- the engine's sink -------------------------------------------------------------------
 
 
-class RunRecorder:
-    """``EventSink`` for an Engine: records its steps into the target's current run."""
+class RunRecorder(Hook):
+    """The telemetry hook: records an engine's steps into the target's current run."""
 
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
@@ -178,10 +169,11 @@ class RunRecorder:
     @property
     def db(self) -> TelemetryDB:
         if self._db is None:
-            from scalable.telemetry.store import TelemetryDB
-
             self._db = TelemetryDB.for_root(self.ws.spec.root)
         return self._db
+
+    def event(self, payload: Payload) -> None:
+        self(payload.kind, payload.to_data())
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
         if not telemetry_enabled():
@@ -212,8 +204,6 @@ class RunRecorder:
                 # here died without closing: it ended when it was last heard of.
                 # (A pulled or engine-made run ends now: its scheduler just went.)
                 if run.source == "plugin" and run.ended_at is None:
-                    from scalable.telemetry.report import last_activity
-
                     self.db.end_run(run.id, min(now, last_activity(self.db, run)))
                 else:
                     self.db.end_run(run.id, now)

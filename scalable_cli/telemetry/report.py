@@ -37,6 +37,7 @@ from scalable.events import (
     WORKER_ADDED,
     WORKER_REMOVED,
 )
+from scalable.pricing.estimator import format_usd
 from scalable.telemetry.store import (
     FAILED_STATUSES,
     Aggregate,
@@ -371,8 +372,6 @@ def fmt_seconds(s: float | None) -> str:
 
 
 def fmt_usd(v: float | None) -> str:
-    from scalable.pricing.estimator import format_usd
-
     return format_usd(v)
 
 

@@ -323,7 +323,9 @@ class TelemetryDB:
             if "last_seen" not in cols:  # written before the column; cannot add it here
                 self._select_runs = _RUN_COLS.replace("last_seen", "NULL AS last_seen")
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            from scalable.private_files import private_dir
+
+            private_dir(self.path.parent)
             new = not self.path.exists()
             conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
             if new:

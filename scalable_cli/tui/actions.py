@@ -23,11 +23,9 @@ from dataclasses import dataclass, field
 
 from scalable.errors import ScalableError
 from scalable.outputs import SCHEDULER_ADDRESS
-from scalable.planning.diff import make_plan
+from scalable.planning.render import SYMBOL
 from scalable.pricing.estimator import format_usd
 from scalable.workspace import Workspace
-
-SYMBOLS = {"create": "+", "delete": "-", "update": "~", "replace": "-/+"}
 
 
 class ScaleRefused(ScalableError):
@@ -94,7 +92,7 @@ def preview(ws: Workspace, group: str, delta: int) -> ScaleRequest:
         raise ScaleRefused(f"target {spec.name!r} has no scheduler",
                            hint=f"run `scalable apply -t {spec.name}` first")
     lo, hi = g.adaptive.minimum, g.adaptive.maximum
-    current = max(lo, min(hi, state.scale.get(group, g.count)))
+    current = g.adaptive.clamp(state.scale.get(group, g.count))
     after = current + delta
     if after > hi:
         raise ScaleRefused(f"group {group!r} is at its adaptive maximum ({hi} workers)",
@@ -103,16 +101,13 @@ def preview(ws: Workspace, group: str, delta: int) -> ScaleRequest:
         raise ScaleRefused(f"group {group!r} is at its adaptive minimum ({lo} workers)",
                            hint=f"lower adaptive.minimum in {manifest}")
 
-    engine = ws.engine(owner="cli", events=lambda kind, data: None)
-    target = engine.base_target.scaled({**state.scale, group: after})
-    engine.provider.target = target
-    plan = make_plan(engine.provider, state, target.manifest_digest, refresh=True)
+    plan = ws.engine(owner="cli", record=False).plan(scale={group: after})
     counts = plan.counts
     summary = (f"Plan: {counts['add']} to add, {counts['change']} to change, "
                f"{counts['destroy']} to destroy.")
     cost = (f"$/hour: {format_usd(plan.cost.hourly_now)} → "
             f"{format_usd(plan.cost.hourly_after)}")
-    changes = [f"  {SYMBOLS.get(c.action, c.action)} {c.address}"
+    changes = [f"  {SYMBOL[c.action]} {c.address}"
                + (f"  ({'; '.join(map(str, c.reasons))})" if c.reasons else "")
                for c in plan.actionable]
     return ScaleRequest(group, current, after, summary, cost, changes)

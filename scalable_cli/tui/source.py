@@ -219,7 +219,8 @@ class LiveSource:
         self._lost_at: float | None = None
         self._state: StateFile | None = None
         self._state_read_at = 0.0
-        self._state_every = 0.0 if type(ws.store).__name__ == "LocalStore" else 5.0
+        backend = getattr(ws.store, "inner", ws.store)
+        self._state_every = 0.0 if type(backend).__name__ == "LocalStore" else 5.0
         self._messages: list[LogLine] = []
         self._polls = 0
         self._opened = clock()
@@ -444,7 +445,7 @@ class LiveSource:
         for g in spec.groups:
             if g.adaptive is not None:
                 want = state.scale.get(g.name, g.count) if state is not None else g.count
-                desired: int | None = max(g.adaptive.minimum, min(g.adaptive.maximum, want))
+                desired: int | None = g.adaptive.clamp(want)
                 mode = f"adaptive {g.adaptive.minimum}-{g.adaptive.maximum}"
             else:
                 desired, mode = g.count, "fixed"

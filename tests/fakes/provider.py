@@ -82,20 +82,21 @@ class World:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # -- test controls --------------------------------------------------------------
-    def fail(self, op: Op, address: str, *, times: int = 1,
-             when: Literal["before", "after"] = "before") -> None:
+    def fail(
+        self, op: Op, address: str, *, times: int = 1, when: Literal["before", "after"] = "before"
+    ) -> None:
         self.faults[(op, address)] = Fault("fail", when, times)
 
-    def crash(self, op: Op, address: str, *, when: Literal["before", "after"] = "before"
-              ) -> None:
+    def crash(self, op: Op, address: str, *, when: Literal["before", "after"] = "before") -> None:
         self.faults[(op, address)] = Fault("crash", when, 1)
 
     def seed(self, state: StateFile) -> None:
         """Make every record of a hand-written state exist (tests of the planner)."""
         for r in state.resources:
             if r.id and r.status != "creating":
-                self.things[r.id] = Thing(r.id, r.address, r.type, state.lineage,
-                                          r.idempotency_key, dict(r.attributes))
+                self.things[r.id] = Thing(
+                    r.id, r.address, r.type, state.lineage, r.idempotency_key, dict(r.attributes)
+                )
 
     def kill(self, address: str) -> list[str]:
         """Delete behind scalable's back; the ids that went."""
@@ -146,23 +147,31 @@ class FakeProvider(Provider):
     # them: only for tests with a real scheduler, or none at all).
     worker_names: bool = False
 
-    def desired(self) -> list[ResourceSpec]:
+    def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
         out = [ResourceSpec(SCHEDULER, VM, {"size": "s"})]
-        for g in self.target.groups:
+        for g in (target or self.target).groups:
             deps: tuple[str, ...] = (SCHEDULER,)
             if self.pools:
                 out.append(ResourceSpec(addrs.node_pool(g.name), POOL, {"size": g.count}))
                 deps += (addrs.node_pool(g.name),)
             for i in range(g.count):
                 a = addrs.worker(g.name, i)
-                out.append(ResourceSpec(a, VM, {"threads": g.threads_per_worker}, group=g.name,
-                                        depends_on=deps,
-                                        worker_names=(a,) if self.worker_names else ()))
+                out.append(
+                    ResourceSpec(
+                        a,
+                        VM,
+                        {"threads": g.threads_per_worker},
+                        group=g.name,
+                        depends_on=deps,
+                        worker_names=(a,) if self.worker_names else (),
+                    )
+                )
         return out
 
     def updatable(self, before: dict[str, Any], after: dict[str, Any]) -> bool:
         return {k for k in after if before.get(k) != after.get(k)} == {"size"} and isinstance(
-            after.get("size"), int)
+            after.get("size"), int
+        )
 
     def price(self, resource: ResourceSpec) -> Price:
         if resource.type == POOL:
@@ -185,14 +194,17 @@ class FakeProvider(Provider):
             if thing is None:
                 out[r.address] = Observation("gone", "not found")
             else:
-                out[r.address] = Observation(thing.status, attributes=dict(
-                    self.world.drifted.get(r.address, {})))
+                out[r.address] = Observation(
+                    thing.status, attributes=dict(self.world.drifted.get(r.address, {}))
+                )
         return out
 
     def discover(self, lineage: str) -> list[Discovered]:
         self.world.calls.append(("discover", lineage))
-        return [Discovered(t.address, t.type, t.id, t.key, status=t.status)
-                for t in self.world.ours(lineage)]
+        return [
+            Discovered(t.address, t.type, t.id, t.key, status=t.status)
+            for t in self.world.ours(lineage)
+        ]
 
     def create(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
         def make() -> Created:
@@ -201,8 +213,14 @@ class FakeProvider(Provider):
             if same:
                 thing = same[0]
             else:
-                thing = Thing(self.world.new_id(), resource.address, resource.type,
-                              ctx.lineage, ctx.idempotency_key, dict(resource.attributes))
+                thing = Thing(
+                    self.world.new_id(),
+                    resource.address,
+                    resource.type,
+                    ctx.lineage,
+                    ctx.idempotency_key,
+                    dict(resource.attributes),
+                )
                 self.world.things[thing.id] = thing
             return Created(id=thing.id, outputs=self._outputs(resource.address))
 
@@ -232,21 +250,22 @@ class FakeProvider(Provider):
             # Deleting what is already gone succeeds.
             if record.id:
                 self.world.things.pop(record.id, None)
-            for i in [i for i, t in self.world.things.items()
-                      if t.key == record.idempotency_key]:
+            for i in [i for i, t in self.world.things.items() if t.key == record.idempotency_key]:
                 del self.world.things[i]
 
         self.world.act("delete", record.address, remove)
 
 
-def fake_target(workers: int = 1, *, threads: int = 1, groups: dict[str, int] | None = None,
-                name: str = "t") -> TargetSpec:
+def fake_target(
+    workers: int = 1, *, threads: int = 1, groups: dict[str, int] | None = None, name: str = "t"
+) -> TargetSpec:
     """A target spec (through the real manifest parser) with the given counts."""
     if groups is None:
         body = f"{{provider: local, max_workers: {workers}, threads_per_worker: {threads}}}"
     else:
-        inner = ", ".join(f"{g}: {{max_workers: {n}, threads_per_worker: {threads}}}"
-                          for g, n in groups.items())
+        inner = ", ".join(
+            f"{g}: {{max_workers: {n}, threads_per_worker: {threads}}}" for g, n in groups.items()
+        )
         body = f"{{provider: local, groups: {{{inner}}}}}"
     text = textwrap.dedent(f"""
         project: {{name: demo}}
@@ -256,10 +275,17 @@ def fake_target(workers: int = 1, *, threads: int = 1, groups: dict[str, int] | 
     return build_target(parse_manifest(text, Path("/p/scalable.yaml")), name)
 
 
-def fake_provider(workers: int = 1, *, threads: int = 1, world: World | None = None,
-                  workdir: Path = Path("/p/.scalable/t"), **knobs: Any) -> FakeProvider:
-    p = FakeProvider(fake_target(workers, threads=threads, groups=knobs.pop("groups", None)),
-                     workdir)
+def fake_provider(
+    workers: int = 1,
+    *,
+    threads: int = 1,
+    world: World | None = None,
+    workdir: Path = Path("/p/.scalable/t"),
+    **knobs: Any,
+) -> FakeProvider:
+    p = FakeProvider(
+        fake_target(workers, threads=threads, groups=knobs.pop("groups", None)), workdir
+    )
     p.world = world if world is not None else World()
     for k, v in knobs.items():
         setattr(p, k, v)

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from scalable.engine import ApplyResult, Engine
+from scalable.hooks import LineHook
 from scalable.manifest.loader import load_manifest
 from scalable.planning.model import Plan
 from scalable.planning.render import render_plan
@@ -46,7 +47,7 @@ class Cloud:
         provider = GkeProvider(spec, spec.workdir, retry=None, kubeconfig=self.kubeconfig,
                                channel=grpc.insecure_channel(self.gke.address))
         notes: list[str] = []
-        engine = Engine(provider, LocalStore(spec.workdir), notify=notes.append,
+        engine = Engine(provider, LocalStore(spec.workdir), hooks=LineHook(notes.append),
                         ready_timeout=ready_timeout)
         return provider, engine, notes
 
@@ -119,6 +120,12 @@ def test_apply_runs_dask_on_the_pool_scales_in_place_and_destroys(cloud: Cloud) 
             assert obj["metadata"]["annotations"][manifests.ANN_KEY].startswith(lineage[:8])
     svc = cloud.ours("services")[0]
     assert svc["spec"]["loadBalancerSourceRanges"] == ["127.0.0.1/32"]
+    # Leak guards: the scheduler exits when idle (idle_timeout, default 1h), workers
+    # when their scheduler is gone.
+    dep = cloud.ours("deployments")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert dep[dep.index("--idle-timeout") + 1] == "3600s"
+    sts_args = cloud.ours("statefulsets")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert "--death-timeout" in sts_args["args"]
     gpool = cloud.gke.pools[pool_name]
     assert gpool.config.resource_labels["scalable-lineage"] == lineage
     assert gpool.config.metadata["scalable-address"] == "node_pool.default"
@@ -345,3 +352,31 @@ def test_pools_of_another_cluster_are_not_silently_forgotten(cloud: Cloud) -> No
     with pytest.raises(ProviderError, match="manifest now names cluster elsewhere"):
         provider.observe([record])
     assert "DeleteNodePool" not in cloud.gke.calls
+
+
+def test_session_runs_the_same_preflight_as_the_cli(
+        cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ScalableSession plans through the engine's preflight: a GKE target without
+    ``allowed_cidrs`` is refused before anything is created (it would otherwise get a
+    load balancer with ``loadBalancerSourceRanges: []``, open to the world)."""
+    from scalable.session import ScalableSession
+    from scalable.workspace import Workspace
+
+    text = gke_manifest(cloud.gke, workers=1).replace(
+        '    allowed_cidrs: ["127.0.0.1/32"]\n', "")
+    assert "allowed_cidrs" not in text
+    (cloud.root / "scalable.yaml").write_text(text)
+    monkeypatch.setenv("SCALABLE_GKE_ENDPOINT", cloud.gke.address)
+    monkeypatch.setenv("SCALABLE_GKE_KUBECONFIG", str(cloud.kubeconfig))
+    ws = Workspace.open(cloud.root / "scalable.yaml", "gke")
+    calls: list[str] = []
+    real = ws.provider.validate
+    monkeypatch.setattr(ws.provider, "validate", lambda: (calls.append("validate"), real()))
+    session = ScalableSession(ws)
+    with pytest.raises(ProviderError, match="needs allowed_cidrs"):
+        session.plan()
+    with pytest.raises(ProviderError, match="needs allowed_cidrs"):
+        session.start()
+    assert calls == ["validate", "validate"]  # one code path, not a copy of the checks
+    assert cloud.gke.pools == {} and cloud.ours("services") == []
+    assert "CreateNodePool" not in cloud.gke.calls

@@ -11,7 +11,7 @@ import time
 
 import pytest
 from distributed import Client
-from scalable.providers.processes import ProcessRef
+from scalable.providers.processes import ProcessRef, terminate
 
 from tests.conftest import Project, our_processes
 
@@ -251,11 +251,15 @@ def test_state_commands(project: Project) -> None:
     missing = project.run("state", "show", "nope")
     assert missing.returncode == 1 and "Error: no resource 'nope'" in missing.stderr
     project.run("state", "rm", "workers.default[0]", check=True)
-    assert ProcessRef(pid, shown["meta"]["start_time"]).alive()  # forgotten, not deleted
-    # Not in state but tagged with our lineage: the next plan deletes the orphan.
+    forgotten = ProcessRef(pid, shown["meta"]["start_time"])
+    assert forgotten.alive()  # forgotten, not deleted
+    # Tagged with our lineage but forgotten: never an orphan to delete (Terraform's
+    # meaning of state rm); the manifest's worker is created anew.
     plan = project.run("plan").stdout
-    assert "is not in state" in plan and "orphan" in plan
-    project.run("destroy", "--auto-approve", check=True)
+    assert "orphan" not in plan and "Plan: 1 to add, 0 to change, 0 to destroy." in plan
+    out = project.run("destroy", "--auto-approve", check=True).stdout
+    assert "Resources: 0 added, 0 changed, 1 destroyed." in out  # the scheduler only
+    terminate(forgotten, grace=5)  # ours to clean up here, not scalable's
     assert our_processes(project.root) == []
     bad = project.run("state", "force-unlock", "abc")
     assert bad.returncode == 1 and bad.stderr.startswith("Error: no lock is held")

@@ -469,3 +469,36 @@ def test_the_example_manifest_plans(hpc: Project) -> None:
     assert "over the 0.5 h horizon: $0.04" in out
     assert "#SBATCH --mem=2048M" in out and "--memory-limit 1073741824" in out
     assert "--lifetime 1680s --lifetime-stagger 30s" in out
+
+
+def test_the_dashboard_listens_on_loopback_only_and_the_scheduler_has_a_leak_guard(
+        hpc: Project) -> None:
+    """TLS on, scheduler on the login node's routable address: its dashboard (plain HTTP,
+    no login) still listens on 127.0.0.1 only (users tunnel to it); the scheduler exits
+    when idle (``idle_timeout``)."""
+    import psutil
+
+    hpc.write(MANIFEST.replace("processes: 2\n    max_workers: 3",
+                               "processes: 1\n    max_workers: 1\n    idle_timeout: 45m"))
+    hpc.run("apply", "--auto-approve", check=True)
+    state = hpc.state("hpc")
+    out = state["outputs"]
+    assert out["scheduler_address"].startswith("tls://")
+    sched_host = out["scheduler_address"].split("://")[1].rpartition(":")[0]
+    assert sched_host != "127.0.0.1"  # the scheduler itself is on the routable address
+    assert out["dashboard_url"].startswith("http://127.0.0.1:")
+    dash_port = int(out["dashboard_url"].rsplit(":", 1)[1].split("/")[0])
+    sched = next(r for r in state["resources"] if r["address"] == "scheduler")
+    proc = psutil.Process(sched["meta"]["pid"])
+    listening = {(c.laddr.ip, c.laddr.port) for c in proc.net_connections("inet")
+                 if c.status == psutil.CONN_LISTEN}
+    assert ("127.0.0.1", dash_port) in listening, listening
+    exposed = {(ip, port) for ip, port in listening if not ip.startswith("127.")}
+    sched_port = int(out["scheduler_address"].rsplit(":", 1)[1])
+    assert exposed == {(sched_host, sched_port)}, listening  # TLS only, nothing else
+    assert "--idle-timeout" in proc.cmdline() and "2700s" in proc.cmdline()
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{dash_port}/health", timeout=30) as r:
+        assert r.status == 200  # the tunnel's end of it works
+    hpc.run("destroy", "--auto-approve", check=True)

@@ -8,8 +8,15 @@ from scalable.addrs import CONTROLLER, SCHEDULER, Address
 
 
 def test_build_and_parse_round_trip() -> None:
-    for text in ("scheduler", "controller", "workers.gpu[3]", "workers.land-use",
-                 "node_pool.default", "task_definition.worker", "security_group"):
+    for text in (
+        "scheduler",
+        "controller",
+        "workers.gpu[3]",
+        "workers.land-use",
+        "node_pool.default",
+        "task_definition.worker",
+        "security_group",
+    ):
         assert str(Address.parse(text)) == text
     a = Address.parse(addrs.worker("gpu", 3))
     assert (a.kind, a.group, a.index, a.is_worker) == ("workers", "gpu", 3, True)
@@ -27,11 +34,22 @@ def test_parse_rejects_malformed(bad: str) -> None:
 
 
 def test_order_scheduler_then_workers_by_group_and_index() -> None:
-    given = ["security_group", "workers.b[0]", "workers.a[10]", "workers.a[2]", "scheduler",
-             "controller"]
+    given = [
+        "security_group",
+        "workers.b[0]",
+        "workers.a[10]",
+        "workers.a[2]",
+        "scheduler",
+        "controller",
+    ]
     assert sorted(given, key=addrs.sort_key) == [
-        "scheduler", "workers.a[2]", "workers.a[10]", "workers.b[0]", "controller",
-        "security_group"]
+        "scheduler",
+        "workers.a[2]",
+        "workers.a[10]",
+        "workers.b[0]",
+        "controller",
+        "security_group",
+    ]
 
 
 def test_group_and_slug() -> None:

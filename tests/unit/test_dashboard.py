@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from scalable.engine import Engine
+from scalable.events import ScaleDecision
+from scalable.hooks import Collect
 from scalable.state.store import LocalStore
 from scalable.telemetry.report import build_report
 from scalable.telemetry.store import Event, WorkerSpan
@@ -179,15 +181,14 @@ targets:
     provider.world = World()
     engine = Engine(provider, store)
     engine.execute(engine.plan(), wait=False)
-    events: list[tuple[str, dict[str, object]]] = []
-    engine.events = lambda kind, data: events.append((kind, data))
+    seen = Collect()
+    engine.hooks = seen
     engine.scale({"energy": 3}, {"energy": "busy"})
     engine.scale({"land": 2}, {"land": "manual"})
     state = store.read()
     assert state is not None and state.scale == {"energy": 3, "land": 2}
-    decisions = [d for k, d in events if k == "scale_decision"]
-    assert [(d["group"], d["from"], d["to"]) for d in decisions] == [("energy", 1, 3),
-                                                                     ("land", 1, 2)]
+    decisions = [e for e in seen.events if isinstance(e, ScaleDecision)]
+    assert [(d.group, d.from_, d.to) for d in decisions] == [("energy", 1, 3), ("land", 1, 2)]
     groups = [r.group for r in state.resources if r.group]
     assert groups.count("energy") == 3 and groups.count("land") == 2
 

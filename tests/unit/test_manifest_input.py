@@ -166,7 +166,7 @@ def test_huge_max_workers_plan_is_a_clean_error(
     [
         ("provider: slurm, lifetime_margin: -600", "lifetime_margin"),
         ("provider: slurm, walltime: 10, lifetime_margin: 20m", "lifetime_margin"),
-        ("provider: slurm, groups: {g: {walltime: 5}}", "lifetime_margin"),
+        ("provider: slurm, lifetime_margin: 10m, groups: {g: {walltime: 5}}", "lifetime_margin"),
         ("provider: aws, idle_timeout: -5", "idle_timeout"),
         ("provider: aws, idle_timeout: .inf", "idle_timeout"),
         ("provider: aws, idle_timeout: true", "idle_timeout"),

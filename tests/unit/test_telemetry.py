@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from scalable.addrs import group_of
 from scalable.cli import main
+from scalable.events import RESOURCE_CREATED, ResourceStep, StepStarted
+from scalable.hooks import Hooks
 from scalable.state.model import StateFile
 from scalable.telemetry.plugin import TelemetryConfig, TelemetryPlugin, removal_reason
 from scalable.telemetry.recorder import RunRecorder
@@ -306,9 +308,10 @@ def test_recorder_off_records_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
     (tmp_path / "scalable.yaml").write_text(
         "project: {name: p}\ntargets:\n  local: {provider: local, max_workers: 1}\n")
     ws = Workspace.open(tmp_path / "scalable.yaml", "local")
-    assert isinstance(ws.engine().events, RunRecorder)
+    hooks = ws.engine().hooks
+    assert isinstance(hooks, Hooks) and isinstance(hooks.hooks[-1], RunRecorder)
     monkeypatch.setenv("SCALABLE_TELEMETRY", "off")
-    ws.engine().events("apply_start", {"changes": 1})
+    ws.engine().hooks.event(StepStarted(destroy=False, changes=1))
     assert not TelemetryDB.for_root(tmp_path).exists
 
 
@@ -320,7 +323,7 @@ def test_recorder_never_raises(tmp_path: Path, caplog: pytest.LogCaptureFixture)
     ws.store.write(StateFile(target="local", provider="local",
                              outputs={"scheduler_address": "tcp://127.0.0.1:1"}))
     (tmp_path / ".scalable" / "telemetry.db").write_text("not a database" * 100)
-    rec("resource_created", {"address": "workers.default[0]"})  # logs, never raises
+    rec.event(ResourceStep(RESOURCE_CREATED, "workers.default[0]", "t"))  # logs, never raises
     assert "could not record" in caplog.text
 
 

@@ -361,3 +361,21 @@ def test_aws_tags_change_in_place(project, aws: MotoAws) -> None:
         assert tags["team"] == "b" and "old" not in tags
         assert tags["scalable:managed-by"] == "scalable"  # ours untouched
     assert "No changes." in run(project, aws, "plan").stdout
+
+
+def test_state_rm_forgets_an_instance_for_good(project, aws: MotoAws) -> None:
+    """Terraform's meaning: after ``state rm`` the instance is never touched again,
+    though it carries the state's lineage tag (issue 11, item 6)."""
+    write(project, ondemand=2, spot=0)
+    run(project, aws, "apply", "--auto-approve", "--no-wait")
+    lineage = state(project)["lineage"]
+    kept = {r["address"]: r for r in state(project)["resources"]}["workers.ondemand[1]"]
+    run(project, aws, "state", "rm", "workers.ondemand[1]")
+    assert [f["id"] for f in state(project)["forgotten"]] == [kept["id"]]
+    plan = run(project, aws, "plan").stdout
+    assert "orphan" not in plan and "Plan: 1 to add, 0 to change, 0 to destroy." in plan
+    out = run(project, aws, "destroy", "--auto-approve").stdout
+    assert "Destroy complete! Resources: 0 added, 0 changed, 3 destroyed." in out
+    live = aws.live_instances(lineage)
+    assert [i["InstanceId"] for i in live] == [kept["id"]]  # still running, untouched
+    aws.client("ec2").terminate_instances(InstanceIds=[kept["id"]])
