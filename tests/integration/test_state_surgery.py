@@ -45,8 +45,8 @@ def test_import_adopts_checks_and_refuses_another_lineage(project: Project) -> N
     project.run("apply", "--auto-approve", check=True)
     wid = ids(project)["workers.default[1]"]
     project.run("state", "rm", "workers.default[1]", check=True)
-    # Forgotten but running: a plan would delete it as an orphan and start another.
-    assert "Plan: 1 to add, 0 to change, 1 to destroy." in project.run("plan").stdout
+    # Forgotten but running: a plan would start another one in its place.
+    assert "Plan: 1 to add," in project.run("plan").stdout
 
     missing = project.run("import", "workers.default[1]", "pid:1@1")
     assert missing.returncode == 1
@@ -65,6 +65,7 @@ def test_import_adopts_checks_and_refuses_another_lineage(project: Project) -> N
     )
     project.run("apply", "-t", "other", "--auto-approve", check=True)
     foreign = ids(project, "other")["workers.default[0]"]
+    own = ids(project)["workers.default[0]"]
     project.run("state", "rm", "workers.default[0]", check=True)
     refused = project.run("import", "workers.default[0]", foreign)
     assert refused.returncode == 1 and "belongs to another state (lineage" in refused.stderr
@@ -73,5 +74,8 @@ def test_import_adopts_checks_and_refuses_another_lineage(project: Project) -> N
     assert "taken from another state" in forced.stdout
     project.run("state", "rm", "-t", "other", "workers.default[0]", check=True)
     project.run("destroy", "-t", "other", "--auto-approve", check=True)
+    project.run("destroy", "--auto-approve", check=True)
+    # The worker forgotten above still runs; importing it back lets destroy take it.
+    project.run("import", "workers.default[0]", own, check=True)
     project.run("destroy", "--auto-approve", check=True)
     assert our_processes(project.root) == []
