@@ -77,6 +77,9 @@ class Discovered:
     idempotency_key: str
     meta: dict[str, Any] = field(default_factory=dict)
     status: ObservedStatus = "alive"
+    lineage: str = ""  # the lineage it is tagged with (set by discover_all)
+    created_at: str | None = None  # ISO time, where the backend tells (sweep's age)
+    home: str = ""  # where its state lived, where the backend tells (local: the state dir)
 
 
 @dataclass
@@ -170,6 +173,13 @@ class Provider(ABC):
     @abstractmethod
     def observe(self, records: Sequence[ResourceRecord]) -> dict[str, Observation]:
         """For each record (by address): alive, pending or gone, with the backend's reason."""
+
+    def discover_all(self) -> list[Discovered] | None:
+        """Every live resource scalable created here, of any lineage (``import``, ``sweep``).
+
+        None: this provider cannot list across lineages.
+        """
+        return None
 
     @abstractmethod
     def discover(self, lineage: str) -> list[Discovered]:

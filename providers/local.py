@@ -15,6 +15,7 @@ confirmed once every worker process has been spawned.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from scalable import addrs
@@ -127,6 +128,13 @@ class LocalProvider(Provider):
 
     def discover(self, lineage: str) -> list[Discovered]:
         return discover_processes(lineage, PROCESS)
+
+    def discover_all(self) -> list[Discovered]:
+        # This project's processes only (any target, any lineage): other projects on
+        # this machine keep their own states, which this one cannot see.
+        root = str(self.workdir.parent)
+        return [d for d in discover_processes("", PROCESS)
+                if d.home and str(Path(d.home).parent) == root]
 
     # -- changes --------------------------------------------------------------------------
     def _tags(self, resource: ResourceSpec, ctx: CreateContext) -> dict[str, str]:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 TAG_LINEAGE = "SCALABLE_LINEAGE"
 TAG_ADDRESS = "SCALABLE_ADDRESS"
 TAG_KEY = "SCALABLE_KEY"
+TAG_STATE_DIR = "SCALABLE_STATE_DIR"  # the .scalable/<target> dir that started it
 
 # Start times below this are clock ticks since boot (records written before psutil).
 _LEGACY_TICKS = 10**10
@@ -199,7 +200,7 @@ def terminate(ref: ProcessRef, grace: float = 10.0, *, asked: bool = False) -> N
 
 
 def tagged(lineage: str) -> Iterator[tuple[ProcessRef, dict[str, str]]]:
-    """Every live process-group leader whose environment carries this lineage."""
+    """Every live process-group leader whose environment carries this lineage ("": any)."""
     me = os.getuid() if hasattr(os, "getuid") else None
     for proc in psutil.process_iter(["uids"] if me is not None else []):
         try:
@@ -209,7 +210,7 @@ def tagged(lineage: str) -> Iterator[tuple[ProcessRef, dict[str, str]]]:
             env = proc.environ()
         except (psutil.Error, OSError):
             continue
-        if env.get(TAG_LINEAGE) != lineage:
+        if env.get(TAG_LINEAGE) != lineage and not (lineage == "" and env.get(TAG_LINEAGE)):
             continue
         try:
             if os.getpgid(proc.pid) != proc.pid or _zombie(proc):
@@ -218,7 +219,8 @@ def tagged(lineage: str) -> Iterator[tuple[ProcessRef, dict[str, str]]]:
             continue
         start = _start_ms(proc)
         if start is not None:
-            tags = {k: env[k] for k in (TAG_LINEAGE, TAG_ADDRESS, TAG_KEY) if k in env}
+            keys = (TAG_LINEAGE, TAG_ADDRESS, TAG_KEY, TAG_STATE_DIR)
+            tags = {k: env[k] for k in keys if k in env}
             yield ProcessRef(proc.pid, start), tags
 
 
@@ -251,11 +253,22 @@ def _last_line(path: object, limit: int = 160) -> str:
     return lines[-1][:limit] if lines else ""
 
 
+def _started_at(start_ms: int) -> str | None:
+    """A process's start (epoch milliseconds, as tagged() gives it) as an ISO time."""
+    from datetime import UTC, datetime
+
+    if start_ms < _LEGACY_TICKS:
+        return None
+    return datetime.fromtimestamp(start_ms / 1000, UTC).isoformat(timespec="seconds")
+
+
 def discover_processes(lineage: str, type: str) -> list[Discovered]:
-    """Every live process group leader tagged with ``lineage``, as Discovered resources."""
+    """Every live process group leader tagged with ``lineage`` ("": any), as Discovered."""
     return [
         Discovered(address=tags.get(TAG_ADDRESS, "?"), type=type, id=ref.id,
-                   idempotency_key=tags.get(TAG_KEY, ""), meta=ref.meta())
+                   idempotency_key=tags.get(TAG_KEY, ""), meta=ref.meta(),
+                   lineage=tags.get(TAG_LINEAGE, ""), home=tags.get(TAG_STATE_DIR, ""),
+                   created_at=_started_at(ref.start))
         for ref, tags in tagged(lineage)
     ]
 

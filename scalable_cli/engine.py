@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,7 +129,8 @@ class Engine:
         return target
 
     def plan(self, *, destroy: bool = False, refresh: bool = True,
-             scale: dict[str, int] | None = None) -> Plan:
+             scale: dict[str, int] | None = None, replace: Sequence[str] = (),
+             targets: Sequence[str] = (), refresh_only: bool = False) -> Plan:
         """Plan for the target at its current counts (``scale``: other counts, a preview)."""
         if not destroy:
             self.preflight()
@@ -144,6 +145,9 @@ class Engine:
             refresh=refresh,
             horizon_hours=horizon,
             target=target,
+            replace=replace,
+            targets=targets,
+            refresh_only=refresh_only,
         )
 
     def plan_objectives(
@@ -233,7 +237,15 @@ class Engine:
             state.put(rec)
             if rec.address == SCHEDULER:
                 state.outputs.update(self.provider.recover_outputs(rec))
-        if not plan.destroy:
+        if plan.refresh_only:
+            # Record what is really there; capacity is not touched.
+            for rec in plan.refreshed:
+                state.put(rec)
+            for address in plan.forget:
+                state.remove(address)
+                if address == SCHEDULER:
+                    state.outputs.clear()
+        elif not plan.destroy:
             state.manifest_digest = plan.manifest_digest
             if (goal is not None and pin_objective
                     and self.base_target.group(goal.group).adaptive is not None):

@@ -371,11 +371,19 @@ class SlurmProvider(BatchProvider):
                 out[rec.address] = observation_of(job)
         return out
 
+    def discover_all(self) -> list[Discovered]:
+        return self._discover(None)
+
     def discover(self, lineage: str) -> list[Discovered]:
-        found = discover_processes(lineage, PROCESS)
+        return self._discover(lineage)
+
+    def _discover(self, lineage: str | None) -> list[Discovered]:
+        found = discover_processes(lineage or "", PROCESS)
         for job in self._jobs():
             fields = scripts.parse_comment(job.comment)
-            if fields is None or fields["lineage"] != lineage or not job.active:
+            if fields is None or not job.active:
+                continue
+            if lineage is not None and fields["lineage"] != lineage:
                 continue
             obs = observation_of(job)
             task = scripts.task_identity(fields, job.array_task)
@@ -388,6 +396,7 @@ class SlurmProvider(BatchProvider):
                     idempotency_key=key,
                     meta={"job_id": job.id, "job_name": job.name},
                     status=obs.status if obs.status != "gone" else "alive",
+                    lineage=fields["lineage"],
                 )
             )
         return found

@@ -40,6 +40,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "init": ("scalable.cli.manifest", "init", "Write a commented starter manifest."),
     "state": ("scalable.cli.state", "app", "Inspect and repair a target's state."),
     "cache": ("scalable.cli.cache", "app", "Show or clear the @cacheable result cache."),
+    "import": ("scalable.cli.adopt", "import_",
+               "Adopt an existing resource into state (checked against the backend)."),
+    "sweep": ("scalable.cli.sweep", "sweep",
+              "Find capacity scalable created that no state of this manifest holds (dry run)."),
 }
 
 
@@ -110,6 +114,12 @@ def _main(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: errors become one ``Error:`` line and a hint, never a traceback."""
+    if "_SCALABLE_COMPLETE" in os.environ:
+        # Shell completion (docs/reference/cli.rst): typer's bash/zsh/fish classes,
+        # registered only when asked so a normal start does not pay for them.
+        from typer._completion_classes import completion_init
+
+        completion_init()
     rc = app(args=argv, standalone_mode=False)  # ScalableGroup.main: an exit code
     return rc if isinstance(rc, int) else 0
 

@@ -27,6 +27,7 @@ from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.model import Plan
 from scalable.planning.planfile import check_fresh, load_plan, save_plan
 from scalable.planning.render import render_plan
+from scalable.planning.surgery import APPLIED_TARGET_WARNING
 from scalable.workspace import Workspace
 
 
@@ -42,6 +43,21 @@ DeadlineOpt = Annotated[
 ]
 TasksOpt = Annotated[
     int | None, typer.Option("--tasks", help="How many tasks the objective is for.")
+]
+ReplaceOpt = Annotated[
+    list[str] | None,
+    typer.Option("--replace", metavar="ADDR",
+                 help="Replace ADDR (a resource or a group) even if unchanged. Repeatable."),
+]
+OnlyOpt = Annotated[
+    list[str] | None,
+    typer.Option("--only", metavar="ADDR",
+                 help="Terraform's -target: plan only ADDR (a resource or a group) and what "
+                      "it needs. Repeatable."),
+]
+RefreshOnlyOpt = Annotated[
+    bool, typer.Option("--refresh-only",
+                       help="Record drift into state; change no capacity.")
 ]
 TagOpt = Annotated[
     str | None, typer.Option("--tag", help="Predict task times from this tag's history.")
@@ -85,14 +101,18 @@ def plan(
     show_scripts: Annotated[
         bool, typer.Option("--show-scripts", help="Print the batch script of each new job.")
     ] = False,
+    replace: ReplaceOpt = None,
+    only: OnlyOpt = None,
+    refresh_only: RefreshOnlyOpt = False,
 ) -> None:
     """Show what apply would change, and what it would cost."""
     ws = Workspace.open(file, target)
     engine = ws.engine()
     engine.preflight()
-    if not destroy:
+    if not destroy and not refresh_only:
         _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_)
-    p = engine.plan(destroy=destroy, refresh=not no_refresh)
+    p = engine.plan(destroy=destroy, refresh=not no_refresh, replace=replace or (),
+                    targets=only or (), refresh_only=refresh_only)
     if json_:
         print_json(p.to_dict(detail=False))
     else:
@@ -156,6 +176,8 @@ def _finish(ws: Workspace, p: Plan, result: ApplyResult, json_: bool, verb: str)
     else:
         counts = f"Resources: {result.added} added, {result.changed} changed, " \
                  f"{result.destroyed} destroyed."
+        if p.targets:
+            echo(f"\n{APPLIED_TARGET_WARNING}")
         if result.partial:
             echo(f"\n{verb} partially complete! {counts}")
         else:
@@ -185,10 +207,19 @@ def apply(
     deadline_hours: DeadlineOpt = None,
     tasks: TasksOpt = None,
     tag: TagOpt = None,
+    replace: ReplaceOpt = None,
+    only: OnlyOpt = None,
+    refresh_only: RefreshOnlyOpt = False,
 ) -> None:
     """Make the target's capacity match the manifest."""
     ws = Workspace.open(file, target if planfile is None else target)
     saved = load_plan(planfile) if planfile is not None else None
+    if saved is not None and (replace or only or refresh_only):
+        raise ScalableError(
+            "Can't set planning options when applying a saved plan: --replace, --only and "
+            "--refresh-only were fixed when the plan was made",
+            hint="make the plan with them: `scalable plan --only ADDR -o FILE`",
+        )
     if saved is not None and target is None and saved.target != ws.spec.name:
         ws = Workspace.open(file, saved.target)
     engine = ws.engine(hooks=json_lines(info) if json_ else human(echo))
@@ -198,8 +229,10 @@ def apply(
             check_fresh(saved, ws.store.read(), ws.spec.manifest_digest, ws.spec.name)
             p = saved
         else:
-            _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_)
-            p = engine.plan()
+            if not refresh_only:
+                _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_)
+            p = engine.plan(replace=replace or (), targets=only or (),
+                            refresh_only=refresh_only)
         if not json_:
             echo(render_plan(p, color=use_color()).rstrip("\n"))
             echo()

@@ -57,14 +57,40 @@ def init(
     ] = "local",
     file: FileOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    ci: Annotated[
+        str | None,
+        typer.Option("--ci", help="Also write a CI pipeline: github or gitlab."),
+    ] = None,
 ) -> None:
     """Write a commented starter manifest."""
     if provider not in NAMES:
         raise ScalableError(f"unknown provider {provider!r}", hint="local, slurm, aws or gke")
     path = manifest_path(file)
+    if ci is not None:
+        _write_ci(ci, force)
+        if path.exists():  # a pipeline for the manifest that is there
+            return
     if path.exists() and not force:
         raise ScalableError(f"{path} already exists", hint="pass --force to overwrite it")
     project = re.sub(r"[^A-Za-z0-9._-]", "-", Path.cwd().name).strip("-.") or "scalable"
     path.write_text(starter(provider, project))
     load_manifest(path)  # the starter must always validate
     echo(f"Wrote {path} (target {NAMES[provider]!r}). Next: scalable plan")
+
+
+CI_FILES = {"github": Path(".github/workflows/scalable.yml"), "gitlab": Path(".gitlab-ci.yml")}
+
+
+def _write_ci(kind: str, force: bool) -> None:
+    """The pipeline of docs/examples/ci (package data, so an installed scalable has it)."""
+    from importlib.resources import files
+
+    if kind not in CI_FILES:
+        raise ScalableError(f"--ci: unknown CI system {kind!r}", hint="github or gitlab")
+    dest = CI_FILES[kind]
+    if dest.exists() and not force:
+        raise ScalableError(f"{dest} already exists", hint="pass --force to overwrite it")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text((files("scalable") / "ci" / f"{kind}.yml").read_text())
+    echo(f"Wrote {dest}: validate, plan -o, apply the saved plan, run a client, destroy "
+         "(always). Set the manifest's state: to s3 or gcs so every run shares one state.")

@@ -69,6 +69,27 @@ def rm(
          "scalable will not touch it again.")
 
 
+@app.command()
+def mv(
+    source: Annotated[str, typer.Argument(help="Address (or group, e.g. workers.old) to move.")],
+    destination: Annotated[str, typer.Argument(help="Its new address (or group).")],
+    file: FileOpt = None,
+    target: TargetOpt = None,
+    lock_timeout: LockTimeoutOpt = "0s",
+) -> None:
+    """Rename an address in state (e.g. a group renamed in the manifest); nothing is touched."""
+    from scalable.state.moves import move
+
+    ws = Workspace.open(file, target)
+    with ws.store.lock("state mv", timeout=lock_seconds(lock_timeout)):
+        state = _state(ws)
+        moved = move(state, source, destination)
+        ws.store.write(state)
+    for old, new in moved:
+        echo(f'Move "{old}" to "{new}"')
+    echo(f"Successfully moved {len(moved)} object(s).")
+
+
 @app.command("force-unlock")
 def force_unlock(lock_id: str, file: FileOpt = None, target: TargetOpt = None) -> None:
     """Clear a lock left by a command that no longer runs."""

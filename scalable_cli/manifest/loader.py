@@ -145,6 +145,9 @@ class LoadedManifest:
         if name not in self.manifest.targets:
             close = difflib.get_close_matches(name, names, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"targets: {', '.join(names)}"
+            if "." in name or "[" in name or name == "scheduler":
+                # Terraform's -target is --only here: -t/--target names a manifest target.
+                hint = f"-t/--target names a manifest target; for one resource use --only {name}"
             raise ManifestError(f"{self.path.name}: no target named {name!r}", hint=hint)
         return name
 

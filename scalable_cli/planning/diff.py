@@ -9,6 +9,7 @@ from typing import Any
 
 from scalable import addrs
 from scalable.addrs import SCHEDULER
+from scalable.planning import surgery
 from scalable.planning.model import Action, Change, Cost, Drift, Plan
 from scalable.planning.reasons import Reason, Why
 from scalable.pricing.estimator import Price
@@ -147,25 +148,58 @@ def make_plan(
     refresh: bool = True,
     horizon_hours: float | None = None,
     target: TargetSpec | None = None,
+    replace: Sequence[str] = (),
+    targets: Sequence[str] = (),
+    refresh_only: bool = False,
 ) -> Plan:
     """Refresh through ``provider``, price, then :func:`diff` (which does no I/O).
 
     ``target``: the provider's spec at the counts to plan for (default: its own).
+    ``replace``, ``targets`` and ``refresh_only`` are Terraform's ``-replace``,
+    ``-target`` and ``-refresh-only`` (see :mod:`scalable.planning.surgery`).
     """
+    surgery.check_modes(destroy=destroy, refresh=refresh, refresh_only=refresh_only,
+                        replace=replace)
     target = target or provider.target
     state = state or StateFile(target=target.name, provider=target.provider)
     found = refresh_from(provider, state, enabled=refresh)
     resolved = _resolve(state, found.observed, found.discovered, found.done)
     desired = [] if destroy else provider.desired(target)
+    known = [*(s.address for s in desired), *(r.address for r in state.resources)]
+    surgery.check_addresses("--replace", replace, known)
+    surgery.check_addresses("--only", targets, known)
     prices = _prices(provider, desired, resolved[0].values())
     plan = diff(
         state, resolved, desired, prices,
         target=target.name, provider=target.provider, manifest_digest=manifest_digest,
         destroy=destroy, updatable=provider.updatable,
         horizon_hours=horizon_hours or provider.horizon_hours(),
+        replace=frozenset(replace),
     )
     if not destroy:  # capacity a cap holds back, arrays: the provider's words
         plan.cost.notes.extend(n for n in provider.plan_notes() if n not in plan.cost.notes)
+    if refresh_only:
+        return refresh_only_plan(plan, state, resolved)
+    plan.replace = list(replace)
+    return surgery.narrow(plan, state, targets)
+
+
+def refresh_only_plan(plan: Plan, state: StateFile, resolved: Resolved) -> Plan:
+    """The plan's drift as state edits only: values changed outside scalable are taken,
+    what is gone is forgotten, what an interrupted apply made is adopted; no change to
+    capacity (orphans stay where they are: a normal plan deletes them)."""
+    live, obs, _drift, _adopted, _orphans = resolved
+    recorded = {r.address: r for r in state.resources}
+    plan.refresh_only = True
+    plan.changes = []
+    plan.forget = [a for a, o in obs.items() if o.status == "gone"]
+    adopted = {r.address for r in plan.adopted}
+    plan.refreshed = [
+        rec for a, rec in live.items()
+        if a not in adopted and a not in plan.forget and a in recorded
+        and rec.attributes != recorded[a].attributes
+    ]
+    plan.cost.hourly_after = plan.cost.hourly_now
     return plan
 
 
@@ -198,6 +232,7 @@ def diff(
     destroy: bool,
     updatable: Callable[[dict[str, Any], dict[str, Any]], bool],
     horizon_hours: float | None,
+    replace: frozenset[str] = frozenset(),
 ) -> Plan:
     """The plan from refreshed records and desired resources: a pure function."""
     live, obs, drift, adopted, orphans = resolved
@@ -237,6 +272,9 @@ def diff(
             elif scheduler_new and SCHEDULER in spec.depends_on:
                 action = "replace"
                 reasons.append(Reason(Why.SCHEDULER_REPLACED))
+            if any(surgery.matches(spec.address, r) for r in replace) and action != "create":
+                action = "replace"
+                reasons.append(Reason(Why.REPLACE_REQUESTED))
         if spec.is_scheduler and action in ("create", "replace") and rec is not None:
             scheduler_new = True
         changes.append(Change(

@@ -10,7 +10,7 @@ from scalable.providers.base import ResourceSpec
 from scalable.state.model import ResourceRecord, now_iso
 
 Action = Literal["create", "update", "replace", "delete", "no-op"]
-PLAN_FORMAT_VERSION = "1.0"
+PLAN_FORMAT_VERSION = "1.1"  # 1.1: targets, replace, refresh_only
 
 
 @dataclass
@@ -150,6 +150,12 @@ class Plan:
     cost: Cost
     adopted: list[ResourceRecord] = field(default_factory=list)
     created_at: str = field(default_factory=now_iso)
+    # Terraform's surgical options, as the plan was made with them (see planning.surgery).
+    targets: list[str] = field(default_factory=list)  # --only: a partial plan
+    replace: list[str] = field(default_factory=list)  # --replace
+    refresh_only: bool = False  # --refresh-only: only ``refreshed`` and ``forget``
+    refreshed: list[ResourceRecord] = field(default_factory=list)  # drifted values
+    forget: list[str] = field(default_factory=list)  # gone outside scalable
 
     @property
     def counts(self) -> dict[str, int]:
@@ -164,7 +170,7 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.actionable) or bool(self.adopted)
+        return bool(self.actionable or self.adopted or self.refreshed or self.forget)
 
     def to_dict(self, detail: bool = True) -> dict[str, Any]:
         changes = [c.to_dict() for c in self.changes]
@@ -186,6 +192,11 @@ class Plan:
             "resource_drift": [d.to_dict() for d in self.drift],
             "adopted": [asdict(r) for r in self.adopted],
             "cost": self.cost.to_dict(),
+            "targets": self.targets,
+            "replace": self.replace,
+            "refresh_only": self.refresh_only,
+            "refreshed": [asdict(r) for r in self.refreshed],
+            "forget": self.forget,
         }
 
     @classmethod
@@ -202,4 +213,9 @@ class Plan:
             cost=Cost.from_dict(d.get("cost", {})),
             adopted=[ResourceRecord.from_dict(r) for r in d.get("adopted", [])],
             created_at=d.get("created_at", ""),
+            targets=list(d.get("targets", [])),
+            replace=list(d.get("replace", [])),
+            refresh_only=bool(d.get("refresh_only")),
+            refreshed=[ResourceRecord.from_dict(r) for r in d.get("refreshed", [])],
+            forget=list(d.get("forget", [])),
         )

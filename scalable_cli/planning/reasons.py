@@ -23,6 +23,7 @@ class Why(Enum):
     NOT_IN_MANIFEST = "not_in_manifest"  # gone
     GROUP_SHRINK = "group_shrink"  # group, have, want, gone
     ORPHAN = "orphan"
+    REPLACE_REQUESTED = "replace_requested"  # --replace ADDR
     SAVED = "saved"  # text: read back from a saved plan
 
 
@@ -58,6 +59,8 @@ def words(r: Reason) -> str:
         return "no longer in the manifest" + _gone(f)
     if r.why is Why.GROUP_SHRINK:
         return f"group {f['group']}: {f['have']} → {f['want']} resources" + _gone(f)
+    if r.why is Why.REPLACE_REQUESTED:
+        return "as requested with --replace"
     if r.why is Why.ORPHAN:
         return "orphan left by an interrupted apply: not in state, deleting"
     return str(f.get("text", ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from scalable.planning import surgery
 from scalable.planning.model import Change, Plan
 from scalable.planning.reasons import words
 from scalable.pricing.estimator import format_usd
@@ -78,6 +79,8 @@ def render_change(change: Change, style: Style, verbose: bool = True) -> list[st
 def render_plan(plan: Plan, color: bool = False, compact_after: int = 12) -> str:
     style = Style(color)
     out: list[str] = []
+    if plan.targets:
+        out.extend([surgery.TARGET_WARNING, ""])
     notable = [d for d in plan.drift if d.kind != "pending"]
     if notable:
         out.append(style.bold("Note: Objects have changed outside of scalable"))
@@ -96,6 +99,8 @@ def render_plan(plan: Plan, color: bool = False, compact_after: int = 12) -> str
             out.append(f"  … and {len(pending) - 10} more")
         out.append("")
     actionable = plan.actionable
+    if plan.refresh_only:
+        return _refresh_only(plan, style, out, bool(notable))
     if not actionable:
         if plan.adopted:
             out.append(f"No changes to capacity; {len(plan.adopted)} record(s) will be adopted "
@@ -127,6 +132,22 @@ def render_plan(plan: Plan, color: bool = False, compact_after: int = 12) -> str
         f"Plan: {n['add']} to add, {n['change']} to change, {n['destroy']} to destroy."
     ))
     out.extend(_cost_block(plan, style))
+    return "\n".join(out) + "\n"
+
+
+def _refresh_only(plan: Plan, style: Style, out: list[str], drifted: bool) -> str:
+    if drifted or plan.refreshed or plan.forget or plan.adopted:
+        out.append(surgery.REFRESH_ONLY_NOTE)
+        out.append("")
+        out.append(style.bold(
+            f"Refresh-only: {len(plan.refreshed)} to update in state, {len(plan.forget)} to "
+            f"forget, {len(plan.adopted)} to adopt; no change to capacity."))
+    else:
+        out.append(style.bold("No changes.") + " Your infrastructure still matches the "
+                   "configuration.")
+        out.append("")
+        out.append("scalable has checked that the real remote objects still match the result "
+                   "of your most recent changes, and found no differences.")
     return "\n".join(out) + "\n"
 
 
