@@ -32,9 +32,10 @@ test: venv
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit
 
+# `ruff format` is applied to new modules; the older ones keep their compact layout, so
+# the formatter is not a gate (ruff's lint rules and the import contract are).
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
 types: venv

@@ -345,7 +345,7 @@ async def test_live_plus_goes_through_the_engine_and_scale_up_is_logged(
             provider: local
             threads_per_worker: 1
             adaptive: {minimum: 1, maximum: 3, interval: 0.5s, cooldown: 10m,
-                       wait_count: 10000}
+                       wait_count: 1000}
         """)
     await asyncio.to_thread(project.run, "apply", "--auto-approve", check=True)
     source = LiveSource(Workspace.open(project.root / "scalable.yaml", "local"))
