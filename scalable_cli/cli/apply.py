@@ -107,7 +107,7 @@ def plan(
 ) -> None:
     """Show what apply would change, and what it would cost."""
     ws = Workspace.open(file, target)
-    engine = ws.engine()
+    engine = ws.engine(hooks=json_lines(info))  # warnings to stderr: --json keeps stdout clean
     engine.preflight()
     if not destroy and not refresh_only:
         _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_)

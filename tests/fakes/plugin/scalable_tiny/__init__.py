@@ -24,6 +24,7 @@ from scalable.providers.base import (
     ProviderError,
     ResourceSpec,
 )
+from scalable.spec import TargetSpec
 
 
 class TinyKeys(StrictModel):
@@ -53,10 +54,11 @@ class TinyProvider(Provider):
         ):
             raise ProviderError("chocolate is served in a waffle cone only", hint="cone: waffle")
 
-    def desired(self) -> list[ResourceSpec]:
-        cfg = self.target.config_as(TinyTarget)
+    def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
+        target = target or self.target  # the engine passes the target at its current counts
+        cfg = target.config_as(TinyTarget)
         out = [ResourceSpec("scheduler", "tiny.counter", {"cone": cfg.cone})]
-        for g in self.target.groups:
+        for g in target.groups:
             keys = g.settings_as(TinyGroup)
             for i in range(g.count):
                 out.append(
