@@ -72,7 +72,7 @@ from scalable.providers.slurm.system import ALIVE_STATES, PENDING_STATES, SlurmS
 from scalable.spec import GroupSpec, TargetSpec
 from scalable.state.model import ResourceRecord
 from scalable.tls import ensure_tls, tls_files
-from scalable.units import format_size, format_walltime
+from scalable.units import format_walltime
 
 JOB = "slurm.job"
 PROCESS = "local.process"
@@ -214,34 +214,13 @@ class SlurmProvider(BatchProvider):
         return notes
 
     def _job_attributes(self, g: GroupSpec, nworkers: int) -> dict[str, Any]:
-        s = self._shape(g, nworkers)
-        attrs: dict[str, Any] = {
-            "role": "worker",
-            "partition": _keys(g).queue,
-            "account": _keys(g).account,
-            "walltime": format_walltime(s["walltime"]),
-            "cores": s["cores"],
-            "memory": format_size(s["memory"]) if s["memory"] else None,
-            "workers": nworkers,
-            "threads_per_worker": g.threads_per_worker,
-            "memory_per_worker": format_size(s["per_worker"]) if s["per_worker"] else None,
-            "tags": list(g.tags),
-            "core_hours": round(s["cores"] * s["walltime"] / 3600, 4),
-        }
-        extra = list(_keys(g).job_extra_directives)
-        prologue = list(_keys(g).job_script_prologue)
-        if extra:
-            attrs["job_extra_directives"] = extra
-        if prologue:
-            attrs["job_script_prologue"] = prologue
+        # The base's attributes, in Slurm's word for a queue, plus what only Slurm has.
+        attrs = {("partition" if k == "queue" else k): v
+                 for k, v in super()._job_attributes(g, nworkers).items()}
         if _keys(g).array:
             attrs["array"] = True
         if self.cfg.containers == "apptainer":
             attrs["image"] = self.cfg.image
-        if self.cfg.python:
-            attrs["python"] = self.cfg.python
-        if _keys(g).worker_extra_args:
-            attrs["worker_extra_args"] = list(_keys(g).worker_extra_args)
         return attrs
 
     # -- preflight ----------------------------------------------------------------------
