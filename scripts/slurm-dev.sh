@@ -99,13 +99,21 @@ SlurmdParameters=config_overrides
 ReturnToService=2
 KillWait=5
 MinJobAge=300
-$node NodeAddr=127.0.0.1 State=UNKNOWN
+GresTypes=gpu
+$node Gres=gpu:fake:2 NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=00:30:00 State=UP
 PartitionName=batch Nodes=$HOST MaxTime=1-00:00:00 State=UP
 EOF
 )
-  if [ "$(cat /etc/slurm/slurm.conf 2>/dev/null)" != "$new" ]; then
+  # Two made-up GPUs of type "fake": lets tests check --gres lines and the plan's check
+  # of a group's gpu_type against the partition's Gres without a GPU. slurmd drops a
+  # file-less GPU, so each is a character device that is /dev/null (1,3).
+  for i in 0 1; do [ -e /dev/fakegpu$i ] || mknod -m 666 /dev/fakegpu$i c 1 3; done
+  local gres="NodeName=$HOST Name=gpu Type=fake File=/dev/fakegpu[0-1]"
+  if [ "$(cat /etc/slurm/slurm.conf 2>/dev/null)" != "$new" ] \
+     || [ "$(cat /etc/slurm/gres.conf 2>/dev/null)" != "$gres" ]; then
     echo "$new" > /etc/slurm/slurm.conf
+    echo "$gres" > /etc/slurm/gres.conf
     down --keep-munge  # config changed: restart the daemons
     rm -f /var/lib/slurm/slurmctld/clustername  # else fatal "CLUSTER NAME MISMATCH"
   fi
