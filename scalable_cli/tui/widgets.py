@@ -15,11 +15,11 @@ from rich.text import Text
 from scalable.pricing.estimator import format_usd
 from scalable.tui.model import (
     SPARK_SECONDS,
+    BudgetView,
     GroupRow,
     LogLine,
     Snapshot,
     TagRow,
-    BudgetView,
     WorkerRow,
     budget_bar,
     fmt_cache,
