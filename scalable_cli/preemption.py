@@ -20,6 +20,10 @@ message (topic :data:`PREEMPTION_TOPIC`) goes to the scheduler's event log, wher
 telemetry plugin records it and the adaptive controller reads it to ask for a
 replacement at once.
 
+The reason recorded for a platform stop names the platform when the provider says which
+it is (``SCALABLE_PLATFORM=fargate`` → ``fargate-sigterm``, ``gke`` → ``gke-sigterm``),
+else it is ``sigterm``.
+
 Environment: ``SCALABLE_IMDS_URL`` (default ``http://169.254.169.254``; the tests point
 it at an emulator), ``SCALABLE_IMDS_POLL`` (seconds between polls, default 5),
 ``SCALABLE_RETIRE_TIMEOUT`` (seconds a retire may take, default 90 on a spot notice).
@@ -44,6 +48,14 @@ DEFAULT_IMDS_URL = "http://169.254.169.254"
 TOKEN_TTL = 21600
 SPOT_INTERRUPTION = "spot-interruption"
 PLATFORM_STOP = "sigterm"
+# Platforms whose stop notice is a SIGTERM, as SCALABLE_PLATFORM names them.
+PLATFORMS = ("fargate", "gke", "docker")
+
+
+def platform_stop_reason(platform: str | None) -> str:
+    """``fargate-sigterm`` for ``fargate``…; plain ``sigterm`` for anything unknown."""
+    p = (platform or "").strip().lower()
+    return f"{p}-{PLATFORM_STOP}" if p in PLATFORMS else PLATFORM_STOP
 
 
 class Imds:
@@ -113,6 +125,7 @@ class PreemptionGuard:
         self.retire_timeout = float(e.get("SCALABLE_RETIRE_TIMEOUT") or 90.0)
         grace = e.get("SCALABLE_TERMINATION_GRACE")
         self.grace = float(grace) if grace else None
+        self.stop_reason = platform_stop_reason(e.get("SCALABLE_PLATFORM"))
         self.retired = False
         self._task: asyncio.Task[None] | None = None
         self.errors = 0
@@ -143,7 +156,7 @@ class PreemptionGuard:
             # Nobody retired this worker, yet its nanny is closing: the platform stopped
             # the container (SIGTERM). Move the data off while the worker still runs.
             await self.retire(
-                PLATFORM_STOP,
+                self.stop_reason,
                 self.grace,
                 detail={},
                 close=False,
@@ -206,7 +219,7 @@ class PreemptionGuard:
             moved = addr in (done or {})
         except Exception as exc:  # the scheduler may be gone too: nothing left to save
             logger.warning("preemption: retiring %s failed: %s", addr, exc)
-        if not moved and reason == PLATFORM_STOP:
+        if not moved and reason.endswith(PLATFORM_STOP):
             # The scheduler no longer knew the worker: it was retired already (scale-down,
             # destroy) or the scheduler is gone. Not a preemption.
             return False

@@ -818,8 +818,14 @@ class AwsProvider(Provider):
             security_groups=self._security_groups(ctx.lineage), public_ip=net.public,
             command=container_command(role="scheduler" if scheduler else "worker",
                                       dask_args=dask_args, tls=tls is not None),
-            environment=container_environment(tls=tls, scheduler_address=sched_addr,
-                                              extra=self.target.env),
+            environment=container_environment(
+                tls=tls, scheduler_address=sched_addr,
+                # A stopped task's SIGTERM is reported as "fargate-sigterm" with ECS's
+                # default 30 s stop timeout as the notice (by an image whose nannies load
+                # scalable.preemption; docs/guides/resilience.rst).
+                extra={**({} if scheduler else {"SCALABLE_PLATFORM": "fargate",
+                                                  "SCALABLE_TERMINATION_GRACE": "30"}),
+                       **self.target.env}),
             tags=self._tags(resource, ctx), market=self._market(a.get("spot", False)),
             known=self._known_tasks,
         )

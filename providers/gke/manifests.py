@@ -99,6 +99,10 @@ def pool_taints(pool: str, spot: bool) -> list[tuple[str, str]]:
     return taints
 
 
+# Kubernetes' default pod termination grace: what a worker has to retire in.
+GRACE_SECONDS = 30
+
+
 def _env(extra: dict[str, str]) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -118,7 +122,7 @@ def _pod_spec(*, pool: str, spot: bool, container: dict[str, Any], tls_secret: s
         # Dask needs nothing from the Kubernetes API: no token in its pods.
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 30,
+        "terminationGracePeriodSeconds": GRACE_SECONDS,
         "restartPolicy": "Always",
     }
     if tls_secret:
@@ -203,6 +207,9 @@ def worker_statefulset(*, name: str, namespace: str, labels: dict[str, str], key
                        project: str, select: dict[str, str], image: str, argv: list[str],
                        env: dict[str, str], pool: str, spot: bool, replicas: int, cpu: str,
                        memory: str, tls_secret: str | None) -> dict[str, Any]:
+    # A drained (spot) node's SIGTERM is reported as "gke-sigterm", the pod's grace as
+    # the notice, by workers whose nannies load scalable.preemption.
+    env = {"SCALABLE_PLATFORM": "gke", "SCALABLE_TERMINATION_GRACE": str(GRACE_SECONDS), **env}
     container = _container("worker", image, argv, env=env, cpu=cpu, memory=memory,
                            memory_limit=memory)
     return {

@@ -238,13 +238,18 @@ def test_spot_notice_retires_the_worker_and_its_data_survives(cluster: Cluster) 
         survivor_imds.close()
 
 
-def test_sigterm_takes_the_same_path(cluster: Cluster) -> None:
-    """Fargate stopping a task or GKE draining a node: SIGTERM to the worker's container."""
-    env = {"SCALABLE_TERMINATION_GRACE": "30"}
+@pytest.mark.parametrize(
+    ("platform", "reason"),
+    [("", preemption.PLATFORM_STOP), ("fargate", "fargate-sigterm"), ("gke", "gke-sigterm")],
+)
+def test_sigterm_takes_the_same_path(cluster: Cluster, platform: str, reason: str) -> None:
+    """Fargate stopping a task or GKE draining a spot node: SIGTERM to the worker's
+    container, with the platform's grace as the notice; the reason names the platform."""
+    env = {"SCALABLE_TERMINATION_GRACE": "30", "SCALABLE_PLATFORM": platform}
     victim = cluster.worker("victim", env)
     cluster.worker("survivor", env)
     msg = _preempt_and_check(
-        cluster, victim, lambda: victim.send_signal(signal.SIGTERM), preemption.PLATFORM_STOP
+        cluster, victim, lambda: victim.send_signal(signal.SIGTERM), reason
     )
     assert msg["notice_seconds"] == 30
 
