@@ -78,6 +78,8 @@ class Launch:
     iam_instance_profile: str | None = None
     # Further instance types to try, in order, when AWS has no capacity for the first.
     alternatives: tuple[str, ...] = ()
+    # Further subnets (zones) to try, in order, when ``subnet`` has no capacity.
+    other_subnets: tuple[str, ...] = ()
 
 
 def _instance_meta(inst: dict[str, Any], region: str | None) -> dict[str, Any]:
@@ -156,29 +158,44 @@ def launch_instance(
     found = known.get(launch.key) if known is not None else find_by_key(ec2, launch.key)
     if found is not None:
         return _instance_meta(found, region)
-    choices = [launch.instance_type, *launch.alternatives]
-    what = f"starting {launch.tags.get(TAG_ADDRESS, 'an instance')} ({', '.join(choices)})"
+    types = [launch.instance_type, *launch.alternatives]
+    subnets = [launch.subnet, *launch.other_subnets]
+    # The preferred type in every subnet (zone) before the next type: the type is what
+    # the user chose by price and shape, the zone rarely matters to a Dask worker.
+    choices = [(t, sn) for t in types for sn in subnets]
+    what = f"starting {launch.tags.get(TAG_ADDRESS, 'an instance')} ({', '.join(types)})"
     short: list[str] = []
+
+    def label(itype: str, subnet: str | None) -> str:
+        return itype if len(subnets) == 1 or subnet is None else f"{itype} in {subnet}"
+
     with aws_errors(what):
-        for n, itype in enumerate(choices):
-            one = dataclasses.replace(launch, instance_type=itype)
-            # Each type has its own token: a retry of the same choice stays idempotent.
+        for n, (itype, subnet) in enumerate(choices):
+            one = dataclasses.replace(launch, instance_type=itype, subnet=subnet)
+            # Each choice has its own token: a retry of the same choice stays idempotent
+            # (the first subnet keeps the tokens of a target with one subnet).
             suffix = "" if n == 0 else f"-{itype}"
+            if subnet != launch.subnet:
+                suffix += f"-{subnet}"
             try:
                 inst = _launch_one(ec2, one, suffix)
             except Exception as exc:
                 if error_code(exc) not in CAPACITY_SHORT or len(choices) == 1:
                     raise
-                short.append(f"{itype}: {error_code(exc)}")
+                short.append(f"{label(itype, subnet)}: {error_code(exc)}")
                 if n + 1 < len(choices):
                     continue
+                where = "instance_types" if len(subnets) == 1 else (
+                    "instance_types and subnets" if len(types) > 1 else "subnets")
                 raise ProviderError(
                     f"no capacity for {launch.tags.get(TAG_ADDRESS, 'an instance')} in any of "
-                    f"its instance_types ({'; '.join(short)})",
+                    f"its {where} ({'; '.join(short)})",
                     hint="add more instance_types, another subnet/zone, or `spot: fallback`; "
                          "what was created is kept",
                 ) from None
             meta = _instance_meta(inst, region)
+            if inst.get("SubnetId") or subnet:
+                meta["subnet"] = inst.get("SubnetId") or subnet
             if short:
                 meta["failover"] = short
             return meta

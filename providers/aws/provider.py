@@ -726,10 +726,15 @@ class AwsProvider(Provider):
             preemption=not scheduler,
         )
         net = self.network()
+        subnet = self._subnet(resource, net)
         launch = Launch(
             image_id=ami, instance_type=instance_type, user_data=user_data,
             security_groups=tuple(self._security_groups(ctx.lineage)),
-            subnet=self._subnet(resource, net), tags=self._tags(resource, ctx),
+            subnet=subnet, tags=self._tags(resource, ctx),
+            # A target's other subnets (zones) are tried in turn on a capacity error.
+            other_subnets=tuple(
+                s for s in (net.subnets if self.cfg.subnets and subnet else ())
+                if s != subnet),
             key=ctx.idempotency_key,
             market=self._market(a.get("spot", False)),
             iam_instance_profile=a.get("iam_instance_profile"),

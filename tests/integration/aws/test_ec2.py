@@ -446,3 +446,68 @@ def test_state_rm_forgets_an_instance_for_good(project, aws: MotoAws) -> None:
     live = aws.live_instances(lineage)
     assert [i["InstanceId"] for i in live] == [kept["id"]]  # still running, untouched
     aws.client("ec2").terminate_instances(InstanceIds=[kept["id"]])
+
+
+def _two_zones(aws: MotoAws) -> tuple[str, str]:
+    """Two default subnets of moto's default VPC, in different zones."""
+    subnets = aws.client("ec2").describe_subnets(
+        Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+    by_zone = {s["AvailabilityZone"]: s["SubnetId"] for s in subnets}
+    zones = sorted(by_zone)[:2]
+    return by_zone[zones[0]], by_zone[zones[1]]
+
+
+ZONES = """
+version: 1
+project: {{name: demo}}
+targets:
+  cloud:
+    provider: aws
+    region: us-east-1
+    instance_type: m5.large
+    subnets: [{a}, {b}]
+    groups:
+      burst:
+        max_workers: 1
+        instance_types: [c5.2xlarge, c5.xlarge]
+"""
+
+
+def test_capacity_failover_across_subnets(project, aws: MotoAws) -> None:
+    """workers.burst[0] is placed in the second subnet; that zone has no capacity, so the
+    same (preferred) type is tried in the first subnet before any other type."""
+    a, b = _two_zones(aws)
+    project.write(ZONES.format(a=a, b=b))
+    proxy = SlowProxy(aws.url, {}, fail={f"SubnetId={b}": "InsufficientInstanceCapacity"})
+    try:
+        out = _apply_via(project, aws, proxy)
+    finally:
+        proxy.close()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert proxy.failed
+    rec = next(r for r in state(project)["resources"] if r["address"] == "workers.burst[0]")
+    assert rec["meta"]["instance_type"] == "c5.2xlarge" and rec["meta"]["subnet"] == a
+    assert rec["meta"]["failover"] == [f"c5.2xlarge in {b}: InsufficientInstanceCapacity"]
+    live = [i for i in aws.live_instances(state(project)["lineage"])
+            if by_address([i]) == Counter({"workers.burst[0]": 1})]
+    assert [(i["InstanceType"], i["SubnetId"]) for i in live] == [("c5.2xlarge", a)]
+
+
+def test_capacity_failover_across_subnets_and_types_exhausted(project, aws: MotoAws) -> None:
+    a, b = _two_zones(aws)
+    project.write(ZONES.format(a=a, b=b))
+    short = "InsufficientInstanceCapacity"
+    # The scheduler (first subnet, m5.large) starts; every worker choice is refused.
+    proxy = SlowProxy(aws.url, {}, fail={f"InstanceType={t}": short
+                                         for t in ("c5.2xlarge", "c5.xlarge")})
+    try:
+        out = _apply_via(project, aws, proxy)
+    finally:
+        proxy.close()
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert (f"in any of its instance_types and subnets (c5.2xlarge in {b}: {short}; "
+            f"c5.2xlarge in {a}: {short}; c5.xlarge in {b}: {short}; c5.xlarge in {a}: "
+            f"{short})") in out.stdout + out.stderr
+    addresses = {r["address"] for r in state(project)["resources"]}
+    assert "scheduler" in addresses and "workers.burst[0]" not in addresses
