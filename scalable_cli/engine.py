@@ -435,7 +435,8 @@ class Engine:
             rec.meta = out.meta
             state.outputs.update(out.outputs)
             result.added += 1
-            self._event(ResourceStep(RESOURCE_CREATED, spec.address, spec.type, out.id))
+            self._event(ResourceStep(RESOURCE_CREATED, spec.address, spec.type, out.id,
+                                     obtained=_obtained(out.meta)))
         self._save(state)
         self.hooks.progress(
             f"{len(specs) - sum(isinstance(o, ProviderError) for o in outcomes)}/{len(specs)} "
@@ -529,3 +530,14 @@ class Engine:
                 time.sleep(0.1)
         finally:
             client.close()
+
+
+# What a create's meta says about a fallback taken (EC2 instance_types / subnets).
+OBTAINED_KEYS = ("instance_type", "subnet", "availability_zone", "market", "capacity_provider")
+
+
+def _obtained(meta: dict[str, Any]) -> dict[str, Any] | None:
+    if not meta.get("failover"):
+        return None
+    return {**{k: meta[k] for k in OBTAINED_KEYS if meta.get(k)},
+            "failover": list(meta["failover"])}

@@ -262,11 +262,16 @@ class ResourceStep:
     address: str
     type: str
     id: str | None = None
+    # A create that took a fallback: what was obtained and the refusals before it
+    # (``{"instance_type", "subnet", "failover": [...]}``), for ``report``.
+    obtained: dict[str, Any] | None = None
 
     def to_data(self) -> dict[str, Any]:
         out: dict[str, Any] = {"address": self.address, "type": self.type}
         if self.id is not None:
             out["id"] = self.id
+        if self.obtained:
+            out["obtained"] = self.obtained
         return out
 
 

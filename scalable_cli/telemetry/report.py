@@ -226,6 +226,8 @@ class RunReport:
     held: list[Decision] = field(default_factory=list)
     # The budget guard's actions (``budget_warning`` / ``budget_exhausted`` events).
     budget_actions: list[Event] = field(default_factory=list)
+    # Creates that took a fallback (``resource_created`` events with ``obtained``).
+    failovers: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def budget_usd(self) -> float | None:
@@ -373,6 +375,8 @@ def build_report(db: TelemetryDB, run: Run, *, end: float | None = None,
         objective_at=None if planned is None else planned.ts,
         last_task_stop=max(stops) if stops else None, held=held,
         budget_actions=[e for e in events if e.kind in BUDGET_ACTIONS],
+        failovers=[{"ts": e.ts, "address": e.data.get("address"), **e.data["obtained"]}
+                   for e in events if e.kind == "resource_created" and e.data.get("obtained")],
         cache=summarise_cache(events),
     )
 
@@ -460,6 +464,12 @@ def render_report(r: RunReport) -> str:
             lines.append(f"  +{fmt_seconds(p.offset):<7}  {p.worker}  {p.reason} ({notice}; "
                          f"{moved}); cost: {p.rerun_tasks} task(s) re-run, "
                          f"{p.lost_results} result(s) recomputed")
+    if r.failovers:
+        lines += ["", "Capacity failovers (what was obtained, and why):"]
+        for f in r.failovers:
+            where = " in ".join(str(f[k]) for k in ("instance_type", "subnet") if f.get(k))
+            lines.append(f"  {f['address']}: {where or 'obtained'} after "
+                         f"{'; '.join(f.get('failover') or [])}")
     c = r.cost
     detail = f"{c.worker_hours:.3g} worker-hours"
     if c.source:
@@ -542,6 +552,7 @@ def report_to_dict(r: RunReport) -> dict[str, Any]:
         "budget_usd": r.budget_usd,
         "spent_usd": r.cost.usd,
         "budget_actions": [e.to_dict() for e in r.budget_actions],
+        "failovers": r.failovers,
         "objective": None if r.objective is None else {
             "predicted": r.objective, "actual_seconds": r.work_seconds,
             "actual_cost_usd": r.cost.usd, "error": r.prediction_error},

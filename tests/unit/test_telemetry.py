@@ -430,3 +430,30 @@ def test_report_shows_preemptions_and_the_work_they_cost(tmp_path: Path) -> None
     assert "Preemptions:" in text and "w0  spot-interruption" in text
     assert "3 task(s) re-run" in text and "data moved" in text
     assert report_to_dict(r)["preemptions"][0]["notice_seconds"] == 118.0
+
+
+def test_report_lists_capacity_failovers(tmp_path: Path) -> None:
+    """A create that took a fallback (EC2 instance type / subnet) is in the report: what
+    was obtained and each refusal before it; ``report --json`` has ``failovers``."""
+    from scalable.engine import _obtained
+
+    meta = {"instance_id": "i-1", "instance_type": "c5.xlarge", "subnet": "subnet-a",
+            "failover": ["c5.2xlarge in subnet-b: InsufficientInstanceCapacity"]}
+    assert _obtained({"instance_id": "i-2", "instance_type": "c5.2xlarge"}) is None
+    step = ResourceStep(RESOURCE_CREATED, "workers.burst[0]", "aws.ec2_instance", "i-1",
+                        obtained=_obtained(meta))
+    db = TelemetryDB.for_root(tmp_path)
+    db.start_run(run_id="run-x", project="p", target="cloud", provider="aws",
+                 scheduler_address="tls://10.0.0.5:8786", started_at=1000.0)
+    db.write_batch("run-x", events=[(1010.0, RESOURCE_CREATED, None, step.to_data())])
+    db.end_run("run-x", 1100.0)
+    run = db.run("run-x")
+    assert run is not None
+    r = build_report(db, run)
+    assert r.failovers == [{"ts": 1010.0, "address": "workers.burst[0]",
+                            "instance_type": "c5.xlarge", "subnet": "subnet-a",
+                            "failover": meta["failover"]}]
+    text = render_report(r)
+    assert ("workers.burst[0]: c5.xlarge in subnet-a after c5.2xlarge in subnet-b: "
+            "InsufficientInstanceCapacity") in text
+    assert report_to_dict(r)["failovers"] == r.failovers
