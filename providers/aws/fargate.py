@@ -269,14 +269,15 @@ def run_task(
     security_groups: Sequence[str], public_ip: bool, command: list[str],
     environment: list[dict[str, str]], tags: dict[str, str], market: str,
     known: dict[str, dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Start one task (or return the one an earlier attempt started).
+) -> tuple[dict[str, Any], list[str]]:
+    """Start one task (or return the one an earlier attempt started), and the
+    shortfalls it fell back past (``["FARGATE_SPOT: Capacity is unavailable…"]``).
 
     ``known``: :func:`tasks_by_starter` for the cluster, fetched once for a batch.
     """
     found = known.get(started_by(key)) if known is not None else find_task(ecs, cluster, key)
     if found is not None:
-        return found
+        return found, []
     base: dict[str, Any] = {
         "cluster": cluster,
         "taskDefinition": task_definition,
@@ -302,16 +303,25 @@ def run_task(
             kwargs["launchType"] = "FARGATE"
         return ecs.run_task(**kwargs)
 
+    def why(resp: dict[str, Any]) -> str:
+        return "; ".join(f"{f.get('reason')} {f.get('detail') or ''}".strip()
+                         for f in resp.get("failures", [])) or "no task started"
+
     what = f"starting Fargate task {tags.get('scalable:address', '')}".strip()
+    failover: list[str] = []
     with aws_errors(what):
         resp = start(market != "on-demand", "")
         if not resp.get("tasks") and market == "fallback":
+            # A capacity-provider shortfall on FARGATE_SPOT: regular Fargate instead.
+            failover.append(f"FARGATE_SPOT: {why(resp)}")
             resp = start(False, "-od")
     if not resp.get("tasks"):
-        reasons = "; ".join(f"{f.get('reason')} {f.get('detail', '')}".strip()
-                            for f in resp.get("failures", [])) or "no task started"
-        raise ProviderError(f"{what}: {reasons}")
-    return resp["tasks"][0]
+        tried = "".join(f"{f}; then " for f in failover)
+        raise ProviderError(f"{what}: {tried}{why(resp)}",
+                            hint="`spot: fallback` runs on regular Fargate when Spot is short"
+                            if market == "spot" else "what was created is kept; run apply "
+                            "again to retry")
+    return resp["tasks"][0], failover
 
 
 def private_ip(task: dict[str, Any]) -> str | None:

@@ -817,7 +817,7 @@ class AwsProvider(Provider):
             role = group.name
         cluster = self._cluster_arn(ctx.lineage)
         net = self.network()
-        task = run_task(
+        task, failover = run_task(
             self.aws.ecs, cluster=cluster, task_definition=self._task_def_arn(ctx.lineage, role),
             key=ctx.idempotency_key, subnets=net.subnets,
             security_groups=self._security_groups(ctx.lineage), public_ip=net.public,
@@ -837,7 +837,9 @@ class AwsProvider(Provider):
         arn = task["taskArn"]
         meta: dict[str, Any] = {"task_arn": arn, "cluster": cluster,
                                 "capacity_provider": task.get("capacityProviderName")
-                                or task.get("launchType")}
+                                or task.get("launchType") or "FARGATE"}
+        if failover:
+            meta["failover"] = failover  # what was obtained instead, and why (report)
         outputs: dict[str, str] = {}
         if scheduler:
             if not private_ip(task):

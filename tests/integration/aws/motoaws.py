@@ -46,10 +46,13 @@ class SlowProxy:
     """
 
     def __init__(self, upstream: str, slow: dict[str, float],
-                 fail: dict[str, str] | None = None) -> None:
+                 fail: dict[str, str] | None = None,
+                 answer: dict[str, str] | None = None) -> None:
         """``fail``: request-body fragment → EC2 error code answered instead of moto's
         (e.g. ``{"InstanceType=c5.xlarge": "InsufficientInstanceCapacity"}``): the
-        errors moto cannot produce, injected before the request reaches it."""
+        errors moto cannot produce, injected before the request reaches it.
+        ``answer``: request-body fragment → a JSON body answered with 200 instead of
+        moto's (an ECS ``RunTask`` with ``failures``: a capacity-provider shortfall)."""
         import http.client
         import threading
         import time
@@ -61,6 +64,16 @@ class SlowProxy:
         class Handler(BaseHTTPRequestHandler):
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                for fragment, text in (answer or {}).items():
+                    if fragment.encode() in body:
+                        self.failed.append(fragment)
+                        data = text.encode()
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/x-amz-json-1.1")
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                        return
                 for fragment, code in (fail or {}).items():
                     if fragment.encode() in body:
                         self.failed.append(fragment)

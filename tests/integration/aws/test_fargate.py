@@ -208,3 +208,60 @@ def test_orphan_task_from_a_crash_is_deleted(project, aws: MotoAws) -> None:
     status = ecs.describe_tasks(cluster=recs["ecs_cluster"]["id"], tasks=[orphan])["tasks"][0]
     assert status["lastStatus"] == "STOPPED"
     run(project, aws, "destroy", "--auto-approve")
+
+
+SHORT = ("Capacity is unavailable at this time. Please try again later or in a different "
+         "availability zone")
+
+
+def _apply_via_proxy(project, aws: MotoAws, proxy):
+    return project.run("apply", "--auto-approve", "--no-wait",
+                       env={**aws.env, "AWS_ENDPOINT_URL": proxy.url})
+
+
+def test_fargate_spot_shortfall_falls_back_to_fargate(project, aws: MotoAws) -> None:
+    """`spot: fallback`: a FARGATE_SPOT capacity shortfall (RunTask's ``failures``,
+    injected by a proxy in front of moto) starts the task on regular Fargate; state
+    records what was obtained and why."""
+    import json as _json
+
+    from .motoaws import SlowProxy
+
+    write(project, regular=0, spot=1)
+    body = _json.dumps({"tasks": [], "failures": [{"arn": "", "reason": SHORT}]})
+    proxy = SlowProxy(aws.url, {}, answer={"\"capacityProviderStrategy\"": body})
+    try:
+        out = _apply_via_proxy(project, aws, proxy)
+    finally:
+        proxy.close()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert proxy.failed  # the Spot request really was refused
+    rec = records(project)["workers.cheap[0]"]
+    assert rec["meta"]["capacity_provider"] == "FARGATE"
+    assert rec["meta"]["failover"] == [f"FARGATE_SPOT: {SHORT}"]
+    task = aws.client("ecs").describe_tasks(cluster=rec["meta"]["cluster"],
+                                            tasks=[rec["id"]])["tasks"][0]
+    assert task.get("capacityProviderName", "FARGATE") == "FARGATE"
+    run(project, aws, "destroy", "--auto-approve")
+
+
+def test_fargate_shortfall_without_fallback_is_a_clear_partial_apply(
+        project, aws: MotoAws) -> None:
+    import json as _json
+
+    from .motoaws import SlowProxy
+
+    write(project, regular=1, spot=0)
+    body = _json.dumps({"tasks": [], "failures": [{"arn": "", "reason": SHORT}]})
+    # Every worker task is refused (the scheduler's RunTask names no group's definition).
+    proxy = SlowProxy(aws.url, {}, answer={"workers.regular": body})
+    try:
+        out = _apply_via_proxy(project, aws, proxy)
+    finally:
+        proxy.close()
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert SHORT in out.stdout + out.stderr
+    recs = records(project)
+    assert "scheduler" in recs and "workers.regular[0]" not in recs
+    run(project, aws, "destroy", "--auto-approve")
