@@ -368,6 +368,9 @@ def target_model(provider: str) -> type[TargetConfig]:
         groups=(groups, Field(default_factory=dict, max_length=100)),
     )
     model.group_model = group  # type: ignore[attr-defined]
+    # Built now (it is validated and dumped on every load), without the plugin scan.
+    with without_pydantic_plugins():
+        model.model_rebuild(force=True)
     return model
 
 
@@ -394,13 +397,13 @@ def manifest_model(providers: tuple[str, ...]) -> type[Manifest]:
         __module__=__name__,
         targets=(dict[str, target], Field(min_length=1, max_length=100)),
     )
-    with _without_pydantic_plugins():
+    with without_pydantic_plugins():
         model.model_rebuild(force=True)
     return model
 
 
 @contextlib.contextmanager
-def _without_pydantic_plugins() -> Iterator[None]:
+def without_pydantic_plugins() -> Iterator[None]:
     """Build scalable's own validators without looking for pydantic plugins.
 
     The first validator pydantic builds in a process looks for plugins among the entry
