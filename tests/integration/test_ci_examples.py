@@ -130,3 +130,20 @@ def test_shell_completion_as_documented() -> None:
     }
     out = subprocess.run([exe], env=env, capture_output=True, text=True)
     assert out.stdout.split() == ["sweep"], out.stderr
+
+
+def test_zsh_and_fish_completion_as_documented() -> None:
+    exe = str(BIN / "scalable")
+
+    def call(**env: str) -> str:
+        out = subprocess.run([exe], env={**os.environ, **env}, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert call(_SCALABLE_COMPLETE="source_zsh").lstrip().startswith("#compdef scalable")
+    assert "complete --command scalable" in call(_SCALABLE_COMPLETE="source_fish")
+    zsh = call(_SCALABLE_COMPLETE="complete_zsh", _TYPER_COMPLETE_ARGS="scalable sw")
+    assert '"sweep":' in zsh
+    fish = call(_SCALABLE_COMPLETE="complete_fish", _TYPER_COMPLETE_FISH_ACTION="get-args",
+                _TYPER_COMPLETE_ARGS="scalable sw")
+    assert fish.split("\t")[0] == "sweep"
