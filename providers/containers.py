@@ -23,8 +23,10 @@ Templates (``IMAGE`` the group's image, ``ARGV`` the worker command):
   runtime's own environment, so their values never appear on a command line.
 - bwrap (bubblewrap): the image is a root filesystem folder, mounted read-only as ``/``
   (``/`` = this host's own root); a fresh ``/dev``, ``/proc`` and a private ``/tmp``,
-  a new PID namespace, then ``--bind SRC DST`` per bind and ``--setenv K V``. A bind's
-  container path must exist in the image, or lie under ``/tmp``.
+  a new PID namespace (when bwrap ends, everything inside ends), then ``--bind SRC DST``
+  per bind and ``--setenv K V``. A bind's container path must exist in the image, or
+  lie under ``/tmp``. Not ``--die-with-parent``: a worker outlives the ``scalable
+  apply`` that started it.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def wrap(
             out += ["-e", f"{k}={v}"]
         return [*out, *container.options, image, *argv]
     if rt == "bwrap":
-        out = ["bwrap", "--die-with-parent", "--unshare-pid",
+        out = ["bwrap", "--unshare-pid",
                "--ro-bind", image, "/", "--dev", "/dev", "--proc", "/proc",
                "--tmpfs", "/tmp"]
         for p in _unique(system):

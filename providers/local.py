@@ -23,6 +23,7 @@ from scalable import addrs
 from scalable.addrs import SCHEDULER
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.pricing.estimator import Price, apply_overrides
+from scalable.providers import containers
 from scalable.providers.base import (
     CreateContext,
     Created,
@@ -32,7 +33,6 @@ from scalable.providers.base import (
     ProviderError,
     ResourceSpec,
 )
-from scalable.providers import containers
 from scalable.providers.commands import worker_argv, worker_names
 from scalable.providers.local_config import LocalGroup, LocalTarget
 from scalable.providers.processes import (

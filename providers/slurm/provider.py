@@ -31,6 +31,7 @@ from scalable import addrs
 from scalable.addrs import SCHEDULER
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.private_files import write_private
+from scalable.providers import containers
 from scalable.providers.base import (
     CreateContext,
     Created,
@@ -43,7 +44,6 @@ from scalable.providers.batch.provider import (
     BatchProvider,
     interface_address,
 )
-from scalable.providers import containers
 from scalable.providers.commands import (
     scheduler_argv,
     worker_argv,

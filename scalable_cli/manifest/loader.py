@@ -299,6 +299,8 @@ def _hint(err: Any, data: Any, root: type[BaseModel]) -> str | None:
         return "provider must be one of: " + ", ".join(provider_names())
     if kind == "missing":
         return f"add '{loc[-1]}:'"
+    if "container" in loc:
+        return "see docs/guides/worker-groups.rst (containers and binds)"
     return "see `scalable schema` or docs/reference/manifest.rst"
 
 

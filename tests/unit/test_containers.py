@@ -112,7 +112,7 @@ def test_bad_container_blocks_are_one_line_errors_naming_the_key(
               energy:
                 container: {block}
         """)
-    assert f"scalable.yaml:6:" in str(e) or "scalable.yaml:7:" in str(e), str(e)
+    assert "scalable.yaml:6:" in str(e) or "scalable.yaml:7:" in str(e), str(e)
     assert f"targets.local.groups.energy.{where}" in str(e)
     assert words in str(e)
 
