@@ -4,7 +4,8 @@ dask-jobqueue owns the ``#SBATCH`` header (``-J``, ``-e/-o``, ``-p``, ``-A``, ``
 ``--cpus-per-task``, ``--mem``, ``-t``, extra directives) and the script template; we
 supply the worker command (the same ``dask worker`` argv every scalable provider builds,
 wrapped in the group's container runtime, ``providers/containers.py``) and our identity
-directives (``--comment``, ``--wckey``). ``scalable plan --show-scripts`` prints exactly what :func:`render` returns.
+directives (``--comment``, ``--wckey``). ``scalable plan --show-scripts`` prints exactly
+what :func:`render` returns.
 """
 
 from __future__ import annotations
