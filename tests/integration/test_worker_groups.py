@@ -174,3 +174,31 @@ def test_slurm_group_in_bwrap_reads_and_writes_through_its_binds(project: Projec
             check_run(project, "hpc", client, inside, outdir)
     finally:
         project.run("destroy", "--auto-approve", check=True)
+
+
+def test_the_worker_groups_example_runs_end_to_end(project: Project) -> None:
+    """examples/worker-groups, copied as a user would: plans with three groups, routes by
+    tag, the container's outputs land on the host; the gpu group advertises GPU=1."""
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    ex = project.root / "worker-groups"
+    shutil.copytree(repo / "examples" / "worker-groups", ex,
+                    ignore=shutil.ignore_patterns("data", ".scalable"))
+    env = {**os.environ, "WORKER_GROUPS_DATA": str(ex / "data")}
+    (ex / "data" / "inputs").mkdir(parents=True)
+    (ex / "data" / "outputs").mkdir()
+    shown = subprocess.run([sys.executable, "-m", "scalable", "plan", "--show-scripts"],
+                           cwd=ex, env=env, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    gpu = shown.stdout.split("# ---- workers.gpu[0]: command ----\n", 1)[1].splitlines()[0]
+    assert "--resources 'tag-gpu=1 GPU=1'" in gpu  # one flag: tag routing and GPU=1
+    assert "model: 1 worker(s) [tags: model], bwrap image /" in shown.stdout
+    out = subprocess.run([sys.executable, "run.py"], cwd=ex, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "model outputs: ['ssp1.txt', 'ssp2.txt', 'ssp5.txt']" in out.stdout
+    assert (ex / "data" / "outputs" / "ssp2.txt").read_text() == \
+        "energy ssp2 years=2020-2100\n"
+    state = json.loads((ex / ".scalable" / "local" / "state.json").read_text())
+    assert [r for r in state["resources"] if r["status"] != "deleting"] == []
