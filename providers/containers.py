@@ -95,6 +95,19 @@ def wrap(
     raise ValueError(f"unknown container runtime {rt!r}")  # the schema allows no other
 
 
+def oci_flags(container: ContainerConfig | None) -> list[str]:
+    """The group's own ``docker run`` flags (binds, env, options), for providers that
+    write the rest of the command themselves (EC2 user data)."""
+    if container is None or not container.enabled:
+        return []
+    out: list[str] = []
+    for src, dst in container.binds.items():
+        out += ["-v", f"{src}:{dst}"]
+    for k, v in container.env.items():
+        out += ["-e", f"{k}={v}"]
+    return [*out, *container.options]
+
+
 def python_for(container: ContainerConfig | None, default: str) -> str:
     """The interpreter a worker runs: ``default`` (this one) where the container shares
     this host's files (no container, or bwrap over ``/``), else the image's ``python3``."""
