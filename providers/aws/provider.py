@@ -32,6 +32,7 @@ from scalable import addrs
 from scalable.addrs import SCHEDULER
 from scalable.outputs import DASHBOARD_URL, SCHEDULER_ADDRESS, SCHEDULER_PRIVATE_ADDRESS
 from scalable.pricing.estimator import Price
+from scalable.providers import containers
 from scalable.providers.aws.bootstrap import (
     DASHBOARD_PORT,
     PREEMPTION_CONTAINER,
@@ -65,7 +66,6 @@ from scalable.providers.base import (
     ProviderError,
     ResourceSpec,
 )
-from scalable.providers import containers
 from scalable.providers.commands import worker_names
 from scalable.spec import TargetSpec
 from scalable.state.model import ResourceRecord
