@@ -218,3 +218,48 @@ def test_hostile_container_values_never_break_out_of_the_job_script(
     local = "/t/scalable-7"
     expect = [a.replace(scripts.LOCAL_DIR, local) for a in argv]
     assert out.stdout.decode().split("\0")[:-1] == expect
+
+
+# -- what plan shows ------------------------------------------------------------------------
+
+
+def test_plan_shows_each_group_runtime_image_and_binds_and_saves_them(tmp_path: Path) -> None:
+    from scalable.planning.diff import group_summary
+    from scalable.planning.model import Cost, Plan
+    from scalable.planning.render import render_plan
+
+    m = load(tmp_path, """
+        targets:
+          local:
+            provider: local
+            groups:
+              cpu: {max_workers: 2, tags: [post]}
+              model:
+                tags: [model]
+                container:
+                  runtime: bwrap
+                  image: /
+                  binds: {/srv/in: /tmp/in}
+                  env: {SECRET_TOKEN: hunter2}
+                  options: [--unshare-ipc]
+        """)
+    spec = build_target(m, "local")  # type: ignore[arg-type]
+    plan = Plan(target="local", provider="local", lineage=None, serial=0,
+                manifest_digest="sha256:x", destroy=False, changes=[], drift=[],
+                cost=Cost(hourly_now=0.0, hourly_after=0.0, horizon_hours=None),
+                groups=[group_summary(g) for g in spec.groups])
+    text = render_plan(plan)
+    lines = text.splitlines()
+    start = lines.index("Worker groups:")
+    assert lines[start:start + 6] == [
+        "Worker groups:",
+        "  cpu: 2 worker(s) [tags: post], plain processes",
+        "  model: 1 worker(s) [tags: model], bwrap image /",
+        "      bind /srv/in → /tmp/in",
+        "      env SECRET_TOKEN",
+        "      options --unshare-ipc",
+    ]
+    assert "hunter2" not in text and "hunter2" not in str(plan.to_dict())
+    again = Plan.from_dict(plan.to_dict())
+    assert again.groups == plan.groups
+    assert plan.to_dict()["format_version"] == "1.2"
