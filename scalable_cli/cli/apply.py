@@ -143,7 +143,8 @@ def plan(
     tasks: TasksOpt = None,
     tag: TagOpt = None,
     show_scripts: Annotated[
-        bool, typer.Option("--show-scripts", help="Print the batch script of each new job.")
+        bool, typer.Option("--show-scripts",
+                     help="Print the batch script (local: the command) of each new worker.")
     ] = False,
     replace: ReplaceOpt = None,
     only: OnlyOpt = None,
@@ -192,7 +193,8 @@ def _show_scripts(ws: Workspace, p: Plan) -> None:
                           scheduler_address=address)
         if text is None:  # not a job (a scheduler process on this host)
             continue
-        echo(f"\n# ---- {c.address}: batch script ----\n{text.rstrip()}")
+        label = getattr(ws.provider, "script_label", "batch script")
+        echo(f"\n# ---- {c.address}: {label} ----\n{text.rstrip()}")
         shown += 1
     if shown:
         echo("\n# <…> placeholders are filled in at apply (idempotency key, and the lineage "
