@@ -161,3 +161,15 @@ def test_preflight_asks_slurm_for_the_allocations_nodes(hpc: Project) -> None:  
     assert not state.exists() or not [
         r for r in hpc.state("hpc")["resources"] if r["type"] == "slurm.job"
     ]
+
+
+def test_the_multinode_example_plans(hpc: Project) -> None:  # noqa: F811
+    example = Path(__file__).resolve().parents[2] / "examples" / "slurm-multinode.yaml"
+    hpc.write(example.read_text())
+    out = hpc.run("plan", "--show-scripts", check=True).stdout
+    assert "Plan: 3 to add, 0 to change, 0 to destroy." in out
+    assert "workers.default: 2 allocations × 2 nodes × 2 workers = 8 workers" in out
+    assert "node-hours over the horizon: 1.33333" in out  # 4 nodes × 20 minutes
+    assert "core-hours over the horizon: 2.66667" in out
+    assert out.count("#SBATCH --nodes=2") == 2 and "#SBATCH --mem=1024M" in out
+    assert out.count("srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --cpus-per-task=2") == 2
