@@ -8,6 +8,7 @@ each, as on a cluster. Without that partition these tests skip, saying so.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -173,3 +174,58 @@ def test_the_multinode_example_plans(hpc: Project) -> None:  # noqa: F811
     assert "core-hours over the horizon: 2.66667" in out
     assert out.count("#SBATCH --nodes=2") == 2 and "#SBATCH --mem=1024M" in out
     assert out.count("srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --cpus-per-task=2") == 2
+
+
+def test_a_partition_limit_shows_as_pending_with_slurms_reason(hpc: Project) -> None:  # noqa: F811
+    """Slurm's own limit reasons pass through with PENDING, as capacity on its way.
+
+    QOSMaxJobsPerUserLimit / AssocMaxJobsLimit need accounting (slurmdbd), which the
+    development Slurm does not run; the partition-level equivalent Slurm enforces without
+    it is MaxNodes (reason PartitionNodeLimit). A partition of the test's own, created
+    and deleted here, is DOWN at submission (PartitionDown) and then gets MaxNodes=1
+    under our 2-node allocation, as a site tightening a limit under queued jobs would.
+    ``sbatch --test-only`` refuses a shape over MaxNodes (even with EnforcePartLimits=NO,
+    where ``sbatch`` would queue it), so a plan then fails its preflight in Slurm's words;
+    ``status`` still shows the pending job with its reason.
+    """
+    nodes = subprocess.run(["sinfo", "-h", "-p", "multi", "-o", "%N"], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    part = f"scalable-cap-{os.getpid()}"
+    subprocess.run(["scontrol", "create", f"PartitionName={part}", f"Nodes={nodes}",
+                    "MaxTime=30", "State=DOWN"], check=True)
+    try:
+        hpc.write(ALLOCATION.replace("queue: multi", f"queue: {part}")
+                  .replace("processes: 2", "processes: 1").replace("max_workers: 4",
+                                                                   "max_workers: 2"))
+        hpc.run("apply", "--auto-approve", "--no-wait", check=True)
+        lineage = lineage_of(hpc)
+        job_id = job_records(hpc)["workers.default[0]"]["id"]
+        plan = hpc.run("plan", "--detailed-exitcode")
+        assert plan.returncode == 0, plan.stdout + plan.stderr
+        assert f"Slurm job {job_id} PENDING (PartitionDown)" in plan.stdout
+
+        subprocess.run(["scontrol", "update", f"PartitionName={part}", "MaxNodes=1",
+                        "State=UP"], check=True)
+        wait_for(lambda: squeue_job(job_id)[0] == "PENDING"
+                 and "PartitionNodeLimit" in subprocess.run(
+                     ["squeue", "-h", "-j", job_id, "-o", "%r"], capture_output=True,
+                     text=True).stdout, 30, "the partition limit")
+        rows = json.loads(hpc.run("status", "--json", check=True).stdout)["resources"]
+        row = next(r for r in rows if r["address"] == "workers.default[0]")
+        assert row["observed"] == "pending", row
+        assert f"Slurm job {job_id} PENDING (PartitionNodeLimit)" in row["reason"], row
+        # A plan would submit nothing, but its preflight asks Slurm about the shape, which
+        # Slurm now refuses: one clear error in Slurm's words, not a pending-forever job.
+        plan = hpc.run("plan")
+        assert plan.returncode == 1 and "Traceback" not in plan.stderr
+        assert "Requested node configuration is not available" in plan.stderr
+
+        out = hpc.run("destroy", "--auto-approve", check=True)
+        assert "2 destroyed" in out.stdout
+        assert our_jobs(lineage) == []
+    finally:
+        left = [r["id"] for r in our_jobs(lineage_of(hpc))] if (
+            hpc.root / ".scalable" / "hpc" / "state.json").exists() else []
+        if left:
+            subprocess.run(["scancel", *left], check=False)
+        subprocess.run(["scontrol", "delete", f"PartitionName={part}"], check=False)
