@@ -350,12 +350,13 @@ def _cost(
         p = before_price[rec.address]
         now = None if now is None or p.hourly is None else now + p.hourly
     after: float | None = 0.0
-    cores = 0.0
+    cores = nodes = 0.0
     notes: list[str] = []
     for spec in desired:
         p = after_price[spec.address]
         after = None if after is None or p.hourly is None else after + p.hourly
         cores += p.cores
+        nodes += p.nodes
         if p.estimate and p.note and p.note not in notes:
             notes.append(p.note)
         if p.source and f"prices: {p.source}" not in notes and p.hourly:
@@ -367,4 +368,5 @@ def _cost(
         unknown=unknown,
         notes=notes,
         core_hours_after=cores * horizon if horizon else 0.0,
+        node_hours_after=nodes * horizon if horizon else 0.0,
     )

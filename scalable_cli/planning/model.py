@@ -10,7 +10,7 @@ from scalable.providers.base import ResourceSpec
 from scalable.state.model import ResourceRecord, now_iso
 
 Action = Literal["create", "update", "replace", "delete", "no-op"]
-PLAN_FORMAT_VERSION = "1.2"  # 1.1: targets, replace, refresh_only; 1.2: groups
+PLAN_FORMAT_VERSION = "1.2"  # 1.1: targets, replace, refresh_only; 1.2: groups, cost.node_hours_after
 
 
 @dataclass
@@ -99,6 +99,7 @@ class Cost:
     unknown: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     core_hours_after: float = 0.0
+    node_hours_after: float = 0.0  # whole-node allocations only (Slurm `nodes:`)
 
     @property
     def hourly_delta(self) -> float | None:
@@ -121,6 +122,7 @@ class Cost:
             "horizon_hours": self.horizon_hours,
             "horizon_total": self.horizon_total,
             "core_hours_after": self.core_hours_after,
+            "node_hours_after": self.node_hours_after,
             "unknown": self.unknown,
             "notes": self.notes,
         }
@@ -134,6 +136,7 @@ class Cost:
             unknown=list(d.get("unknown", [])),
             notes=list(d.get("notes", [])),
             core_hours_after=float(d.get("core_hours_after", 0.0)),
+            node_hours_after=float(d.get("node_hours_after", 0.0)),
         )
 
 

@@ -190,6 +190,9 @@ def _cost_block(plan: Plan, style: Style) -> list[str]:
         out.append(f"  over the {c.horizon_hours:g} h horizon: {total}")
     if c.core_hours_after:
         out.append(f"  core-hours over the horizon: {c.core_hours_after:g}")
+    if c.node_hours_after:
+        out.append(f"  node-hours over the horizon: {c.node_hours_after:g} (whole-node "
+                   "allocations)")
     for note in c.notes:
         out.append(f"  {note}")
     if c.unknown:

@@ -17,6 +17,8 @@ class Price:
     # Core-hours per hour of this resource (Slurm accounting), when that is the unit.
     cores: float = 0.0
     estimate: bool = False
+    # Whole nodes this resource holds (a multi-node Slurm allocation): node-hours.
+    nodes: float = 0.0
 
     @classmethod
     def unknown(cls, reason: str) -> Price:
