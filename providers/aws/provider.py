@@ -21,6 +21,7 @@ the private one.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import threading
@@ -413,8 +414,15 @@ class AwsProvider(Provider):
             return fargate_price(float(a.get("cpu") or 1), int(a.get("memory_mib") or 2048),
                                  a.get("region"), spot, self.target.pricing)
         if resource.type == INSTANCE:
-            return ec2_price(str(a.get("instance_type")), a.get("region"), spot,
-                             self.target.pricing)
+            first = ec2_price(str(a.get("instance_type")), a.get("region"), spot,
+                              self.target.pricing)
+            types = [str(t) for t in a.get("instance_types") or ()]
+            if len(types) < 2:
+                return first
+            # `plan` prices the first choice and shows the range the failover may cost.
+            choices = tuple((t, ec2_price(t, a.get("region"), spot, self.target.pricing).hourly)
+                            for t in types)
+            return dataclasses.replace(first, choices=choices)
         return Price.unknown(f"no price for {resource.type}")
 
     def horizon_hours(self) -> float | None:
