@@ -10,7 +10,8 @@ from scalable.providers.base import ResourceSpec
 from scalable.state.model import ResourceRecord, now_iso
 
 Action = Literal["create", "update", "replace", "delete", "no-op"]
-PLAN_FORMAT_VERSION = "1.2"  # 1.1: targets, replace, refresh_only; 1.2: cost ranges
+# 1.1: targets, replace, refresh_only; 1.2: groups, cost.node_hours_after, cost ranges
+PLAN_FORMAT_VERSION = "1.2"
 
 
 @dataclass
@@ -122,6 +123,7 @@ class Cost:
     unknown: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     core_hours_after: float = 0.0
+    node_hours_after: float = 0.0  # whole-node allocations only (Slurm `nodes:`)
     # With alternatives a provider may fall back to (EC2 instance_types): the $/hour if
     # every resource got its dearest choice (None: unknown), and each group's choices.
     hourly_after_max: float | None = None
@@ -155,6 +157,7 @@ class Cost:
             "horizon_hours": self.horizon_hours,
             "horizon_total": self.horizon_total,
             "core_hours_after": self.core_hours_after,
+            "node_hours_after": self.node_hours_after,
             "unknown": self.unknown,
             "notes": self.notes,
             # 1.2: the range across fallback alternatives (null / [] without any).
@@ -173,6 +176,7 @@ class Cost:
             unknown=list(d.get("unknown", [])),
             notes=list(d.get("notes", [])),
             core_hours_after=float(d.get("core_hours_after", 0.0)),
+            node_hours_after=float(d.get("node_hours_after", 0.0)),
             hourly_after_max=d.get("hourly_after_max"),
             hourly_after_min=d.get("hourly_after_min"),
             ranges=[PriceRange.from_dict(r) for r in d.get("ranges") or []],
@@ -198,6 +202,9 @@ class Plan:
     refresh_only: bool = False  # --refresh-only: only ``refreshed`` and ``forget``
     refreshed: list[ResourceRecord] = field(default_factory=list)  # drifted values
     forget: list[str] = field(default_factory=list)  # gone outside scalable
+    # Each worker group: name, tags, workers, maximum, container (runtime, image, binds,
+    # env names, options; None: plain processes).
+    groups: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -239,6 +246,7 @@ class Plan:
             "refresh_only": self.refresh_only,
             "refreshed": [asdict(r) for r in self.refreshed],
             "forget": self.forget,
+            "groups": self.groups,
         }
 
     @classmethod
@@ -260,4 +268,5 @@ class Plan:
             refresh_only=bool(d.get("refresh_only")),
             refreshed=[ResourceRecord.from_dict(r) for r in d.get("refreshed", [])],
             forget=list(d.get("forget", [])),
+            groups=list(d.get("groups", [])),
         )

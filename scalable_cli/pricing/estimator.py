@@ -17,6 +17,8 @@ class Price:
     # Core-hours per hour of this resource (Slurm accounting), when that is the unit.
     cores: float = 0.0
     estimate: bool = False
+    # Whole nodes this resource holds (a multi-node Slurm allocation): node-hours.
+    nodes: float = 0.0
     # Alternatives the provider may fall back to, in order (EC2 ``instance_types``):
     # (name, hourly price or None). ``hourly`` is the first's; the plan shows the range.
     choices: tuple[tuple[str, float | None], ...] = ()
