@@ -59,9 +59,16 @@ def export_lines(env: Mapping[str, str]) -> list[str]:
     return [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
 
 
+GPU_RESOURCE = "GPU"
+
+
 def resources_for(group: GroupSpec) -> dict[str, float]:
-    """Dask resources a group's workers advertise: one unit per thread for each tag."""
-    return {tag_resource(t): float(group.threads_per_worker) for t in group.tags}
+    """Dask resources a group's workers advertise: one unit per thread for each tag, and
+    ``GPU=<gpus>`` on a GPU worker (so ``resources={"GPU": 1}`` never lands on a CPU one)."""
+    res = {tag_resource(t): float(group.threads_per_worker) for t in group.tags}
+    if group.gpus:
+        res[GPU_RESOURCE] = float(group.gpus)
+    return res
 
 
 def tag_resource(tag: str) -> str:
