@@ -170,6 +170,7 @@ def ec2_user_data(
     container_image: str | None,
     env: Mapping[str, str] | None = None,
     preemption: bool = False,
+    gpus: bool = False,
 ) -> str:
     """A bash script for cloud-init: write the TLS files, start Dask, power off after it.
 
@@ -215,6 +216,7 @@ def ec2_user_data(
         env_flags = "".join(f"-e {shlex.quote(k)} " for k in (env or {}))
         command = (
             "docker run --rm --network host --name scalable-dask "
+            + ("--gpus all " if gpus else "")  # the instance's GPUs, all of them
             + mounts + env_flags
             + f"{shlex.quote(container_image)} python " + sh_join(dask_args)
         )

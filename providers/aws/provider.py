@@ -259,6 +259,8 @@ class AwsProvider(Provider):
             "memory_per_worker": g.memory_per_worker,
             "tags": list(g.tags),
         }
+        if g.gpus:  # only then: a CPU group's recorded attributes stay as they were
+            attrs.update(gpus=g.gpus, gpu_type=g.gpu_type)
         if self.fargate:
             cpu, mem = self._fargate_size(g.settings)
             attrs.update(cpu=cpu, memory_mib=mem)
@@ -286,6 +288,13 @@ class AwsProvider(Provider):
                     hint="e.g. 10.0.0.0/16 or 203.0.113.7/32",
                 ) from None
         if self.fargate:
+            for g in self.target.groups:
+                if g.gpus:
+                    raise ProviderError(
+                        f"target {self.target.name}, group {g.name}: Fargate has no GPUs "
+                        f"(gpus: {g.gpus})",
+                        hint="use launch_type: ec2 with a GPU instance_type (g5, g6, g4dn…), "
+                             "or a GKE target with an accelerator")
             if cfg.image and is_ami(cfg.image):
                 raise ProviderError(f"target {self.target.name}: {cfg.image} is an AMI, but "
                                     "Fargate runs container images",
@@ -296,9 +305,28 @@ class AwsProvider(Provider):
                                     hint="rename the group")
             cpu, mem = self._fargate_size(cfg)
             check_size(cpu, mem, f"target {self.target.name} (scheduler)")
+        else:
+            self._check_gpus()
             for g in self.target.groups:
                 gcpu, gmem = self._fargate_size(g.settings)
                 check_size(gcpu, gmem, f"target {self.target.name}, group {g.name}")
+
+    def _check_gpus(self) -> None:
+        """A GPU group on a type without (enough of the right) GPUs is refused, naming
+        the catalogued types that fit (cheapest first)."""
+        from scalable.providers.aws.gpus import problem
+
+        for g in self.target.groups:
+            if not g.gpus:
+                continue
+            need = g.gpus * int(_keys(g).processes)
+            for t in _keys(g).instance_types or [_keys(g).instance_type]:
+                why = problem(str(t), need, g.gpu_type, self.region)
+                if why:
+                    raise ProviderError(
+                        f"target {self.target.name}, group {g.name}: {why}",
+                        hint="set the group's instance_type: to one of them "
+                             f"({_keys(g).processes} worker(s) × {g.gpus} GPU(s) per instance)")
 
     def validate(self) -> None:
         self.check_config()
@@ -674,18 +702,19 @@ class AwsProvider(Provider):
                        meta={"family": family, "revision": td.get("revision")})
 
     # EC2 --------------------------------------------------------------------------------
-    def _ami(self, instance_type: str) -> tuple[str, str | None]:
-        """(AMI id, container image or None for native mode)."""
+    def _ami(self, instance_type: str, gpu: bool = False) -> tuple[str, str | None]:
+        """(AMI id, container image or None for native mode). A GPU worker gets the
+        ECS GPU-optimised AMI (NVIDIA driver and container toolkit for ``--gpus``)."""
         from scalable.providers.aws.ec2 import architecture, container_host_ami
 
         image = self.image()
         if is_ami(image):
             return image, None
-        arch = architecture(instance_type)
+        arch = architecture(instance_type) + ("-gpu" if gpu else "")
         with self._lock:
             cached = self._amis.get(arch)
         if cached is None:
-            cached = container_host_ami(self.aws.ec2, instance_type)
+            cached = container_host_ami(self.aws.ec2, instance_type, gpu=gpu)
             with self._lock:
                 self._amis[arch] = cached
         return cached, image
@@ -696,7 +725,8 @@ class AwsProvider(Provider):
         a = resource.attributes
         scheduler = resource.is_scheduler
         instance_type = str(a["instance_type"])
-        ami, container = self._ami(instance_type)
+        gpus = int(a.get("gpus") or 0)
+        ami, container = self._ami(instance_type, gpu=gpus > 0)
         tls = self._tls()
         tls_dir = None if tls is None else ("tls" if container is None else "/scalable/tls")
         if scheduler:
@@ -716,6 +746,7 @@ class AwsProvider(Provider):
             env={**self.target.env, **self._preemption_env(a.get("spot", False))}
             if not scheduler else self.target.env,
             preemption=not scheduler,
+            gpus=gpus > 0,
         )
         net = self.network()
         launch = Launch(
