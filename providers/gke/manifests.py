@@ -61,6 +61,9 @@ def _meta(name: str, namespace: str, labels: dict[str, str], key: str, project: 
     }
 
 
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
 def selector(lineage: str, address: str) -> dict[str, str]:
     return {LABEL_LINEAGE: lineage, LABEL_ADDRESS: address}
 
@@ -202,9 +205,18 @@ def scheduler_deployment(*, name: str, namespace: str, labels: dict[str, str], k
 def worker_statefulset(*, name: str, namespace: str, labels: dict[str, str], key: str,
                        project: str, select: dict[str, str], image: str, argv: list[str],
                        env: dict[str, str], pool: str, spot: bool, replicas: int, cpu: str,
-                       memory: str, tls_secret: str | None) -> dict[str, Any]:
+                       memory: str, tls_secret: str | None, gpus: int = 0
+                       ) -> dict[str, Any]:
     container = _container("worker", image, argv, env=env, cpu=cpu, memory=memory,
                            memory_limit=memory)
+    if gpus:
+        # Extended resources are requested as limits; GKE taints GPU nodes
+        # nvidia.com/gpu=present:NoSchedule, which the pod tolerates.
+        container["resources"]["limits"][GPU_RESOURCE] = str(gpus)
+    spec = _pod_spec(pool=pool, spot=spot, container=container, tls_secret=tls_secret)
+    if gpus:
+        spec["tolerations"].append({"key": GPU_RESOURCE, "operator": "Exists",
+                                    "effect": "NoSchedule"})
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -216,8 +228,7 @@ def worker_statefulset(*, name: str, namespace: str, labels: dict[str, str], key
             "selector": {"matchLabels": select},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": _pod_spec(pool=pool, spot=spot, container=container,
-                                  tls_secret=tls_secret),
+                "spec": spec,
             },
         },
     }

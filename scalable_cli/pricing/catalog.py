@@ -46,7 +46,7 @@ def _float(v: str | None) -> float | None:
 
 
 # Extra files of a catalog, each with its own dated source (EC2's GPU families).
-_EXTRA = {"aws_ec2": ("aws_ec2_gpu.csv",)}
+_EXTRA = {"aws_ec2": ("aws_ec2_gpu.csv",), "gcp_gce": ("gcp_gce_n1.csv",)}
 
 
 @cache
@@ -78,3 +78,27 @@ def fargate_rates(region: str) -> dict[str, float] | None:
         if r["region"] == region:
             return {k: float(v) for k, v in r.items() if k != "region"}
     return None
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """One GPU model in one region: the zones offering it and its price per GPU-hour."""
+
+    name: str  # GKE's accelerator_type, e.g. nvidia-l4
+    gpu: str  # the short name a manifest may use, e.g. l4
+    machine_series: str  # the machine types it attaches to (n1, g2, a2)
+    region: str
+    zones: tuple[str, ...]  # full zone names, e.g. us-central1-a
+    usd_hour: float
+
+
+@cache
+def gcp_accelerators() -> tuple[str, tuple[Accelerator, ...]]:
+    """(source, rows) of the bundled GCE accelerator table."""
+    source, rows = _rows("gcp_accelerators.csv")
+    return source, tuple(
+        Accelerator(name=r["accelerator_type"], gpu=r["gpu"],
+                    machine_series=r["machine_series"], region=r["region"],
+                    zones=tuple(f"{r['region']}-{z}" for z in r["zones"].split()),
+                    usd_hour=float(r["usd_hour_per_gpu"]))
+        for r in rows)
