@@ -343,9 +343,14 @@ def _cost(
     after: float | None = 0.0
     cores = 0.0
     notes: list[str] = []
+    by_group: dict[str, float | None] = {}
     for spec in desired:
         p = after_price[spec.address]
         after = None if after is None or p.hourly is None else after + p.hourly
+        group = _cost_group(spec)
+        if group is not None:
+            so_far = by_group.get(group, 0.0)
+            by_group[group] = None if so_far is None or p.hourly is None else so_far + p.hourly
         cores += p.cores
         if p.estimate and p.note and p.note not in notes:
             notes.append(p.note)
@@ -358,4 +363,13 @@ def _cost(
         unknown=unknown,
         notes=notes,
         core_hours_after=cores * horizon if horizon else 0.0,
+        by_group={} if destroy else by_group,
     )
+
+
+def _cost_group(spec: ResourceSpec) -> str | None:
+    """The worker group a resource's price belongs to: its workers, or its node pool."""
+    if spec.group is not None:
+        return spec.group
+    a = addrs.parse(spec.address)
+    return a.name if a is not None and a.kind == addrs.NODE_POOL else None

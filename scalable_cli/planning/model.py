@@ -10,7 +10,7 @@ from scalable.providers.base import ResourceSpec
 from scalable.state.model import ResourceRecord, now_iso
 
 Action = Literal["create", "update", "replace", "delete", "no-op"]
-PLAN_FORMAT_VERSION = "1.1"  # 1.1: targets, replace, refresh_only
+PLAN_FORMAT_VERSION = "1.2"  # 1.1: targets, replace, refresh_only; 1.2: cost.by_group
 
 
 @dataclass
@@ -99,6 +99,9 @@ class Cost:
     unknown: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     core_hours_after: float = 0.0
+    # $/hour after the plan of each worker group, priced with its own hardware (None:
+    # a price in it is unknown). The scheduler and shared resources are in no group.
+    by_group: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def hourly_delta(self) -> float | None:
@@ -121,6 +124,7 @@ class Cost:
             "horizon_hours": self.horizon_hours,
             "horizon_total": self.horizon_total,
             "core_hours_after": self.core_hours_after,
+            "by_group": self.by_group,
             "unknown": self.unknown,
             "notes": self.notes,
         }
@@ -134,6 +138,7 @@ class Cost:
             unknown=list(d.get("unknown", [])),
             notes=list(d.get("notes", [])),
             core_hours_after=float(d.get("core_hours_after", 0.0)),
+            by_group=dict(d.get("by_group", {})),
         )
 
 

@@ -166,6 +166,10 @@ def _cost_block(plan: Plan, style: Style) -> list[str]:
         out.append(f"  over the {c.horizon_hours:g} h horizon: {total}")
     if c.core_hours_after:
         out.append(f"  core-hours over the horizon: {c.core_hours_after:g}")
+    if len(c.by_group) > 1:  # each group priced with its own hardware
+        parts = [f"{g} {'unknown' if v is None else format_usd(v) + '/h'}"
+                 for g, v in c.by_group.items()]
+        out.append(f"  by group: {' · '.join(parts)}")
     for note in c.notes:
         out.append(f"  {note}")
     if c.unknown:

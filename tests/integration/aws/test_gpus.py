@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 from scalable.pricing.catalog import machine_catalog
 
 from .motoaws import MotoAws
+
+GOLDEN = Path(__file__).parents[2] / "unit" / "golden"
 
 pytestmark = pytest.mark.aws
 
@@ -54,8 +57,16 @@ def test_gpu_group_prices_its_instance_and_launches_with_gpus(project, aws: Moto
     assert g5 is not None and m6i is not None and g5.gpus == 1
     # scheduler + cpu worker on m6i.large, the gpu worker on g5.xlarge.
     assert plan["cost"]["hourly_after"] == pytest.approx(2 * m6i.on_demand + g5.on_demand)
+    assert plan["cost"]["by_group"] == {"cpu": pytest.approx(m6i.on_demand),
+                                        "gpu": pytest.approx(g5.on_demand)}
     gpu_change = next(c for c in plan["resource_changes"] if c["address"] == "workers.gpu[0]")
     assert gpu_change["after"]["gpus"] == 1 and gpu_change["after"]["gpu_type"] == "a10g"
+    text = project.run("plan", env=aws.env, check=True).stdout
+    block = text[text.index("Cost estimate:"):]
+    golden = GOLDEN / "plan_cost_gpu_groups.txt"
+    if not golden.exists():  # first run writes it; review it by eye, then commit
+        golden.write_text(block)
+    assert block == golden.read_text()
 
     project.run("apply", "--auto-approve", "--no-wait", env=aws.env, check=True)
     lineage = project.state("cloud")["lineage"]
