@@ -51,6 +51,18 @@ def scheduler_argv(
     return argv
 
 
+def dask_image() -> str:
+    """The default worker image: ``ghcr.io/dask/dask`` at this machine's distributed and
+    Python versions, so cloud workers run the client's versions (scalable.versions)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        dask_version = version("distributed")
+    except PackageNotFoundError:  # pragma: no cover - distributed is a dependency
+        dask_version = "latest"
+    return f"ghcr.io/dask/dask:{dask_version}-py{sys.version_info.major}.{sys.version_info.minor}"
+
+
 def export_lines(env: Mapping[str, str]) -> list[str]:
     """``export NAME=<quoted value>`` lines (names are POSIX names, checked at load)."""
     for k in env:

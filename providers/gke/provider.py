@@ -80,14 +80,11 @@ def gce_label(value: str) -> str:
 
 
 def default_image() -> str:
-    """The official Dask image of the Dask version installed here (clients and the
-    cluster should match)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """The official Dask image of the Dask and Python versions installed here (clients and
+    the cluster must match: scalable.versions); the same rule as AWS's default."""
+    from scalable.providers.commands import dask_image
 
-    try:
-        return f"{DEFAULT_IMAGE}:{version('distributed')}"
-    except PackageNotFoundError:
-        return f"{DEFAULT_IMAGE}:latest"
+    return dask_image()
 
 
 def _keys(g: GroupSpec) -> GkeGroup:

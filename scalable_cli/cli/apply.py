@@ -191,6 +191,8 @@ def _finish(ws: Workspace, p: Plan, result: ApplyResult, json_: bool, verb: str)
             "; ".join(result.errors),
             hint="what succeeded is in state; run apply again to converge",
         )
+    if result.version_error is not None:
+        raise result.version_error
 
 
 def apply(
