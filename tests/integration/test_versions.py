@@ -41,9 +41,9 @@ def test_a_worker_with_another_distributed_stops_the_session_before_work(
     import distributed
 
     project.write(manifest({"distributed": "2000.1.0"}))
-    with ScalableSession.from_yaml(project.root / "scalable.yaml") as session:
-        with pytest.raises(VersionMismatch) as err:
-            session.start()
+    with (ScalableSession.from_yaml(project.root / "scalable.yaml") as session,
+          pytest.raises(VersionMismatch) as err):
+        session.start()
     assert err.value.message.endswith(
         f"distributed: client {distributed.__version__}, scheduler {distributed.__version__}"
         f", workers 2000.1.0 (workers.odd[0]), {distributed.__version__} (workers.cpu[0])")
