@@ -7,9 +7,15 @@
 #   scripts/slurm-dev.sh status  one line: up/down, partitions, node state
 #
 # Partitions: `debug` (default, MaxTime 30 minutes: the plan-time MaxTime check has
-# something to refuse) and `batch` (MaxTime 1 day). SLURM_CPUS (default 8) CPUs are
-# advertised on however many cores the machine has (oversubscribed on purpose, so
-# several 1-core jobs run at once on a 2-core CI box).
+# something to refuse) and `batch` (MaxTime 1 day) on node $HOST; `multi` (MaxTime 30
+# minutes) on nodes ${HOST}1 and ${HOST}2, two more slurmd on this same host (ports 6828,
+# 6829) so multi-node allocations (`sbatch -N 2`, srun across nodes) run for real.
+# Debian's Slurm is built with MULTIPLE_SLURMD (`scontrol show config` says Yes): each
+# slurmd is started with `-N <node>` and has its own pid file, spool dir and log (%n;
+# a shared pid file would make each new slurmd kill the previous one).
+# SLURM_CPUS (default 8) CPUs are advertised on however many cores the machine has
+# (oversubscribed on purpose, so several 1-core jobs run at once on a 2-core CI box);
+# the two `multi` nodes advertise 4 each.
 #
 # Facts this relies on (measured on Debian 12, Slurm 22.05.8): postinst starts nothing
 # without systemd; proctrack/linuxproc + task/none need no cgroups; walltime is whole
@@ -19,6 +25,8 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 SLURM_CPUS=${SLURM_CPUS:-8}
 HOST=$(hostname -s)
+# Every slurmd of this host: $HOST, then the `multi` partition's two nodes.
+NODES="$HOST ${HOST}1 ${HOST}2"
 
 alive() { [ -s "$1" ] && [ "$(cat "/proc/$(cat "$1")/comm" 2>/dev/null)" = "$2" ]; }
 
@@ -46,7 +54,9 @@ down() {
     squeue -h -o %A | xargs -r scancel
     for _ in $(seq 60); do [ -z "$(squeue -h -o %A)" ] && break; sleep 0.5; done
   fi
-  stop /run/slurmd.pid slurmd
+  stop /run/slurmd.pid slurmd  # a single slurmd's pid file (before the `multi` nodes)
+  local n
+  for n in $NODES; do stop "/run/slurmd-$n.pid" slurmd; done
   stop /run/slurmctld.pid slurmctld
   [ "${1:-}" = --keep-munge ] || stop /run/munge/munged.pid munged
 }
@@ -72,6 +82,8 @@ up() {
   local node
   node=$(slurmd -C | head -n1 | sed -E "s/CPUs=[0-9]+ .*(RealMemory=)/CPUs=$SLURM_CPUS \1/")
   install -d -o slurm -g slurm /var/lib/slurm/slurmctld /var/lib/slurm/slurmd /var/log/slurm
+  local n
+  for n in $NODES; do install -d /var/lib/slurm/slurmd/"$n"; done
   local new
   new=$(cat <<EOF
 ClusterName=local
@@ -79,11 +91,11 @@ SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=slurm
 AuthType=auth/munge
 StateSaveLocation=/var/lib/slurm/slurmctld
-SlurmdSpoolDir=/var/lib/slurm/slurmd
+SlurmdSpoolDir=/var/lib/slurm/slurmd/%n
 SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
+SlurmdPidFile=/run/slurmd-%n.pid
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
-SlurmdLogFile=/var/log/slurm/slurmd.log
+SlurmdLogFile=/var/log/slurm/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
@@ -103,6 +115,9 @@ GresTypes=gpu
 $node Gres=gpu:fake:2 NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=00:30:00 State=UP
 PartitionName=batch Nodes=$HOST MaxTime=1-00:00:00 State=UP
+NodeName=${HOST}1 NodeHostname=$HOST NodeAddr=127.0.0.1 Port=6828 CPUs=4 RealMemory=2048 State=UNKNOWN
+NodeName=${HOST}2 NodeHostname=$HOST NodeAddr=127.0.0.1 Port=6829 CPUs=4 RealMemory=2048 State=UNKNOWN
+PartitionName=multi Nodes=${HOST}[1-2] MaxTime=00:30:00 State=UP
 EOF
 )
   # Two made-up GPUs of type "fake": lets tests check --gres lines and the plan's check
@@ -120,17 +135,22 @@ EOF
 
   # 4. Daemons (both fork into the background and write their PID files).
   alive /run/slurmctld.pid slurmctld || /usr/sbin/slurmctld
-  alive /run/slurmd.pid slurmd || /usr/sbin/slurmd
+  for n in $NODES; do alive "/run/slurmd-$n.pid" slurmd || /usr/sbin/slurmd -N "$n"; done
 
-  # 5. Wait (<= 60 s) for the node to be schedulable; resume it if left DOWN/DRAIN.
+  # 5. Wait (<= 60 s) for every node to be schedulable; resume any left DOWN/DRAIN.
   for _ in $(seq 120); do
     if scontrol ping >/dev/null 2>&1; then
-      local state
-      state=$(sinfo -h -n "$HOST" -o %T | head -n1)
-      case "$state" in
-        idle|mixed|allocated) echo "slurm up: $HOST $state, partitions: $(sinfo -h -o %P | tr '\n' ' ')"; return 0 ;;
-        down*|drain*) scontrol update NodeName="$HOST" State=RESUME || true ;;
-      esac
+      local state ready=0
+      for n in $NODES; do
+        state=$(sinfo -h -N -n "$n" -o %T | head -n1)
+        case "$state" in
+          idle*|mixed*|allocated*) ready=$((ready + 1)) ;;
+          down*|drain*) scontrol update NodeName="$n" State=RESUME || true ;;
+        esac
+      done
+      if [ "$ready" = 3 ]; then
+        echo "slurm up: nodes $NODES, partitions: $(sinfo -h -o %P | tr '\n' ' ')"; return 0
+      fi
     fi
     sleep 0.5
   done
