@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+import scalable
 from scalable import ScalableSession
 from scalable.versions import VersionMismatch
 
@@ -50,7 +51,9 @@ def test_a_worker_with_another_distributed_stops_the_session_before_work(
     assert our_processes(project.root) == []  # the session's capacity is gone again
 
 
-def test_cli_apply_says_so_and_a_harmless_difference_only_warns(project: Project) -> None:
+def test_cli_apply_says_so_and_a_harmless_difference_only_warns(
+        project: Project, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project.write(manifest({"distributed": "2000.1.0"}))
     out = project.run("apply", "--auto-approve")
     assert out.returncode == 1, out.stdout + out.stderr
@@ -64,5 +67,15 @@ def test_cli_apply_says_so_and_a_harmless_difference_only_warns(project: Project
     out = project.run("apply", "--auto-approve", check=True)
     assert "Warning: versions differ (harmless for pickling): msgpack:" in out.stdout
     assert "0.0.1 (workers.odd[0])" in out.stdout
+    # Attaching to the CLI's capacity checks again: a warning in the scalable logger.
+    monkeypatch.chdir(project.root)
+    with caplog.at_level("WARNING", logger="scalable"):
+        with ScalableSession.from_yaml(project.root / "scalable.yaml") as session:
+            session.start()
+            assert session.attached
+        with scalable.connect("local") as client:
+            assert client.submit(lambda: 6 * 7).result(timeout=30) == 42
+    warned = [r.getMessage() for r in caplog.records if "harmless" in r.getMessage()]
+    assert len(warned) == 2 and all("msgpack" in w for w in warned)
     project.run("destroy", "--auto-approve", check=True)
     assert our_processes(project.root) == []
