@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from scalable.addrs import CONTROLLER, SCHEDULER
@@ -30,9 +32,51 @@ from scalable.planning.render import render_plan
 from scalable.planning.surgery import APPLIED_TARGET_WARNING
 from scalable.workspace import Workspace
 
+if TYPE_CHECKING:
+    from scalable.streaming import StreamHook
+
 
 class PartialApply(ScalableError):
     exit_code = 3
+
+
+@contextmanager
+def _streamed(json_: bool) -> Iterator[StreamHook | None]:
+    """``--json``: the command's output is the stream (docs/reference/streaming-json.rst).
+
+    The stream opens with its version line; an error that stops the command becomes a
+    ``diagnostic`` line too (it still goes to stderr, and the exit code is unchanged).
+    """
+    if not json_:
+        yield None
+        return
+    from scalable.streaming import StreamHook
+
+    stream = StreamHook("")
+    stream.version()
+    try:
+        yield stream
+    except PartialApply:
+        raise  # its errors were streamed as diagnostics when the apply ended
+    except ScalableError as exc:
+        stream.diagnostic(exc.message, exc.hint or "")
+        raise
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        stream.diagnostic(f"{type(exc).__name__}: {exc}", "this is a bug in scalable")
+        raise
+    finally:
+        stream.close()
+
+
+def _json_needs_approval(json_: bool, approved: bool) -> None:
+    if json_ and not approved:
+        raise ScalableError(
+            "Plan file or --auto-approve required: scalable cannot ask for approval when "
+            "--json is set",
+            hint="pass --auto-approve, or apply a saved plan (`scalable plan -o FILE`)",
+        )
 
 
 BudgetOpt = Annotated[
@@ -99,7 +143,8 @@ def plan(
     tasks: TasksOpt = None,
     tag: TagOpt = None,
     show_scripts: Annotated[
-        bool, typer.Option("--show-scripts", help="Print the batch script of each new job.")
+        bool, typer.Option("--show-scripts",
+                     help="Print the batch script (local: the command) of each new worker.")
     ] = False,
     replace: ReplaceOpt = None,
     only: OnlyOpt = None,
@@ -148,7 +193,8 @@ def _show_scripts(ws: Workspace, p: Plan) -> None:
                           scheduler_address=address)
         if text is None:  # not a job (a scheduler process on this host)
             continue
-        echo(f"\n# ---- {c.address}: batch script ----\n{text.rstrip()}")
+        label = getattr(ws.provider, "script_label", "batch script")
+        echo(f"\n# ---- {c.address}: {label} ----\n{text.rstrip()}")
         shown += 1
     if shown:
         echo("\n# <…> placeholders are filled in at apply (idempotency key, and the lineage "
@@ -157,22 +203,10 @@ def _show_scripts(ws: Workspace, p: Plan) -> None:
         echo("\nNo new jobs: no scripts to show.")
 
 
-def _finish(ws: Workspace, p: Plan, result: ApplyResult, json_: bool, verb: str) -> None:
-    if json_:
-        print_json(
-            {
-                "plan": p.to_dict(detail=False),
-                "result": {
-                    "added": result.added,
-                    "changed": result.changed,
-                    "destroyed": result.destroyed,
-                    "errors": result.errors,
-                    "ready_workers": result.ready_workers,
-                    "expected_workers": result.expected_workers,
-                },
-                "outputs": result.outputs,
-            }
-        )
+def _finish(p: Plan, result: ApplyResult, stream: StreamHook | None, verb: str) -> None:
+    if stream is not None:  # the stream has shown the result as it happened
+        if p.targets:
+            stream.diagnostic(APPLIED_TARGET_WARNING, severity="warning")
     else:
         counts = f"Resources: {result.added} added, {result.changed} changed, " \
                  f"{result.destroyed} destroyed."
@@ -212,7 +246,20 @@ def apply(
     refresh_only: RefreshOnlyOpt = False,
 ) -> None:
     """Make the target's capacity match the manifest."""
-    ws = Workspace.open(file, target if planfile is None else target)
+    with _streamed(json_) as stream:
+        _json_needs_approval(json_, auto_approve or planfile is not None)
+        _apply(planfile, file, target, auto_approve, stream, no_wait, lock_timeout,
+               budget_usd, deadline_hours, tasks, tag, replace, only, refresh_only)
+
+
+def _apply(
+    planfile: Path | None, file: str | None, target: str | None, auto_approve: bool,
+    stream: StreamHook | None, no_wait: bool, lock_timeout: str, budget_usd: float | None,
+    deadline_hours: float | None, tasks: int | None, tag: str | None,
+    replace: list[str] | None, only: list[str] | None, refresh_only: bool,
+) -> None:
+    json_ = stream is not None
+    ws = Workspace.open(file, target)
     saved = load_plan(planfile) if planfile is not None else None
     if saved is not None and (replace or only or refresh_only):
         raise ScalableError(
@@ -222,7 +269,9 @@ def apply(
         )
     if saved is not None and target is None and saved.target != ws.spec.name:
         ws = Workspace.open(file, saved.target)
-    engine = ws.engine(hooks=json_lines(info) if json_ else human(echo))
+    if stream is not None:
+        stream.provider = ws.spec.provider
+    engine = ws.engine(hooks=stream or human(echo))
     engine.preflight()
     with engine.locked("apply", lock_seconds(lock_timeout)):
         if saved is not None:
@@ -242,7 +291,7 @@ def apply(
                 "scalable will perform the actions described above.",
             )
         result = engine.execute(p, wait=not no_wait)
-    _finish(ws, p, result, json_, "Apply")
+    _finish(p, result, stream, "Apply")
 
 
 def destroy(
@@ -253,8 +302,18 @@ def destroy(
     lock_timeout: LockTimeoutOpt = "0s",
 ) -> None:
     """Tear down everything this target's state holds."""
+    with _streamed(json_) as stream:
+        _json_needs_approval(json_, auto_approve)
+        _destroy(file, target, auto_approve, stream, lock_timeout)
+
+
+def _destroy(file: str | None, target: str | None, auto_approve: bool,
+             stream: StreamHook | None, lock_timeout: str) -> None:
+    json_ = stream is not None
     ws = Workspace.open(file, target)
-    engine = ws.engine(hooks=json_lines(info) if json_ else human(echo))
+    if stream is not None:
+        stream.provider = ws.spec.provider
+    engine = ws.engine(hooks=stream or human(echo))
     with engine.locked("destroy", lock_seconds(lock_timeout)):
         p = engine.plan(destroy=True)
         if not json_:
@@ -266,4 +325,4 @@ def destroy(
                 "scalable will destroy all of this target's capacity. There is no undo.",
             )
         result = engine.execute(p, wait=False)
-    _finish(ws, p, result, json_, "Destroy")
+    _finish(p, result, stream, "Destroy")

@@ -177,7 +177,8 @@ def _where(path: Path, node: yaml.Node | None) -> str:
 def _expand(
     path: Path, node: yaml.Node, loader: _Loader, keypath: str, done: set[int] | None = None
 ) -> None:
-    """Expand ``${VAR}`` / ``${VAR:-default}`` / ``$$`` in scalars; reject duplicate keys.
+    """Expand ``${VAR}`` / ``${VAR:-default}`` / ``$$`` in scalars (keys and values);
+    reject duplicate keys.
 
     Each node is visited once: an alias shares its anchor's node, and expanding it twice
     would undo the ``$$`` escape.
@@ -189,6 +190,9 @@ def _expand(
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, yaml.Node] = {}
         for knode, vnode in node.value:
+            if isinstance(knode, yaml.ScalarNode) and "$" in knode.value:
+                # Keys too: a container bind's host path is a key (``${DATA}/in: /in``).
+                _expand(path, knode, loader, keypath, done)
             key = knode.value if isinstance(knode, yaml.ScalarNode) else f"<{knode.id}>"
             if isinstance(knode, yaml.ScalarNode) and key in seen:
                 raise ManifestError(
@@ -304,6 +308,8 @@ def _hint(err: Any, data: Any, root: type[BaseModel]) -> str | None:
         return "provider must be one of: " + ", ".join(provider_names())
     if kind == "missing":
         return f"add '{loc[-1]}:'"
+    if "container" in loc:
+        return "see docs/guides/worker-groups.rst (containers and binds)"
     return "see `scalable schema` or docs/reference/manifest.rst"
 
 

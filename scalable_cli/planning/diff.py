@@ -14,7 +14,7 @@ from scalable.planning.model import Action, Change, Cost, Drift, Plan
 from scalable.planning.reasons import Reason, Why
 from scalable.pricing.estimator import Price
 from scalable.providers.base import Discovered, Observation, Provider, ResourceSpec
-from scalable.spec import TargetSpec
+from scalable.spec import GroupSpec, TargetSpec
 from scalable.state.model import ResourceRecord, StateFile
 
 
@@ -178,10 +178,19 @@ def make_plan(
     )
     if not destroy:  # capacity a cap holds back, arrays: the provider's words
         plan.cost.notes.extend(n for n in provider.plan_notes() if n not in plan.cost.notes)
+        plan.groups = [group_summary(g) for g in target.groups]
     if refresh_only:
         return refresh_only_plan(plan, state, resolved)
     plan.replace = list(replace)
     return surgery.narrow(plan, state, targets)
+
+
+def group_summary(g: GroupSpec) -> dict[str, Any]:
+    """A group as the plan shows it: tags, workers, and what they run in."""
+    c = g.container
+    return {"name": g.name, "tags": list(g.tags), "workers": g.count,
+            "maximum": g.maximum,
+            "container": c.summary() if c is not None and c.enabled else None}
 
 
 def refresh_only_plan(plan: Plan, state: StateFile, resolved: Resolved) -> Plan:

@@ -10,7 +10,7 @@ from scalable.providers.base import ResourceSpec
 from scalable.state.model import ResourceRecord, now_iso
 
 Action = Literal["create", "update", "replace", "delete", "no-op"]
-PLAN_FORMAT_VERSION = "1.1"  # 1.1: targets, replace, refresh_only
+PLAN_FORMAT_VERSION = "1.2"  # 1.1: targets, replace, refresh_only; 1.2: groups
 
 
 @dataclass
@@ -156,6 +156,9 @@ class Plan:
     refresh_only: bool = False  # --refresh-only: only ``refreshed`` and ``forget``
     refreshed: list[ResourceRecord] = field(default_factory=list)  # drifted values
     forget: list[str] = field(default_factory=list)  # gone outside scalable
+    # Each worker group: name, tags, workers, maximum, container (runtime, image, binds,
+    # env names, options; None: plain processes).
+    groups: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -197,6 +200,7 @@ class Plan:
             "refresh_only": self.refresh_only,
             "refreshed": [asdict(r) for r in self.refreshed],
             "forget": self.forget,
+            "groups": self.groups,
         }
 
     @classmethod
@@ -218,4 +222,5 @@ class Plan:
             refresh_only=bool(d.get("refresh_only")),
             refreshed=[ResourceRecord.from_dict(r) for r in d.get("refreshed", [])],
             forget=list(d.get("forget", [])),
+            groups=list(d.get("groups", [])),
         )

@@ -107,6 +107,7 @@ def render_plan(plan: Plan, color: bool = False, compact_after: int = 12) -> str
                        "into state on apply.")
         else:
             out.append(style.bold("No changes.") + " Capacity matches the manifest.")
+        out.extend(_groups_block(plan))
         out.extend(_cost_block(plan, style))
         return "\n".join(out) + "\n"
     used = sorted({c.action for c in actionable}, key=list(SYMBOL).index)
@@ -131,8 +132,31 @@ def render_plan(plan: Plan, color: bool = False, compact_after: int = 12) -> str
     out.append(style.bold(
         f"Plan: {n['add']} to add, {n['change']} to change, {n['destroy']} to destroy."
     ))
+    out.extend(_groups_block(plan))
     out.extend(_cost_block(plan, style))
     return "\n".join(out) + "\n"
+
+
+def _groups_block(plan: Plan) -> list[str]:
+    """What each group's workers run in; shown when any group runs in a container."""
+    if not any(g.get("container") for g in plan.groups):
+        return []
+    out = ["", "Worker groups:"]
+    for g in plan.groups:
+        tags = f" [tags: {', '.join(g['tags'])}]" if g.get("tags") else ""
+        head = f"  {g['name']}: {g['workers']} worker(s){tags}"
+        c = g.get("container")
+        if not c:
+            out.append(f"{head}, plain processes")
+            continue
+        out.append(f"{head}, {c['runtime']} image {c['image']}")
+        for src, dst in (c.get("binds") or {}).items():
+            out.append(f"      bind {src} → {dst}")
+        if c.get("env"):
+            out.append(f"      env {', '.join(c['env'])}")
+        if c.get("options"):
+            out.append(f"      options {' '.join(c['options'])}")
+    return out
 
 
 def _refresh_only(plan: Plan, style: Style, out: list[str], drifted: bool) -> str:

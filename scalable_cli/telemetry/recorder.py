@@ -21,7 +21,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from scalable.addrs import SCHEDULER
-from scalable.events import APPLY_COMPLETE, PRICING, RESOURCE_DELETED, RESOURCE_DELETING, Payload
+from scalable.events import (
+    APPLY_COMPLETE,
+    LIVE_ONLY,
+    PRICING,
+    RESOURCE_DELETED,
+    RESOURCE_DELETING,
+    Payload,
+)
 from scalable.hooks import Hook
 from scalable.outputs import SCHEDULER_ADDRESS
 
@@ -180,6 +187,8 @@ class RunRecorder(Hook):
         return self._db
 
     def event(self, payload: Payload) -> None:
+        if payload.kind in LIVE_ONLY:  # progress for a live view, not a record
+            return
         self(payload.kind, payload.to_data())
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:

@@ -167,7 +167,7 @@ def test_no_changes_wording() -> None:
 
 def test_json_document_shape() -> None:
     doc = make_plan(provider(1), None, "d").to_dict(detail=False)
-    assert doc["format_version"] == "1.1"
+    assert doc["format_version"] == "1.2"
     assert {"resource_changes", "resource_drift", "summary", "cost"} <= set(doc)
     assert doc["resource_changes"][0]["action"] == "create"
     assert "resource" not in doc["resource_changes"][0]
