@@ -205,7 +205,8 @@ def scheduler_deployment(*, name: str, namespace: str, labels: dict[str, str], k
 def worker_statefulset(*, name: str, namespace: str, labels: dict[str, str], key: str,
                        project: str, select: dict[str, str], image: str, argv: list[str],
                        env: dict[str, str], pool: str, spot: bool, replicas: int, cpu: str,
-                       memory: str, tls_secret: str | None, gpus: int = 0
+                       memory: str, tls_secret: str | None,
+                       binds: dict[str, str] | None = None, gpus: int = 0
                        ) -> dict[str, Any]:
     container = _container("worker", image, argv, env=env, cpu=cpu, memory=memory,
                            memory_limit=memory)
@@ -217,6 +218,13 @@ def worker_statefulset(*, name: str, namespace: str, labels: dict[str, str], key
     if gpus:
         spec["tolerations"].append({"key": GPU_RESOURCE, "operator": "Exists",
                                     "effect": "NoSchedule"})
+    # A group's binds: the node's folder (hostPath, which must exist: type Directory)
+    # mounted at the container path.
+    for i, (src, dst) in enumerate((binds or {}).items()):
+        spec.setdefault("volumes", []).append(
+            {"name": f"bind-{i}", "hostPath": {"path": src, "type": "Directory"}})
+        container.setdefault("volumeMounts", []).append(
+            {"name": f"bind-{i}", "mountPath": dst})
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
