@@ -328,6 +328,13 @@ class BatchProvider(Provider):
                 hint="use a python: inside the image's environment, or Slurm",
             )
         for g in self.target.groups:
+            if g.container is not None:  # never ignored silently
+                raise ProviderError(
+                    f"group {g.name}: container: is not supported on {self.system.label} "
+                    "targets yet",
+                    hint="use a python: inside the image's environment, or Slurm",
+                )
+        for g in self.target.groups:
             if _keys(g).array:
                 raise ProviderError(
                     f"group {g.name}: array: true is Slurm-only for now",

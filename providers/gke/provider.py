@@ -36,6 +36,7 @@ from scalable import addrs
 from scalable.addrs import SCHEDULER
 from scalable.outputs import DASHBOARD_COMMAND, SCHEDULER_ADDRESS, SCHEDULER_CLUSTER_ADDRESS
 from scalable.pricing.estimator import Price
+from scalable.providers import containers
 from scalable.providers.base import (
     CreateContext,
     Created,
@@ -50,7 +51,7 @@ from scalable.providers.gke.config import GkeGroup, GkeTarget
 from scalable.providers.gke.pricing import pool_price
 from scalable.providers.retire import retire_workers
 from scalable.spec import GroupSpec, TargetSpec
-from scalable.state.model import ResourceRecord
+from scalable.state.model import ResourceRecord, now_iso
 from scalable.tls import tls_files
 
 POOL = "gke.node_pool"
@@ -266,6 +267,12 @@ class GkeProvider(Provider):
         groups = self.target.groups
         return next((g for g in groups if not _keys(g).spot), groups[0])
 
+    @staticmethod
+    def group_image(g: GroupSpec, default: str) -> str:
+        """A group's image: its container's, else the target's."""
+        c = g.container
+        return str(c.image) if c is not None and c.image else default
+
     def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
         target = target or self.target
         zones = len(self.cluster().zones)
@@ -296,10 +303,12 @@ class GkeProvider(Provider):
             workers.append(ResourceSpec(
                 address=addrs.worker(g.name), type=STATEFULSET, group=g.name,
                 attributes={
-                    "name": sts, "image": image, "pool": pool, "spot": spot,
-                    "replicas": pods, "processes": processes,
+                    "name": sts, "image": self.group_image(g, image), "pool": pool,
+                    "spot": spot, "replicas": pods, "processes": processes,
                     "threads_per_worker": g.threads_per_worker,
                     "memory_per_worker": memory, "tags": list(g.tags),
+                    **({"container": containers.describe(g.container)}
+                       if g.container is not None else {}),
                 },
                 worker_names=names,
                 depends_on=(SCHEDULER, addrs.node_pool(g.name)),
@@ -333,6 +342,14 @@ class GkeProvider(Provider):
             except ValueError:
                 raise ProviderError(f"allowed_cidrs: {cidr!r} is not a CIDR",
                                     hint="e.g. 203.0.113.7/32") from None
+        for g in self.target.groups:
+            c = g.container
+            if c is not None and c.runtime not in containers.OCI:
+                raise ProviderError(f"group {g.name}: GKE runs OCI images, not {c.runtime}",
+                                    hint="use runtime: docker with an image reference")
+            if c is not None and c.options:
+                raise ProviderError(f"group {g.name}: GKE pods take no container runtime "
+                                    "options", hint="remove options:")
         host = self.scheduler_group()
         for g in self.target.groups:  # machine types known, pods fit on them
             shape, memory, _ = self._group_shape(g)
@@ -437,9 +454,24 @@ class GkeProvider(Provider):
         return Observation("alive", details=details, attributes=attributes)
 
     def discover(self, lineage: str) -> list[Discovered]:
+        return self._find(lineage)
+
+    def discover_all(self) -> list[Discovered]:
+        """Node pools and workloads scalable made for this project and target in this
+        cluster (and namespace), of any lineage (``import``, ``sweep``)."""
+        return self._find(None)
+
+    def _find(self, lineage: str | None) -> list[Discovered]:
         out: list[Discovered] = []
+        target, project = self.target.name, self.target.project
         for info in self.pools.all():
-            if info.resource_labels.get("scalable-lineage") != gce_label(lineage):
+            rl = info.resource_labels
+            if lineage is not None:
+                if rl.get("scalable-lineage") != gce_label(lineage):
+                    continue
+            elif (rl.get("scalable-target") != gce_label(target)
+                  or rl.get("scalable-project") != gce_label(project)
+                  or "scalable-lineage" not in rl):
                 continue
             status = ("pending" if info.status in ("PROVISIONING", "RECONCILING")
                       else "gone" if info.status in ("STOPPING", "ERROR") else "alive")
@@ -447,15 +479,23 @@ class GkeProvider(Provider):
                 address=info.metadata.get("scalable-address", addrs.node_pool(info.name)),
                 type=POOL, id=self.pools.pool_path(info.name),
                 idempotency_key=info.metadata.get("scalable-key", ""),
-                meta={"name": info.name}, status=status,  # type: ignore[arg-type]
+                meta={"name": info.name, "cluster": self.cfg.cluster,
+                      "location": self.cfg.location},
+                status=status,  # type: ignore[arg-type]
+                lineage=info.labels.get(manifests.LABEL_LINEAGE, rl["scalable-lineage"]),
+                created_at=info.metadata.get("scalable-created"),
             ))
-        sel = f"{manifests.LABEL_LINEAGE}={lineage}"
+        sel = (f"{manifests.LABEL_LINEAGE}={lineage}" if lineage is not None
+               else f"{manifests.LABEL_LINEAGE},{manifests.LABEL_TARGET}={target}")
         seen: dict[str, Discovered] = {}
         for kind, rtype in (("deployment", DEPLOYMENT), ("statefulset", STATEFULSET),
                             ("service", DEPLOYMENT), ("secret", DEPLOYMENT)):
             for obj in self.kube.select(kind, sel):
                 meta = obj["metadata"]
-                key = (meta.get("annotations") or {}).get(manifests.ANN_KEY, "")
+                notes = meta.get("annotations") or {}
+                if lineage is None and notes.get(manifests.ANN_PROJECT, project) != project:
+                    continue
+                key = notes.get(manifests.ANN_KEY, "")
                 address = (meta.get("labels") or {}).get(manifests.LABEL_ADDRESS, "?")
                 found = seen.get(key)
                 if found is None:
@@ -463,6 +503,8 @@ class GkeProvider(Provider):
                         address=address, type=rtype,
                         id=f"{self.cfg.namespace}/{kind}s/{meta['name']}",
                         idempotency_key=key, meta={"name": meta["name"]},
+                        lineage=_lineage_of(obj),
+                        created_at=meta.get("creationTimestamp"),
                     )
                     out.append(found)
                 if kind in ("service", "secret"):
@@ -470,6 +512,7 @@ class GkeProvider(Provider):
                 if kind in ("deployment", "statefulset") and found.type == rtype:
                     found.id = f"{self.cfg.namespace}/{kind}s/{meta['name']}"
                     found.meta["name"] = meta["name"]
+                    found.created_at = meta.get("creationTimestamp") or found.created_at
         return out
 
     # -- changes ------------------------------------------------------------------------------
@@ -504,6 +547,9 @@ class GkeProvider(Provider):
                 # Label values cannot hold the address or key as they are: VM metadata can.
                 metadata={"scalable-address": resource.address,
                           "scalable-key": ctx.idempotency_key,
+                          # When it was asked for (GKE keeps no creation time on a pool):
+                          # sweep shows its age and its cost so far.
+                          "scalable-created": now_iso(),
                           "disable-legacy-endpoints": "true"},
                 taints=[c.NodeTaint(key=k, value=v, effect=c.NodeTaint.Effect.NO_SCHEDULE)
                         for k, v in manifests.pool_taints(name, spot)],
@@ -717,10 +763,13 @@ class GkeProvider(Provider):
             name=name, namespace=self.cfg.namespace,
             labels=self._labels(ctx, resource.address, "worker"), key=ctx.idempotency_key,
             project=ctx.project, select=manifests.selector(ctx.lineage, resource.address),
-            image=str(a["image"]), argv=argv, env=self._pod_env(), pool=str(a["pool"]),
+            image=str(a["image"]), argv=argv,
+            env={**self._pod_env(), **(group.container.env if group.container else {})},
+            pool=str(a["pool"]),
             spot=bool(a.get("spot")), replicas=int(a["replicas"]),
             cpu=sizing.quantity_cpu(pod.cpu_m), memory=sizing.quantity_memory(pod.memory),
             tls_secret=self.secret_name if self.target.tls else None,
+            binds=dict(group.container.binds) if group.container else None,
         )
         self._ensure("statefulset", body, ctx.idempotency_key)
         return Created(

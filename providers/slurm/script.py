@@ -3,8 +3,9 @@
 dask-jobqueue owns the ``#SBATCH`` header (``-J``, ``-e/-o``, ``-p``, ``-A``, ``-n 1``,
 ``--cpus-per-task``, ``--mem``, ``-t``, extra directives) and the script template; we
 supply the worker command (the same ``dask worker`` argv every scalable provider builds,
-optionally wrapped in ``apptainer exec``) and our identity directives (``--comment``,
-``--wckey``). ``scalable plan --show-scripts`` prints exactly what :func:`render` returns.
+wrapped in the group's container runtime, ``providers/containers.py``) and our identity
+directives (``--comment``, ``--wckey``). ``scalable plan --show-scripts`` prints exactly
+what :func:`render` returns.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from scalable.units import format_walltime
 # the node's address): left for bash to expand.
 LOCAL_DIR = "${TMPDIR:-/tmp}/scalable-${SLURM_JOB_ID}"
 HOST_VAR = "${SCALABLE_HOST}"
-_RAW_TOKENS = {LOCAL_DIR, HOST_VAR, f"{HOST_VAR}:0"}
+# (``LOCAL_DIR:LOCAL_DIR``: a container runtime's ``-v`` binding it in place.)
+_RAW_TOKENS = {LOCAL_DIR, HOST_VAR, f"{HOST_VAR}:0", f"{LOCAL_DIR}:{LOCAL_DIR}"}
 # An array task's worker name, ``workers.<group>[${SLURM_ARRAY_TASK_ID}]``: expanded by
 # bash in the task (group names are [a-z0-9_-], nothing else in it needs quoting).
 TASK_VAR = "${SLURM_ARRAY_TASK_ID}"
@@ -166,13 +168,6 @@ def shell_join(argv: Sequence[str]) -> str:
     """Quote for bash, leaving our run-time tokens (``$TMPDIR``…) to expand."""
     return " ".join(f'"{a}"' if a in _RAW_TOKENS or _TASK_NAME.fullmatch(a)
                     else shlex.quote(a) for a in argv)
-
-
-def apptainer_wrap(argv: Sequence[str], image: str, binds: Sequence[str]) -> list[str]:
-    out = ["apptainer", "exec"]
-    for b in binds:
-        out += ["--bind", b]
-    return [*out, image, *argv]
 
 
 def render(shape: JobShape) -> str:
