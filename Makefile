@@ -9,7 +9,7 @@ comma := ,
 # what a newcomer gets. pyproject.toml keeps ranges for library users. `make lock` renews it.
 LOCK := requirements.lock
 
-.PHONY: venv demo test unit lint types docs bench clean lock versions
+.PHONY: venv demo test unit lint types docs bench clean lock versions ci-transcript
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -46,6 +46,10 @@ docs: venv
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
+
+# The CI example's steps run end to end (local target, state in S3 on a moto server).
+ci-transcript: venv
+	$(BIN)/python -m tests.integration.ci_pipeline docs/examples/ci/TRANSCRIPT.md
 
 # Resolve the newest versions pyproject.toml allows in a throwaway venv and pin them all.
 lock:

@@ -142,6 +142,13 @@ def worker_names(base: str, nworkers: int) -> tuple[str, ...]:
     return tuple(f"{base}-{k}" for k in range(nworkers))
 
 
+def allocation_worker_names(base: str, nodes: int, per_node: int) -> tuple[str, ...]:
+    """The names of a multi-node allocation's workers: node ``n`` runs ``dask worker
+    --name <base>-<n> --nworkers <per_node>``, so ``base-n`` (one per node) or
+    ``base-n-k``."""
+    return tuple(name for n in range(nodes) for name in worker_names(f"{base}-{n}", per_node))
+
+
 def read_scheduler_file(
     path: Path, *, timeout: float, alive: object = None, log: Path | None = None
 ) -> Mapping[str, object]:

@@ -18,14 +18,19 @@ from scalable.addrs import SCHEDULER
 from scalable.errors import ScalableError
 from scalable.events import (
     RESOURCE_CREATED,
+    RESOURCE_CREATING,
     RESOURCE_DELETED,
     RESOURCE_DELETING,
+    RESOURCE_UPDATED,
+    RESOURCE_UPDATING,
     Payload,
+    ResourceFailed,
     ResourceStep,
     ScaleDecision,
     ScaleFailed,
     StepCompleted,
     StepStarted,
+    WorkersWaiting,
 )
 from scalable.hooks import Hook
 from scalable.outputs import SCHEDULER_ADDRESS
@@ -224,7 +229,7 @@ class Engine:
         if not plan.destroy:
             self._check_join_material(state, plan)
         result = ApplyResult()
-        self._event(StepStarted(plan.destroy, len(plan.actionable)))
+        self._event(StepStarted(plan.destroy, len(plan.actionable), plan=plan))
         # The objective's prediction, once per objective (not again for each resize).
         goal = self.objective
         pin_objective = goal is not None and not plan.destroy and not self.objective_applied
@@ -267,7 +272,8 @@ class Engine:
         if wait and hosts and state.outputs.get(SCHEDULER_ADDRESS) and not plan.destroy:
             result.ready_workers = self.wait_ready(state.outputs, hosts, result)
         self._event(StepCompleted(plan.destroy, result.added, result.changed,
-                                  result.destroyed, list(result.errors)))
+                                  result.destroyed, list(result.errors),
+                                  outputs=dict(result.outputs)))
         return result
 
     def _run_steps(self, state: StateFile, steps: list[Step], result: ApplyResult) -> None:
@@ -382,6 +388,7 @@ class Engine:
             self.provider.delete(rec)
         except ProviderError as exc:
             result.errors.append(f"{change.address}: delete failed: {exc}")
+            self._event(ResourceFailed(change.address, change.type, "delete", str(exc)))
             return False
         if recorded:
             state.remove(change.address)
@@ -419,12 +426,15 @@ class Engine:
                 )
             )
         self._save(state)  # write-ahead: recorded before the provider is called
+        for spec in specs:
+            self._event(ResourceStep(RESOURCE_CREATING, spec.address, spec.type))
         started = time.monotonic()
         outcomes = self.provider.create_many(specs, contexts)
         for spec, out in zip(specs, outcomes, strict=True):
             if isinstance(out, ProviderError):
                 state.remove(spec.address)
                 result.errors.append(f"{spec.address}: create failed: {out}")
+                self._event(ResourceFailed(spec.address, spec.type, "create", str(out)))
                 failed.add(spec.address)
                 continue
             assert isinstance(out, Created)
@@ -448,10 +458,12 @@ class Engine:
         rec = state.get(change.address)
         if rec is None or change.resource is None:
             return False
+        self._event(ResourceStep(RESOURCE_UPDATING, change.address, change.type, rec.id))
         try:
             out = self.provider.update(rec, change.resource)
         except ProviderError as exc:
             result.errors.append(f"{change.address}: update failed: {exc}")
+            self._event(ResourceFailed(change.address, change.type, "update", str(exc)))
             return False
         rec.attributes = change.resource.attributes
         rec.worker_names = list(change.resource.worker_names)
@@ -459,6 +471,7 @@ class Engine:
         state.outputs.update(out.outputs)
         self._save(state)
         result.changed += 1
+        self._event(ResourceStep(RESOURCE_UPDATED, change.address, change.type, rec.id))
         return True
 
     # -- the scheduler side ----------------------------------------------------------------
@@ -506,6 +519,7 @@ class Engine:
                 if len(ready) != seen:
                     seen = len(ready)
                     self.hooks.progress(f"workers {seen}/{len(want)} ready")
+                    self._event(WorkersWaiting(seen, len(want)))
                 if ready == want:
                     return seen
                 if time.monotonic() > next_check:
@@ -517,6 +531,8 @@ class Engine:
                             want -= set(rec.worker_names)
                             hosts = [r for r in hosts if r.address != addr]
                             result.errors.append(f"{addr} did not come up: {obs.reason}")
+                            self._event(ResourceFailed(addr, rec.type, "create",
+                                                       f"did not come up: {obs.reason}"))
                     if ready == want:
                         return seen
                 if time.monotonic() > deadline:

@@ -35,6 +35,13 @@ RESOURCE_CREATED: Final = "resource_created"
 RESOURCE_DELETING: Final = "resource_deleting"
 RESOURCE_DELETED: Final = "resource_deleted"
 WORKER_PREEMPTED: Final = "worker_preempted"
+# Steps a live view follows (``apply --json``): a resource's call began, a resource
+# failed, workers registered so far.
+RESOURCE_CREATING: Final = "resource_creating"
+RESOURCE_UPDATING: Final = "resource_updating"
+RESOURCE_UPDATED: Final = "resource_updated"
+RESOURCE_FAILED: Final = "resource_failed"
+WORKERS_WAITING: Final = "workers_waiting"
 # @cacheable hits and misses heard since the plugin's last flush (scalable.cache.telemetry).
 CACHE_CALLS: Final = "cache_calls"
 
@@ -42,6 +49,8 @@ CACHE_CALLS: Final = "cache_calls"
 BUDGET_ACTIONS: Final = (BUDGET_WARNING, BUDGET_EXHAUSTED)
 # A worker's presence is the span between these two.
 WORKER_SPAN: Final = (WORKER_ADDED, WORKER_REMOVED)
+# Progress only a live view needs: telemetry keeps no row for these.
+LIVE_ONLY: Final = (RESOURCE_CREATING, RESOURCE_UPDATING, WORKERS_WAITING)
 # The engine's own steps (the report's "steps" section).
 ENGINE_STEPS: Final = (
     APPLY_START,
@@ -208,10 +217,15 @@ class ObjectivePlan:
 
 @dataclass(frozen=True)
 class StepStarted:
-    """An apply or a destroy began, with this many actionable changes."""
+    """An apply or a destroy began, with this many actionable changes.
+
+    ``plan`` is the plan being carried out (a ``scalable.planning.model.Plan``) for
+    views that show it (``apply --json``); telemetry keeps only the count.
+    """
 
     destroy: bool
     changes: int
+    plan: Any = field(default=None, compare=False, repr=False)
 
     @property
     def kind(self) -> str:
@@ -230,6 +244,8 @@ class StepCompleted:
     changed: int = 0
     destroyed: int = 0
     errors: list[str] = field(default_factory=list)
+    # The outputs after it (for views; telemetry does not keep them).
+    outputs: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def kind(self) -> str:
@@ -256,9 +272,9 @@ class StepCompleted:
 
 @dataclass(frozen=True)
 class ResourceStep:
-    """One resource created, about to be deleted, or deleted."""
+    """One resource step: its call began (creating, updating, deleting) or it ended."""
 
-    kind: str  # RESOURCE_CREATED, RESOURCE_DELETING or RESOURCE_DELETED
+    kind: str  # RESOURCE_CREATING/CREATED, _UPDATING/_UPDATED, _DELETING/_DELETED
     address: str
     type: str
     id: str | None = None
@@ -268,6 +284,36 @@ class ResourceStep:
         if self.id is not None:
             out["id"] = self.id
         return out
+
+
+@dataclass(frozen=True)
+class ResourceFailed:
+    """A resource's create, update or delete failed (or it died before its workers
+    registered); ``error`` is the backend's reason."""
+
+    address: str
+    type: str
+    action: str  # create, update or delete
+    error: str
+
+    kind: ClassVar[str] = RESOURCE_FAILED
+
+    def to_data(self) -> dict[str, Any]:
+        return {"address": self.address, "type": self.type, "action": self.action,
+                "error": self.error}
+
+
+@dataclass(frozen=True)
+class WorkersWaiting:
+    """Apply is waiting for workers to register: ``ready`` of ``expected`` so far."""
+
+    ready: int
+    expected: int
+
+    kind: ClassVar[str] = WORKERS_WAITING
+
+    def to_data(self) -> dict[str, Any]:
+        return {"ready": self.ready, "expected": self.expected}
 
 
 @dataclass(frozen=True)
@@ -368,6 +414,8 @@ Payload = (
     | StepStarted
     | StepCompleted
     | ResourceStep
+    | ResourceFailed
+    | WorkersWaiting
     | WorkerAdded
     | ScaleBlocked
     | ScaleFailed

@@ -7,6 +7,8 @@ steps (``event``: the payloads of :mod:`scalable.events`). Implementations:
 - :class:`LineHook`: progress and warnings as lines, to ``echo`` (human output) or to
   stderr (``--json``: stdout stays the document) — :func:`human` and :func:`json_lines`;
 - :class:`LogHook`: to a logger (a session, the detached controller);
+- ``StreamHook`` (streaming.py): ``apply --json``/``destroy --json``, every step as a
+  Terraform-shaped JSON line the moment it happens;
 - ``RunRecorder`` (telemetry/recorder.py): events into the telemetry database;
 - :class:`Collect`: keeps everything (the dashboard's scale requests, tests);
 - :class:`Hooks`: several at once.

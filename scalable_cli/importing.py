@@ -46,7 +46,8 @@ def import_resource(
             f"Resource already managed by scalable: {address} is in state (id {held.id})",
             hint=f"`scalable state rm {address}` first to import another object there",
         )
-    other = next((r for r in state.resources if r.id == id), None)
+    other = next((r for r in state.resources
+                  if r.id is not None and (r.id == id or r.id.rsplit("/", 1)[-1] == id)), None)
     if other is not None:
         raise ScalableError(
             f"Resource already managed by scalable: {id} is in state as {other.address}",
@@ -57,13 +58,17 @@ def import_resource(
         raise ScalableError(
             f"the {provider.target.provider} provider cannot look up resources to import"
         )
-    match = next((d for d in found if d.id == id), None)
+    # A long id may be given by its last part: a Fargate task's id (not its ARN), a
+    # node pool's name (not its path).
+    match = next((d for d in found if d.id == id), None) or next(
+        (d for d in found if d.id.rsplit("/", 1)[-1] == id), None)
     if match is None:
         raise ScalableError(
             f"Cannot import non-existent remote object: no resource created by scalable "
             f"with id {id!r} is running",
             hint="ids are as `scalable state show` prints them (local: pid:N@START, "
-            "Slurm: the job id)",
+            "Slurm: the job id, EC2: i-…, Fargate: the task id or ARN, GKE: the node "
+            "pool's name or path)",
         )
     if match.type != spec.type:
         raise ScalableError(f"{id} is a {match.type}, but {address} is a {spec.type}")

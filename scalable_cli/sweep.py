@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from scalable.addrs import CONTROLLER, SCHEDULER
 from scalable.providers.base import Discovered, Provider, ResourceSpec
 from scalable.state.model import ResourceRecord
 
@@ -114,4 +115,16 @@ def find_lost(
                 continue
             seen.add((d.type, d.id))
             out.append(Lost(d, provider, name, age, _hourly(provider, d)))
+    out.sort(key=_delete_order)
     return out, blind
+
+
+def _delete_order(lost: Lost) -> int:
+    """Workers first, then schedulers, then what they stand on (node pools, security
+    groups, ECS clusters): the order a destroy deletes in, so no delete waits on another."""
+    address = lost.found.address
+    if address.startswith("workers"):
+        return 0
+    if address in (SCHEDULER, CONTROLLER):
+        return 1
+    return 2

@@ -234,10 +234,15 @@ def observation(inst: dict[str, Any] | None) -> Observation:
 
 def discover(ec2: Any, lineage: str) -> list[dict[str, Any]]:
     """Live instances carrying this lineage's tag."""
+    return tagged(ec2, {TAG_LINEAGE: lineage})
+
+
+def tagged(ec2: Any, tags: dict[str, str]) -> list[dict[str, Any]]:
+    """Live instances carrying every one of ``tags``."""
     out: list[dict[str, Any]] = []
-    with aws_errors("looking for instances of this state"):
+    with aws_errors("looking for instances scalable created"):
         pages = ec2.get_paginator("describe_instances").paginate(Filters=[
-            {"Name": f"tag:{TAG_LINEAGE}", "Values": [lineage]},
+            *({"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()),
             {"Name": "instance-state-name", "Values": LIVE_STATES},
         ])
         for page in pages:

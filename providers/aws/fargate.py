@@ -126,14 +126,24 @@ def cluster_status(ecs: Any, arns: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 def lineage_clusters(ecs: Any, lineage: str) -> list[dict[str, Any]]:
     """Active clusters tagged with this lineage."""
+    return tagged_clusters(ecs, {TAG_LINEAGE: lineage})
+
+
+def has_tags(tags: list[dict[str, str]] | None, want: dict[str, str]) -> bool:
+    """Whether ECS ``tags`` carry every one of ``want`` (values as scalable wrote them)."""
+    have = from_ecs(tags)
+    return all(have.get(k) == v for k, v in want.items())
+
+
+def tagged_clusters(ecs: Any, want: dict[str, str]) -> list[dict[str, Any]]:
+    """Active clusters scalable created that carry every one of ``want``."""
     out: list[dict[str, Any]] = []
     with aws_errors("looking for ECS clusters of this state"):
         arns = [a for page in ecs.get_paginator("list_clusters").paginate()
                 for a in page["clusterArns"] if "/scalable-" in a]
         for i in range(0, len(arns), 100):
             for c in ecs.describe_clusters(clusters=arns[i:i + 100], include=["TAGS"])["clusters"]:
-                if c.get("status") == "ACTIVE" and \
-                        from_ecs(c.get("tags")).get(TAG_LINEAGE) == lineage:
+                if c.get("status") == "ACTIVE" and has_tags(c.get("tags"), want):
                     out.append(c)
     return out
 
@@ -216,6 +226,11 @@ def task_definition_status(ecs: Any, arn: str) -> str | None:
 
 
 def lineage_task_definitions(ecs: Any, family_prefix: str, lineage: str) -> list[dict[str, Any]]:
+    return tagged_task_definitions(ecs, family_prefix, {TAG_LINEAGE: lineage})
+
+
+def tagged_task_definitions(ecs: Any, family_prefix: str,
+                            want: dict[str, str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     with aws_errors("looking for task definitions of this state"):
         families = [f for page in ecs.get_paginator("list_task_definition_families").paginate(
@@ -228,7 +243,7 @@ def lineage_task_definitions(ecs: Any, family_prefix: str, lineage: str) -> list
                     continue
                 raise
             if found["taskDefinition"].get("status") == "ACTIVE" and \
-                    from_ecs(found.get("tags")).get(TAG_LINEAGE) == lineage:
+                    has_tags(found.get("tags"), want):
                 out.append({**found["taskDefinition"], "tags": found.get("tags", [])})
     return out
 

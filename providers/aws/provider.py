@@ -21,11 +21,13 @@ the private one.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from scalable import addrs
@@ -85,6 +87,17 @@ PARALLEL = 10  # RunInstances / RunTask calls in flight at once
 ADDRESS_WAIT = 300.0  # how long a Fargate scheduler may take to get an IP
 LOG_RETENTION_DAYS = 7
 UPDATABLE = {"ingress_from", "aws_tags"}
+
+
+def _iso(when: Any) -> str | None:
+    """An AWS time (a datetime, or epoch seconds) as ISO 8601 with its offset."""
+    if when is None:
+        return None
+    if isinstance(when, (int, float)):
+        return datetime.fromtimestamp(when, UTC).isoformat()
+    if isinstance(when, datetime):
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
+    return str(when)
 
 
 def _safe(text: str) -> str:
@@ -401,8 +414,15 @@ class AwsProvider(Provider):
             return fargate_price(float(a.get("cpu") or 1), int(a.get("memory_mib") or 2048),
                                  a.get("region"), spot, self.target.pricing)
         if resource.type == INSTANCE:
-            return ec2_price(str(a.get("instance_type")), a.get("region"), spot,
-                             self.target.pricing)
+            first = ec2_price(str(a.get("instance_type")), a.get("region"), spot,
+                              self.target.pricing)
+            types = [str(t) for t in a.get("instance_types") or ()]
+            if len(types) < 2:
+                return first
+            # `plan` prices the first choice and shows the range the failover may cost.
+            choices = tuple((t, ec2_price(t, a.get("region"), spot, self.target.pricing).hourly)
+                            for t in types)
+            return dataclasses.replace(first, choices=choices)
         return Price.unknown(f"no price for {resource.type}")
 
     def horizon_hours(self) -> float | None:
@@ -461,20 +481,43 @@ class AwsProvider(Provider):
         return any(g["logGroupName"] == name for g in groups)
 
     def discover(self, lineage: str) -> list[Discovered]:
+        from scalable.providers.aws.tags import TAG_LINEAGE
+
+        return self._find({TAG_LINEAGE: lineage}, self._names(lineage))
+
+    def discover_all(self) -> list[Discovered]:
+        """Everything scalable created for this project and target in this region, of
+        any lineage (``import``, ``sweep``). The project and target tags bound it: a
+        sweep never reaches another manifest's capacity that shares the account."""
+        from scalable.providers.aws.tags import TAG_PROJECT, TAG_TARGET
+
+        project, target = self.target.project, self.target.name
+        return self._find({TAG_PROJECT: project, TAG_TARGET: target},
+                          {"family_prefix": "scalable-",
+                           "log_group": f"/scalable/{project}/{target}/"},
+                          everything=True)
+
+    def _find(self, want: dict[str, str], names: dict[str, str], *,
+              everything: bool = False) -> list[Discovered]:
+        """Live resources carrying every tag in ``want``; ``names`` gives the task
+        definition family and log group prefixes to list. ``everything``: look for ECS
+        resources even when this target is not on Fargate (a sweep after a switch)."""
         from scalable.providers.aws import ec2 as ec2_ops
         from scalable.providers.aws import fargate as ecs_ops
         from scalable.providers.aws.tags import TAG_LINEAGE, from_ec2
 
         out: list[Discovered] = []
-        with aws_errors("looking for security groups of this state"):
-            groups = self.aws.ec2.describe_security_groups(
-                Filters=[{"Name": f"tag:{TAG_LINEAGE}", "Values": [lineage]}])["SecurityGroups"]
+        with aws_errors("looking for security groups scalable created"):
+            groups = self.aws.ec2.describe_security_groups(Filters=[
+                {"Name": f"tag:{k}", "Values": [v]} for k, v in want.items()
+            ])["SecurityGroups"]
         for g in groups:
             tags = from_ec2(g.get("Tags"))
             out.append(Discovered(address=tags.get(TAG_ADDRESS, "security_group"), type=SG,
                                   id=g["GroupId"], idempotency_key=tags.get(TAG_KEY, ""),
-                                  meta={"vpc_id": g.get("VpcId")}))
-        for inst in ec2_ops.discover(self.aws.ec2, lineage):
+                                  meta={"vpc_id": g.get("VpcId")},
+                                  lineage=tags.get(TAG_LINEAGE, "")))
+        for inst in ec2_ops.tagged(self.aws.ec2, want):
             tags = ec2_ops.tags_of(inst)
             obs = ec2_ops.observation(inst)
             out.append(Discovered(
@@ -482,20 +525,25 @@ class AwsProvider(Provider):
                 idempotency_key=tags.get(TAG_KEY, ""),
                 meta={"instance_id": inst["InstanceId"], "region": self.region,
                       "private_ip": inst.get("PrivateIpAddress")},
-                status=obs.status,
+                status=obs.status, lineage=tags.get(TAG_LINEAGE, ""),
+                created_at=_iso(inst.get("LaunchTime")),
             ))
-        if self.fargate or self._state_types & {TASK, CLUSTER, TASK_DEF, LOG_GROUP}:
-            out += self._discover_ecs(lineage, ecs_ops)
+        if everything or self.fargate or self._state_types & {TASK, CLUSTER, TASK_DEF,
+                                                              LOG_GROUP}:
+            out += self._discover_ecs(want, names, ecs_ops, logs=everything)
         return out
 
-    def _discover_ecs(self, lineage: str, ecs_ops: Any) -> list[Discovered]:
+    def _discover_ecs(self, want: dict[str, str], names: dict[str, str], ecs_ops: Any,
+                      *, logs: bool = False) -> list[Discovered]:
+        from scalable.providers.aws.tags import TAG_LINEAGE
+
         out: list[Discovered] = []
-        names = self._names(lineage)
-        for c in ecs_ops.lineage_clusters(self.aws.ecs, lineage):
+        for c in ecs_ops.tagged_clusters(self.aws.ecs, want):
             tags = from_ecs(c.get("tags"))
+            lineage = tags.get(TAG_LINEAGE, "")
             out.append(Discovered(address=tags.get(TAG_ADDRESS, "ecs_cluster"), type=CLUSTER,
                                   id=c["clusterArn"], idempotency_key=tags.get(TAG_KEY, ""),
-                                  meta={"cluster": c["clusterArn"]}))
+                                  meta={"cluster": c["clusterArn"]}, lineage=lineage))
             for t in ecs_ops.lineage_tasks(self.aws.ecs, c["clusterArn"]):
                 obs = ecs_ops.observation(t)
                 if obs.status == "gone":
@@ -506,25 +554,32 @@ class AwsProvider(Provider):
                     idempotency_key=ttags.get(TAG_KEY, ""),
                     meta={"cluster": c["clusterArn"], "task_arn": t["taskArn"],
                           "private_ip": ecs_ops.private_ip(t)},
-                    status=obs.status,
+                    status=obs.status, lineage=ttags.get(TAG_LINEAGE, lineage),
+                    created_at=_iso(t.get("createdAt")),
                 ))
-        for td in ecs_ops.lineage_task_definitions(self.aws.ecs, names["family_prefix"],
-                                                    lineage):
+        for td in ecs_ops.tagged_task_definitions(self.aws.ecs, names["family_prefix"], want):
             tags = from_ecs(td.get("tags"))
             out.append(Discovered(address=tags.get(TAG_ADDRESS, "task_definition.?"),
                                   type=TASK_DEF, id=td["taskDefinitionArn"],
                                   idempotency_key=tags.get(TAG_KEY, ""),
-                                  meta={"family": td.get("family")}))
-        with aws_errors("looking for log groups of this state"):
+                                  meta={"family": td.get("family")},
+                                  lineage=tags.get(TAG_LINEAGE, ""),
+                                  created_at=_iso(td.get("registeredAt"))))
+        with aws_errors("looking for log groups scalable created"):
             groups = self.aws.logs.describe_log_groups(
                 logGroupNamePrefix=names["log_group"])["logGroups"] if \
-                self.cfg.execution_role or LOG_GROUP in self._state_types else []
+                logs or self.cfg.execution_role or LOG_GROUP in self._state_types else []
             for g in groups:
                 tags = self.aws.logs.list_tags_log_group(logGroupName=g["logGroupName"]).get(
                     "tags", {})
+                if any(tags.get(k) != v for k, v in want.items()):
+                    continue
+                made = g.get("creationTime")
                 out.append(Discovered(address=tags.get(TAG_ADDRESS, "log_group"), type=LOG_GROUP,
                                       id=g["logGroupName"],
-                                      idempotency_key=tags.get(TAG_KEY, "")))
+                                      idempotency_key=tags.get(TAG_KEY, ""),
+                                      lineage=tags.get(TAG_LINEAGE, ""),
+                                      created_at=_iso(made / 1000 if made else None)))
         return out
 
     # -- creating -------------------------------------------------------------------------

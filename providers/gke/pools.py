@@ -48,6 +48,7 @@ class PoolInfo:
     zones: list[str]
     resource_labels: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # the nodes' Kubernetes labels
 
 
 def _enum_name(value: Any) -> str:
@@ -66,6 +67,7 @@ def _pool_info(pool: Any) -> PoolInfo:
         zones=list(pool.locations),
         resource_labels=dict(cfg.resource_labels),
         metadata=dict(cfg.metadata),
+        labels=dict(cfg.labels),
     )
 
 

@@ -51,7 +51,7 @@ from scalable.providers.gke.config import GkeGroup, GkeTarget
 from scalable.providers.gke.pricing import pool_price
 from scalable.providers.retire import retire_workers
 from scalable.spec import GroupSpec, TargetSpec
-from scalable.state.model import ResourceRecord
+from scalable.state.model import ResourceRecord, now_iso
 from scalable.tls import tls_files
 
 POOL = "gke.node_pool"
@@ -454,9 +454,24 @@ class GkeProvider(Provider):
         return Observation("alive", details=details, attributes=attributes)
 
     def discover(self, lineage: str) -> list[Discovered]:
+        return self._find(lineage)
+
+    def discover_all(self) -> list[Discovered]:
+        """Node pools and workloads scalable made for this project and target in this
+        cluster (and namespace), of any lineage (``import``, ``sweep``)."""
+        return self._find(None)
+
+    def _find(self, lineage: str | None) -> list[Discovered]:
         out: list[Discovered] = []
+        target, project = self.target.name, self.target.project
         for info in self.pools.all():
-            if info.resource_labels.get("scalable-lineage") != gce_label(lineage):
+            rl = info.resource_labels
+            if lineage is not None:
+                if rl.get("scalable-lineage") != gce_label(lineage):
+                    continue
+            elif (rl.get("scalable-target") != gce_label(target)
+                  or rl.get("scalable-project") != gce_label(project)
+                  or "scalable-lineage" not in rl):
                 continue
             status = ("pending" if info.status in ("PROVISIONING", "RECONCILING")
                       else "gone" if info.status in ("STOPPING", "ERROR") else "alive")
@@ -464,15 +479,23 @@ class GkeProvider(Provider):
                 address=info.metadata.get("scalable-address", addrs.node_pool(info.name)),
                 type=POOL, id=self.pools.pool_path(info.name),
                 idempotency_key=info.metadata.get("scalable-key", ""),
-                meta={"name": info.name}, status=status,  # type: ignore[arg-type]
+                meta={"name": info.name, "cluster": self.cfg.cluster,
+                      "location": self.cfg.location},
+                status=status,  # type: ignore[arg-type]
+                lineage=info.labels.get(manifests.LABEL_LINEAGE, rl["scalable-lineage"]),
+                created_at=info.metadata.get("scalable-created"),
             ))
-        sel = f"{manifests.LABEL_LINEAGE}={lineage}"
+        sel = (f"{manifests.LABEL_LINEAGE}={lineage}" if lineage is not None
+               else f"{manifests.LABEL_LINEAGE},{manifests.LABEL_TARGET}={target}")
         seen: dict[str, Discovered] = {}
         for kind, rtype in (("deployment", DEPLOYMENT), ("statefulset", STATEFULSET),
                             ("service", DEPLOYMENT), ("secret", DEPLOYMENT)):
             for obj in self.kube.select(kind, sel):
                 meta = obj["metadata"]
-                key = (meta.get("annotations") or {}).get(manifests.ANN_KEY, "")
+                notes = meta.get("annotations") or {}
+                if lineage is None and notes.get(manifests.ANN_PROJECT, project) != project:
+                    continue
+                key = notes.get(manifests.ANN_KEY, "")
                 address = (meta.get("labels") or {}).get(manifests.LABEL_ADDRESS, "?")
                 found = seen.get(key)
                 if found is None:
@@ -480,6 +503,8 @@ class GkeProvider(Provider):
                         address=address, type=rtype,
                         id=f"{self.cfg.namespace}/{kind}s/{meta['name']}",
                         idempotency_key=key, meta={"name": meta["name"]},
+                        lineage=_lineage_of(obj),
+                        created_at=meta.get("creationTimestamp"),
                     )
                     out.append(found)
                 if kind in ("service", "secret"):
@@ -487,6 +512,7 @@ class GkeProvider(Provider):
                 if kind in ("deployment", "statefulset") and found.type == rtype:
                     found.id = f"{self.cfg.namespace}/{kind}s/{meta['name']}"
                     found.meta["name"] = meta["name"]
+                    found.created_at = meta.get("creationTimestamp") or found.created_at
         return out
 
     # -- changes ------------------------------------------------------------------------------
@@ -521,6 +547,9 @@ class GkeProvider(Provider):
                 # Label values cannot hold the address or key as they are: VM metadata can.
                 metadata={"scalable-address": resource.address,
                           "scalable-key": ctx.idempotency_key,
+                          # When it was asked for (GKE keeps no creation time on a pool):
+                          # sweep shows its age and its cost so far.
+                          "scalable-created": now_iso(),
                           "disable-legacy-endpoints": "true"},
                 taints=[c.NodeTaint(key=k, value=v, effect=c.NodeTaint.Effect.NO_SCHEDULE)
                         for k, v in manifests.pool_taints(name, spot)],

@@ -35,6 +35,11 @@ _TASK_NAME = re.compile(r"workers\.[a-z0-9_-]+\[\$\{SLURM_ARRAY_TASK_ID\}\]")
 
 COMMENT_PREFIX = "scalable"
 
+# A multi-node allocation's srun task: the worker's name gets the task's node index
+# (``workers.<group>[i]-<node>``), which exists only inside the task, so a tiny bash
+# names it there. ``$1`` is the allocation's address, the rest the worker command.
+SRUN_TASK = 'name="$1-$SLURM_NODEID"; shift; exec "$@" --name "$name"'
+
 
 # -- identity ---------------------------------------------------------------------------
 
@@ -124,6 +129,26 @@ class JobShape:
     prologue: Sequence[str] = ()
     env: dict[str, str] = field(default_factory=dict)
     python: str = "python3"
+    # A multi-node allocation: ``nodes`` nodes, one srun task on each (``cores`` and
+    # ``memory`` are per node, as Slurm's --cpus-per-task and --mem are).
+    nodes: int = 1
+
+
+def srun_argv(worker: Sequence[str], address: str, nodes: int, cores: int) -> list[str]:
+    """One srun task per node of the allocation, each running ``worker`` (a ``dask worker
+    --nworkers P`` command, as dask-jobqueue runs ``processes`` > 1) named after its node.
+
+    ``--kill-on-bad-exit=0``: one node's workers ending (a crash, a node lost) leaves the
+    other nodes' workers running; refresh counts the allocation's workers and calls the
+    shortfall drift. Slurm 22.05's srun does not inherit ``--cpus-per-task``: given here.
+    """
+    argv = list(worker)
+    if "--name" in argv:  # the name is set per node, inside the task
+        i = argv.index("--name")
+        del argv[i:i + 2]
+    return ["srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1",
+            f"--cpus-per-task={cores}", "--kill-on-bad-exit=0",
+            "bash", "-c", SRUN_TASK, "scalable-worker", address, *argv]
 
 
 def mem_directive(nbytes: int) -> str:
@@ -166,6 +191,10 @@ def render(shape: JobShape) -> str:
                   *shape.extra_directives]
     # Unset keys must not be filled from a user's jobqueue.yaml behind the plan's back.
     skip = []
+    if shape.nodes > 1:
+        # dask-jobqueue asks for one task (-n 1); an allocation is one task per node.
+        skip.append("#SBATCH -n 1")
+        directives = [f"--nodes={shape.nodes}", "--ntasks-per-node=1", *directives]
     if not shape.memory:
         skip.append("#SBATCH --mem=")
     if not shape.partition:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from scalable.addrs import CONTROLLER, SCHEDULER
@@ -30,9 +32,51 @@ from scalable.planning.render import render_plan
 from scalable.planning.surgery import APPLIED_TARGET_WARNING
 from scalable.workspace import Workspace
 
+if TYPE_CHECKING:
+    from scalable.streaming import StreamHook
+
 
 class PartialApply(ScalableError):
     exit_code = 3
+
+
+@contextmanager
+def _streamed(json_: bool) -> Iterator[StreamHook | None]:
+    """``--json``: the command's output is the stream (docs/reference/streaming-json.rst).
+
+    The stream opens with its version line; an error that stops the command becomes a
+    ``diagnostic`` line too (it still goes to stderr, and the exit code is unchanged).
+    """
+    if not json_:
+        yield None
+        return
+    from scalable.streaming import StreamHook
+
+    stream = StreamHook("")
+    stream.version()
+    try:
+        yield stream
+    except PartialApply:
+        raise  # its errors were streamed as diagnostics when the apply ended
+    except ScalableError as exc:
+        stream.diagnostic(exc.message, exc.hint or "")
+        raise
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        stream.diagnostic(f"{type(exc).__name__}: {exc}", "this is a bug in scalable")
+        raise
+    finally:
+        stream.close()
+
+
+def _json_needs_approval(json_: bool, approved: bool) -> None:
+    if json_ and not approved:
+        raise ScalableError(
+            "Plan file or --auto-approve required: scalable cannot ask for approval when "
+            "--json is set",
+            hint="pass --auto-approve, or apply a saved plan (`scalable plan -o FILE`)",
+        )
 
 
 BudgetOpt = Annotated[
@@ -40,6 +84,12 @@ BudgetOpt = Annotated[
 ]
 DeadlineOpt = Annotated[
     float | None, typer.Option("--deadline-hours", help="Objective: finish within this.")
+]
+OnBudgetOpt = Annotated[
+    str | None,
+    typer.Option("--on-budget", metavar="stop|destroy",
+                 help="When the budget is spent: retire the workers (stop, the default) "
+                      "or destroy the whole target."),
 ]
 TasksOpt = Annotated[
     int | None, typer.Option("--tasks", help="How many tasks the objective is for.")
@@ -66,14 +116,26 @@ TagOpt = Annotated[
 
 def _objectives(
     ws: Workspace, engine: Engine, budget: float | None, deadline: float | None,
-    tasks: int | None, tag: str | None, quiet: bool,
+    tasks: int | None, tag: str | None, quiet: bool, on_budget: str | None = None,
 ) -> None:
     """Objective-driven counts, from flags or the target's ``objectives:``."""
     from scalable.manifest.schema import Objectives
 
     objectives = ws.spec.objectives
+    if on_budget is not None and on_budget not in ("stop", "destroy"):
+        raise ScalableError(f"--on-budget: {on_budget!r} is not one of stop, destroy",
+                            hint="--on-budget stop (retire the workers) or destroy")
     if budget is not None or deadline is not None:
-        objectives = Objectives(budget_usd=budget, deadline_hours=deadline)
+        # Flags replace the manifest's goals; what to do at the budget stays the
+        # manifest's unless --on-budget says otherwise.
+        objectives = Objectives.model_validate({
+            "budget_usd": budget, "deadline_hours": deadline,
+            "on_budget": on_budget or (objectives.on_budget if objectives else "stop")})
+    elif on_budget is not None and objectives is not None:
+        objectives = objectives.model_copy(update={"on_budget": on_budget})
+    if on_budget is not None and (objectives is None or objectives.budget_usd is None):
+        raise ScalableError("--on-budget needs a budget",
+                            hint="add --budget-usd X, or objectives.budget_usd to the target")
     if objectives is None or (objectives.budget_usd is None and objectives.deadline_hours is None):
         return
     chosen = engine.plan_objectives(objectives, tasks=tasks, tag=tag)
@@ -95,6 +157,7 @@ def plan(
         bool, typer.Option("--no-refresh", help="Trust the state; do not ask the provider.")
     ] = False,
     budget_usd: BudgetOpt = None,
+    on_budget: OnBudgetOpt = None,
     deadline_hours: DeadlineOpt = None,
     tasks: TasksOpt = None,
     tag: TagOpt = None,
@@ -108,10 +171,11 @@ def plan(
 ) -> None:
     """Show what apply would change, and what it would cost."""
     ws = Workspace.open(file, target)
-    engine = ws.engine(hooks=json_lines(info))  # warnings to stderr: --json keeps stdout clean
+    # warnings to stderr: --json keeps stdout clean
+    engine = ws.engine(hooks=json_lines(info), budget=budget_usd is not None)
     engine.preflight()
     if not destroy and not refresh_only:
-        _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_)
+        _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_, on_budget)
     p = engine.plan(destroy=destroy, refresh=not no_refresh, replace=replace or (),
                     targets=only or (), refresh_only=refresh_only)
     if json_:
@@ -159,22 +223,10 @@ def _show_scripts(ws: Workspace, p: Plan) -> None:
         echo("\nNo new jobs: no scripts to show.")
 
 
-def _finish(ws: Workspace, p: Plan, result: ApplyResult, json_: bool, verb: str) -> None:
-    if json_:
-        print_json(
-            {
-                "plan": p.to_dict(detail=False),
-                "result": {
-                    "added": result.added,
-                    "changed": result.changed,
-                    "destroyed": result.destroyed,
-                    "errors": result.errors,
-                    "ready_workers": result.ready_workers,
-                    "expected_workers": result.expected_workers,
-                },
-                "outputs": result.outputs,
-            }
-        )
+def _finish(p: Plan, result: ApplyResult, stream: StreamHook | None, verb: str) -> None:
+    if stream is not None:  # the stream has shown the result as it happened
+        if p.targets:
+            stream.diagnostic(APPLIED_TARGET_WARNING, severity="warning")
     else:
         counts = f"Resources: {result.added} added, {result.changed} changed, " \
                  f"{result.destroyed} destroyed."
@@ -206,6 +258,7 @@ def apply(
     ] = False,
     lock_timeout: LockTimeoutOpt = "0s",
     budget_usd: BudgetOpt = None,
+    on_budget: OnBudgetOpt = None,
     deadline_hours: DeadlineOpt = None,
     tasks: TasksOpt = None,
     tag: TagOpt = None,
@@ -214,7 +267,20 @@ def apply(
     refresh_only: RefreshOnlyOpt = False,
 ) -> None:
     """Make the target's capacity match the manifest."""
-    ws = Workspace.open(file, target if planfile is None else target)
+    with _streamed(json_) as stream:
+        _json_needs_approval(json_, auto_approve or planfile is not None)
+        _apply(planfile, file, target, auto_approve, stream, no_wait, lock_timeout,
+               budget_usd, on_budget, deadline_hours, tasks, tag, replace, only, refresh_only)
+
+
+def _apply(
+    planfile: Path | None, file: str | None, target: str | None, auto_approve: bool,
+    stream: StreamHook | None, no_wait: bool, lock_timeout: str, budget_usd: float | None,
+    on_budget: str | None, deadline_hours: float | None, tasks: int | None, tag: str | None,
+    replace: list[str] | None, only: list[str] | None, refresh_only: bool,
+) -> None:
+    json_ = stream is not None
+    ws = Workspace.open(file, target)
     saved = load_plan(planfile) if planfile is not None else None
     if saved is not None and (replace or only or refresh_only):
         raise ScalableError(
@@ -224,7 +290,12 @@ def apply(
         )
     if saved is not None and target is None and saved.target != ws.spec.name:
         ws = Workspace.open(file, saved.target)
-    engine = ws.engine(hooks=json_lines(info) if json_ else human(echo))
+    if stream is not None:
+        stream.provider = ws.spec.provider
+    # A saved plan made with --budget-usd carries the controller that enforces it.
+    budget = budget_usd is not None or (
+        saved is not None and any(c.address == CONTROLLER for c in saved.changes))
+    engine = ws.engine(hooks=stream or human(echo), budget=budget)
     engine.preflight()
     with engine.locked("apply", lock_seconds(lock_timeout)):
         if saved is not None:
@@ -232,7 +303,8 @@ def apply(
             p = saved
         else:
             if not refresh_only:
-                _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_)
+                _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_,
+                            on_budget)
             p = engine.plan(replace=replace or (), targets=only or (),
                             refresh_only=refresh_only)
         if not json_:
@@ -244,7 +316,7 @@ def apply(
                 "scalable will perform the actions described above.",
             )
         result = engine.execute(p, wait=not no_wait)
-    _finish(ws, p, result, json_, "Apply")
+    _finish(p, result, stream, "Apply")
 
 
 def destroy(
@@ -255,8 +327,18 @@ def destroy(
     lock_timeout: LockTimeoutOpt = "0s",
 ) -> None:
     """Tear down everything this target's state holds."""
+    with _streamed(json_) as stream:
+        _json_needs_approval(json_, auto_approve)
+        _destroy(file, target, auto_approve, stream, lock_timeout)
+
+
+def _destroy(file: str | None, target: str | None, auto_approve: bool,
+             stream: StreamHook | None, lock_timeout: str) -> None:
+    json_ = stream is not None
     ws = Workspace.open(file, target)
-    engine = ws.engine(hooks=json_lines(info) if json_ else human(echo))
+    if stream is not None:
+        stream.provider = ws.spec.provider
+    engine = ws.engine(hooks=stream or human(echo))
     with engine.locked("destroy", lock_seconds(lock_timeout)):
         p = engine.plan(destroy=True)
         if not json_:
@@ -268,4 +350,4 @@ def destroy(
                 "scalable will destroy all of this target's capacity. There is no undo.",
             )
         result = engine.execute(p, wait=False)
-    _finish(ws, p, result, json_, "Destroy")
+    _finish(p, result, stream, "Destroy")

@@ -21,7 +21,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 from scalable.errors import ManifestError, ScalableError
-from scalable.manifest.schema import Manifest, manifest_model, target_model
+from scalable.manifest.schema import (
+    Manifest,
+    manifest_model,
+    target_model,
+    without_pydantic_plugins,
+)
 from scalable.registry import provider_names
 
 _INT = "tag:yaml.org,2002:int"
@@ -342,6 +347,25 @@ def _dotted(loc: tuple[int | str, ...], data: Any, tags: set[str]) -> str:
     return out
 
 
+def _build_blocks(value: Any, done: set[type] | None = None) -> None:
+    """Complete the (deferred) model class of every block inside ``value``."""
+    done = set() if done is None else done
+    if isinstance(value, BaseModel):
+        cls = type(value)
+        if cls not in done:
+            done.add(cls)
+            if not cls.__pydantic_complete__:
+                cls.model_rebuild(force=True)
+        for name in cls.model_fields:
+            _build_blocks(getattr(value, name), done)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _build_blocks(v, done)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _build_blocks(v, done)
+
+
 def parse_manifest(text: str, path: Path) -> LoadedManifest:
     if len(text) > MAX_BYTES:
         raise ManifestError(
@@ -384,7 +408,12 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
     providers = _providers(path, node, data)
     model = manifest_model(providers)
     try:
-        manifest = model.model_validate(data)
+        # Validating builds the blocks made by default (``Project()``, …) on first use,
+        # and the blocks this manifest holds are dumped later (digests, plans): build
+        # them all now, in one go without pydantic's plugin scan (see schema.py).
+        with without_pydantic_plugins():
+            manifest = model.model_validate(data)
+            _build_blocks(manifest)
     except ValidationError as exc:
         errors = exc.errors()
         err = errors[0]

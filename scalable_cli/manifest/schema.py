@@ -13,10 +13,13 @@ rather than reaching a provider (or ``MemoryError``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import math
+import os
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -116,7 +119,9 @@ Cidr = Annotated[str, AfterValidator(_cidr)]
 class StrictModel(BaseModel):
     """Base of every manifest block: unknown keys are errors; values are frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: each block is validated as part of the assembled manifest model, so
+    # building every block's own validator at import was wasted start-up (issue 15).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 _Strict = StrictModel
@@ -490,6 +495,9 @@ def target_model(provider: str) -> type[TargetConfig]:
         groups=(groups, Field(default_factory=dict, max_length=100)),
     )
     model.group_model = group  # type: ignore[attr-defined]
+    # Built now (it is validated and dumped on every load), without the plugin scan.
+    with without_pydantic_plugins():
+        model.model_rebuild(force=True)
     return model
 
 
@@ -516,4 +524,27 @@ def manifest_model(providers: tuple[str, ...]) -> type[Manifest]:
         __module__=__name__,
         targets=(dict[str, target], Field(min_length=1, max_length=100)),
     )
+    with without_pydantic_plugins():
+        model.model_rebuild(force=True)
     return model
+
+
+@contextlib.contextmanager
+def without_pydantic_plugins() -> Iterator[None]:
+    """Build scalable's own validators without looking for pydantic plugins.
+
+    The first validator pydantic builds in a process looks for plugins among the entry
+    points of every installed distribution: 20-40 ms, most of what ``plan`` spends on
+    its manifest (issue 15). Plugins observe validation of the application's models;
+    scalable's manifest is none of theirs. Set only while the build runs (as typer does
+    for its option adapters), so a child process never inherits it."""
+    key = "PYDANTIC_DISABLE_PLUGINS"
+    previous = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = previous

