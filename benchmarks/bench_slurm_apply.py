@@ -14,8 +14,10 @@ alternating rounds:
   dask already imported), and again as a fresh ``python`` process (imports included, as
   the CLI's are).
 
-Prints each round and the medians, and the ratio scalable / dask-jobqueue (≤ 1 is the
-aim). Needs a Slurm (``sudo scripts/slurm-dev.sh up``).
+The four sides run in an order rotated per round, and each ratio is taken within a
+round (a ratio holds when the machine's speed drifts; an absolute time does not). Prints
+each round, the medians, and each ratio scalable / dask-jobqueue with its spread (≤ 1 is
+the aim), with the load average before and after. Needs a Slurm (``sudo scripts/slurm-dev.sh up``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from pathlib import Path
 
 T0 = time.perf_counter()  # a --jobqueue-child counts from here
 
+sys.path.insert(0, os.path.dirname(__file__))
+from _util import bench_env, load, spread  # noqa: E402
+
 
 def scalable_round(n: int, partition: str, tls: bool) -> float:
     with tempfile.TemporaryDirectory(prefix="bench-slurm-") as tmp:
@@ -48,7 +53,7 @@ def scalable_round(n: int, partition: str, tls: bool) -> float:
                 max_workers: {n}
                 tls: {"true" if tls else "false"}
         """))
-        env = {**os.environ, "CI": "1", "NO_COLOR": "1"}
+        env = bench_env()
         cmd = [sys.executable, "-m", "scalable"]
         start = time.perf_counter()
         out = subprocess.run([*cmd, "apply", "--auto-approve"], cwd=root, env=env,
@@ -119,25 +124,30 @@ def main() -> None:
     if subprocess.run(["scontrol", "ping"], capture_output=True).returncode != 0:
         raise SystemExit("no Slurm here: sudo scripts/slurm-dev.sh up")
 
-    times: dict[str, list[float]] = {"scalable (TLS)": [], "scalable (no TLS)": [],
-                                     "dask-jobqueue": [], "dask-jobqueue (process)": []}
+    w, q = args.workers, args.partition
+    sides = {
+        "dask-jobqueue": lambda: jobqueue_round(w, q),
+        "dask-jobqueue (process)": lambda: jobqueue_process_round(w, q),
+        "scalable (TLS)": lambda: scalable_round(w, q, True),
+        "scalable (no TLS)": lambda: scalable_round(w, q, False),
+    }
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    before = load()
     for r in range(args.rounds):
-        times["dask-jobqueue"].append(jobqueue_round(args.workers, args.partition))
-        times["dask-jobqueue (process)"].append(
-            jobqueue_process_round(args.workers, args.partition))
-        times["scalable (TLS)"].append(scalable_round(args.workers, args.partition, True))
-        times["scalable (no TLS)"].append(scalable_round(args.workers, args.partition, False))
+        order = list(sides)[r % 4:] + list(sides)[:r % 4]
+        for k in order:
+            times[k].append(sides[k]())
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()),
               flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"\n{args.workers} workers in {args.workers} jobs, partition {args.partition}, "
-          f"median of {args.rounds}:")
+    print(f"\n{w} workers in {w} jobs, partition {q}, median of {args.rounds}:")
     for k, v in med.items():
-        print(f"  {k:<18} {v:6.2f}s")
+        print(f"  {k:<24} {v:6.2f}s")
     for base in ("dask-jobqueue", "dask-jobqueue (process)"):
         for ours in ("scalable (TLS)", "scalable (no TLS)"):
-            print(f"  ratio {ours} / {base}: {med[ours] / med[base]:.2f}")
-    print(f"  load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+            ratios = [a / b for a, b in zip(times[ours], times[base], strict=True)]
+            print(f"  ratio {ours} / {base}: {spread(ratios)}")
+    print(f"  load average (1 min) before {before}, after {load()} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

@@ -96,9 +96,12 @@ def worker_argv(
         argv += ["--memory-limit", str(group.memory_per_worker)]
     if not nanny:
         argv += ["--no-nanny"]
+    extra, more = _split_resources(group.settings.worker_extra_args)
     res = resources_for(group)
-    if res:
-        argv += ["--resources", " ".join(f"{k}={v:g}" for k, v in res.items())]
+    if res or more:
+        # One --resources flag: dask worker keeps only the last one it is given, so a
+        # worker_extra_args' own (``--resources GPU=1``) joins the tags' resources.
+        argv += ["--resources", " ".join([*(f"{k}={v:g}" for k, v in res.items()), *more])]
     argv += ["--death-timeout", f"{int(death_timeout)}s"]
     if lifetime:
         argv += ["--lifetime", f"{int(lifetime)}s"]
@@ -113,8 +116,23 @@ def worker_argv(
         argv += ["--dashboard" if dashboard else "--no-dashboard"]
     if local_directory:
         argv += ["--local-directory", local_directory]
-    argv += list(group.settings.worker_extra_args)
+    argv += extra
     return argv
+
+
+def _split_resources(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``worker_extra_args`` without its ``--resources`` flags, and their values."""
+    rest: list[str] = []
+    found: list[str] = []
+    it = iter(args)
+    for a in it:
+        if a == "--resources":
+            found.append(next(it, ""))
+        elif a.startswith("--resources="):
+            found.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+    return rest, [f for f in found if f]
 
 
 def worker_names(base: str, nworkers: int) -> tuple[str, ...]:
@@ -122,6 +140,13 @@ def worker_names(base: str, nworkers: int) -> tuple[str, ...]:
     if nworkers == 1:
         return (base,)
     return tuple(f"{base}-{k}" for k in range(nworkers))
+
+
+def allocation_worker_names(base: str, nodes: int, per_node: int) -> tuple[str, ...]:
+    """The names of a multi-node allocation's workers: node ``n`` runs ``dask worker
+    --name <base>-<n> --nworkers <per_node>``, so ``base-n`` (one per node) or
+    ``base-n-k``."""
+    return tuple(name for n in range(nodes) for name in worker_names(f"{base}-{n}", per_node))
 
 
 def read_scheduler_file(

@@ -14,6 +14,7 @@ confirmed once every worker process has been spawned.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from scalable import addrs
 from scalable.addrs import SCHEDULER
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.pricing.estimator import Price, apply_overrides
+from scalable.providers import containers
 from scalable.providers.base import (
     CreateContext,
     Created,
@@ -63,6 +65,7 @@ PROCESS = "local.process"
 
 class LocalProvider(Provider):
     name = "local"
+    script_label = "command"  # what ``plan --show-scripts`` prints per worker
     target_model = LocalTarget
     group_model = LocalGroup
 
@@ -93,6 +96,8 @@ class LocalProvider(Provider):
                 "memory_per_worker": g.memory_per_worker,
                 "tags": list(g.tags),
             }
+            if g.container is not None:
+                base["container"] = containers.describe(g.container)
             if g.settings_as(LocalGroup).processes:
                 for i in range(g.count):
                     addr = addrs.worker(g.name, i)
@@ -118,6 +123,53 @@ class LocalProvider(Provider):
 
     def startup_seconds(self) -> float:
         return 3.0
+
+    def validate(self) -> None:
+        super().validate()
+        import shutil
+
+        for g in self.target.groups:
+            c = g.container
+            if c is not None and shutil.which(c.runtime) is None:
+                raise ProviderError(
+                    f"group {g.name}: container runtime {c.runtime!r} is not on this "
+                    "machine's PATH",
+                    hint="install it (bwrap: apt-get install bubblewrap), or choose "
+                         "another runtime",
+                )
+        containers.check_binds(self.target.groups)
+
+    def worker_command(self, resource: ResourceSpec, scheduler_address: str) -> list[str]:
+        """The exact argv of a worker process (in its group's container, if any)."""
+        group = self.target.group(resource.group or "default")
+        dashboard = bool(getattr(self.target.config, "worker_dashboard", False))
+        argv = worker_argv(
+            group, scheduler_address, name=resource.address,
+            nworkers=int(resource.attributes.get("workers", 1)),
+            module=("scalable.providers.local_host"
+                    if resource.attributes.get("processes") is False
+                    else "distributed.cli.dask_worker"),
+            host=self.host,
+            dashboard=dashboard,
+            local_directory=str(self.workdir / "dask-worker-space"),
+            tls_args=self._tls_args(),
+            python=containers.python_for(group.container, sys.executable),
+        )
+        env = self._env(None)
+        passthrough = sorted({*env, TAG_LINEAGE, TAG_ADDRESS, TAG_KEY})
+        return containers.wrap(group.container, argv, system=[str(self.workdir)],
+                               passthrough=passthrough)
+
+    def job_script(self, resource: ResourceSpec, *, lineage: str | None = None,
+                   key: str | None = None, scheduler_address: str | None = None
+                   ) -> str | None:
+        """``plan --show-scripts``: a worker's exact command line, shell-quoted."""
+        if resource.is_scheduler:
+            return None
+        import shlex
+
+        return shlex.join(self.worker_command(resource,
+                                              scheduler_address or "<scheduler address>"))
 
     def price(self, resource: ResourceSpec) -> Price:
         return apply_overrides(Price.free("local machine"), self.target.pricing)
@@ -241,30 +293,18 @@ class LocalProvider(Provider):
     def _tls_args(self) -> list[str]:
         return ensure_tls(self.workdir / "tls").node_args() if self.target.tls else []
 
-    def _env(self, ctx: CreateContext) -> dict[str, str]:
+    def _env(self, ctx: CreateContext | None) -> dict[str, str]:
         # Workers must not inherit a parent's scheduler address by accident.
         return {**process_env(self.target, self.name, self.workdir), "DASK_SCHEDULER_ADDRESS": ""}
 
     def _create_worker(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
-        group = self.target.group(resource.group or "default")
         address = ctx.outputs.get(SCHEDULER_ADDRESS)
         if not address:
             raise ProviderError("no scheduler address to join")
-        nworkers = int(resource.attributes.get("workers", 1))
         log = self.workdir / "logs" / f"{resource.address}.log"
         ref = self._existing(ctx)
         if ref is None:
-            dashboard = bool(getattr(self.target.config, "worker_dashboard", False))
-            argv = worker_argv(
-                group, address, name=resource.address, nworkers=nworkers,
-                module=("scalable.providers.local_host"
-                        if resource.attributes.get("processes") is False
-                        else "distributed.cli.dask_worker"),
-                host=self.host,
-                dashboard=dashboard,
-                local_directory=str(self.workdir / "dask-worker-space"),
-                tls_args=self._tls_args(),
-            )
+            argv = self.worker_command(resource, address)
             ref = spawn(argv, log=log, tags=self._tags(resource, ctx), env=self._env(ctx),
                         cwd=self.workdir)
         return Created(id=ref.id, meta={**ref.meta(), "log": str(log)})

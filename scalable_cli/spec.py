@@ -6,13 +6,14 @@ that the planner, engine and providers read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from scalable.manifest.loader import LoadedManifest
 from scalable.manifest.schema import (
     Adaptive,
+    ContainerConfig,
     GroupConfig,
     Objectives,
     Pricing,
@@ -46,6 +47,9 @@ class GroupSpec:
     memory_per_worker: int | None
     # The provider's group model, each key merged target ← group (queue, walltime…).
     settings: GroupConfig = field(default_factory=GroupConfig)
+    # What its workers run in (the group's own ``container:``, else the target's); None:
+    # plain processes.
+    container: ContainerConfig | None = None
 
     @property
     def maximum(self) -> int:
@@ -110,18 +114,7 @@ class TargetSpec:
 
     def with_counts(self, counts: dict[str, int]) -> TargetSpec:
         """The same target with some groups' current counts replaced (scaling)."""
-        groups = tuple(
-            GroupSpec(
-                name=g.name,
-                tags=g.tags,
-                count=counts.get(g.name, g.count),
-                adaptive=g.adaptive,
-                threads_per_worker=g.threads_per_worker,
-                memory_per_worker=g.memory_per_worker,
-                settings=g.settings,
-            )
-            for g in self.groups
-        )
+        groups = tuple(replace(g, count=counts.get(g.name, g.count)) for g in self.groups)
         return TargetSpec(**{**self.__dict__, "groups": groups})
 
 
@@ -144,6 +137,11 @@ def _group(name: str, base: TargetConfig, own: GroupConfig | None) -> GroupSpec:
         count = adaptive.minimum
     else:
         count = 1 if settings.max_workers is None else int(settings.max_workers)
+    own_container = own.container if own is not None else None
+    if own_container is not None:  # a group's block replaces the target's as a whole
+        container = own_container if own_container.enabled else None
+    else:
+        container = base.default_container()
     return GroupSpec(
         name=name,
         tags=tuple(settings.tags),
@@ -152,6 +150,7 @@ def _group(name: str, base: TargetConfig, own: GroupConfig | None) -> GroupSpec:
         threads_per_worker=settings.threads_per_worker,
         memory_per_worker=settings.memory_per_worker,
         settings=settings,
+        container=container,
     )
 
 

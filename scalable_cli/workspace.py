@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scalable.addrs import CONTROLLER
 from scalable.engine import Engine
 from scalable.errors import ScalableError, StateError
 from scalable.hooks import Hook, Hooks
@@ -48,23 +49,37 @@ class Workspace:
         return cls(loaded=loaded, spec=spec, provider=provider, store=store)
 
     def engine(
-        self, *, hooks: Hook | None = None, record: bool = True, owner: str = "cli"
+        self, *, hooks: Hook | None = None, record: bool = True, owner: str = "cli",
+        budget: bool = False,
     ) -> Engine:
-        """An engine reporting to ``hooks`` and, unless ``record`` is off, to telemetry."""
+        """An engine reporting to ``hooks`` and, unless ``record`` is off, to telemetry.
+
+        ``budget``: a budget was asked for outside the manifest (``apply --budget-usd``),
+        so the run needs a controller to enforce it."""
         if record:
             # apply/destroy steps into telemetry.db
             hooks = Hooks([*([hooks] if hooks is not None else []), RunRecorder(self)])
-        return Engine(self.provider_for(owner), self.store, hooks=hooks, owner=owner)
+        return Engine(self.provider_for(owner, budget=budget), self.store, hooks=hooks,
+                      owner=owner)
 
-    def provider_for(self, owner: str) -> Provider:
+    def provider_for(self, owner: str, *, budget: bool = False) -> Provider:
         """The provider, wrapped with the ``controller`` resource where one belongs.
 
-        A detached controller runs for adaptive targets whose capacity the CLI owns; a
-        ScalableSession runs its controller in-process instead.
+        A detached controller runs for CLI-owned targets that need one: adaptive groups
+        to resize, or a budget to enforce while the run goes (the manifest's
+        ``objectives.budget_usd``, ``apply --budget-usd``, or a controller already in
+        state, so a later plain ``plan`` keeps it). A ScalableSession runs its
+        controller in-process instead.
         """
-        if not any(g.adaptive for g in self.spec.groups):
-            return self.provider
+        objectives = self.spec.objectives
+        wanted = (
+            budget
+            or any(g.adaptive for g in self.spec.groups)
+            or (objectives is not None and objectives.budget_usd is not None)
+        )
         state = self.store.read()
+        if not wanted and not (state is not None and state.get(CONTROLLER) is not None):
+            return self.provider
         capacity_owner = state.owner if state is not None and state.resources else owner
         if capacity_owner not in ("cli", "controller"):
             return self.provider

@@ -170,12 +170,15 @@ def ec2_user_data(
     container_image: str | None,
     env: Mapping[str, str] | None = None,
     preemption: bool = False,
+    docker_args: Sequence[str] = (),
 ) -> str:
     """A bash script for cloud-init: write the TLS files, start Dask, power off after it.
 
     ``container_image`` None means native mode (the AMI has Python and distributed);
     otherwise Dask runs in that image with Docker (host networking). ``preemption``
     writes the preemption preload next to Dask (``dask_args`` name it).
+    ``docker_args``: the group's container flags (binds, env, options from
+    ``providers/containers.py``), each one argv item, each quoted here.
     """
     from scalable._version import __version__
 
@@ -213,9 +216,10 @@ def ec2_user_data(
         # ``-e NAME`` (no value) hands the container the value exported above: the
         # manifest's env: reaches Dask, and its values are quoted only once.
         env_flags = "".join(f"-e {shlex.quote(k)} " for k in (env or {}))
+        group_flags = "".join(f"{shlex.quote(a)} " for a in docker_args)
         command = (
             "docker run --rm --network host --name scalable-dask "
-            + mounts + env_flags
+            + mounts + env_flags + group_flags
             + f"{shlex.quote(container_image)} python " + sh_join(dask_args)
         )
     lines += [

@@ -153,6 +153,7 @@ def tagged_clusters(ecs: Any, want: dict[str, str]) -> list[dict[str, Any]]:
 def register_task_definition(
     ecs: Any, *, family: str, image: str, cpu: float, memory_mib: int, scheduler: bool,
     tags: dict[str, str], execution_role: str | None, log_group: str | None, region: str | None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Register a revision (or return the family's active one made by the same create)."""
     with aws_errors(f"registering task definition {family}"):
@@ -172,6 +173,8 @@ def register_task_definition(
             "cpu": int(cpu * 1024),
             "stopTimeout": 30,
         }
+        if env:  # the group's container env (run_task's overrides add scalable's own)
+            container["environment"] = [{"name": k, "value": v} for k, v in env.items()]
         if scheduler:
             container["portMappings"] = [{"containerPort": 8786, "protocol": "tcp"},
                                          {"containerPort": 8787, "protocol": "tcp"}]

@@ -21,6 +21,7 @@ the private one.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import threading
@@ -33,6 +34,7 @@ from scalable import addrs
 from scalable.addrs import SCHEDULER
 from scalable.outputs import DASHBOARD_URL, SCHEDULER_ADDRESS, SCHEDULER_PRIVATE_ADDRESS
 from scalable.pricing.estimator import Price
+from scalable.providers import containers
 from scalable.providers.aws.bootstrap import (
     DASHBOARD_PORT,
     PREEMPTION_CONTAINER,
@@ -103,6 +105,14 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", text)
 
 
+def _digest(values: dict[str, str]) -> str:
+    import hashlib
+    import json
+
+    text = json.dumps(values, sort_keys=True)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _keys(g: GroupSpec) -> AwsGroup:
     return g.settings_as(AwsGroup)
 
@@ -159,6 +169,11 @@ class AwsProvider(Provider):
 
     def image(self) -> str:
         return self.cfg.image or default_container_image()
+
+    def group_image(self, g: GroupSpec) -> str:
+        """The image a group's workers run: its container's, else the target's."""
+        c = g.container
+        return str(c.image) if c is not None and c.image else self.image()
 
     def _names(self, lineage: str) -> dict[str, str]:
         project, target, short = self.target.project, self.target.name, lineage[:8]
@@ -223,7 +238,7 @@ class AwsProvider(Provider):
             sched_deps.append("task_definition.scheduler")
             for g in target.groups:
                 gcpu, gmem = self._fargate_size(g.settings)
-                out.append(self._task_def_spec(g.name, gcpu, gmem, td_deps))
+                out.append(self._task_def_spec(g.name, gcpu, gmem, td_deps, g))
                 worker_deps[g.name] = [*support, "ecs_cluster", f"task_definition.{g.name}"]
             sched_attrs = {"role": "scheduler", **common, "cpu": cpu, "memory_mib": mem,
                            "spot": False, "idle_timeout": self._idle_timeout()}
@@ -253,14 +268,18 @@ class AwsProvider(Provider):
         return self.target.idle_timeout
 
     def _task_def_spec(self, role: str, cpu: float, mem: int,
-                       deps: tuple[str, ...]) -> ResourceSpec:
-        return ResourceSpec(
-            address=f"task_definition.{role}", type=TASK_DEF,
-            attributes={"region": self.region, "image": self.image(), "cpu": cpu,
-                        "memory_mib": mem, "execution_role": self.cfg.execution_role,
-                        "aws_tags": dict(self.cfg.tags)},
-            depends_on=deps,
-        )
+                       deps: tuple[str, ...], g: GroupSpec | None = None) -> ResourceSpec:
+        attrs: dict[str, Any] = {
+            "region": self.region, "image": self.group_image(g) if g else self.image(),
+            "cpu": cpu, "memory_mib": mem, "execution_role": self.cfg.execution_role,
+            "aws_tags": dict(self.cfg.tags)}
+        if g is not None and g.container is not None and g.container.env:
+            # Names, and a digest of the values (a new value is a new revision); the
+            # values themselves stay out of state.
+            attrs["container_env"] = sorted(g.container.env)
+            attrs["container_env_digest"] = _digest(g.container.env)
+        return ResourceSpec(address=f"task_definition.{role}", type=TASK_DEF,
+                            attributes=attrs, depends_on=deps)
 
     def _worker_attributes(self, g: GroupSpec, common: dict[str, Any]) -> dict[str, Any]:
         attrs: dict[str, Any] = {
@@ -271,6 +290,9 @@ class AwsProvider(Provider):
             "memory_per_worker": g.memory_per_worker,
             "tags": list(g.tags),
         }
+        if g.container is not None:
+            attrs["image"] = self.group_image(g)
+            attrs["container"] = containers.describe(g.container)
         if self.fargate:
             cpu, mem = self._fargate_size(g.settings)
             attrs.update(cpu=cpu, memory_mib=mem)
@@ -297,6 +319,8 @@ class AwsProvider(Provider):
                     f"target {self.target.name}: allowed_cidrs: {cidr!r} is not a CIDR block",
                     hint="e.g. 10.0.0.0/16 or 203.0.113.7/32",
                 ) from None
+        for g in self.target.groups:
+            self._check_container(g)
         if self.fargate:
             if cfg.image and is_ami(cfg.image):
                 raise ProviderError(f"target {self.target.name}: {cfg.image} is an AMI, but "
@@ -311,6 +335,32 @@ class AwsProvider(Provider):
             for g in self.target.groups:
                 gcpu, gmem = self._fargate_size(g.settings)
                 check_size(gcpu, gmem, f"target {self.target.name}, group {g.name}")
+
+    def _check_container(self, g: GroupSpec) -> None:
+        """EC2 runs a group's image with Docker; Fargate takes an image and env only."""
+        c = g.container
+        if c is None:
+            return
+        where = f"target {self.target.name}, group {g.name}"
+        if self.fargate:
+            if c.runtime not in containers.OCI:
+                raise ProviderError(f"{where}: Fargate runs OCI images, not {c.runtime}",
+                                    hint="use runtime: docker with an image reference")
+            if c.binds:
+                raise ProviderError(
+                    f"{where}: Fargate tasks have no host paths to bind "
+                    f"({next(iter(c.binds))!r})",
+                    hint="remove binds: (bake data into the image, or read it from S3), "
+                         "or use launch_type: ec2")
+            if c.options:
+                raise ProviderError(f"{where}: Fargate takes no container runtime options",
+                                    hint="remove options:")
+        elif c.runtime != "docker":
+            raise ProviderError(f"{where}: EC2 workers run their image with Docker, "
+                                f"not {c.runtime}", hint="use runtime: docker")
+        if c.image and is_ami(c.image):
+            raise ProviderError(f"{where}: a group's container image cannot be an AMI "
+                                f"({c.image})", hint="set the AMI as the target's image:")
 
     def validate(self) -> None:
         self.check_config()
@@ -364,8 +414,15 @@ class AwsProvider(Provider):
             return fargate_price(float(a.get("cpu") or 1), int(a.get("memory_mib") or 2048),
                                  a.get("region"), spot, self.target.pricing)
         if resource.type == INSTANCE:
-            return ec2_price(str(a.get("instance_type")), a.get("region"), spot,
-                             self.target.pricing)
+            first = ec2_price(str(a.get("instance_type")), a.get("region"), spot,
+                              self.target.pricing)
+            types = [str(t) for t in a.get("instance_types") or ()]
+            if len(types) < 2:
+                return first
+            # `plan` prices the first choice and shows the range the failover may cost.
+            choices = tuple((t, ec2_price(t, a.get("region"), spot, self.target.pricing).hourly)
+                            for t in types)
+            return dataclasses.replace(first, choices=choices)
         return Price.unknown(f"no price for {resource.type}")
 
     def horizon_hours(self) -> float | None:
@@ -708,8 +765,10 @@ class AwsProvider(Provider):
         role = resource.address.split(".", 1)[1]
         a = resource.attributes
         family = self._family(ctx.lineage, role)
+        c = None if role == "scheduler" else self.target.group(role).container
         td = register_task_definition(
             self.aws.ecs, family=family, image=str(a["image"]), cpu=float(a["cpu"]),
+            env=dict(c.env) if c is not None else {},
             memory_mib=int(a["memory_mib"]), scheduler=role == "scheduler",
             tags=self._tags(resource, ctx), execution_role=a.get("execution_role"),
             log_group=self._names(ctx.lineage)["log_group"] if a.get("execution_role") else None,
@@ -721,11 +780,11 @@ class AwsProvider(Provider):
                        meta={"family": family, "revision": td.get("revision")})
 
     # EC2 --------------------------------------------------------------------------------
-    def _ami(self, instance_type: str) -> tuple[str, str | None]:
+    def _ami(self, instance_type: str, image: str | None = None) -> tuple[str, str | None]:
         """(AMI id, container image or None for native mode)."""
         from scalable.providers.aws.ec2 import architecture, container_host_ami
 
-        image = self.image()
+        image = image or self.image()
         if is_ami(image):
             return image, None
         arch = architecture(instance_type)
@@ -743,7 +802,9 @@ class AwsProvider(Provider):
         a = resource.attributes
         scheduler = resource.is_scheduler
         instance_type = str(a["instance_type"])
-        ami, container = self._ami(instance_type)
+        group = None if scheduler else self.target.group(resource.group or "default")
+        ami, container = self._ami(instance_type,
+                                   self.group_image(group) if group is not None else None)
         tls = self._tls()
         tls_dir = None if tls is None else ("tls" if container is None else "/scalable/tls")
         if scheduler:
@@ -751,7 +812,7 @@ class AwsProvider(Provider):
             sched_addr = None
         else:
             sched_addr = self._scheduler_for_workers(ctx)
-            group = self.target.group(resource.group or "default")
+            assert group is not None
             dask_args = worker_dask_args(
                 group, name=resource.address, processes=int(a.get("processes", 1)),
                 tls_dir=tls_dir,
@@ -763,6 +824,7 @@ class AwsProvider(Provider):
             env={**self.target.env, **self._preemption_env(a.get("spot", False))}
             if not scheduler else self.target.env,
             preemption=not scheduler,
+            docker_args=containers.oci_flags(group.container) if group is not None else (),
         )
         net = self.network()
         launch = Launch(

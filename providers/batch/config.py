@@ -43,6 +43,11 @@ class JobKeys(StrictModel):
         default=False, strict=True,
         description="submit a group as one job array (one id, N tasks; Slurm only)",
     )
+    nodes: int = Field(
+        default=1, ge=1, le=1024,
+        description="nodes per allocation (Slurm only): one job of `nodes` nodes, srun "
+                    "starting `processes` workers on each; groups scale in whole allocations",
+    )
 
 
 class JobTarget(JobKeys, TargetConfig):

@@ -225,9 +225,12 @@ class BatchProvider(Provider):
         """(group, job index, workers in it) for every job ``target`` asks for."""
         out = []
         for g in (target or self.target).groups:
-            per_job = int(_keys(g).processes)
+            nodes = int(_keys(g).nodes)
+            per_job = int(_keys(g).processes) * nodes
             for j in range(math.ceil(g.count / per_job)):
-                out.append((g, j, min(per_job, g.count - j * per_job)))
+                # An allocation of several nodes is never partial: groups scale in whole
+                # allocations (the count rounds up; the plan says so).
+                out.append((g, j, per_job if nodes > 1 else min(per_job, g.count - j * per_job)))
         return out
 
     def capped(self, target: TargetSpec | None = None
@@ -325,10 +328,24 @@ class BatchProvider(Provider):
                 hint="use a python: inside the image's environment, or Slurm",
             )
         for g in self.target.groups:
+            if g.container is not None:  # never ignored silently
+                raise ProviderError(
+                    f"group {g.name}: container: is not supported on {self.system.label} "
+                    "targets yet",
+                    hint="use a python: inside the image's environment, or Slurm",
+                )
+        for g in self.target.groups:
             if _keys(g).array:
                 raise ProviderError(
                     f"group {g.name}: array: true is Slurm-only for now",
                     hint="remove array: (one job per group member)",
+                )
+            if _keys(g).nodes > 1:
+                raise ProviderError(
+                    f"group {g.name}: nodes: {_keys(g).nodes} (multi-node allocations) is "
+                    f"Slurm-only for now",
+                    hint=f"remove nodes: — on {self.system.label} each job is one node's "
+                         "`processes` workers (see docs/guides/batch-systems)",
                 )
             s = self._shape(g, int(_keys(g).processes))
             need = int(_keys(g).processes) * g.threads_per_worker

@@ -202,9 +202,18 @@ def scheduler_deployment(*, name: str, namespace: str, labels: dict[str, str], k
 def worker_statefulset(*, name: str, namespace: str, labels: dict[str, str], key: str,
                        project: str, select: dict[str, str], image: str, argv: list[str],
                        env: dict[str, str], pool: str, spot: bool, replicas: int, cpu: str,
-                       memory: str, tls_secret: str | None) -> dict[str, Any]:
+                       memory: str, tls_secret: str | None,
+                       binds: dict[str, str] | None = None) -> dict[str, Any]:
     container = _container("worker", image, argv, env=env, cpu=cpu, memory=memory,
                            memory_limit=memory)
+    spec = _pod_spec(pool=pool, spot=spot, container=container, tls_secret=tls_secret)
+    # A group's binds: the node's folder (hostPath, which must exist: type Directory)
+    # mounted at the container path.
+    for i, (src, dst) in enumerate((binds or {}).items()):
+        spec.setdefault("volumes", []).append(
+            {"name": f"bind-{i}", "hostPath": {"path": src, "type": "Directory"}})
+        container.setdefault("volumeMounts", []).append(
+            {"name": f"bind-{i}", "mountPath": dst})
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -216,8 +225,7 @@ def worker_statefulset(*, name: str, namespace: str, labels: dict[str, str], key
             "selector": {"matchLabels": select},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": _pod_spec(pool=pool, spot=spot, container=container,
-                                  tls_secret=tls_secret),
+                "spec": spec,
             },
         },
     }

@@ -36,6 +36,7 @@ from scalable import addrs
 from scalable.addrs import SCHEDULER
 from scalable.outputs import DASHBOARD_COMMAND, SCHEDULER_ADDRESS, SCHEDULER_CLUSTER_ADDRESS
 from scalable.pricing.estimator import Price
+from scalable.providers import containers
 from scalable.providers.base import (
     CreateContext,
     Created,
@@ -266,6 +267,12 @@ class GkeProvider(Provider):
         groups = self.target.groups
         return next((g for g in groups if not _keys(g).spot), groups[0])
 
+    @staticmethod
+    def group_image(g: GroupSpec, default: str) -> str:
+        """A group's image: its container's, else the target's."""
+        c = g.container
+        return str(c.image) if c is not None and c.image else default
+
     def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
         target = target or self.target
         zones = len(self.cluster().zones)
@@ -296,10 +303,12 @@ class GkeProvider(Provider):
             workers.append(ResourceSpec(
                 address=addrs.worker(g.name), type=STATEFULSET, group=g.name,
                 attributes={
-                    "name": sts, "image": image, "pool": pool, "spot": spot,
-                    "replicas": pods, "processes": processes,
+                    "name": sts, "image": self.group_image(g, image), "pool": pool,
+                    "spot": spot, "replicas": pods, "processes": processes,
                     "threads_per_worker": g.threads_per_worker,
                     "memory_per_worker": memory, "tags": list(g.tags),
+                    **({"container": containers.describe(g.container)}
+                       if g.container is not None else {}),
                 },
                 worker_names=names,
                 depends_on=(SCHEDULER, addrs.node_pool(g.name)),
@@ -333,6 +342,14 @@ class GkeProvider(Provider):
             except ValueError:
                 raise ProviderError(f"allowed_cidrs: {cidr!r} is not a CIDR",
                                     hint="e.g. 203.0.113.7/32") from None
+        for g in self.target.groups:
+            c = g.container
+            if c is not None and c.runtime not in containers.OCI:
+                raise ProviderError(f"group {g.name}: GKE runs OCI images, not {c.runtime}",
+                                    hint="use runtime: docker with an image reference")
+            if c is not None and c.options:
+                raise ProviderError(f"group {g.name}: GKE pods take no container runtime "
+                                    "options", hint="remove options:")
         host = self.scheduler_group()
         for g in self.target.groups:  # machine types known, pods fit on them
             shape, memory, _ = self._group_shape(g)
@@ -746,10 +763,13 @@ class GkeProvider(Provider):
             name=name, namespace=self.cfg.namespace,
             labels=self._labels(ctx, resource.address, "worker"), key=ctx.idempotency_key,
             project=ctx.project, select=manifests.selector(ctx.lineage, resource.address),
-            image=str(a["image"]), argv=argv, env=self._pod_env(), pool=str(a["pool"]),
+            image=str(a["image"]), argv=argv,
+            env={**self._pod_env(), **(group.container.env if group.container else {})},
+            pool=str(a["pool"]),
             spot=bool(a.get("spot")), replicas=int(a["replicas"]),
             cpu=sizing.quantity_cpu(pod.cpu_m), memory=sizing.quantity_memory(pod.memory),
             tls_secret=self.secret_name if self.target.tls else None,
+            binds=dict(group.container.binds) if group.container else None,
         )
         self._ensure("statefulset", body, ctx.idempotency_key)
         return Created(

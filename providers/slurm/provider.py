@@ -7,6 +7,10 @@ Resources:
   machinery as the local provider (``providers/processes.py``, ``providers/commands.py``).
 - ``workers.<group>[i]`` (``slurm.job``): one batch job per ``processes`` workers. Its
   script comes from dask-jobqueue's ``SLURMJob`` (see ``script.py``).
+- With ``nodes: K`` a ``workers.<group>[i]`` is one *allocation*: a job of K nodes whose
+  script runs ``srun`` with one task per node, each ``dask worker --nworkers P``; its
+  K×P workers are ``workers.<group>[i]-<node>-<k>``. Refresh counts them on the
+  scheduler: a running allocation short of workers is drift (replaced by the plan).
 
 Identity: every job carries the job name ``scalable-<lineage8>-<group>-<i>``, a
 ``--comment`` ``scalable;lineage=…;address=…;key=…`` and ``--wckey scalable-<lineage8>``.
@@ -30,7 +34,9 @@ from typing import Any, cast
 from scalable import addrs
 from scalable.addrs import SCHEDULER
 from scalable.outputs import SCHEDULER_ADDRESS
+from scalable.pricing.estimator import Price
 from scalable.private_files import write_private
+from scalable.providers import containers
 from scalable.providers.base import (
     CreateContext,
     Created,
@@ -44,6 +50,7 @@ from scalable.providers.batch.provider import (
     interface_address,
 )
 from scalable.providers.commands import (
+    allocation_worker_names,
     scheduler_argv,
     worker_argv,
     worker_names,
@@ -77,6 +84,9 @@ from scalable.units import format_walltime
 JOB = "slurm.job"
 PROCESS = "local.process"
 DEATH_TIMEOUT = 60.0
+# A running allocation short of workers is drift only once it has run this long (its
+# workers start and register within it); before, the shortfall is shown, not acted on.
+ALLOCATION_GRACE = 120.0
 # How long apply waits for a scheduler job to start and write its scheduler file.
 SCHEDULER_JOB_TIMEOUT = 600.0
 # Slurm job states, as refresh reports them: PENDING_STATES and ALIVE_STATES (system.py).
@@ -119,6 +129,16 @@ def observation_of(job: slurm.Job) -> Observation:
 
 def _keys(g: GroupSpec) -> SlurmGroup:
     return g.settings_as(SlurmGroup)
+
+
+def _running_for(start: str) -> float | None:
+    """Seconds since squeue's StartTime (local time, ``2026-12-01T18:02:12``)."""
+    from datetime import datetime
+
+    try:
+        return (datetime.now() - datetime.fromisoformat(start)).total_seconds()
+    except ValueError:
+        return None
 
 
 class SlurmProvider(BatchProvider):
@@ -181,11 +201,14 @@ class SlurmProvider(BatchProvider):
         kept, _ = self.capped(target)
         for g, j, nw in kept:
             addr = addrs.worker(g.name, j)
+            nodes = int(_keys(g).nodes)
+            names = (allocation_worker_names(addr, nodes, int(_keys(g).processes))
+                     if nodes > 1 else worker_names(addr, nw))
             out.append(
                 ResourceSpec(
                     address=addr, type=JOB, group=g.name,
                     attributes=self._job_attributes(g, nw),
-                    worker_names=worker_names(addr, nw),
+                    worker_names=names,
                     depends_on=(SCHEDULER,),
                 )
             )
@@ -211,17 +234,54 @@ class SlurmProvider(BatchProvider):
                 spec = scripts.array_spec(tasks, self.cfg.max_jobs_running)
                 notes.append(f"workers.{g.name}: 1 array of {len(tasks)} tasks "
                              f"(sbatch --array={spec})")
+            nodes, per_node = int(_keys(g).nodes), int(_keys(g).processes)
+            if nodes > 1 and tasks:
+                total = len(tasks) * nodes * per_node
+                n = len(tasks)
+                note = (f"workers.{g.name}: {n} allocation{'s' if n != 1 else ''} × {nodes} "
+                        f"nodes × {per_node} worker{'s' if per_node != 1 else ''} = {total} "
+                        f"workers (sbatch --nodes={nodes}, srun: one task per node)")
+                if total > g.count:
+                    note += (f"; {g.count} asked for, rounded up: a group scales in whole "
+                             f"allocations of {nodes * per_node}")
+                notes.append(note)
         return notes
 
     def _job_attributes(self, g: GroupSpec, nworkers: int) -> dict[str, Any]:
+        nodes = int(_keys(g).nodes)
+        per_node = int(_keys(g).processes)
         # The base's attributes, in Slurm's word for a queue, plus what only Slurm has.
-        attrs = {("partition" if k == "queue" else k): v
-                 for k, v in super()._job_attributes(g, nworkers).items()}
+        # An allocation's shape is one node's (cores, memory) times its nodes.
+        base = super()._job_attributes(g, per_node if nodes > 1 else nworkers)
+        attrs = {("partition" if k == "queue" else k): v for k, v in base.items()}
+        if nodes > 1:
+            s = self._shape(g, per_node)
+            attrs.update(
+                nodes=nodes,
+                workers_per_node=per_node,
+                workers=nodes * per_node,
+                cores_per_node=s["cores"],
+                cores=nodes * s["cores"],
+                memory_per_node=attrs.pop("memory"),
+                core_hours=round(nodes * s["cores"] * s["walltime"] / 3600, 4),
+                node_hours=round(nodes * s["walltime"] / 3600, 4),
+            )
         if _keys(g).array:
             attrs["array"] = True
-        if self.cfg.containers == "apptainer":
-            attrs["image"] = self.cfg.image
+        if g.container is not None:
+            # Kept as before for a target-wide apptainer image (no replacement of running
+            # jobs on upgrade); the full block for everything else.
+            if g.container.runtime == "apptainer" and not (
+                    g.container.binds or g.container.env or g.container.options):
+                attrs["image"] = g.container.image
+            else:
+                attrs["container"] = containers.describe(g.container)
         return attrs
+
+    def price(self, resource: ResourceSpec) -> Price:
+        price = super().price(resource)
+        nodes = resource.attributes.get("nodes")
+        return dataclasses.replace(price, nodes=float(nodes)) if nodes else price
 
     # -- preflight ----------------------------------------------------------------------
     def check_config(self) -> None:
@@ -233,6 +293,17 @@ class SlurmProvider(BatchProvider):
             raise ProviderError("containers: apptainer needs an image:",
                                 hint="e.g. image: docker://ghcr.io/dask/dask:latest or a .sif")
         for g in self.target.groups:
+            if g.container is not None and g.container.runtime == "docker":
+                raise ProviderError(
+                    f"group {g.name}: container runtime docker is not supported on Slurm "
+                    "(it needs a root daemon on every node)",
+                    hint="use runtime: podman, apptainer or bwrap")
+            if _keys(g).nodes > 1 and _keys(g).array:
+                raise ProviderError(
+                    f"group {g.name}: nodes: {_keys(g).nodes} and array: true together are "
+                    "not supported",
+                    hint="choose one: an array of one-node jobs, or multi-node allocations",
+                )
             s = self._shape(g, int(_keys(g).processes))
             need = int(_keys(g).processes) * g.threads_per_worker
             if _keys(g).cores and s["cores"] < need:
@@ -245,6 +316,9 @@ class SlurmProvider(BatchProvider):
     def validate(self) -> None:
         self.check_config()
         cfg = self.cfg
+        # Binds are checked from this (login) node: the shared filesystem looks the same
+        # from the compute nodes.
+        containers.check_binds(self.target.groups, on="the login node")
         slurm.require_sbatch()
         slurm.ping()
         parts = slurm.partitions()
@@ -287,7 +361,11 @@ class SlurmProvider(BatchProvider):
         import shlex
 
         s = self._shape(g, int(_keys(g).processes))
-        opts = ["-n", "1", "--cpus-per-task", str(s["cores"]),
+        nodes = int(_keys(g).nodes)
+        # Slurm judges an allocation's shape too: "Requested node configuration is not
+        # available" when the partition has fewer than `nodes` nodes of that size.
+        layout = ["-N", str(nodes), "--ntasks-per-node", "1"] if nodes > 1 else ["-n", "1"]
+        opts = [*layout, "--cpus-per-task", str(s["cores"]),
                 "-t", format_walltime(s["walltime"])]
         if _keys(g).queue:
             opts += ["-p", str(_keys(g).queue)]
@@ -326,6 +404,7 @@ class SlurmProvider(BatchProvider):
     def observe(self, records: Sequence[ResourceRecord]) -> dict[str, Observation]:
         out: dict[str, Observation] = {}
         by_id: dict[str, slurm.Job] | None = None
+        allocations: list[tuple[ResourceRecord, slurm.Job]] = []
         for rec in records:
             if rec.type == PROCESS:
                 out[rec.address] = self._elsewhere(rec) or observe_process(rec.meta)
@@ -348,7 +427,66 @@ class SlurmProvider(BatchProvider):
                             f"({job.name!r}, not {expected!r}): Slurm's job ids restarted")
             else:
                 out[rec.address] = observation_of(job)
+                if rec.attributes.get("nodes") and out[rec.address].status == "alive":
+                    allocations.append((rec, job))
+        if allocations:
+            self._count_workers(records, allocations, out)
         return out
+
+    def _count_workers(self, records: Sequence[ResourceRecord],
+                       allocations: list[tuple[ResourceRecord, slurm.Job]],
+                       out: dict[str, Observation]) -> None:
+        """Count each running allocation's workers on the scheduler. One short of them
+        (a node lost, a worker crashed past its nanny) once past ALLOCATION_GRACE is
+        drift: its ``workers`` attribute as found, so the plan replaces the allocation;
+        before that, the allocation is pending (capacity on its way)."""
+        names = self._connected_workers(records)
+        if names is None:
+            return  # no scheduler to ask (stopped, or on another host): cannot tell
+        for rec, job in allocations:
+            obs = out[rec.address]
+            expected = int(rec.attributes.get("workers") or len(rec.worker_names))
+            have = len(set(rec.worker_names) & names)
+            obs.details["workers_connected"] = have
+            if have >= expected:
+                obs.reason += f"; {have}/{expected} workers connected"
+                continue
+            ran = _running_for(job.start)
+            if ran is not None and ran >= ALLOCATION_GRACE:
+                out[rec.address] = Observation(
+                    "alive",
+                    f"{obs.reason}; only {have}/{expected} workers connected "
+                    "(the others ended)",
+                    details=obs.details, attributes={"workers": have})
+            else:
+                # Capacity on its way, not a change: the plan shows it and waits.
+                out[rec.address] = Observation(
+                    "pending", f"{obs.reason}; {have}/{expected} workers connected so far "
+                               "(starting)", details=obs.details)
+
+    def _connected_workers(self, records: Sequence[ResourceRecord]) -> set[str] | None:
+        """The names of the workers connected to this target's scheduler (None: unknown)."""
+        sched = next((r for r in records if r.address == SCHEDULER), None)
+        address = str(sched.meta.get("address") or "") if sched is not None else ""
+        if not address:
+            try:
+                address = str(json.loads((self.workdir / "scheduler.json").read_text())
+                              .get("address") or "")
+            except (OSError, ValueError):
+                return None
+        if not address:
+            return None
+        # distributed costs ~300 ms to import: only for targets with running allocations.
+        from distributed import Client
+
+        security = tls_files(self.workdir / "tls").client_security() if self.target.tls else None
+        try:
+            with Client(address, security=security, timeout=10,
+                        set_as_default=False) as client:
+                info = client.scheduler_info(n_workers=-1)["workers"]
+        except Exception:  # a refresh never fails on this: the count is unknown
+            return None
+        return {str(w.get("name")) for w in info.values()}
 
     def discover_all(self) -> list[Discovered]:
         return self._discover(None)
@@ -404,9 +542,15 @@ class SlurmProvider(BatchProvider):
             index = int(resource.address.rpartition("[")[2].rstrip("]"))
             return self._array_script(g, resource, {index: key or "<key>"}, lineage,
                                       scheduler_address)
-        nw = int(resource.attributes.get("workers", 1))
+        nodes = int(resource.attributes.get("nodes") or 1)
+        # An allocation's shape is per node: `workers_per_node` workers on each.
+        nw = int(resource.attributes.get("workers_per_node" if nodes > 1 else "workers", 1))
         s = self._shape(g, nw)
         name, comment, wckey = self._identity(lineage, resource.address, key)
+        worker = self._worker_command(
+            g, nw, resource.address, scheduler_address or "<scheduler address>", s)
+        if nodes > 1:
+            worker = scripts.srun_argv(worker, resource.address, nodes, s["cores"])
         shape = scripts.JobShape(
             job_name=name,
             comment=comment,
@@ -417,12 +561,12 @@ class SlurmProvider(BatchProvider):
             cores=s["cores"],
             memory=s["memory"],
             log_directory=str(self.workdir / "logs"),
-            worker_command=self._worker_command(
-                g, nw, resource.address, scheduler_address or "<scheduler address>", s),
+            worker_command=worker,
             extra_directives=list(_keys(g).job_extra_directives),
             prologue=list(_keys(g).job_script_prologue),
             env=self._job_env(),
-            python=self._python(),
+            python=self._python(g.container),
+            nodes=nodes,
         )
         return scripts.render(shape)
 
@@ -451,7 +595,7 @@ class SlurmProvider(BatchProvider):
             extra_directives=[f"--array={spec}", *_keys(g).job_extra_directives],
             prologue=list(_keys(g).job_script_prologue),
             env=self._job_env(),
-            python=self._python(),
+            python=self._python(g.container),
         )
         return scripts.render(shape)
 
@@ -501,9 +645,9 @@ class SlurmProvider(BatchProvider):
         name, comment, wckey = self._identity(lineage, SCHEDULER, key)
         argv = scheduler_argv(host=scripts.HOST_VAR, scheduler_file=self.workdir / "scheduler.json",
                               preload=preload(), tls_args=self._tls_args(),
-                              python=self._python(), idle_timeout=self.target.idle_timeout)
-        if self.cfg.containers == "apptainer" and self.cfg.image:
-            argv = scripts.apptainer_wrap(argv, self.cfg.image, binds=[str(self.workdir)])
+                              python=self._python(self.cfg.default_container()),
+                              idle_timeout=self.target.idle_timeout)
+        argv = containers.wrap(self.cfg.default_container(), argv, system=[str(self.workdir)])
         shape = scripts.JobShape(
             job_name=name, comment=comment, wckey=wckey,
             partition=self.cfg.queue, account=self.cfg.account,
@@ -514,7 +658,7 @@ class SlurmProvider(BatchProvider):
             prologue=[*self.cfg.job_script_prologue,
                       scripts.host_line(self.cfg.interface)],
             env=self._job_env(),
-            python=self._python(),
+            python=self._python(self.cfg.default_container()),
         )
         return scripts.render(shape)
 
@@ -563,10 +707,10 @@ class SlurmProvider(BatchProvider):
         self._jobs_cache = None
         return Created(id=job_id, meta=meta, outputs=outputs)
 
-    def _python(self) -> str:
+    def _python(self, container: Any = None) -> str:
         if self.cfg.python:
             return self.cfg.python
-        return "python3" if self.cfg.containers == "apptainer" else sys.executable
+        return containers.python_for(container, sys.executable)
 
     def _job_env(self) -> dict[str, str]:
         return process_env(self.target, self.name, self.workdir)
@@ -581,14 +725,22 @@ class SlurmProvider(BatchProvider):
             group, scheduler_address, name=address, nworkers=nworkers,
             death_timeout=DEATH_TIMEOUT, lifetime=life, lifetime_stagger=stagger,
             tls_args=self._tls_args(), local_directory=scripts.LOCAL_DIR,
-            python=self._python(),
+            python=self._python(g.container),
         )
         iface = self.cfg.interface
         if iface and interface_address(iface):
             argv += ["--interface", iface]
-        if self.cfg.containers == "apptainer" and self.cfg.image:
-            argv = scripts.apptainer_wrap(argv, self.cfg.image, binds=[str(self.workdir)])
-        return argv
+        return self.in_container(g, argv)
+
+    def in_container(self, g: GroupSpec, argv: list[str]) -> list[str]:
+        """The worker command inside the group's container: the state folder (TLS,
+        scheduler file, logs) is bound in place, and so is the job's local directory
+        where the container has its own /tmp (apptainer binds the host's /tmp itself)."""
+        c = g.container
+        system = [str(self.workdir)]
+        if c is not None and c.runtime not in containers.APPTAINER:
+            system.append(scripts.LOCAL_DIR)
+        return containers.wrap(c, argv, system=system, passthrough=sorted(self._job_env()))
 
     # -- changes ------------------------------------------------------------------------
     def create(self, resource: ResourceSpec, ctx: CreateContext) -> Created:

@@ -3,8 +3,9 @@
 dask-jobqueue owns the ``#SBATCH`` header (``-J``, ``-e/-o``, ``-p``, ``-A``, ``-n 1``,
 ``--cpus-per-task``, ``--mem``, ``-t``, extra directives) and the script template; we
 supply the worker command (the same ``dask worker`` argv every scalable provider builds,
-optionally wrapped in ``apptainer exec``) and our identity directives (``--comment``,
-``--wckey``). ``scalable plan --show-scripts`` prints exactly what :func:`render` returns.
+wrapped in the group's container runtime, ``providers/containers.py``) and our identity
+directives (``--comment``, ``--wckey``). ``scalable plan --show-scripts`` prints exactly
+what :func:`render` returns.
 """
 
 from __future__ import annotations
@@ -25,13 +26,19 @@ from scalable.units import format_walltime
 # the node's address): left for bash to expand.
 LOCAL_DIR = "${TMPDIR:-/tmp}/scalable-${SLURM_JOB_ID}"
 HOST_VAR = "${SCALABLE_HOST}"
-_RAW_TOKENS = {LOCAL_DIR, HOST_VAR, f"{HOST_VAR}:0"}
+# (``LOCAL_DIR:LOCAL_DIR``: a container runtime's ``-v`` binding it in place.)
+_RAW_TOKENS = {LOCAL_DIR, HOST_VAR, f"{HOST_VAR}:0", f"{LOCAL_DIR}:{LOCAL_DIR}"}
 # An array task's worker name, ``workers.<group>[${SLURM_ARRAY_TASK_ID}]``: expanded by
 # bash in the task (group names are [a-z0-9_-], nothing else in it needs quoting).
 TASK_VAR = "${SLURM_ARRAY_TASK_ID}"
 _TASK_NAME = re.compile(r"workers\.[a-z0-9_-]+\[\$\{SLURM_ARRAY_TASK_ID\}\]")
 
 COMMENT_PREFIX = "scalable"
+
+# A multi-node allocation's srun task: the worker's name gets the task's node index
+# (``workers.<group>[i]-<node>``), which exists only inside the task, so a tiny bash
+# names it there. ``$1`` is the allocation's address, the rest the worker command.
+SRUN_TASK = 'name="$1-$SLURM_NODEID"; shift; exec "$@" --name "$name"'
 
 
 # -- identity ---------------------------------------------------------------------------
@@ -122,6 +129,26 @@ class JobShape:
     prologue: Sequence[str] = ()
     env: dict[str, str] = field(default_factory=dict)
     python: str = "python3"
+    # A multi-node allocation: ``nodes`` nodes, one srun task on each (``cores`` and
+    # ``memory`` are per node, as Slurm's --cpus-per-task and --mem are).
+    nodes: int = 1
+
+
+def srun_argv(worker: Sequence[str], address: str, nodes: int, cores: int) -> list[str]:
+    """One srun task per node of the allocation, each running ``worker`` (a ``dask worker
+    --nworkers P`` command, as dask-jobqueue runs ``processes`` > 1) named after its node.
+
+    ``--kill-on-bad-exit=0``: one node's workers ending (a crash, a node lost) leaves the
+    other nodes' workers running; refresh counts the allocation's workers and calls the
+    shortfall drift. Slurm 22.05's srun does not inherit ``--cpus-per-task``: given here.
+    """
+    argv = list(worker)
+    if "--name" in argv:  # the name is set per node, inside the task
+        i = argv.index("--name")
+        del argv[i:i + 2]
+    return ["srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1",
+            f"--cpus-per-task={cores}", "--kill-on-bad-exit=0",
+            "bash", "-c", SRUN_TASK, "scalable-worker", address, *argv]
 
 
 def mem_directive(nbytes: int) -> str:
@@ -141,13 +168,6 @@ def shell_join(argv: Sequence[str]) -> str:
     """Quote for bash, leaving our run-time tokens (``$TMPDIR``…) to expand."""
     return " ".join(f'"{a}"' if a in _RAW_TOKENS or _TASK_NAME.fullmatch(a)
                     else shlex.quote(a) for a in argv)
-
-
-def apptainer_wrap(argv: Sequence[str], image: str, binds: Sequence[str]) -> list[str]:
-    out = ["apptainer", "exec"]
-    for b in binds:
-        out += ["--bind", b]
-    return [*out, image, *argv]
 
 
 def render(shape: JobShape) -> str:
@@ -171,6 +191,10 @@ def render(shape: JobShape) -> str:
                   *shape.extra_directives]
     # Unset keys must not be filled from a user's jobqueue.yaml behind the plan's back.
     skip = []
+    if shape.nodes > 1:
+        # dask-jobqueue asks for one task (-n 1); an allocation is one task per node.
+        skip.append("#SBATCH -n 1")
+        directives = [f"--nodes={shape.nodes}", "--ntasks-per-node=1", *directives]
     if not shape.memory:
         skip.append("#SBATCH --mem=")
     if not shape.partition:

@@ -85,6 +85,12 @@ BudgetOpt = Annotated[
 DeadlineOpt = Annotated[
     float | None, typer.Option("--deadline-hours", help="Objective: finish within this.")
 ]
+OnBudgetOpt = Annotated[
+    str | None,
+    typer.Option("--on-budget", metavar="stop|destroy",
+                 help="When the budget is spent: retire the workers (stop, the default) "
+                      "or destroy the whole target."),
+]
 TasksOpt = Annotated[
     int | None, typer.Option("--tasks", help="How many tasks the objective is for.")
 ]
@@ -110,14 +116,26 @@ TagOpt = Annotated[
 
 def _objectives(
     ws: Workspace, engine: Engine, budget: float | None, deadline: float | None,
-    tasks: int | None, tag: str | None, quiet: bool,
+    tasks: int | None, tag: str | None, quiet: bool, on_budget: str | None = None,
 ) -> None:
     """Objective-driven counts, from flags or the target's ``objectives:``."""
     from scalable.manifest.schema import Objectives
 
     objectives = ws.spec.objectives
+    if on_budget is not None and on_budget not in ("stop", "destroy"):
+        raise ScalableError(f"--on-budget: {on_budget!r} is not one of stop, destroy",
+                            hint="--on-budget stop (retire the workers) or destroy")
     if budget is not None or deadline is not None:
-        objectives = Objectives(budget_usd=budget, deadline_hours=deadline)
+        # Flags replace the manifest's goals; what to do at the budget stays the
+        # manifest's unless --on-budget says otherwise.
+        objectives = Objectives.model_validate({
+            "budget_usd": budget, "deadline_hours": deadline,
+            "on_budget": on_budget or (objectives.on_budget if objectives else "stop")})
+    elif on_budget is not None and objectives is not None:
+        objectives = objectives.model_copy(update={"on_budget": on_budget})
+    if on_budget is not None and (objectives is None or objectives.budget_usd is None):
+        raise ScalableError("--on-budget needs a budget",
+                            hint="add --budget-usd X, or objectives.budget_usd to the target")
     if objectives is None or (objectives.budget_usd is None and objectives.deadline_hours is None):
         return
     chosen = engine.plan_objectives(objectives, tasks=tasks, tag=tag)
@@ -139,11 +157,13 @@ def plan(
         bool, typer.Option("--no-refresh", help="Trust the state; do not ask the provider.")
     ] = False,
     budget_usd: BudgetOpt = None,
+    on_budget: OnBudgetOpt = None,
     deadline_hours: DeadlineOpt = None,
     tasks: TasksOpt = None,
     tag: TagOpt = None,
     show_scripts: Annotated[
-        bool, typer.Option("--show-scripts", help="Print the batch script of each new job.")
+        bool, typer.Option("--show-scripts",
+                     help="Print the batch script (local: the command) of each new worker.")
     ] = False,
     replace: ReplaceOpt = None,
     only: OnlyOpt = None,
@@ -151,10 +171,11 @@ def plan(
 ) -> None:
     """Show what apply would change, and what it would cost."""
     ws = Workspace.open(file, target)
-    engine = ws.engine(hooks=json_lines(info))  # warnings to stderr: --json keeps stdout clean
+    # warnings to stderr: --json keeps stdout clean
+    engine = ws.engine(hooks=json_lines(info), budget=budget_usd is not None)
     engine.preflight()
     if not destroy and not refresh_only:
-        _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_)
+        _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_, on_budget)
     p = engine.plan(destroy=destroy, refresh=not no_refresh, replace=replace or (),
                     targets=only or (), refresh_only=refresh_only)
     if json_:
@@ -192,7 +213,8 @@ def _show_scripts(ws: Workspace, p: Plan) -> None:
                           scheduler_address=address)
         if text is None:  # not a job (a scheduler process on this host)
             continue
-        echo(f"\n# ---- {c.address}: batch script ----\n{text.rstrip()}")
+        label = getattr(ws.provider, "script_label", "batch script")
+        echo(f"\n# ---- {c.address}: {label} ----\n{text.rstrip()}")
         shown += 1
     if shown:
         echo("\n# <…> placeholders are filled in at apply (idempotency key, and the lineage "
@@ -236,6 +258,7 @@ def apply(
     ] = False,
     lock_timeout: LockTimeoutOpt = "0s",
     budget_usd: BudgetOpt = None,
+    on_budget: OnBudgetOpt = None,
     deadline_hours: DeadlineOpt = None,
     tasks: TasksOpt = None,
     tag: TagOpt = None,
@@ -247,13 +270,13 @@ def apply(
     with _streamed(json_) as stream:
         _json_needs_approval(json_, auto_approve or planfile is not None)
         _apply(planfile, file, target, auto_approve, stream, no_wait, lock_timeout,
-               budget_usd, deadline_hours, tasks, tag, replace, only, refresh_only)
+               budget_usd, on_budget, deadline_hours, tasks, tag, replace, only, refresh_only)
 
 
 def _apply(
     planfile: Path | None, file: str | None, target: str | None, auto_approve: bool,
     stream: StreamHook | None, no_wait: bool, lock_timeout: str, budget_usd: float | None,
-    deadline_hours: float | None, tasks: int | None, tag: str | None,
+    on_budget: str | None, deadline_hours: float | None, tasks: int | None, tag: str | None,
     replace: list[str] | None, only: list[str] | None, refresh_only: bool,
 ) -> None:
     json_ = stream is not None
@@ -269,7 +292,10 @@ def _apply(
         ws = Workspace.open(file, saved.target)
     if stream is not None:
         stream.provider = ws.spec.provider
-    engine = ws.engine(hooks=stream or human(echo))
+    # A saved plan made with --budget-usd carries the controller that enforces it.
+    budget = budget_usd is not None or (
+        saved is not None and any(c.address == CONTROLLER for c in saved.changes))
+    engine = ws.engine(hooks=stream or human(echo), budget=budget)
     engine.preflight()
     with engine.locked("apply", lock_seconds(lock_timeout)):
         if saved is not None:
@@ -277,7 +303,8 @@ def _apply(
             p = saved
         else:
             if not refresh_only:
-                _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_)
+                _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_,
+                            on_budget)
             p = engine.plan(replace=replace or (), targets=only or (),
                             refresh_only=refresh_only)
         if not json_:

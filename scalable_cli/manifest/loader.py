@@ -21,7 +21,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 from scalable.errors import ManifestError, ScalableError
-from scalable.manifest.schema import Manifest, manifest_model, target_model
+from scalable.manifest.schema import (
+    Manifest,
+    manifest_model,
+    target_model,
+    without_pydantic_plugins,
+)
 from scalable.registry import provider_names
 
 _INT = "tag:yaml.org,2002:int"
@@ -172,7 +177,8 @@ def _where(path: Path, node: yaml.Node | None) -> str:
 def _expand(
     path: Path, node: yaml.Node, loader: _Loader, keypath: str, done: set[int] | None = None
 ) -> None:
-    """Expand ``${VAR}`` / ``${VAR:-default}`` / ``$$`` in scalars; reject duplicate keys.
+    """Expand ``${VAR}`` / ``${VAR:-default}`` / ``$$`` in scalars (keys and values);
+    reject duplicate keys.
 
     Each node is visited once: an alias shares its anchor's node, and expanding it twice
     would undo the ``$$`` escape.
@@ -184,6 +190,9 @@ def _expand(
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, yaml.Node] = {}
         for knode, vnode in node.value:
+            if isinstance(knode, yaml.ScalarNode) and "$" in knode.value:
+                # Keys too: a container bind's host path is a key (``${DATA}/in: /in``).
+                _expand(path, knode, loader, keypath, done)
             key = knode.value if isinstance(knode, yaml.ScalarNode) else f"<{knode.id}>"
             if isinstance(knode, yaml.ScalarNode) and key in seen:
                 raise ManifestError(
@@ -299,6 +308,8 @@ def _hint(err: Any, data: Any, root: type[BaseModel]) -> str | None:
         return "provider must be one of: " + ", ".join(provider_names())
     if kind == "missing":
         return f"add '{loc[-1]}:'"
+    if "container" in loc:
+        return "see docs/guides/worker-groups.rst (containers and binds)"
     return "see `scalable schema` or docs/reference/manifest.rst"
 
 
@@ -334,6 +345,25 @@ def _dotted(loc: tuple[int | str, ...], data: Any, tags: set[str]) -> str:
         else:
             out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
+
+
+def _build_blocks(value: Any, done: set[type] | None = None) -> None:
+    """Complete the (deferred) model class of every block inside ``value``."""
+    done = set() if done is None else done
+    if isinstance(value, BaseModel):
+        cls = type(value)
+        if cls not in done:
+            done.add(cls)
+            if not cls.__pydantic_complete__:
+                cls.model_rebuild(force=True)
+        for name in cls.model_fields:
+            _build_blocks(getattr(value, name), done)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _build_blocks(v, done)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _build_blocks(v, done)
 
 
 def parse_manifest(text: str, path: Path) -> LoadedManifest:
@@ -378,7 +408,12 @@ def parse_manifest(text: str, path: Path) -> LoadedManifest:
     providers = _providers(path, node, data)
     model = manifest_model(providers)
     try:
-        manifest = model.model_validate(data)
+        # Validating builds the blocks made by default (``Project()``, …) on first use,
+        # and the blocks this manifest holds are dumped later (digests, plans): build
+        # them all now, in one go without pydantic's plugin scan (see schema.py).
+        with without_pydantic_plugins():
+            manifest = model.model_validate(data)
+            _build_blocks(manifest)
     except ValidationError as exc:
         errors = exc.errors()
         err = errors[0]

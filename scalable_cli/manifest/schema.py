@@ -13,10 +13,13 @@ rather than reaching a provider (or ``MemoryError``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import math
+import os
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -116,10 +119,116 @@ Cidr = Annotated[str, AfterValidator(_cidr)]
 class StrictModel(BaseModel):
     """Base of every manifest block: unknown keys are errors; values are frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: each block is validated as part of the assembled manifest model, so
+    # building every block's own validator at import was wasted start-up (issue 15).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 _Strict = StrictModel
+
+
+# -- containers ----------------------------------------------------------------------------
+
+# The runtimes a group's workers can run in (scalable/providers/containers.py holds each
+# one's command-line template). ``singularity`` is apptainer under its older name.
+ContainerRuntime = Literal["none", "apptainer", "singularity", "docker", "podman", "bwrap"]
+
+
+def _bind_path(v: str) -> str:
+    if "\x00" in v or "\n" in v or "\r" in v:
+        raise ValueError("a bind path cannot hold a NUL or a line break")
+    if not v.startswith("/"):
+        raise ValueError(f"bind path {v!r} is not absolute (write it from /)")
+    # apptainer's --bind and docker's -v separate fields with ':' (and apptainer lists
+    # with ','): such a path would be read as another field, so it is refused.
+    if ":" in v or "," in v:
+        raise ValueError(f"bind path {v!r} holds ':' or ',', which the runtimes' bind "
+                         "syntax (SRC:DST) cannot carry")
+    if any(part == ".." for part in v.split("/")):
+        raise ValueError(f"bind path {v!r} has a '..' component (write the real path)")
+    return v
+
+
+def _argv_item(v: str) -> str:
+    if "\x00" in v or "\n" in v or "\r" in v:
+        raise ValueError("an option is one argv item: it cannot hold a NUL or a line break")
+    return v
+
+
+BindPath = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_bind_path)]
+ArgvItem = Annotated[str, Field(max_length=4096), AfterValidator(_argv_item)]
+ImageRef = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_argv_item)]
+
+
+class ContainerConfig(StrictModel):
+    """What a group's workers run in: a runtime, an image, host folders bound into it,
+    environment and extra runtime options (each one argv item, never shell text)."""
+
+    runtime: ContainerRuntime = "none"
+    image: ImageRef | None = Field(
+        default=None,
+        description="docker/podman: an image reference; apptainer: a .sif or docker:// "
+        "URI; bwrap: a root filesystem folder ('/' = this host's)",
+    )
+    binds: dict[BindPath, BindPath] = Field(
+        default_factory=dict, max_length=256, description="host path: container path"
+    )
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=256)
+    options: list[ArgvItem] = Field(
+        default_factory=list, max_length=256,
+        description="extra arguments to the runtime, one argv item each",
+    )
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _no_shell_string(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            raise ValueError("options is a list of argv items, not a shell string "
+                             "(write [--cap-drop, ALL], not '--cap-drop ALL')")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ContainerConfig:
+        if self.runtime == "none":
+            if self.image or self.binds or self.env or self.options:
+                raise ValueError("runtime: none runs no container, so image, binds, env "
+                                 "and options mean nothing (set a runtime, or remove them)")
+            return self
+        if not self.image:
+            raise ValueError(f"runtime: {self.runtime} needs an image: (bwrap: a root "
+                             "filesystem folder, '/' for this host's)")
+        if self.runtime == "bwrap" and not self.image.startswith("/"):
+            raise ValueError(f"bwrap's image is a root filesystem folder: {self.image!r} "
+                             "is not an absolute path")
+        if self.runtime in ("apptainer", "singularity"):
+            for k, v in self.env.items():
+                if "," in v or "\n" in v:
+                    raise ValueError(f"env {k}: apptainer's --env cannot carry ',' or a line "
+                                     "break in a value")
+        seen: dict[str, str] = {}
+        for host, inside in self.binds.items():
+            if inside.rstrip("/") == "":
+                raise ValueError(f"bind {host!r}: the container path cannot be '/'")
+            if inside in seen:
+                raise ValueError(f"binds {seen[inside]!r} and {host!r} both mount on "
+                                 f"{inside!r}")
+            seen[inside] = host
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.runtime != "none"
+
+    def summary(self) -> dict[str, Any]:
+        """What a plan shows (env by name only: values may be secrets)."""
+        out: dict[str, Any] = {"runtime": self.runtime, "image": self.image}
+        if self.binds:
+            out["binds"] = dict(self.binds)
+        if self.env:
+            out["env"] = sorted(self.env)
+        if self.options:
+            out["options"] = list(self.options)
+        return out
 
 
 class Project(_Strict):
@@ -228,6 +337,10 @@ class _Counts(_Strict):
     threads_per_worker: Threads = 1
     memory_per_worker: Memory | None = None
     worker_extra_args: list[Text] = Field(default_factory=list, max_length=256)
+    container: ContainerConfig | None = Field(
+        default=None,
+        description="what the workers run in (a group's replaces the target's as a whole)",
+    )
 
     @field_validator("max_workers")
     @classmethod
@@ -267,6 +380,8 @@ class TargetConfig(_Counts):
     """What every target may set. A provider's target model adds its own keys."""
 
     provider: str
+    # The older spelling of a target-wide container (``container: {runtime, image}``);
+    # kept as the default every group inherits. ``container:`` is the full form.
     containers: Literal["none", "apptainer", "docker"] = "none"
     image: Text | None = None
     objectives: Objectives | None = None
@@ -282,6 +397,23 @@ class TargetConfig(_Counts):
     idle_timeout: Annotated[Duration, Field(gt=0, le=30 * DAY)] | Literal[False] = 3600.0
     cache: CacheConfig | None = None
     groups: dict[str, GroupConfig] = Field(default_factory=dict, max_length=100)
+
+    @model_validator(mode="after")
+    def _one_container_spelling(self) -> TargetConfig:
+        if self.container is not None and self.containers != "none":
+            raise ValueError("set either container: (the full form) or containers:/image: "
+                             "(the older one), not both")
+        return self
+
+    def default_container(self) -> ContainerConfig | None:
+        """The container every group inherits: ``container:``, else the older
+        ``containers:``/``image:`` pair (an image-less one is a provider's to judge)."""
+        if self.container is not None:
+            return self.container if self.container.enabled else None
+        if self.containers == "none":
+            return None
+        return ContainerConfig.model_construct(runtime=self.containers, image=self.image,
+                                               binds={}, env={}, options=[])
 
     @classmethod
     def group_key(cls, name: str) -> str:
@@ -363,6 +495,9 @@ def target_model(provider: str) -> type[TargetConfig]:
         groups=(groups, Field(default_factory=dict, max_length=100)),
     )
     model.group_model = group  # type: ignore[attr-defined]
+    # Built now (it is validated and dumped on every load), without the plugin scan.
+    with without_pydantic_plugins():
+        model.model_rebuild(force=True)
     return model
 
 
@@ -389,4 +524,27 @@ def manifest_model(providers: tuple[str, ...]) -> type[Manifest]:
         __module__=__name__,
         targets=(dict[str, target], Field(min_length=1, max_length=100)),
     )
+    with without_pydantic_plugins():
+        model.model_rebuild(force=True)
     return model
+
+
+@contextlib.contextmanager
+def without_pydantic_plugins() -> Iterator[None]:
+    """Build scalable's own validators without looking for pydantic plugins.
+
+    The first validator pydantic builds in a process looks for plugins among the entry
+    points of every installed distribution: 20-40 ms, most of what ``plan`` spends on
+    its manifest (issue 15). Plugins observe validation of the application's models;
+    scalable's manifest is none of theirs. Set only while the build runs (as typer does
+    for its option adapters), so a child process never inherits it."""
+    key = "PYDANTIC_DISABLE_PLUGINS"
+    previous = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = previous

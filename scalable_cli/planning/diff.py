@@ -10,11 +10,11 @@ from typing import Any
 from scalable import addrs
 from scalable.addrs import SCHEDULER
 from scalable.planning import surgery
-from scalable.planning.model import Action, Change, Cost, Drift, Plan
+from scalable.planning.model import Action, Change, Cost, Drift, Plan, PriceRange
 from scalable.planning.reasons import Reason, Why
 from scalable.pricing.estimator import Price
 from scalable.providers.base import Discovered, Observation, Provider, ResourceSpec
-from scalable.spec import TargetSpec
+from scalable.spec import GroupSpec, TargetSpec
 from scalable.state.model import ResourceRecord, StateFile
 
 
@@ -178,10 +178,19 @@ def make_plan(
     )
     if not destroy:  # capacity a cap holds back, arrays: the provider's words
         plan.cost.notes.extend(n for n in provider.plan_notes() if n not in plan.cost.notes)
+        plan.groups = [group_summary(g) for g in target.groups]
     if refresh_only:
         return refresh_only_plan(plan, state, resolved)
     plan.replace = list(replace)
     return surgery.narrow(plan, state, targets)
+
+
+def group_summary(g: GroupSpec) -> dict[str, Any]:
+    """A group as the plan shows it: tags, workers, and what they run in."""
+    c = g.container
+    return {"name": g.name, "tags": list(g.tags), "workers": g.count,
+            "maximum": g.maximum,
+            "container": c.summary() if c is not None and c.enabled else None}
 
 
 def refresh_only_plan(plan: Plan, state: StateFile, resolved: Resolved) -> Plan:
@@ -341,12 +350,23 @@ def _cost(
         p = before_price[rec.address]
         now = None if now is None or p.hourly is None else now + p.hourly
     after: float | None = 0.0
-    cores = 0.0
+    worst: float | None = 0.0
+    best: float | None = 0.0
+    cores = nodes = 0.0
     notes: list[str] = []
+    ranges: dict[str, PriceRange] = {}
     for spec in desired:
         p = after_price[spec.address]
         after = None if after is None or p.hourly is None else after + p.hourly
+        top, low = p.hourly_max, p.hourly_min
+        worst = None if worst is None or top is None else worst + top
+        best = None if best is None or low is None else best + low
+        if p.choices:
+            group = spec.group or spec.address
+            r = ranges.setdefault(group, PriceRange(group, 0, list(p.choices)))
+            r.resources += 1
         cores += p.cores
+        nodes += p.nodes
         if p.estimate and p.note and p.note not in notes:
             notes.append(p.note)
         if p.source and f"prices: {p.source}" not in notes and p.hourly:
@@ -358,4 +378,8 @@ def _cost(
         unknown=unknown,
         notes=notes,
         core_hours_after=cores * horizon if horizon else 0.0,
+        node_hours_after=nodes * horizon if horizon else 0.0,
+        hourly_after_max=None if destroy or not ranges else worst,
+        hourly_after_min=None if destroy or not ranges else best,
+        ranges=[] if destroy else list(ranges.values()),
     )

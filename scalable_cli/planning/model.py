@@ -10,7 +10,8 @@ from scalable.providers.base import ResourceSpec
 from scalable.state.model import ResourceRecord, now_iso
 
 Action = Literal["create", "update", "replace", "delete", "no-op"]
-PLAN_FORMAT_VERSION = "1.1"  # 1.1: targets, replace, refresh_only
+# 1.1: targets, replace, refresh_only; 1.2: groups, cost.node_hours_after, cost ranges
+PLAN_FORMAT_VERSION = "1.2"
 
 
 @dataclass
@@ -91,6 +92,29 @@ class Drift:
         return asdict(self)
 
 
+def _cents(value: float | None) -> float | None:
+    """A sum of prices without float noise (1.632, not 1.6320000000000001)."""
+    return None if value is None else round(value, 6)
+
+
+@dataclass
+class PriceRange:
+    """A group's fallback choices and their prices: the first is what the plan counts."""
+
+    group: str
+    resources: int
+    choices: list[tuple[str, float | None]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group": self.group, "resources": self.resources,
+                "choices": [{"name": n, "hourly": h} for n, h in self.choices]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PriceRange:
+        return cls(str(d["group"]), int(d.get("resources", 0)),
+                   [(str(c["name"]), c.get("hourly")) for c in d.get("choices") or []])
+
+
 @dataclass
 class Cost:
     hourly_now: float | None
@@ -99,12 +123,24 @@ class Cost:
     unknown: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     core_hours_after: float = 0.0
+    node_hours_after: float = 0.0  # whole-node allocations only (Slurm `nodes:`)
+    # With alternatives a provider may fall back to (EC2 instance_types): the $/hour if
+    # every resource got its dearest choice (None: unknown), and each group's choices.
+    hourly_after_max: float | None = None
+    hourly_after_min: float | None = None
+    ranges: list[PriceRange] = field(default_factory=list)
 
     @property
     def hourly_delta(self) -> float | None:
         if self.hourly_now is None or self.hourly_after is None:
             return None
         return self.hourly_after - self.hourly_now
+
+    @property
+    def horizon_total_max(self) -> float | None:
+        if not self.ranges or self.hourly_after_max is None or self.horizon_hours is None:
+            return None
+        return self.hourly_after_max * self.horizon_hours
 
     @property
     def horizon_total(self) -> float | None:
@@ -121,8 +157,14 @@ class Cost:
             "horizon_hours": self.horizon_hours,
             "horizon_total": self.horizon_total,
             "core_hours_after": self.core_hours_after,
+            "node_hours_after": self.node_hours_after,
             "unknown": self.unknown,
             "notes": self.notes,
+            # 1.2: the range across fallback alternatives (null / [] without any).
+            "hourly_after_min": _cents(self.hourly_after_min) if self.ranges else None,
+            "hourly_after_max": _cents(self.hourly_after_max) if self.ranges else None,
+            "horizon_total_max": _cents(self.horizon_total_max),
+            "ranges": [r.to_dict() for r in self.ranges],
         }
 
     @classmethod
@@ -134,6 +176,10 @@ class Cost:
             unknown=list(d.get("unknown", [])),
             notes=list(d.get("notes", [])),
             core_hours_after=float(d.get("core_hours_after", 0.0)),
+            node_hours_after=float(d.get("node_hours_after", 0.0)),
+            hourly_after_max=d.get("hourly_after_max"),
+            hourly_after_min=d.get("hourly_after_min"),
+            ranges=[PriceRange.from_dict(r) for r in d.get("ranges") or []],
         )
 
 
@@ -156,6 +202,9 @@ class Plan:
     refresh_only: bool = False  # --refresh-only: only ``refreshed`` and ``forget``
     refreshed: list[ResourceRecord] = field(default_factory=list)  # drifted values
     forget: list[str] = field(default_factory=list)  # gone outside scalable
+    # Each worker group: name, tags, workers, maximum, container (runtime, image, binds,
+    # env names, options; None: plain processes).
+    groups: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -197,6 +246,7 @@ class Plan:
             "refresh_only": self.refresh_only,
             "refreshed": [asdict(r) for r in self.refreshed],
             "forget": self.forget,
+            "groups": self.groups,
         }
 
     @classmethod
@@ -218,4 +268,5 @@ class Plan:
             refresh_only=bool(d.get("refresh_only")),
             refreshed=[ResourceRecord.from_dict(r) for r in d.get("refreshed", [])],
             forget=list(d.get("forget", [])),
+            groups=list(d.get("groups", [])),
         )

@@ -107,6 +107,7 @@ def render_plan(plan: Plan, color: bool = False, compact_after: int = 12) -> str
                        "into state on apply.")
         else:
             out.append(style.bold("No changes.") + " Capacity matches the manifest.")
+        out.extend(_groups_block(plan))
         out.extend(_cost_block(plan, style))
         return "\n".join(out) + "\n"
     used = sorted({c.action for c in actionable}, key=list(SYMBOL).index)
@@ -131,8 +132,31 @@ def render_plan(plan: Plan, color: bool = False, compact_after: int = 12) -> str
     out.append(style.bold(
         f"Plan: {n['add']} to add, {n['change']} to change, {n['destroy']} to destroy."
     ))
+    out.extend(_groups_block(plan))
     out.extend(_cost_block(plan, style))
     return "\n".join(out) + "\n"
+
+
+def _groups_block(plan: Plan) -> list[str]:
+    """What each group's workers run in; shown when any group runs in a container."""
+    if not any(g.get("container") for g in plan.groups):
+        return []
+    out = ["", "Worker groups:"]
+    for g in plan.groups:
+        tags = f" [tags: {', '.join(g['tags'])}]" if g.get("tags") else ""
+        head = f"  {g['name']}: {g['workers']} worker(s){tags}"
+        c = g.get("container")
+        if not c:
+            out.append(f"{head}, plain processes")
+            continue
+        out.append(f"{head}, {c['runtime']} image {c['image']}")
+        for src, dst in (c.get("binds") or {}).items():
+            out.append(f"      bind {src} → {dst}")
+        if c.get("env"):
+            out.append(f"      env {', '.join(c['env'])}")
+        if c.get("options"):
+            out.append(f"      options {' '.join(c['options'])}")
+    return out
 
 
 def _refresh_only(plan: Plan, style: Style, out: list[str], drifted: bool) -> str:
@@ -164,8 +188,21 @@ def _cost_block(plan: Plan, style: Style) -> list[str]:
     if c.horizon_hours:
         total = format_usd(c.horizon_total)
         out.append(f"  over the {c.horizon_hours:g} h horizon: {total}")
+    if c.ranges:
+        # The plan counts each group's first choice; failover may land on a dearer one.
+        span = f"{format_usd(c.hourly_after_min)}–{format_usd(c.hourly_after_max)}/hour"
+        line = f"  with fallback choices: {span}"
+        if c.horizon_hours:
+            line += f"; worst case over the horizon: {format_usd(c.horizon_total_max)}"
+        out.append(line)
+        for r in c.ranges:
+            prices = " → ".join(f"{n} {format_usd(h)}/h" for n, h in r.choices)
+            out.append(f"    {r.group} (×{r.resources}): {prices}; the first is counted")
     if c.core_hours_after:
         out.append(f"  core-hours over the horizon: {c.core_hours_after:g}")
+    if c.node_hours_after:
+        out.append(f"  node-hours over the horizon: {c.node_hours_after:g} (whole-node "
+                   "allocations)")
     for note in c.notes:
         out.append(f"  {note}")
     if c.unknown:

@@ -17,6 +17,31 @@ class Price:
     # Core-hours per hour of this resource (Slurm accounting), when that is the unit.
     cores: float = 0.0
     estimate: bool = False
+    # Whole nodes this resource holds (a multi-node Slurm allocation): node-hours.
+    nodes: float = 0.0
+    # Alternatives the provider may fall back to, in order (EC2 ``instance_types``):
+    # (name, hourly price or None). ``hourly`` is the first's; the plan shows the range.
+    choices: tuple[tuple[str, float | None], ...] = ()
+
+    @property
+    def hourly_max(self) -> float | None:
+        """The worst case across ``choices`` (None: one of them has no known price)."""
+        if not self.choices:
+            return self.hourly
+        prices = [h for _, h in self.choices]
+        if self.hourly is None or any(h is None for h in prices):
+            return None
+        return max([self.hourly, *(h for h in prices if h is not None)])
+
+    @property
+    def hourly_min(self) -> float | None:
+        """The best case across ``choices`` (None: one of them has no known price)."""
+        if not self.choices:
+            return self.hourly
+        prices = [h for _, h in self.choices]
+        if self.hourly is None or any(h is None for h in prices):
+            return None
+        return min([self.hourly, *(h for h in prices if h is not None)])
 
     @classmethod
     def unknown(cls, reason: str) -> Price:

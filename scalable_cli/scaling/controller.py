@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from scalable.engine import Engine
+from scalable.engine import ApplyResult, Engine
 from scalable.events import BUDGET_EXHAUSTED, BUDGET_WARNING, BudgetAction, ScaleBlocked
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.preemption import PREEMPTION_TOPIC
@@ -69,6 +69,8 @@ class Controller:
             budget.interval = self.interval
         # Set once the budget ran out: from then on the controller only fails new work.
         self.exhausted = False
+        # Set once there is nothing left to control (the budget destroyed the target).
+        self.finished = False
         self._stop_message = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -212,13 +214,14 @@ class Controller:
             log.warning("replacing preempted workers was partial: %s", "; ".join(result.errors))
 
     def _budget_count(self) -> int:
-        """The budgeted group's count as asked for (state), for the spend."""
+        """The budgeted group's workers as asked for, for the spend: those its resources
+        in state hold (recorded before each provider call, so a pending instance bills)."""
         assert self.budget is not None
         state = self.engine.store.read()
         if state is None or self.engine.workers_stopped:
             return 0
-        group = self.engine.base_target.group(self.budget.group)
-        return int(state.scale.get(group.name, group.count))
+        return sum(len(r.worker_names) for r in state.resources
+                   if r.group == self.budget.group)
 
     def _guard_budget(self, client: Any, state: Any) -> str:
         """Track the spend; warn, hold or stop. Returns a hold reason ("" = none)."""
@@ -277,9 +280,12 @@ class Controller:
         log.warning("budget exhausted: %.4g of %.4g USD spent", spent, b.budget_usd)
         self._stop_message = cancel_message(b.budget_usd, spent)
         self._cancel_pending(client)
-        result = (
-            self.engine.destroy_all() if b.on_budget == "destroy" else self.engine.stop_workers()
-        )
+        result: ApplyResult | None
+        if b.on_budget == "destroy":
+            result = self.engine.destroy_all()
+            self.finished = not result.errors  # nothing left to guard
+        else:
+            result = self.engine.stop_workers()
         if result is not None and result.errors:
             log.warning("budget stop was partial: %s", "; ".join(result.errors))
 
@@ -294,7 +300,7 @@ class Controller:
 
     def run(self, client: Any, stop: threading.Event | None = None) -> None:
         stop = stop or self._stop
-        while not stop.is_set():
+        while not stop.is_set() and not self.finished:
             started = time.monotonic()
             try:
                 self.step(client)

@@ -39,7 +39,6 @@ from scalable.errors import PlanError
 from scalable.events import APPLY_COMPLETE, APPLY_START
 from scalable.manifest.schema import Objectives
 from scalable.pricing.estimator import format_usd
-from scalable.telemetry.store import TelemetryDB, db_path
 from scalable.units import format_duration
 
 if TYPE_CHECKING:
@@ -354,6 +353,10 @@ def _thin(ordered: list[float], keep: int = 2000) -> tuple[float, ...]:
 
 
 def _db(spec: TargetSpec) -> Any:
+    # Imported here: the engine imports this module, and `plan` without objectives
+    # never opens telemetry (sqlite3) (issue 15).
+    from scalable.telemetry.store import TelemetryDB, db_path
+
     path = db_path(spec.root)
     return TelemetryDB(path, readonly=True) if path.exists() else None
 

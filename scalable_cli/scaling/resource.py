@@ -8,6 +8,7 @@ it, and ``apply`` replaces it if it died. Every other call goes to the wrapped p
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -146,6 +147,8 @@ class WithController(Provider):
             self.inner.delete(record)
             return
         ref = ProcessRef.from_meta(record.meta)
+        if ref is not None and ref.pid == os.getpid():
+            return  # the controller destroying its target (on_budget: destroy) ends itself
         if ref is not None:
             terminate(ref, grace=10.0)
 

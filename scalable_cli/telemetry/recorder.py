@@ -31,10 +31,10 @@ from scalable.events import (
 )
 from scalable.hooks import Hook
 from scalable.outputs import SCHEDULER_ADDRESS
-from scalable.telemetry.report import last_activity
-from scalable.telemetry.store import PULL_HANDLER, Aggregate, TelemetryDB
 
-if TYPE_CHECKING:  # imported where used: every engine gets a recorder, `plan` included
+# telemetry.store (sqlite3) and telemetry.report are imported where used: every engine
+# gets a recorder, `plan` included, and `plan` writes nothing (issue 15).
+if TYPE_CHECKING:
     from scalable.providers.base import Provider
     from scalable.state.model import StateFile
     from scalable.telemetry.store import Run, TelemetryDB
@@ -58,6 +58,7 @@ def _call(address: str, security: Any, timeout: float, **kwargs: Any) -> dict[st
 
     async def go() -> dict[str, Any]:
         from distributed.core import rpc
+        from scalable.telemetry.store import PULL_HANDLER
 
         args = security.get_connection_args("client") if security is not None else {}
         r = rpc(address, connection_args=args, timeout=timeout)
@@ -79,6 +80,8 @@ def pull(db: TelemetryDB, address: str, security: Any = None, *,
 
     Returns the run (now in ``db``), or None when no telemetry plugin answers.
     """
+    from scalable.telemetry import store
+
     try:
         info = _call(address, security, timeout)
     except Exception as exc:
@@ -104,7 +107,7 @@ def pull(db: TelemetryDB, address: str, security: Any = None, *,
             r["id"], since=since, cursor=(int(data["cursor"][0]), int(data["cursor"][1])),
             events=[(float(e[0]), str(e[1]), e[2], dict(e[3])) for e in data["events"]],
             tasks=[tuple(t) for t in data["tasks"]],
-            aggregates=[Aggregate.from_dict(a) for a in data["aggregates"]],
+            aggregates=[store.Aggregate.from_dict(a) for a in data["aggregates"]],
         )
         if data["run"].get("ended_at"):
             db.end_run(r["id"], float(data["run"]["ended_at"]))
@@ -120,6 +123,8 @@ def current_run(ws: Workspace, state: StateFile | None = None, *,
     addr = state.outputs.get(SCHEDULER_ADDRESS) if state is not None else None
     if not addr:
         return None
+    from scalable.telemetry.store import TelemetryDB
+
     db = TelemetryDB.for_root(ws.spec.root)
     run = db.open_run(ws.spec.name, addr) if db.exists else None
     if refresh and (run is None or run.source == "pulled"):
@@ -176,6 +181,8 @@ class RunRecorder(Hook):
     @property
     def db(self) -> TelemetryDB:
         if self._db is None:
+            from scalable.telemetry.store import TelemetryDB
+
             self._db = TelemetryDB.for_root(self.ws.spec.root)
         return self._db
 
@@ -213,6 +220,8 @@ class RunRecorder(Hook):
                 # here died without closing: it ended when it was last heard of.
                 # (A pulled or engine-made run ends now: its scheduler just went.)
                 if run.source == "plugin" and run.ended_at is None:
+                    from scalable.telemetry.report import last_activity
+
                     self.db.end_run(run.id, min(now, last_activity(self.db, run)))
                 else:
                     self.db.end_run(run.id, now)

@@ -15,6 +15,7 @@ from typing import Any
 from scalable.tui.model import Snapshot
 from scalable.tui.source import LiveSource, ReplaySource
 from scalable.tui.widgets import (
+    BudgetBar,
     CapacityTable,
     ConfirmScale,
     DecisionLog,
@@ -84,6 +85,7 @@ class DashboardApp(App[int]):
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header")
+        yield BudgetBar(id="budget")
         yield Panel("Capacity", CapacityTable(cursor_type="row", id="capacity"),
                     id="capacity-panel")
         yield Panel("Workers", WorkersTable(cursor_type="row", id="workers"),
@@ -97,6 +99,7 @@ class DashboardApp(App[int]):
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
+        self.query_one(BudgetBar).display = False
         self.query_one("#capacity", CapacityTable).focus()
         if isinstance(self.source, ReplaySource):
             self.sub_title = f"replay of {self.source.run.id}"
@@ -137,6 +140,7 @@ class DashboardApp(App[int]):
             self.polls += 1
         needle = self.needle.lower()
         self.query_one(HeaderBar).show(snap, paused=self.paused, needle=self.needle)
+        self.query_one(BudgetBar).show(snap.budget)
         self.query_one(CapacityTable).show(snap.groups)
         self.query_one(WorkersTable).show(snap.workers, needle)
         self.query_one(WorkTable).show(snap.work, needle, approximate=snap.approximate,

@@ -15,7 +15,10 @@ from typing import Any
 from scalable.addrs import group_of
 from scalable.events import (
     APPLY_COMPLETE,
+    BUDGET_EXHAUSTED,
+    BUDGET_WARNING,
     DESTROY_START,
+    OBJECTIVE_PLAN,
     SCALE_DECISION,
     WORKER_PREEMPTED,
     WORKER_REMOVED,
@@ -79,6 +82,22 @@ class LogLine:
 
 
 @dataclass(frozen=True)
+class BudgetView:
+    """The run's budget against its spend so far, and where the guard stands."""
+
+    budget_usd: float
+    spent_usd: float | None  # None: a price is unknown
+    level: str  # ok | warning | held | exhausted (the guard's own events say which)
+    on_budget: str = "stop"
+    guard_spent_usd: float | None = None  # what the guard counted when it stopped
+
+    @property
+    def share(self) -> float | None:
+        spent = self.guard_spent_usd if self.level == "exhausted" else self.spent_usd
+        return None if spent is None else spent / self.budget_usd
+
+
+@dataclass(frozen=True)
 class Snapshot:
     mode: str  # live | replay
     target: str
@@ -100,6 +119,7 @@ class Snapshot:
     approximate: bool = False  # per-tag counts scaled past the probe's cap
     extra: dict[str, Any] = field(default_factory=dict)
     cache: tuple[int, int] | None = None  # @cacheable (hits, calls) so far in this run
+    budget: BudgetView | None = None  # the run's objectives.budget_usd, if it has one
 
     @property
     def uptime(self) -> float | None:
@@ -240,6 +260,48 @@ def cost_at(spans: Sequence[WorkerSpan], start: float, at: float,
     return cost.usd, hourly, cost.note
 
 
+# The guard holds scale-ups from this share of the budget on (scaling/budget.py).
+HOLD_SHARE = 0.9
+
+
+def budget_view(events: Iterable[Event], spent: float | None,
+                until: float | None = None) -> BudgetView | None:
+    """The budget of the run's latest ``objective_plan`` (up to ``until``) against
+    ``spent`` (the run's cost so far, as the header and ``report`` count it); the level
+    from the guard's own ``budget_warning`` / ``budget_exhausted`` events, and "held" once
+    the spend passes 90% (the guard's no-scale-up line)."""
+    budget: float | None = None
+    on_budget = "stop"
+    level = "ok"
+    guard: float | None = None
+    for ev in events:
+        if until is not None and ev.ts > until:
+            break
+        if ev.kind == OBJECTIVE_PLAN and ev.data.get("budget_usd") is not None:
+            budget = float(ev.data["budget_usd"])
+            on_budget = str(ev.data.get("on_budget") or "stop")
+            level, guard = "ok", None  # a new objective starts a new budget
+        elif ev.kind == BUDGET_WARNING and level == "ok":
+            level = "warning"
+        elif ev.kind == BUDGET_EXHAUSTED:
+            level = "exhausted"
+            guard = float(ev.data.get("spent_usd") or 0.0)
+            on_budget = str(ev.data.get("on_budget") or on_budget)
+    if budget is None:
+        return None
+    if level != "exhausted" and spent is not None and spent >= HOLD_SHARE * budget:
+        level = "held"
+    return BudgetView(budget, spent, level, on_budget, guard)
+
+
+def budget_bar(share: float | None, width: int = 10) -> str:
+    """``width`` cells filled in proportion to ``share`` (capped at full)."""
+    if share is None:
+        return "?" * width
+    full = min(width, round(max(0.0, share) * width))
+    return "█" * full + "░" * (width - full)
+
+
 def event_line(key: str, ev: Event, start: float) -> LogLine | None:
     """The log line for a telemetry event, or None for events the log leaves out."""
     d = ev.data
@@ -275,6 +337,10 @@ def event_line(key: str, ev: Event, start: float) -> LogLine | None:
         return LogLine(key, ev.ts, offset, "error" if errors else "step", text)
     if ev.kind == DESTROY_START:
         return LogLine(key, ev.ts, offset, "step", "destroy started")
+    if ev.kind in (BUDGET_WARNING, BUDGET_EXHAUSTED):
+        word = "budget warning" if ev.kind == BUDGET_WARNING else "budget exhausted"
+        return LogLine(key, ev.ts, offset, "error" if ev.kind == BUDGET_EXHAUSTED else "note",
+                       f"{word}: {d.get('reason', '')}")
     return None
 
 

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 from scalable.addrs import group_of
 from scalable.events import (
     APPLY_COMPLETE,
+    BUDGET_EXHAUSTED,
+    BUDGET_WARNING,
     DESTROY_START,
     PRICING,
     SCALE_DECISION,
@@ -61,6 +63,7 @@ from scalable.tui.model import (
     Snapshot,
     TagRow,
     WorkerRow,
+    budget_view,
     cache_hits,
     cost_at,
     event_line,
@@ -78,7 +81,8 @@ if TYPE_CHECKING:
 Clock = Callable[[], float]
 # How far behind the scheduler telemetry's task rows may be (the plugin's flush period).
 RATE_LAG = 1.0
-LOG_KINDS = (SCALE_DECISION, WORKER_PREEMPTED, WORKER_REMOVED, APPLY_COMPLETE, DESTROY_START)
+LOG_KINDS = (SCALE_DECISION, WORKER_PREEMPTED, WORKER_REMOVED, APPLY_COMPLETE, DESTROY_START,
+             BUDGET_WARNING, BUDGET_EXHAUSTED)
 SPAN_KINDS = (WORKER_ADDED, WORKER_REMOVED)
 
 
@@ -501,6 +505,7 @@ class LiveSource:
             waiting=(probe or {}).get("waiting"), approximate=bool((probe or {}).get("capped")),
             extra={"probe_seconds": (probe or {}).get("elapsed"), "lost_at": self._lost_at},
             cache=cache_hits(self._events),
+            budget=budget_view(self._events, cost),
         )
 
     def _rate(self, tag: str | None, now: float) -> float:
@@ -649,6 +654,7 @@ class ReplaySource:
             at=at, status=status, connected=False, cost_usd=cost, hourly_usd=hourly,
             cost_note=note, groups=tuple(groups), workers=workers, work=work, log=log,
             cache=cache_hits(self.events, at),
+            budget=budget_view(self.events, cost, at),
         )
 
     def _limit(self, span: WorkerSpan) -> int | None:

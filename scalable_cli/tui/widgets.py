@@ -15,11 +15,13 @@ from rich.text import Text
 from scalable.pricing.estimator import format_usd
 from scalable.tui.model import (
     SPARK_SECONDS,
+    BudgetView,
     GroupRow,
     LogLine,
     Snapshot,
     TagRow,
     WorkerRow,
+    budget_bar,
     fmt_cache,
     fmt_count,
     fmt_memory,
@@ -70,6 +72,41 @@ class HeaderBar(Static):
             line.no_wrap = True
             line.overflow = "ellipsis"
         self.update(Text("\n").join([line1, line2]))
+
+
+BUDGET_WORDS = {
+    "ok": "OK",
+    "warning": "WARNING: 80% spent",
+    "held": "NO SCALE-UP: 90% spent",
+}
+
+
+class BudgetBar(Static):
+    """Spend against ``objectives.budget_usd``, live; hidden when the run has no budget.
+    The guard's level is spelled out, not only coloured."""
+
+    def show(self, budget: BudgetView | None) -> None:
+        self.display = budget is not None
+        if budget is None:
+            return
+        share = budget.share
+        if budget.level == "exhausted":
+            done = "target destroyed" if budget.on_budget == "destroy" else "workers retired"
+            word, style = f"EXHAUSTED: {done}", "bold reverse"
+        else:
+            word = BUDGET_WORDS.get(budget.level, budget.level.upper())
+            style = "bold" if budget.level != "ok" else ""
+        spent = budget.guard_spent_usd if budget.level == "exhausted" else budget.spent_usd
+        line = Text()
+        line.append(f"budget {format_usd(budget.budget_usd)} ")
+        line.append(budget_bar(share), style="bold" if budget.level != "ok" else "")
+        line.append(f" {format_usd(spent)} spent")
+        line.append("" if share is None else f" ({share:.0%})")
+        line.append("  ")
+        line.append(f" {word} ", style=style)
+        line.no_wrap = True
+        line.overflow = "ellipsis"
+        self.update(line)
 
 
 class Panel(Vertical):
@@ -278,8 +315,10 @@ Panels
   Workers   memory in use / limit, TASKS processing, CPU of one core
   Work      per tag: QUEUED (waiting for a thread), RUNNING, DONE,
             FAILED, TASKS/S finished over the last 10 s
+  Budget    with objectives.budget_usd: spend so far against the budget and
+            the guard's level (warning at 80%, no scale-up at 90%, exhausted)
   Log       scale: decisions and why; drift: lost workers, expired jobs,
-            resources the provider finds gone
+            resources the provider finds gone; budget warnings and stops
 """
 
 

@@ -417,3 +417,55 @@ async def test_live_plus_goes_through_the_engine_and_scale_up_is_logged(
     assert peak == 3
     work = {t.tag: t.done for t in replay.snapshot(replay.end).work}
     assert work == {None: 30}
+
+
+@pytest.mark.slow
+async def test_live_budget_bar_follows_the_spend_to_the_stop(project: Project) -> None:
+    """``apply --budget-usd`` at $1 per resource-second: the bar shows the spend rising
+    against the budget, then the guard's stop, fed by the run's telemetry."""
+    from scalable.tui.widgets import BudgetBar
+
+    project.write("""
+        project: {name: spend}
+        targets:
+          local:
+            provider: local
+            max_workers: 2
+            threads_per_worker: 1
+            pricing: {hourly_usd: 3600}
+            workload: {tasks: 4, task_seconds: 0.5}
+        """)
+    await asyncio.to_thread(project.run, "apply", "--auto-approve", "--budget-usd", "150",
+                            check=True)
+    source = LiveSource(Workspace.open(project.root / "scalable.yaml", "local"))
+    app = DashboardApp(source)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            bar = app.query_one(BudgetBar)
+            await until(pilot, lambda: bar.display and "budget $150.00" in screen_text(app),
+                        30, "the budget bar")
+            first = app.snapshot.budget if app.snapshot else None
+            assert first is not None and first.budget_usd == 150.0
+            assert first.level in ("ok", "warning") and first.spent_usd is not None
+            await until(pilot, lambda: app.snapshot is not None
+                        and app.snapshot.budget is not None
+                        and (app.snapshot.budget.spent_usd or 0) > (first.spent_usd or 0),
+                        30, "the spend to rise")
+            client = await asyncio.to_thread(_client, project)
+            try:
+                await asyncio.to_thread(client.map, lambda i: time.sleep(1.0) or i,
+                                        range(1000), pure=False)
+                await until(pilot, lambda: "EXHAUSTED: workers retired" in screen_text(app),
+                            240, "the guard's stop on the bar")
+                assert "budget exhausted:" in log_text(app)
+                assert "budget warning:" in log_text(app)
+                view = app.snapshot.budget if app.snapshot else None
+                assert view is not None and view.guard_spent_usd is not None
+                assert view.guard_spent_usd <= 150.0
+            finally:
+                await asyncio.to_thread(client.close)
+            await pilot.press("q")
+    finally:
+        source.close()
+        await asyncio.to_thread(project.run, "destroy", "--auto-approve")
+    assert our_processes(project.root) == []

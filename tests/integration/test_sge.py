@@ -226,3 +226,63 @@ def test_a_job_in_error_state_is_replaced_and_deleted(hpc: Project) -> None:
     wait_for(lambda: first not in our_jobs(lineage), 60, "the stuck job to be deleted")
     hpc.run("destroy", "--auto-approve", check=True)
     wait_for(lambda: not our_jobs(lineage), 60, "nothing of ours left in qstat")
+
+
+def test_pending_capacity_is_not_drift_and_destroy_deletes_it(hpc: Project) -> None:
+    # A held job (`#$ -h`, state hqw) never starts by itself: capacity on its way,
+    # with SGE's own state, not drift; destroy deletes it (pending jobs first).
+    hpc.write(
+        MANIFEST.replace(
+            "processes: 2\n    max_workers: 3",
+            'max_workers: 1\n    job_extra_directives: ["-h"]',
+        )
+    )
+    hpc.run("apply", "--auto-approve", "--no-wait", check=True)
+    lineage = str(hpc.state("hpc")["lineage"])
+    held = job_records(hpc)["workers.default[0]"]["id"]
+    wait_for(lambda: our_jobs(lineage).get(held, {}).get("state") == "hqw", 60, "hqw")
+    plan = hpc.run("plan", "--detailed-exitcode")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "Capacity on its way (1 pending):" in plan.stdout
+    assert f"SGE job {held} hqw (on hold)" in plan.stdout
+    assert "No changes." in plan.stdout
+    out = hpc.run("destroy", "--auto-approve", check=True)
+    assert "2 destroyed" in out.stdout
+    wait_for(lambda: not our_jobs(lineage), 60, "nothing of ours left in qstat")
+
+
+def test_scale_down_then_an_orphan_with_our_lineage_is_deleted(hpc: Project) -> None:
+    hpc.write(MANIFEST.replace("processes: 2\n    max_workers: 3", "max_workers: 3"))
+    hpc.run("apply", "--auto-approve", "--no-wait", check=True)
+    lineage = str(hpc.state("hpc")["lineage"])
+    ids = {a: r["id"] for a, r in job_records(hpc).items()}
+    assert len(ids) == 3 and set(our_jobs(lineage)) == set(ids.values())
+
+    # Scale down to 1: the two highest jobs go, the first stays.
+    hpc.write(MANIFEST.replace("processes: 2\n    max_workers: 3", "max_workers: 1"))
+    plan = hpc.run("plan", check=True).stdout
+    assert "Plan: 0 to add, 0 to change, 2 to destroy." in plan
+    hpc.run("apply", "--auto-approve", "--no-wait", check=True)
+    wait_for(lambda: set(our_jobs(lineage)) == {ids["workers.default[0]"]}, 60,
+             "the two jobs to leave qstat")
+
+    # A job carrying this state's lineage that the state does not hold (a record lost
+    # in a crash): found through its job context, and deleted by the next apply.
+    script = hpc.root / "orphan.sh"
+    script.write_text(
+        "#!/bin/bash\n"
+        f"#$ -N scalable-{lineage[:8]}-default-9\n"
+        f"#$ -ac scalable_lineage={lineage},scalable_address=workers.default[9],"
+        "scalable_key=lost-key\n"
+        "#$ -S /bin/bash\n#$ -o /dev/null\n#$ -e /dev/null\nsleep 300\n"
+    )
+    orphan = subprocess.run(
+        ["qsub", "-terse", str(script)], capture_output=True, text=True, check=True,
+        cwd=hpc.root,
+    ).stdout.strip()
+    plan = hpc.run("plan").stdout
+    assert f"{orphan} carries this state's lineage but is not recorded" in plan
+    hpc.run("apply", "--auto-approve", "--no-wait", check=True)
+    wait_for(lambda: orphan not in our_jobs(lineage), 60, "the orphan to be deleted")
+    hpc.run("destroy", "--auto-approve", check=True)
+    wait_for(lambda: not our_jobs(lineage), 60, "nothing of ours left in qstat")

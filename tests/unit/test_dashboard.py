@@ -261,3 +261,28 @@ print(first["queued"], again["address"])
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "tcp://s:1"]
+
+
+def test_budget_view_follows_the_guard_and_the_spend() -> None:
+    def ev(ts: float, kind: str, **data: object) -> Event:
+        return Event("r", ts, kind, None, data)
+
+    events = [ev(1.0, "objective_plan", budget_usd=100.0, on_budget="destroy", workers=2)]
+    assert model.budget_view([], 5.0) is None  # no budget: no bar
+    view = model.budget_view(events, 42.0)
+    assert view is not None and (view.level, view.share) == ("ok", 0.42)
+    assert model.budget_view(events, 91.0).level == "held"  # type: ignore[union-attr]
+    events.append(ev(2.0, "budget_warning", budget_usd=100.0, spent_usd=80.5, reason="80%"))
+    assert model.budget_view(events, 85.0).level == "warning"  # type: ignore[union-attr]
+    events.append(ev(3.0, "budget_exhausted", budget_usd=100.0, spent_usd=99.2,
+                     reason="next 1 s", on_budget="destroy"))
+    done = model.budget_view(events, 104.0)
+    assert done is not None and done.level == "exhausted" and done.on_budget == "destroy"
+    assert done.share == pytest.approx(0.992)  # the guard's figure at the stop
+    # Replays: the picture at a moment before the stop.
+    early = model.budget_view(events, 50.0, until=2.5)
+    assert early is not None and early.level == "warning"
+    assert model.budget_bar(0.5, 10) == "█████░░░░░" and model.budget_bar(1.7, 4) == "████"
+    line = model.event_line("9", events[-1], 0.0)
+    assert line is not None and line.kind == "error"
+    assert line.text == "budget exhausted: next 1 s"

@@ -274,3 +274,37 @@ def test_digest_changes_only_with_the_target() -> None:
         """)
     assert a.target_digest("l") == b.target_digest("l")
     assert a.target_digest("m") != b.target_digest("m")
+
+
+def test_manifest_model_is_built_without_pydantic_plugins_and_leaves_the_env_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The assembled model skips pydantic's plugin scan (issue 15) while it is built, and
+    the switch is not left set for the processes apply starts afterwards."""
+    import os
+
+    import pydantic.plugin._loader as loader
+    from scalable.manifest.schema import manifest_model
+
+    seen: list[str | None] = []
+    real = loader.get_plugins
+
+    def spy():  # type: ignore[no-untyped-def]
+        seen.append(os.environ.get("PYDANTIC_DISABLE_PLUGINS"))
+        return real()
+
+    monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+    monkeypatch.setattr(loader, "get_plugins", spy)
+    import pydantic.plugin._schema_validator as sv
+
+    monkeypatch.setattr(sv, "get_plugins", spy, raising=False)
+    manifest_model.cache_clear()
+    try:
+        loaded = parse_manifest(
+            "targets:\n  a: {provider: local, max_workers: 1}\n", Path("scalable.yaml")
+        )
+    finally:
+        manifest_model.cache_clear()
+    assert loaded.manifest.targets["a"].max_workers == 1
+    assert seen and set(seen) == {"1"}  # models were built, each without plugins
+    assert "PYDANTIC_DISABLE_PLUGINS" not in os.environ

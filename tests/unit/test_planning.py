@@ -167,7 +167,7 @@ def test_no_changes_wording() -> None:
 
 def test_json_document_shape() -> None:
     doc = make_plan(provider(1), None, "d").to_dict(detail=False)
-    assert doc["format_version"] == "1.1"
+    assert doc["format_version"] == "1.2"
     assert {"resource_changes", "resource_drift", "summary", "cost"} <= set(doc)
     assert doc["resource_changes"][0]["action"] == "create"
     assert "resource" not in doc["resource_changes"][0]
@@ -193,3 +193,54 @@ def test_saved_plan_roundtrip_and_staleness(tmp_path: Path) -> None:
     (tmp_path / "junk").write_text("{}")
     with pytest.raises(PlanError, match="not a saved plan"):
         load_plan(tmp_path / "junk")
+
+
+INSTANCE_TYPES = """
+version: 1
+project: {name: demo}
+targets:
+  cloud:
+    provider: aws
+    region: us-east-1
+    instance_type: m5.large
+    groups:
+      burst:
+        max_workers: 2
+        instance_types: [c5.2xlarge, c5.xlarge, m5.4xlarge]
+"""
+
+
+def test_plan_prices_the_first_instance_type_and_shows_the_range(tmp_path: Path) -> None:
+    """EC2 failover alternatives: the plan counts the first choice and shows the range
+    (best and worst case) in words and in --json (golden files; no AWS call)."""
+    import json
+
+    from scalable.workspace import Workspace
+
+    (tmp_path / "scalable.yaml").write_text(INSTANCE_TYPES)
+    ws = Workspace.open(tmp_path / "scalable.yaml", "cloud")
+    plan = diff.make_plan(ws.provider, None, "d", refresh=False, horizon_hours=2.0)
+    cost = plan.cost
+    assert cost.hourly_after is not None and cost.hourly_after_max is not None
+    assert cost.hourly_after_min is not None
+    # Two workers on c5.2xlarge are counted; the worst case puts both on m5.4xlarge.
+    assert cost.hourly_after_min < cost.hourly_after < cost.hourly_after_max
+    text = render_plan(plan)
+    block = text[text.index("Cost estimate:"):]
+    doc = plan.to_dict(detail=False)["cost"]
+    for name, got in (("plan_instance_types.txt", block),
+                      ("plan_instance_types.json", json.dumps(doc, indent=2) + "\n")):
+        golden = GOLDEN / name
+        if not golden.exists():  # first run writes it; review it by eye, then commit
+            golden.write_text(got)
+        assert got == golden.read_text()
+    assert doc["ranges"] == [{"group": "burst", "resources": 2, "choices": [
+        {"name": "c5.2xlarge", "hourly": 0.34}, {"name": "c5.xlarge", "hourly": 0.17},
+        {"name": "m5.4xlarge", "hourly": 0.768}]}]
+    assert doc["horizon_total_max"] == pytest.approx(2 * doc["hourly_after_max"])
+
+
+def test_plan_without_alternatives_has_no_range() -> None:
+    doc = make_plan(provider(2), None, "d").to_dict(detail=False)["cost"]
+    assert doc["ranges"] == [] and doc["hourly_after_max"] is None
+    assert "fallback" not in render_plan(make_plan(provider(2), None, "d"))

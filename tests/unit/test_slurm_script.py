@@ -236,6 +236,11 @@ def sjob(state: str, reason: str = "None", start: str = "N/A", jid: str = "7",
     [
         ("PENDING", "Resources", "pending", "PENDING (Resources), expected start 2026-12-01T09:00"),
         ("PENDING", "Priority", "pending", "(Priority)"),
+        # Site limits (accounting on: QOS / association): pending, in Slurm's words.
+        ("PENDING", "QOSMaxJobsPerUserLimit", "pending", "PENDING (QOSMaxJobsPerUserLimit)"),
+        ("PENDING", "AssocMaxJobsLimit", "pending", "PENDING (AssocMaxJobsLimit)"),
+        ("PENDING", "JobArrayTaskLimit", "pending", "PENDING (JobArrayTaskLimit)"),
+        ("PENDING", "PartitionNodeLimit", "pending", "PENDING (PartitionNodeLimit)"),
         ("CONFIGURING", "None", "pending", "CONFIGURING"),
         ("RUNNING", "None", "alive", "RUNNING on vm"),
         ("TIMEOUT", "None", "gone", "TIMEOUT: walltime reached"),
@@ -331,11 +336,25 @@ def test_scheduler_job_script_binds_the_nodes_interface(tmp_path: Path) -> None:
     assert local.job_script(local.desired()[0]) is None  # a local process has no script
 
 
-def test_show_scripts_on_a_provider_without_job_scripts(tmp_path: Path) -> None:
+def test_show_scripts_on_the_local_provider_prints_each_worker_command(tmp_path: Path) -> None:
+    import shlex
+
     from tests.conftest import Project
 
     proj = Project(tmp_path)
     proj.write("targets:\n  local:\n    provider: local\n    max_workers: 1\n")
     out = proj.run("plan", "--show-scripts")
-    assert out.returncode == 1
-    assert "Error: --show-scripts: the local provider submits no job scripts" in out.stderr
+    assert out.returncode == 0, out.stderr
+    head, _, rest = out.stdout.partition("# ---- workers.default[0]: command ----\n")
+    assert rest, out.stdout
+    argv = shlex.split(rest.splitlines()[0])
+    assert argv[1:4] == ["-m", "distributed.cli.dask_worker", "<scheduler address>"]
+
+
+def test_a_submit_limit_refusal_keeps_slurms_words() -> None:
+    # sbatch's refusal at a site with MaxSubmitJobs on the association (recorded output).
+    stderr = ("sbatch: error: AssocMaxSubmitJobLimit\n"
+              "sbatch: error: Batch job submission failed: Job violates accounting/QOS "
+              "policy (job submit limit, user's size and/or time limits)\n")
+    msg = slurm.slurm_message(stderr)
+    assert msg.startswith("AssocMaxSubmitJobLimit (Batch job submission failed: Job violates")
