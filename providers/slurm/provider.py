@@ -789,7 +789,8 @@ class SlurmProvider(BatchProvider):
         system = [str(self.workdir)]
         if c is not None and c.runtime not in containers.APPTAINER:
             system.append(scripts.LOCAL_DIR)
-        return containers.wrap(c, argv, system=system, passthrough=sorted(self._job_env()))
+        return containers.wrap(c, argv, system=system, passthrough=sorted(self._job_env()),
+                               gpus=g.gpus)
 
     # -- changes ------------------------------------------------------------------------
     def create(self, resource: ResourceSpec, ctx: CreateContext) -> Created:

@@ -186,10 +186,10 @@ def make_plan(
 
 
 def group_summary(g: GroupSpec) -> dict[str, Any]:
-    """A group as the plan shows it: tags, workers, and what they run in."""
+    """A group as the plan shows it: tags, workers, GPUs, and what they run in."""
     c = g.container
     return {"name": g.name, "tags": list(g.tags), "workers": g.count,
-            "maximum": g.maximum,
+            "maximum": g.maximum, "gpus": g.gpus, "gpu_type": g.gpu_type,
             "container": c.summary() if c is not None and c.enabled else None}
 
 

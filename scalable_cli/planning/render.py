@@ -138,13 +138,18 @@ def render_plan(plan: Plan, color: bool = False, compact_after: int = 12) -> str
 
 
 def _groups_block(plan: Plan) -> list[str]:
-    """What each group's workers run in; shown when any group runs in a container."""
-    if not any(g.get("container") for g in plan.groups):
+    """What each group's workers run in and hold; shown when any group runs in a
+    container or has GPUs."""
+    if not any(g.get("container") or g.get("gpus") for g in plan.groups):
         return []
     out = ["", "Worker groups:"]
     for g in plan.groups:
         tags = f" [tags: {', '.join(g['tags'])}]" if g.get("tags") else ""
-        head = f"  {g['name']}: {g['workers']} worker(s){tags}"
+        gpus = ""
+        if g.get("gpus"):
+            kind = f" {g['gpu_type']}" if g.get("gpu_type") else ""
+            gpus = f" with {g['gpus']}{kind} GPU(s) each"
+        head = f"  {g['name']}: {g['workers']} worker(s){gpus}{tags}"
         c = g.get("container")
         if not c:
             out.append(f"{head}, plain processes")

@@ -107,3 +107,25 @@ def test_bad_gpu_values_are_refused_at_load(tmp_path: Path) -> None:
         spec(tmp_path, "gpus: 1\ngpu_type: 'a100:2'\nmax_workers: 1")
     with pytest.raises(ScalableError, match="gpus"):
         spec(tmp_path, "gpus: -1\nmax_workers: 1")
+
+
+def test_apptainer_gpu_groups_get_nv_and_the_plan_shows_each_groups_gpus(
+        tmp_path: Path) -> None:
+    from scalable.planning import diff
+    from scalable.planning.render import render_plan
+
+    t = spec(tmp_path, GROUPS + """
+    container: {runtime: apptainer, image: /images/model.sif}
+""")
+    p = SlurmProvider(t, t.workdir)
+    argv = p.in_container(t.group("gpu"), ["python3", "-m", "distributed.cli.dask_worker"])
+    assert argv[:3] == ["apptainer", "exec", "--nv"]  # apptainer hides GPUs without it
+    cpu = p.in_container(t.group("cpu"), ["python3"])
+    assert cpu[:2] == ["apptainer", "exec"] and "--nv" not in cpu
+    plan = diff.make_plan(p, None, "d", refresh=False)
+    by_name = {g["name"]: g for g in plan.to_dict(detail=False)["groups"]}
+    assert (by_name["pair"]["gpus"], by_name["pair"]["gpu_type"]) == (1, "a100")
+    assert (by_name["cpu"]["gpus"], by_name["cpu"]["gpu_type"]) == (0, None)
+    text = render_plan(plan)
+    assert "  gpu: 1 worker(s) with 2 fake GPU(s) each [tags: gpu], apptainer image" in text
+    assert "  cpu: 2 worker(s) [tags: cpu], apptainer image" in text
