@@ -17,7 +17,7 @@ $(BIN)/python:
 
 # Strict editable mode so mypy can follow the package-dir mapping; a new module needs
 # the install re-run, so the stamp depends on every package folder's listing.
-$(STAMP): pyproject.toml $(LOCK) $(BIN)/python $(wildcard scalable_cli/*/ providers/*/ state/)
+$(STAMP): pyproject.toml $(LOCK) $(BIN)/python $(wildcard scalable_cli/ scalable_cli/*/ providers/ providers/*/ state/)
 	$(BIN)/pip install -q -c $(LOCK) -e ".[$(EXTRAS)]" --config-settings editable_mode=strict
 	touch $(STAMP)
 

@@ -51,6 +51,18 @@ def scheduler_argv(
     return argv
 
 
+def dask_image() -> str:
+    """The default worker image: ``ghcr.io/dask/dask`` at this machine's distributed and
+    Python versions, so cloud workers run the client's versions (scalable.versions)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        dask_version = version("distributed")
+    except PackageNotFoundError:  # pragma: no cover - distributed is a dependency
+        dask_version = "latest"
+    return f"ghcr.io/dask/dask:{dask_version}-py{sys.version_info.major}.{sys.version_info.minor}"
+
+
 def export_lines(env: Mapping[str, str]) -> list[str]:
     """``export NAME=<quoted value>`` lines (names are POSIX names, checked at load)."""
     for k in env:
@@ -59,9 +71,16 @@ def export_lines(env: Mapping[str, str]) -> list[str]:
     return [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
 
 
+GPU_RESOURCE = "GPU"
+
+
 def resources_for(group: GroupSpec) -> dict[str, float]:
-    """Dask resources a group's workers advertise: one unit per thread for each tag."""
-    return {tag_resource(t): float(group.threads_per_worker) for t in group.tags}
+    """Dask resources a group's workers advertise: one unit per thread for each tag, and
+    ``GPU=<gpus>`` on a GPU worker (so ``resources={"GPU": 1}`` never lands on a CPU one)."""
+    res = {tag_resource(t): float(group.threads_per_worker) for t in group.tags}
+    if group.gpus:
+        res[GPU_RESOURCE] = float(group.gpus)
+    return res
 
 
 def tag_resource(tag: str) -> str:

@@ -49,19 +49,21 @@ def wrap(
     *,
     system: Sequence[str] = (),
     passthrough: Sequence[str] = (),
+    gpus: int = 0,
 ) -> list[str]:
     """``argv`` as run inside ``container`` (unchanged without one).
 
     ``system``: paths bound at the same place inside (the state folder…); ``passthrough``:
     names of environment variables the worker needs from the runtime's environment
-    (only OCI runtimes start from an empty environment, so only they use it)."""
+    (only OCI runtimes start from an empty environment, so only they use it); ``gpus``:
+    the worker's GPUs, which apptainer only passes in with ``--nv``."""
     if container is None or not container.enabled:
         return list(argv)
     rt, image = container.runtime, str(container.image)
     binds = list(container.binds.items())
     env = list(container.env.items())
     if rt in APPTAINER:
-        out = [rt, "exec"]
+        out = [rt, "exec", *(["--nv"] if gpus else [])]
         for p in _unique(system):
             out += ["--bind", p]
         for src, dst in binds:

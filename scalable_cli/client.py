@@ -13,7 +13,7 @@ from typing import Any
 
 import dask
 from distributed import Client
-from scalable.providers.commands import tag_resource
+from scalable.providers.commands import GPU_RESOURCE, tag_resource
 from scalable.spec import TargetSpec
 
 
@@ -21,9 +21,15 @@ class UnknownTag(ValueError):
     pass
 
 
+class NoGpuWorkers(ValueError):
+    """``resources={"GPU": n}`` that no group's workers can give: it would wait forever."""
+
+
 class ScalableClient(Client):
     def __init__(self, *args: Any, spec: TargetSpec | None = None, **kwargs: Any) -> None:
         self._scalable_tags: dict[str, str] = dict(spec.declared_tags) if spec else {}
+        # The most GPUs one worker of this target has (None: no manifest to ask).
+        self._max_gpus = max((g.gpus for g in spec.groups), default=0) if spec else None
         cache = spec.config.cache if spec else None
         # Tags whose calls skip the cache (manifest `cache: {tags: {NAME: false}}`).
         self._uncached_tags = frozenset(t for t, on in cache.tags.items() if not on) if (
@@ -33,6 +39,13 @@ class ScalableClient(Client):
     def _route(
         self, tag: str | None, resources: dict[str, float] | None
     ) -> dict[str, float] | None:
+        wanted = (resources or {}).get(GPU_RESOURCE, 0)
+        if self._max_gpus is not None and wanted > self._max_gpus:
+            raise NoGpuWorkers(
+                f"resources GPU={wanted:g}: no worker group of this target has that many "
+                f"GPUs per worker (most: {self._max_gpus}); set gpus: on a group in "
+                "scalable.yaml"
+            )
         if tag is None or not self._scalable_tags:
             return resources
         if tag not in self._scalable_tags:

@@ -54,11 +54,22 @@ def connect(target: str | None = None, file: str | os.PathLike[str] | None = Non
         raise ScalableError(
             f"target {ws.spec.name!r} is not applied", hint=f"scalable apply -t {ws.spec.name}"
         )
-    return ScalableClient(
+    client = ScalableClient(
         state.outputs[SCHEDULER_ADDRESS],
         spec=ws.spec,
         security=ws.provider.client_security(state.outputs),
         **client_kwargs,
     )
+    import logging
+
+    from scalable.hooks import LogHook
+    from scalable.versions import VersionMismatch, check
+
+    try:  # before any work is submitted: versions that cannot exchange tasks
+        check(client, LogHook(logging.getLogger("scalable")))
+    except VersionMismatch:
+        client.close()
+        raise
+    return client
 
 

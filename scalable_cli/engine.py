@@ -56,6 +56,9 @@ class ApplyResult:
     outputs: dict[str, str] = field(default_factory=dict)
     ready_workers: int = 0
     expected_workers: int = 0
+    # The workers run versions the client cannot exchange tasks with (the capacity is
+    # up and in state; no work should be submitted): scalable.versions.
+    version_error: ScalableError | None = None
 
     @property
     def partial(self) -> bool:
@@ -495,6 +498,17 @@ class Engine:
         retire_workers(addr, self.provider.client_security(state.outputs), names,
                        progress=self.hooks.progress)
 
+    def _check_versions(self, client: Any, result: ApplyResult) -> None:
+        """Once the workers are in: do they run the client's Python, dask, distributed,
+        cloudpickle (and msgpack)? A fatal difference is kept for the caller to raise;
+        a harmless one is a warning."""
+        from scalable.versions import VersionMismatch, check
+
+        try:
+            check(client, self.hooks)
+        except VersionMismatch as exc:
+            result.version_error = exc
+
     def wait_ready(
         self, outputs: dict[str, str], hosts: list[ResourceRecord], result: ApplyResult
     ) -> int:
@@ -522,6 +536,7 @@ class Engine:
                     self.hooks.progress(f"workers {seen}/{len(want)} ready")
                     self._event(WorkersWaiting(seen, len(want)))
                 if ready == want:
+                    self._check_versions(client, result)
                     return seen
                 if time.monotonic() > next_check:
                     next_check = time.monotonic() + 1.0
@@ -535,6 +550,7 @@ class Engine:
                             self._event(ResourceFailed(addr, rec.type, "create",
                                                        f"did not come up: {obs.reason}"))
                     if ready == want:
+                        self._check_versions(client, result)
                         return seen
                 if time.monotonic() > deadline:
                     missing = sorted(want - ready)

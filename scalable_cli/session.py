@@ -121,6 +121,12 @@ class ScalableSession:
                 raise SessionError("; ".join(self.result.errors),
                                    hint="session.close() tears down what was created")
         self.client = self._connect()
+        if self.result is not None and self.result.version_error is not None:
+            raise self.result.version_error
+        if self.attached:  # capacity made elsewhere: its versions were never checked here
+            from scalable.versions import check
+
+            check(self.client, self.engine.hooks)
         if not self.attached:
             # The session's own controller: a thread in this process (CLI-applied capacity
             # has a detached one instead), bound by this session's objectives and budget.

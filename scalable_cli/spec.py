@@ -55,6 +55,17 @@ class GroupSpec:
     def maximum(self) -> int:
         return self.adaptive.maximum if self.adaptive else self.count
 
+    @property
+    def gpus(self) -> int:
+        """GPUs per worker (0: a CPU worker); the manifest's ``gpus:``."""
+        return int(getattr(self.settings, "gpus", 0) or 0)
+
+    @property
+    def gpu_type(self) -> str | None:
+        """The GPU model asked for, only where the group has GPUs."""
+        found = getattr(self.settings, "gpu_type", None)
+        return str(found) if found and self.gpus else None
+
     def settings_as(self, model: type[G]) -> G:
         """The group's keys as the provider's own model: ``g.settings_as(SlurmGroup)``."""
         found: G = _as(self.settings, model, f"group {self.name}'s settings")

@@ -29,13 +29,11 @@ from __future__ import annotations
 
 import re
 import shlex
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from scalable.providers.commands import export_lines, scheduler_argv, worker_argv
+from scalable.providers.commands import dask_image, export_lines, scheduler_argv, worker_argv
 from scalable.spec import GroupSpec
 
 SCHEDULER_PORT = 8786
@@ -49,11 +47,7 @@ _TOKEN = re.compile(r"(@[A-Z_]+@)")
 
 def default_container_image() -> str:
     """``ghcr.io/dask/dask`` at this machine's Dask and Python versions (they must match)."""
-    try:
-        dask_version = version("distributed")
-    except PackageNotFoundError:  # pragma: no cover - distributed is a dependency
-        dask_version = "latest"
-    return f"ghcr.io/dask/dask:{dask_version}-py{sys.version_info.major}.{sys.version_info.minor}"
+    return dask_image()
 
 
 def is_ami(image: str | None) -> bool:
@@ -170,6 +164,7 @@ def ec2_user_data(
     container_image: str | None,
     env: Mapping[str, str] | None = None,
     preemption: bool = False,
+    gpus: bool = False,
     docker_args: Sequence[str] = (),
 ) -> str:
     """A bash script for cloud-init: write the TLS files, start Dask, power off after it.
@@ -219,6 +214,7 @@ def ec2_user_data(
         group_flags = "".join(f"{shlex.quote(a)} " for a in docker_args)
         command = (
             "docker run --rm --network host --name scalable-dask "
+            + ("--gpus all " if gpus else "")  # the instance's GPUs, all of them
             + mounts + env_flags + group_flags
             + f"{shlex.quote(container_image)} python " + sh_join(dask_args)
         )

@@ -36,6 +36,8 @@ SPOT_SHORT = {
 # Capacity errors after which the next of a group's ``instance_types`` is tried.
 CAPACITY_SHORT = SPOT_SHORT | {"Unsupported", "InsufficientHostCapacity"}
 ECS_AMI_NAME = "al2023-ami-ecs-hvm-*-kernel-6.1-{arch}"
+# The ECS GPU-optimised variant: NVIDIA driver and container toolkit (x86_64 only).
+ECS_GPU_AMI_NAME = "al2023-ami-ecs-gpu-hvm-*-kernel-6.1-{arch}-ebs"
 _GRAVITON = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*\.", re.IGNORECASE)
 
 
@@ -44,13 +46,15 @@ def architecture(instance_type: str) -> str:
     return "arm64" if _GRAVITON.match(instance_type) else "x86_64"
 
 
-def container_host_ami(ec2: Any, instance_type: str) -> str:
-    """The newest Amazon ECS-optimised Amazon Linux 2023 AMI (it has Docker)."""
+def container_host_ami(ec2: Any, instance_type: str, gpu: bool = False) -> str:
+    """The newest Amazon ECS-optimised Amazon Linux 2023 AMI (it has Docker); with
+    ``gpu`` its GPU variant."""
     arch = architecture(instance_type)
+    pattern = (ECS_GPU_AMI_NAME if gpu else ECS_AMI_NAME).format(arch=arch)
     with aws_errors("looking up the ECS-optimised Amazon Linux AMI"):
         images = ec2.describe_images(
             Owners=["amazon"],
-            Filters=[{"Name": "name", "Values": [ECS_AMI_NAME.format(arch=arch)]},
+            Filters=[{"Name": "name", "Values": [pattern]},
                      {"Name": "architecture", "Values": [arch]},
                      {"Name": "state", "Values": ["available"]}],
         )["Images"]

@@ -10,6 +10,8 @@ A target's ``pricing:`` block overrides the catalog (``hourly_usd`` per instance
 
 from __future__ import annotations
 
+import dataclasses
+
 from scalable.manifest.schema import Pricing
 from scalable.pricing.catalog import fargate_rates, machine_catalog
 from scalable.pricing.estimator import Price, apply_overrides, format_usd
@@ -27,6 +29,7 @@ def ec2_price(instance_type: str, region: str | None, spot: bool | str, pricing:
         price = Price.unknown(f"{instance_type} in {region} is not in the EC2 catalog")
         return apply_overrides(price, pricing)
     cores = entry.vcpus
+    catalog = dataclasses.replace(catalog, source=entry.source or catalog.source)
     if not spot:
         if entry.on_demand is None:
             return apply_overrides(

@@ -290,6 +290,8 @@ class AwsProvider(Provider):
             "memory_per_worker": g.memory_per_worker,
             "tags": list(g.tags),
         }
+        if g.gpus:  # only then: a CPU group's recorded attributes stay as they were
+            attrs.update(gpus=g.gpus, gpu_type=g.gpu_type)
         if g.container is not None:
             attrs["image"] = self.group_image(g)
             attrs["container"] = containers.describe(g.container)
@@ -322,6 +324,13 @@ class AwsProvider(Provider):
         for g in self.target.groups:
             self._check_container(g)
         if self.fargate:
+            for g in self.target.groups:
+                if g.gpus:
+                    raise ProviderError(
+                        f"target {self.target.name}, group {g.name}: Fargate has no GPUs "
+                        f"(gpus: {g.gpus})",
+                        hint="use launch_type: ec2 with a GPU instance_type (g5, g6, g4dn…), "
+                             "or a GKE target with an accelerator")
             if cfg.image and is_ami(cfg.image):
                 raise ProviderError(f"target {self.target.name}: {cfg.image} is an AMI, but "
                                     "Fargate runs container images",
@@ -335,6 +344,25 @@ class AwsProvider(Provider):
             for g in self.target.groups:
                 gcpu, gmem = self._fargate_size(g.settings)
                 check_size(gcpu, gmem, f"target {self.target.name}, group {g.name}")
+        else:
+            self._check_gpus()
+
+    def _check_gpus(self) -> None:
+        """A GPU group on a type without (enough of the right) GPUs is refused, naming
+        the catalogued types that fit (cheapest first)."""
+        from scalable.providers.aws.gpus import problem
+
+        for g in self.target.groups:
+            if not g.gpus:
+                continue
+            need = g.gpus * int(_keys(g).processes)
+            for t in _keys(g).instance_types or [_keys(g).instance_type]:
+                why = problem(str(t), need, g.gpu_type, self.region)
+                if why:
+                    raise ProviderError(
+                        f"target {self.target.name}, group {g.name}: {why}",
+                        hint="set the group's instance_type: to one of them "
+                             f"({_keys(g).processes} worker(s) × {g.gpus} GPU(s) per instance)")
 
     def _check_container(self, g: GroupSpec) -> None:
         """EC2 runs a group's image with Docker; Fargate takes an image and env only."""
@@ -780,18 +808,20 @@ class AwsProvider(Provider):
                        meta={"family": family, "revision": td.get("revision")})
 
     # EC2 --------------------------------------------------------------------------------
-    def _ami(self, instance_type: str, image: str | None = None) -> tuple[str, str | None]:
-        """(AMI id, container image or None for native mode)."""
+    def _ami(self, instance_type: str, image: str | None = None, gpu: bool = False
+             ) -> tuple[str, str | None]:
+        """(AMI id, container image or None for native mode). A GPU worker gets the
+        ECS GPU-optimised AMI (NVIDIA driver and container toolkit for ``--gpus``)."""
         from scalable.providers.aws.ec2 import architecture, container_host_ami
 
         image = image or self.image()
         if is_ami(image):
             return image, None
-        arch = architecture(instance_type)
+        arch = architecture(instance_type) + ("-gpu" if gpu else "")
         with self._lock:
             cached = self._amis.get(arch)
         if cached is None:
-            cached = container_host_ami(self.aws.ec2, instance_type)
+            cached = container_host_ami(self.aws.ec2, instance_type, gpu=gpu)
             with self._lock:
                 self._amis[arch] = cached
         return cached, image
@@ -802,9 +832,11 @@ class AwsProvider(Provider):
         a = resource.attributes
         scheduler = resource.is_scheduler
         instance_type = str(a["instance_type"])
+        gpus = int(a.get("gpus") or 0)
         group = None if scheduler else self.target.group(resource.group or "default")
         ami, container = self._ami(instance_type,
-                                   self.group_image(group) if group is not None else None)
+                                   self.group_image(group) if group is not None else None,
+                                   gpu=gpus > 0)
         tls = self._tls()
         tls_dir = None if tls is None else ("tls" if container is None else "/scalable/tls")
         if scheduler:
@@ -824,6 +856,7 @@ class AwsProvider(Provider):
             env={**self.target.env, **self._preemption_env(a.get("spot", False))}
             if not scheduler else self.target.env,
             preemption=not scheduler,
+            gpus=gpus > 0,
             docker_args=containers.oci_flags(group.container) if group is not None else (),
         )
         net = self.network()

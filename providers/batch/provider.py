@@ -309,6 +309,9 @@ class BatchProvider(Provider):
             "tags": list(g.tags),
             "core_hours": round(s["cores"] * s["walltime"] / 3600, 4),
         }
+        if g.gpus:  # only then: a CPU job's recorded attributes stay as they were
+            attrs["gpus"] = g.gpus * int(_keys(g).processes)
+            attrs["gpu_type"] = g.gpu_type
         for key in ("resource_spec", "parallel_environment", "disk"):
             if getattr(_keys(g), key, None):
                 attrs[key] = getattr(_keys(g), key, None)
@@ -339,6 +342,13 @@ class BatchProvider(Provider):
                 raise ProviderError(
                     f"group {g.name}: array: true is Slurm-only for now",
                     hint="remove array: (one job per group member)",
+                )
+            if g.gpus:
+                raise ProviderError(
+                    f"group {g.name}: gpus: is not supported on {self.system.label} "
+                    "targets yet (Slurm, local, EC2 and GKE take it)",
+                    hint="request GPUs through resource_spec:/job_extra_directives: and "
+                         "advertise them with worker_extra_args: [--resources, GPU=1]",
                 )
             if _keys(g).nodes > 1:
                 raise ProviderError(

@@ -61,6 +61,9 @@ def _meta(name: str, namespace: str, labels: dict[str, str], key: str, project: 
     }
 
 
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
 def selector(lineage: str, address: str) -> dict[str, str]:
     return {LABEL_LINEAGE: lineage, LABEL_ADDRESS: address}
 
@@ -207,13 +210,21 @@ def worker_statefulset(*, name: str, namespace: str, labels: dict[str, str], key
                        project: str, select: dict[str, str], image: str, argv: list[str],
                        env: dict[str, str], pool: str, spot: bool, replicas: int, cpu: str,
                        memory: str, tls_secret: str | None,
-                       binds: dict[str, str] | None = None) -> dict[str, Any]:
+                       binds: dict[str, str] | None = None, gpus: int = 0
+                       ) -> dict[str, Any]:
     # A drained (spot) node's SIGTERM is reported as "gke-sigterm", the pod's grace as
     # the notice, by workers whose nannies load scalable.preemption.
     env = {"SCALABLE_PLATFORM": "gke", "SCALABLE_TERMINATION_GRACE": str(GRACE_SECONDS), **env}
     container = _container("worker", image, argv, env=env, cpu=cpu, memory=memory,
                            memory_limit=memory)
+    if gpus:
+        # Extended resources are requested as limits; GKE taints GPU nodes
+        # nvidia.com/gpu=present:NoSchedule, which the pod tolerates.
+        container["resources"]["limits"][GPU_RESOURCE] = str(gpus)
     spec = _pod_spec(pool=pool, spot=spot, container=container, tls_secret=tls_secret)
+    if gpus:
+        spec["tolerations"].append({"key": GPU_RESOURCE, "operator": "Exists",
+                                    "effect": "NoSchedule"})
     # A group's binds: the node's folder (hostPath, which must exist: type Directory)
     # mounted at the container path.
     for i, (src, dst) in enumerate((binds or {}).items()):

@@ -43,7 +43,8 @@ def node_price(machine_type: str, location: str, spot: bool, pricing: Pricing) -
             kind = "spot" if spot else "on-demand"
             price = Price.unknown(f"no {kind} price for {machine_type} in {region}")
         else:
-            price = Price(hourly=hourly, source=catalog.source, note=NOT_COUNTED, estimate=True)
+            price = Price(hourly=hourly, source=entry.source or catalog.source, note=NOT_COUNTED,
+                          estimate=True)
     return apply_overrides(price, pricing, cores=entry.vcpus if entry else 0.0)
 
 
@@ -58,9 +59,21 @@ def pool_price(attributes: dict[str, Any], pricing: Pricing) -> Price:
     )
     if one.hourly is None:
         return one
+    hourly, source = one.hourly, one.source
+    accel = attributes.get("accelerator_type")
+    if accel and pricing.hourly_usd is None:  # an override is the whole node's price
+        from scalable.providers.gke.accelerators import row
+
+        found = row(str(accel), str(attributes.get("location", "")))
+        if found is None:
+            return Price.unknown(f"no price for accelerator {accel} in "
+                                 f"{region_of(str(attributes.get('location', '')))}")
+        count = int(attributes.get("accelerator_count", 1))
+        hourly += found.usd_hour * count * (1 - pricing.discount)
+        source = f"{source}; GPUs: GCE accelerator list prices (bundled table, 2024)"
     return Price(
-        hourly=one.hourly * nodes,
-        source=one.source,
+        hourly=hourly * nodes,
+        source=source,
         note=one.note,
         cores=one.cores * nodes,
         estimate=one.estimate,

@@ -46,7 +46,7 @@ from scalable.providers.base import (
     ProviderError,
     ResourceSpec,
 )
-from scalable.providers.gke import auth, manifests, sizing
+from scalable.providers.gke import accelerators, auth, manifests, sizing
 from scalable.providers.gke.config import GkeGroup, GkeTarget
 from scalable.providers.gke.pricing import pool_price
 from scalable.providers.retire import retire_workers
@@ -81,14 +81,11 @@ def gce_label(value: str) -> str:
 
 
 def default_image() -> str:
-    """The official Dask image of the Dask version installed here (clients and the
-    cluster should match)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """The official Dask image of the Dask and Python versions installed here (clients and
+    the cluster must match: scalable.versions); the same rule as AWS's default."""
+    from scalable.providers.commands import dask_image
 
-    try:
-        return f"{DEFAULT_IMAGE}:{version('distributed')}"
-    except PackageNotFoundError:
-        return f"{DEFAULT_IMAGE}:latest"
+    return dask_image()
 
 
 def _keys(g: GroupSpec) -> GkeGroup:
@@ -288,15 +285,21 @@ class GkeProvider(Provider):
             packed = ([sizing.SCHEDULER_POD] if g.name == host.name else []) + [pod] * pods
             nodes = sizing.nodes_for(packed, shape)
             pool = self.pool_name(g.name)
+            pool_attrs: dict[str, Any] = {
+                "name": pool, "machine_type": shape.name, "spot": spot,
+                "disk_size_gb": self.cfg.disk_size_gb,
+                "node_count": sizing.node_count(nodes, zones), "zones": zones,
+                "location": self.cfg.location,
+            }
+            if g.gpus:
+                # One worker pod per GPU node: the node's accelerators are that pod's.
+                nodes = max(nodes, pods)
+                pool_attrs.update(
+                    node_count=sizing.node_count(nodes, zones),
+                    accelerator_type=accelerators.resolve(g.gpu_type, g.name),
+                    accelerator_count=g.gpus * processes)
             pools.append(ResourceSpec(
-                address=addrs.node_pool(g.name), type=POOL,
-                attributes={
-                    "name": pool, "machine_type": shape.name, "spot": spot,
-                    "disk_size_gb": self.cfg.disk_size_gb,
-                    "node_count": sizing.node_count(nodes, zones), "zones": zones,
-                    "location": self.cfg.location,
-                },
-            ))
+                address=addrs.node_pool(g.name), type=POOL, attributes=pool_attrs))
             sts = self.workers_name(g.name)
             names = tuple(n for i in range(pods)
                           for n in _worker_names(f"{sts}-{i}", processes))
@@ -307,6 +310,7 @@ class GkeProvider(Provider):
                     "spot": spot, "replicas": pods, "processes": processes,
                     "threads_per_worker": g.threads_per_worker,
                     "memory_per_worker": memory, "tags": list(g.tags),
+                    **({"gpus": g.gpus * processes} if g.gpus else {}),
                     **({"container": containers.describe(g.container)}
                        if g.container is not None else {}),
                 },
@@ -355,6 +359,9 @@ class GkeProvider(Provider):
             shape, memory, _ = self._group_shape(g)
             pod = sizing.worker_pod(g.threads_per_worker, int(_keys(g).processes), memory)
             sizing.nodes_for(([sizing.SCHEDULER_POD] if g is host else []) + [pod], shape)
+            if g.gpus:
+                accelerators.check_machine(accelerators.resolve(g.gpu_type, g.name),
+                                           shape.name, g.name)
 
     def validate(self) -> None:
         self.check_config()
@@ -363,6 +370,11 @@ class GkeProvider(Provider):
             raise ProviderError(f"GKE cluster {cluster.name} is {cluster.status}",
                                 hint="wait until it is RUNNING")
         self.desired()  # sizing: every pod must fit on its machine type
+        zones = list(cluster.zones) or [str(self.cfg.location)]
+        for g in self.target.groups:
+            if g.gpus:
+                accelerators.check_zones(accelerators.resolve(g.gpu_type, g.name), zones,
+                                         g.name)
         if self.kube.read("namespace", self.cfg.namespace) is None:
             raise ProviderError(
                 f"namespace {self.cfg.namespace!r} does not exist in cluster {cluster.name}",
@@ -553,6 +565,9 @@ class GkeProvider(Provider):
                           "disable-legacy-endpoints": "true"},
                 taints=[c.NodeTaint(key=k, value=v, effect=c.NodeTaint.Effect.NO_SCHEDULE)
                         for k, v in manifests.pool_taints(name, spot)],
+                accelerators=accelerators.node_config_accelerators(
+                    str(a["accelerator_type"]), int(a["accelerator_count"]))
+                if a.get("accelerator_type") else [],
             ),
         )
         self.pools.notify = self._notify
@@ -769,6 +784,7 @@ class GkeProvider(Provider):
             spot=bool(a.get("spot")), replicas=int(a["replicas"]),
             cpu=sizing.quantity_cpu(pod.cpu_m), memory=sizing.quantity_memory(pod.memory),
             tls_secret=self.secret_name if self.target.tls else None,
+            gpus=int(a.get("gpus") or 0),
             binds=dict(group.container.binds) if group.container else None,
         )
         self._ensure("statefulset", body, ctx.idempotency_key)

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scalable.providers.base import ProviderError
@@ -67,6 +67,14 @@ class Partition:
     max_time: int | None  # seconds; None = UNLIMITED / INFINITE
     available: str  # up / down / drain / inact
     cpus: int  # CPUs per node (the largest reported)
+    # GPUs per node by GRES type ("" for an untyped ``gpu:2``), the largest node's.
+    gpus: Mapping[str, int] = field(default_factory=dict)
+
+    def gpu_count(self, gpu_type: str | None) -> int:
+        """GPUs of ``gpu_type`` (any type: None) one node of this partition has."""
+        if gpu_type is None:
+            return sum(self.gpus.values())
+        return self.gpus.get(gpu_type, 0)
 
 
 def run(
@@ -224,27 +232,51 @@ def scancel(job_ids: Iterable[str], timeout: float = 60.0) -> None:
 
 
 def partitions(timeout: float = 30.0) -> dict[str, Partition]:
-    return parse_sinfo(run(["sinfo", "-h", "-o", f"%P{SEP}%l{SEP}%a{SEP}%c"], timeout=timeout))
+    return parse_sinfo(run(["sinfo", "-h", "-o", f"%P{SEP}%l{SEP}%a{SEP}%c{SEP}%G"],
+                           timeout=timeout))
+
+
+def parse_gres(text: str) -> dict[str, int]:
+    """GPUs by type from a Gres column: ``gpu:a100:4(S:0-1),gpu:v100:2,shard:8`` →
+    ``{"a100": 4, "v100": 2}``; an untyped ``gpu:2`` is type ``""``; ``(null)``: none."""
+    out: dict[str, int] = {}
+    for item in text.split(","):
+        item = item.split("(", 1)[0].strip()
+        fields = item.split(":")
+        if fields[0] != "gpu" or len(fields) < 2:
+            continue
+        kind, count = (fields[1], fields[-1]) if len(fields) >= 3 else ("", fields[1])
+        try:
+            n = int(count)
+        except ValueError:
+            continue
+        out[kind] = max(out.get(kind, 0), n)
+    return out
 
 
 def parse_sinfo(text: str) -> dict[str, Partition]:
     out: dict[str, Partition] = {}
     for line in text.splitlines():
         parts = [p.strip() for p in line.split(SEP)]
-        if len(parts) != 4 or not parts[0]:
+        if len(parts) == 4:  # an older caller's four columns: no Gres
+            parts.append("")
+        if len(parts) != 5 or not parts[0]:
             continue
-        name, limit, avail, cpus = parts
+        name, limit, avail, cpus, gres = parts
         default = name.endswith("*")
         name = name.rstrip("*")
         try:
             ncpu = int(cpus.rstrip("+"))
         except ValueError:
             ncpu = 0
+        gpus = parse_gres(gres)
         prev = out.get(name)
         if prev is not None:  # one line per node state: keep the largest node
             ncpu = max(ncpu, prev.cpus)
+            gpus = {k: max(gpus.get(k, 0), prev.gpus.get(k, 0))
+                    for k in {*gpus, *prev.gpus}}
         out[name] = Partition(name=name, default=default, max_time=parse_time_limit(limit),
-                              available=avail, cpus=ncpu)
+                              available=avail, cpus=ncpu, gpus=gpus)
     return out
 
 

@@ -131,6 +131,22 @@ def _keys(g: GroupSpec) -> SlurmGroup:
     return g.settings_as(SlurmGroup)
 
 
+def gres(g: GroupSpec) -> str | None:
+    """The job's ``--gres`` value: ``gpu[:type]:N`` for the ``processes`` workers of one
+    job, each with ``gpus`` GPUs. ``--gres`` (per node; our jobs are one task on one node)
+    works on every Slurm with GRES configured; ``--gpus-per-task`` needs
+    select/cons_tres and adds nothing for a one-task job, so it is not used."""
+    if not g.gpus:
+        return None
+    n = g.gpus * int(_keys(g).processes)
+    return f"gpu:{g.gpu_type}:{n}" if g.gpu_type else f"gpu:{n}"
+
+
+def gres_directives(g: GroupSpec) -> list[str]:
+    found = gres(g)
+    return [f"--gres={found}"] if found else []
+
+
 def _running_for(start: str) -> float | None:
     """Seconds since squeue's StartTime (local time, ``2026-12-01T18:02:12``)."""
     from datetime import datetime
@@ -335,6 +351,8 @@ class SlurmProvider(BatchProvider):
                     hint="lower walltime: or choose a partition with a longer MaxTime "
                          "(`sinfo -o '%P %l'`)",
                 )
+            if g.gpus:
+                self._check_gpus(g, part)
             options = self._test_options(g)
             if tuple(options) in checked:
                 continue
@@ -357,6 +375,35 @@ class SlurmProvider(BatchProvider):
         else:
             self._warn(self.scheduler_host()[1])
 
+    @staticmethod
+    def _check_gpus(g: GroupSpec, part: slurm.Partition | None) -> None:
+        """A GPU type the partition lacks, or more GPUs than one node has, is refused
+        here with what the partition does have (``sinfo -o %G``): ``sbatch --test-only``
+        says only "Requested node configuration is not available"."""
+        if part is None:
+            return  # no partition named and no default: --test-only speaks next
+        have = ", ".join(f"{t or '(untyped)'}:{n}" for t, n in sorted(part.gpus.items()))
+        need = g.gpus * int(_keys(g).processes)
+        if not part.gpus:
+            raise ProviderError(
+                f"group {g.name}: asks for {need} GPU(s) but partition {part.name} has no "
+                "GPUs (sinfo Gres: none)",
+                hint="choose a partition with GPUs (`sinfo -o '%P %G'`) in queue:",
+            )
+        if g.gpu_type and g.gpu_type not in part.gpus:
+            raise ProviderError(
+                f"group {g.name}: gpu_type {g.gpu_type!r} is not in partition {part.name} "
+                f"(its GPU types: {', '.join(sorted(t for t in part.gpus if t)) or 'untyped'})",
+                hint=f"set gpu_type: to one of them, or another queue: (sinfo Gres: {have})",
+            )
+        if need > part.gpu_count(g.gpu_type):
+            raise ProviderError(
+                f"group {g.name}: a job asks for {need} GPU(s) ({_keys(g).processes} "
+                f"worker(s) × {g.gpus}) but a node of partition {part.name} has "
+                f"{part.gpu_count(g.gpu_type)} (sinfo Gres: {have})",
+                hint="lower gpus: or processes:",
+            )
+
     def _test_options(self, g: GroupSpec) -> list[str]:
         import shlex
 
@@ -378,6 +425,7 @@ class SlurmProvider(BatchProvider):
                                                    self.cfg.max_jobs_running)]
         if s["memory"]:
             opts += ["--mem", scripts.mem_directive(s["memory"])]
+        opts += gres_directives(g)
         for d in _keys(g).job_extra_directives:
             opts += shlex.split(d)
         return opts
@@ -562,7 +610,7 @@ class SlurmProvider(BatchProvider):
             memory=s["memory"],
             log_directory=str(self.workdir / "logs"),
             worker_command=worker,
-            extra_directives=list(_keys(g).job_extra_directives),
+            extra_directives=[*gres_directives(g), *_keys(g).job_extra_directives],
             prologue=list(_keys(g).job_script_prologue),
             env=self._job_env(),
             python=self._python(g.container),
@@ -592,7 +640,8 @@ class SlurmProvider(BatchProvider):
             log_directory=str(self.workdir / "logs"),
             worker_command=self._worker_command(
                 g, nw, task_address, scheduler_address or "<scheduler address>", s),
-            extra_directives=[f"--array={spec}", *_keys(g).job_extra_directives],
+            extra_directives=[f"--array={spec}", *gres_directives(g),
+                              *_keys(g).job_extra_directives],
             prologue=list(_keys(g).job_script_prologue),
             env=self._job_env(),
             python=self._python(g.container),
@@ -740,7 +789,8 @@ class SlurmProvider(BatchProvider):
         system = [str(self.workdir)]
         if c is not None and c.runtime not in containers.APPTAINER:
             system.append(scripts.LOCAL_DIR)
-        return containers.wrap(c, argv, system=system, passthrough=sorted(self._job_env()))
+        return containers.wrap(c, argv, system=system, passthrough=sorted(self._job_env()),
+                               gpus=g.gpus)
 
     # -- changes ------------------------------------------------------------------------
     def create(self, resource: ResourceSpec, ctx: CreateContext) -> Created:

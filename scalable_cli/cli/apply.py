@@ -245,6 +245,8 @@ def _finish(p: Plan, result: ApplyResult, stream: StreamHook | None, verb: str) 
             "; ".join(result.errors),
             hint="what succeeded is in state; run apply again to converge",
         )
+    if result.version_error is not None:
+        raise result.version_error
 
 
 def apply(

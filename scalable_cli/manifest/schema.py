@@ -78,6 +78,10 @@ Threads = Annotated[int, Field(ge=1, le=1024)]
 Processes = Annotated[int, Field(ge=1, le=256)]
 # One line: a value that lands in a batch script line (#SBATCH …) must not split it.
 Line = Annotated[str, Field(max_length=1024, pattern=r"^[^\n\r]*$")]
+# A GPU model as the backends spell it (Slurm's GRES type "a100", GKE's accelerator
+# "nvidia-l4"): it lands in ``--gres=gpu:<type>:N`` and API fields, so no ':' or spaces.
+GpuType = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Gpus = Annotated[int, Field(ge=0, le=64)]
 
 # POSIX shell variable names: they are written into job scripts and user data as
 # ``export NAME=…``, so anything else would be shell code (``X=1; echo pwned #``).
@@ -337,6 +341,14 @@ class _Counts(_Strict):
     threads_per_worker: Threads = 1
     memory_per_worker: Memory | None = None
     worker_extra_args: list[Text] = Field(default_factory=list, max_length=256)
+    # GPUs each worker gets; every such worker advertises the Dask resource GPU=<gpus>
+    # (docs/guides/worker-groups.rst, "GPUs and hardware"). 0: a CPU worker.
+    gpus: Gpus = 0
+    gpu_type: GpuType | None = Field(
+        default=None,
+        description="GPU model: a Slurm GRES type, an EC2 GPU (a10g, l4, a100…) or a GKE "
+                    "accelerator (nvidia-l4…); only used where gpus >= 1",
+    )
     container: ContainerConfig | None = Field(
         default=None,
         description="what the workers run in (a group's replaces the target's as a whole)",

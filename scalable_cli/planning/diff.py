@@ -186,10 +186,10 @@ def make_plan(
 
 
 def group_summary(g: GroupSpec) -> dict[str, Any]:
-    """A group as the plan shows it: tags, workers, and what they run in."""
+    """A group as the plan shows it: tags, workers, GPUs, and what they run in."""
     c = g.container
     return {"name": g.name, "tags": list(g.tags), "workers": g.count,
-            "maximum": g.maximum,
+            "maximum": g.maximum, "gpus": g.gpus, "gpu_type": g.gpu_type,
             "container": c.summary() if c is not None and c.enabled else None}
 
 
@@ -355,6 +355,7 @@ def _cost(
     cores = nodes = 0.0
     notes: list[str] = []
     ranges: dict[str, PriceRange] = {}
+    by_group: dict[str, float | None] = {}
     for spec in desired:
         p = after_price[spec.address]
         after = None if after is None or p.hourly is None else after + p.hourly
@@ -365,6 +366,11 @@ def _cost(
             group = spec.group or spec.address
             r = ranges.setdefault(group, PriceRange(group, 0, list(p.choices)))
             r.resources += 1
+        group_of = _cost_group(spec)
+        if group_of is not None:
+            so_far = by_group.get(group_of, 0.0)
+            by_group[group_of] = (None if so_far is None or p.hourly is None
+                                  else so_far + p.hourly)
         cores += p.cores
         nodes += p.nodes
         if p.estimate and p.note and p.note not in notes:
@@ -378,8 +384,17 @@ def _cost(
         unknown=unknown,
         notes=notes,
         core_hours_after=cores * horizon if horizon else 0.0,
+        by_group={} if destroy else by_group,
         node_hours_after=nodes * horizon if horizon else 0.0,
         hourly_after_max=None if destroy or not ranges else worst,
         hourly_after_min=None if destroy or not ranges else best,
         ranges=[] if destroy else list(ranges.values()),
     )
+
+
+def _cost_group(spec: ResourceSpec) -> str | None:
+    """The worker group a resource's price belongs to: its workers, or its node pool."""
+    if spec.group is not None:
+        return spec.group
+    a = addrs.parse(spec.address)
+    return a.name if a is not None and a.kind == addrs.NODE_POOL else None

@@ -10,7 +10,8 @@ from scalable.providers.base import ResourceSpec
 from scalable.state.model import ResourceRecord, now_iso
 
 Action = Literal["create", "update", "replace", "delete", "no-op"]
-# 1.1: targets, replace, refresh_only; 1.2: groups, cost.node_hours_after, cost ranges
+# 1.1: targets, replace, refresh_only; 1.2: groups, cost.node_hours_after, cost ranges,
+# cost.by_group
 PLAN_FORMAT_VERSION = "1.2"
 
 
@@ -123,6 +124,9 @@ class Cost:
     unknown: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     core_hours_after: float = 0.0
+    # $/hour after the plan of each worker group, priced with its own hardware (None:
+    # a price in it is unknown). The scheduler and shared resources are in no group.
+    by_group: dict[str, float | None] = field(default_factory=dict)
     node_hours_after: float = 0.0  # whole-node allocations only (Slurm `nodes:`)
     # With alternatives a provider may fall back to (EC2 instance_types): the $/hour if
     # every resource got its dearest choice (None: unknown), and each group's choices.
@@ -157,6 +161,7 @@ class Cost:
             "horizon_hours": self.horizon_hours,
             "horizon_total": self.horizon_total,
             "core_hours_after": self.core_hours_after,
+            "by_group": self.by_group,
             "node_hours_after": self.node_hours_after,
             "unknown": self.unknown,
             "notes": self.notes,
@@ -176,6 +181,7 @@ class Cost:
             unknown=list(d.get("unknown", [])),
             notes=list(d.get("notes", [])),
             core_hours_after=float(d.get("core_hours_after", 0.0)),
+            by_group=dict(d.get("by_group", {})),
             node_hours_after=float(d.get("node_hours_after", 0.0)),
             hourly_after_max=d.get("hourly_after_max"),
             hourly_after_min=d.get("hourly_after_min"),

@@ -138,13 +138,18 @@ def render_plan(plan: Plan, color: bool = False, compact_after: int = 12) -> str
 
 
 def _groups_block(plan: Plan) -> list[str]:
-    """What each group's workers run in; shown when any group runs in a container."""
-    if not any(g.get("container") for g in plan.groups):
+    """What each group's workers run in and hold; shown when any group runs in a
+    container or has GPUs."""
+    if not any(g.get("container") or g.get("gpus") for g in plan.groups):
         return []
     out = ["", "Worker groups:"]
     for g in plan.groups:
         tags = f" [tags: {', '.join(g['tags'])}]" if g.get("tags") else ""
-        head = f"  {g['name']}: {g['workers']} worker(s){tags}"
+        gpus = ""
+        if g.get("gpus"):
+            kind = f" {g['gpu_type']}" if g.get("gpu_type") else ""
+            gpus = f" with {g['gpus']}{kind} GPU(s) each"
+        head = f"  {g['name']}: {g['workers']} worker(s){gpus}{tags}"
         c = g.get("container")
         if not c:
             out.append(f"{head}, plain processes")
@@ -203,6 +208,10 @@ def _cost_block(plan: Plan, style: Style) -> list[str]:
     if c.node_hours_after:
         out.append(f"  node-hours over the horizon: {c.node_hours_after:g} (whole-node "
                    "allocations)")
+    if len(c.by_group) > 1:  # each group priced with its own hardware
+        parts = [f"{g} {'unknown' if v is None else format_usd(v) + '/h'}"
+                 for g, v in c.by_group.items()]
+        out.append(f"  by group: {' · '.join(parts)}")
     for note in c.notes:
         out.append(f"  {note}")
     if c.unknown:

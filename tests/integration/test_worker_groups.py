@@ -29,7 +29,11 @@ pytestmark = [
 ]
 
 
-def manifest(target: str, indir: Path, outdir: Path, inside: str, extra: str = "") -> str:
+def manifest(target: str, indir: Path, outdir: Path, inside: str, extra: str = "",
+             gpu: str = "") -> str:
+    """The issue's three groups: plain CPU, a container with two binds and (``gpu``: the
+    group's keys) a GPU group."""
+    gpu_group = f"      gpu: {{max_workers: 1, tags: [gpu], {gpu}}}\n" if gpu else ""
     return f"""
 project: {{name: groupstest}}
 targets:
@@ -49,7 +53,7 @@ targets:
             {indir}: {inside}/in
             {outdir}: {inside}/out
           env: {{MODEL_NAME: "energy 'v7'; $(not run)"}}
-"""
+{gpu_group}"""
 
 
 def worker_namespaces(root: Path, group: str) -> dict[int, str]:
@@ -69,6 +73,25 @@ def worker_namespaces(root: Path, group: str) -> dict[int, str]:
         except (psutil.Error, OSError, IndexError):
             continue
     return out
+
+
+def check_gpu(client: Any, gpu_job: str | None = None) -> None:
+    """GPU tasks (by tag or by the GPU resource) run on the gpu group's worker only; on
+    Slurm inside the job that holds the fake GPU (Slurm sets CUDA_VISIBLE_DEVICES)."""
+    import distributed
+
+    def where() -> tuple[str, str | None, str | None]:
+        return (str(distributed.get_worker().name), os.environ.get("SLURM_JOB_ID"),
+                os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+    futures = [client.submit(where, tag="gpu", pure=False) for _ in range(3)]
+    futures += [client.submit(where, resources={"GPU": 1}, pure=False) for _ in range(3)]
+    ran = set(client.gather(futures))
+    assert {name for name, _, _ in ran} == {"workers.gpu[0]"}, ran
+    if gpu_job is not None:
+        assert ran == {("workers.gpu[0]", gpu_job, "0")}, ran
+    others = client.gather([client.submit(where, tag=t, pure=False) for t in ("post", "model")])
+    assert all(name != "workers.gpu[0]" for name, _, _ in others), others
 
 
 def check_run(project: Project, target: str, client: Any, inside: str, outdir: Path) -> None:
@@ -109,7 +132,8 @@ def test_local_group_in_bwrap_reads_and_writes_through_its_binds(project: Projec
     from scalable import connect
 
     indir, outdir, inside = prepare(project)
-    project.write(manifest("local", indir, outdir, inside, "    provider: local\n"))
+    project.write(manifest("local", indir, outdir, inside, "    provider: local\n",
+                           gpu="gpus: 1"))
     plan = project.run("plan", "--show-scripts", check=True).stdout
     assert "Worker groups:" in plan
     assert "boxed: 1 worker(s) [tags: model], bwrap image /" in plan
@@ -128,6 +152,7 @@ def test_local_group_in_bwrap_reads_and_writes_through_its_binds(project: Projec
     try:
         with connect("local", file=project.root / "scalable.yaml") as client:
             check_run(project, "local", client, inside, outdir)
+            check_gpu(client)
     finally:
         project.run("destroy", "--auto-approve", check=True)
     assert worker_namespaces(project.root, "boxed") == {}
@@ -162,16 +187,21 @@ def test_slurm_group_in_bwrap_reads_and_writes_through_its_binds(project: Projec
     indir, outdir, inside = prepare(project)
     project.write(manifest("hpc", indir, outdir, inside,
                            '    provider: slurm\n    walltime: "00:10:00"\n'
-                           "    interface: eth0\n"))
+                           "    interface: eth0\n", gpu="gpus: 1, gpu_type: fake"))
     plan = project.run("plan", "--show-scripts", check=True).stdout
     script = plan.split("# ---- workers.boxed[0]: batch script ----\n", 1)[1]
     assert "bwrap --unshare-pid" in script
     assert f"--bind {indir} {inside}/in" in script
+    gpu_script = plan.split("# ---- workers.gpu[0]: batch script ----\n", 1)[1]
+    assert "#SBATCH --gres=gpu:fake:1" in gpu_script
     project.run("apply", "--auto-approve", check=True)
     try:
+        gpu_job = next(r["id"] for r in project.state("hpc")["resources"]
+                       if r["address"] == "workers.gpu[0]")
         with connect("hpc", file=project.root / "scalable.yaml") as client:
-            client.wait_for_workers(2, timeout=120)
+            client.wait_for_workers(3, timeout=120)
             check_run(project, "hpc", client, inside, outdir)
+            check_gpu(client, gpu_job)
     finally:
         project.run("destroy", "--auto-approve", check=True)
 
