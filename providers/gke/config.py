@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field, StrictBool
 from scalable.manifest.schema import (
@@ -18,12 +18,20 @@ from scalable.manifest.schema import (
 )
 
 
+_MACHINE = r"^[a-z0-9][a-z0-9-]{0,63}$"
+
+
 class GkeKeys(StrictModel):
     MAX_WORKERS: ClassVar[int] = 5000  # worker pods per group
 
     processes: Processes = 1
-    machine_type: str = Field(default="e2-standard-4", pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    machine_type: str = Field(default="e2-standard-4", pattern=_MACHINE)
     spot: StrictBool = False
+    # Alternatives tried in order when GCE has no capacity for one (GCE_STOCKOUT,
+    # ZONE_RESOURCE_POOL_EXHAUSTED); the first is what `plan` prices, as EC2's
+    # instance_types (docs/guides/resilience.rst).
+    machine_types: list[Annotated[str, Field(pattern=_MACHINE)]] | None = Field(
+        default=None, min_length=1, max_length=20)
 
 
 class GkeGroup(GkeKeys, GroupConfig):
