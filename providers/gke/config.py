@@ -17,7 +17,6 @@ from scalable.manifest.schema import (
     Text,
 )
 
-
 _MACHINE = r"^[a-z0-9][a-z0-9-]{0,63}$"
 
 

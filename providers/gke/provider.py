@@ -869,7 +869,8 @@ class GkeProvider(Provider):
             self._same_cluster(record)
             name = str(record.meta.get("name") or a["name"])
             self.pools.notify = self._notify
-            count, meta = int(a["node_count"]), {"name": name}
+            count = int(a["node_count"])
+            meta: dict[str, Any] = {"name": name}
             obtained = record.meta.get("machine_type")
             types = list(a.get("machine_types") or [])
             if obtained and obtained in types:  # a failover's pool: its type's size
