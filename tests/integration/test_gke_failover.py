@@ -86,3 +86,19 @@ def test_gke_failover_exhausted_is_one_clear_error_and_keeps_what_was_made(
 
     project.run("destroy", "--auto-approve", env=env, check=True)
     assert gke.pools == {}
+
+
+def test_gke_machine_types_are_validated_at_plan(project: Project,
+                                                 cluster: tuple[FakeGke, FakeKube]) -> None:
+    gke, _ = cluster
+    env = {"SCALABLE_GKE_ENDPOINT": gke.address}
+    project.write(gke_manifest(gke, GROUPS.replace("[e2-standard-8, n2-standard-8, "
+                                                   "n2-standard-4]", "[]")))
+    out = project.run("plan", env=env)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "machine_types" in out.stderr and "scalable.yaml:" in out.stderr
+    # Every alternative must be a known type the pods fit on.
+    project.write(gke_manifest(gke, GROUPS.replace("n2-standard-4]", "zz-tiny-1]")))
+    out = project.run("plan", env=env)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "group burst: machine type 'zz-tiny-1' is unknown here" in out.stderr
