@@ -42,6 +42,10 @@ class GkeTarget(GkeKeys, TargetConfig):
     location: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,63}$")
     cluster: str | None = Field(default=None, pattern=r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
     node_pool: str | None = Field(default=None, pattern=r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
+    # Zones tried in order for each machine type (a pool in one zone at a time), when GCE
+    # has no capacity in one; default: the cluster's zones, all at once.
+    zones: list[Annotated[str, Field(pattern=r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")]] | None = Field(
+        default=None, min_length=1, max_length=20)
     disk_size_gb: int = Field(default=100, ge=10, le=65536)
     namespace: str = Field(default="default", pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
     allowed_cidrs: list[Cidr] = Field(

@@ -293,7 +293,8 @@ class GkeProvider(Provider):
 
     def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
         target = target or self.target
-        zones = len(self.cluster().zones)
+        # With `zones:` the pool lives in one zone at a time (the next on a shortage).
+        zones = 1 if self.cfg.zones else len(self.cluster().zones)
         host = self.scheduler_group()
         image = self.cfg.image or default_image()
         pools: list[ResourceSpec] = []
@@ -309,6 +310,8 @@ class GkeProvider(Provider):
                 "node_count": sizing.node_count(self._nodes(g, shape, memory, pods), zones),
                 "zones": zones, "location": self.cfg.location,
             }
+            if self.cfg.zones:
+                pool_attrs["locations"] = list(self.cfg.zones)
             choices = self.machine_choices(g)
             if len(choices) > 1:
                 # Tried in order when GCE has no capacity for one; each has its own size
@@ -393,6 +396,15 @@ class GkeProvider(Provider):
                                 hint="wait until it is RUNNING")
         self.desired()  # sizing: every pod must fit on its machine type
         zones = list(cluster.zones) or [str(self.cfg.location)]
+        outside = [z for z in self.cfg.zones or () if z not in zones]
+        if outside:
+            raise ProviderError(
+                f"target {self.target.name!r}: zones {', '.join(outside)} are not zones of "
+                f"cluster {cluster.name} ({', '.join(zones)})",
+                hint="a node pool can only use its cluster's zones (gcloud container "
+                "clusters update --node-locations adds some)",
+            )
+        zones = list(self.cfg.zones or zones)
         for g in self.target.groups:
             if g.gpus:
                 accelerators.check_zones(accelerators.resolve(g.gpu_type, g.name), zones,
@@ -577,19 +589,23 @@ class GkeProvider(Provider):
         a = resource.attributes
         types = [str(t) for t in a.get("machine_types") or [a["machine_type"]]]
         counts = [int(n) for n in a.get("node_counts") or [a["node_count"]]]
+        zones: list[str | None] = list(a.get("locations") or [None])
+        # The preferred type in every zone before the next type, as EC2's subnets: the
+        # type is what the user chose by price and shape.
+        choices = [(t, n, z) for t, n in zip(types, counts, strict=True) for z in zones]
         self.pools.notify = self._notify
         short: list[str] = []
-        for mt, count in zip(types, counts, strict=True):
+        for mt, count, zone in choices:
             try:
-                info = self.pools.create(self._node_pool(resource, ctx, mt, count),
+                info = self.pools.create(self._node_pool(resource, ctx, mt, count, zone),
                                          lineage=gce_label(ctx.lineage))
                 code = capacity_code(info.status_message) if info.status == "ERROR" else None
                 if code:  # an earlier attempt's refused pool, adopted
                     raise CapacityShort(info.status_message, code)
             except CapacityShort as exc:
-                if len(types) == 1:
+                if len(choices) == 1:
                     raise
-                short.append(f"{mt}: {exc.code}")
+                short.append(f"{mt}{'' if len(zones) == 1 else f' in {zone}'}: {exc.code}")
                 # GKE keeps a refused pool in ERROR under its name: it must go before the
                 # next choice can take that name (the workers' pods select it by name).
                 self.pools.delete(str(a["name"]))
@@ -598,18 +614,23 @@ class GkeProvider(Provider):
                                     "location": self.cfg.location}
             if short or info.machine_type != types[0]:
                 meta.update(machine_type=info.machine_type, node_count=count)
+            if zone is not None:
+                meta["zone"] = zone
             if short:
                 meta["failover"] = short  # what was obtained instead, and why (report)
             return Created(id=self.pools.pool_path(info.name), meta=meta)
+        where = "zones" if len(types) == 1 else (
+            "machine_types" if len(zones) == 1 else "machine_types and zones")
         raise ProviderError(
-            f"no capacity for {resource.address} in any of its machine_types "
+            f"no capacity for {resource.address} in any of its {where} "
             f"({'; '.join(short)})",
-            hint="add more machine_types (or spot: false); what was created is kept",
+            hint="add more machine_types or zones (or spot: false); what was created is "
+            "kept",
         )
 
     def _node_pool(self, resource: ResourceSpec, ctx: CreateContext, machine_type: str,
-                   node_count: int) -> Any:
-        """The container_v1.NodePool of one machine-type choice."""
+                   node_count: int, zone: str | None = None) -> Any:
+        """The container_v1.NodePool of one choice (in ``zone`` only, if given)."""
         from google.cloud import container_v1 as c
 
         a = resource.attributes
@@ -618,6 +639,7 @@ class GkeProvider(Provider):
         return c.NodePool(
             name=name,
             initial_node_count=node_count,
+            locations=[zone] if zone else [],
             config=c.NodeConfig(
                 machine_type=machine_type,
                 disk_size_gb=int(a["disk_size_gb"]),

@@ -102,3 +102,32 @@ def test_gke_machine_types_are_validated_at_plan(project: Project,
     out = project.run("plan", env=env)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "group burst: machine type 'zz-tiny-1' is unknown here" in out.stderr
+
+
+def test_gke_failover_across_zones(project: Project, tmp_path: Path) -> None:
+    a, b = "us-central1-a", "us-central1-b"
+    with fake_cluster(tmp_path / "regional", op_seconds=0.2, location="us-central1",
+                      zones=[a, b]) as (gke, _kube):
+        env = {"SCALABLE_GKE_ENDPOINT": gke.address}
+        project.write(gke_manifest(gke, GROUPS + f"zones: [{a}, {b}]\n"))
+        # The preferred type in every zone before the next type.
+        gke.stockout[("e2-standard-8", a)] = "ZONE_RESOURCE_POOL_EXHAUSTED"
+        out = project.run("apply", "--auto-approve", env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        pool = burst_pool(gke)
+        assert pool is not None
+        assert (gke.pools[pool].config.machine_type, list(gke.pools[pool].locations)) == (
+            "e2-standard-8", [b])
+        rec = next(r for r in project.state("gke")["resources"]
+                   if r["address"] == "node_pool.burst")
+        assert rec["meta"]["zone"] == b
+        assert rec["meta"]["failover"] == [f"e2-standard-8 in {a}: ZONE_RESOURCE_POOL_EXHAUSTED"]
+        assert "No changes." in project.run("plan", env=env, check=True).stdout
+
+        project.write(gke_manifest(gke, GROUPS + "zones: [us-central1-f]\n"))
+        bad = project.run("plan", env=env)
+        assert bad.returncode == 1 and "Traceback" not in bad.stderr
+        assert "zones us-central1-f are not zones of cluster dev" in bad.stderr
+        project.write(gke_manifest(gke, GROUPS + f"zones: [{a}, {b}]\n"))
+        project.run("destroy", "--auto-approve", env=env, check=True)
+        assert gke.pools == {}
