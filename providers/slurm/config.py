@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 from scalable.manifest.schema import (
+    DAY,
+    Duration,
     GroupConfig,
     StrictModel,
 )
@@ -28,3 +30,8 @@ class SchedulerPlacement(StrictModel):
 
 class SlurmTarget(SlurmKeys, JobTarget):
     scheduler: SchedulerPlacement = Field(default_factory=SchedulerPlacement)
+    allocation_grace: Duration = Field(
+        default=120.0, ge=0, le=DAY,
+        description="a running multi-node allocation short of workers is drift only "
+        "after this long (its workers start and register within it)",
+    )

@@ -84,9 +84,6 @@ from scalable.units import format_walltime
 JOB = "slurm.job"
 PROCESS = "local.process"
 DEATH_TIMEOUT = 60.0
-# A running allocation short of workers is drift only once it has run this long (its
-# workers start and register within it); before, the shortfall is shown, not acted on.
-ALLOCATION_GRACE = 120.0
 # How long apply waits for a scheduler job to start and write its scheduler file.
 SCHEDULER_JOB_TIMEOUT = 600.0
 # Slurm job states, as refresh reports them: PENDING_STATES and ALIVE_STATES (system.py).
@@ -485,7 +482,7 @@ class SlurmProvider(BatchProvider):
                        allocations: list[tuple[ResourceRecord, slurm.Job]],
                        out: dict[str, Observation]) -> None:
         """Count each running allocation's workers on the scheduler. One short of them
-        (a node lost, a worker crashed past its nanny) once past ALLOCATION_GRACE is
+        (a node lost, a worker crashed past its nanny) once past ``allocation_grace`` is
         drift: its ``workers`` attribute as found, so the plan replaces the allocation;
         before that, the allocation is pending (capacity on its way)."""
         names = self._connected_workers(records)
@@ -500,7 +497,7 @@ class SlurmProvider(BatchProvider):
                 obs.reason += f"; {have}/{expected} workers connected"
                 continue
             ran = _running_for(job.start)
-            if ran is not None and ran >= ALLOCATION_GRACE:
+            if ran is not None and ran >= self.cfg.allocation_grace:
                 out[rec.address] = Observation(
                     "alive",
                     f"{obs.reason}; only {have}/{expected} workers connected "

@@ -57,6 +57,7 @@ targets:
     processes: 2
     max_workers: 4
     interface: eth0
+    allocation_grace: 30
 """
 NAMES = {f"workers.default[0]-{n}-{k}" for n in range(2) for k in range(2)}
 
@@ -93,7 +94,7 @@ def worker_names(project: Project) -> set[str]:
         return {w["name"] for w in c.scheduler_info(n_workers=-1)["workers"].values()}
 
 
-@pytest.mark.timeout(900)  # the shortfall becomes drift only after the 2-minute grace
+@pytest.mark.timeout(900)  # the shortfall becomes drift only after allocation_grace
 def test_allocation_apply_compute_node_lost_drift_replace_destroy(hpc: Project) -> None:  # noqa: F811
     hpc.write(ALLOCATION)
     plan = hpc.run("plan", check=True).stdout
