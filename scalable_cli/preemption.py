@@ -52,6 +52,14 @@ PLATFORM_STOP = "sigterm"
 PLATFORMS = ("fargate", "gke", "docker")
 
 
+def source() -> str:
+    """This module's text: shipped to images without scalable (an EC2/Fargate file, a GKE
+    ``--preload-nanny`` argument, which Dask runs as a script when it holds a space)."""
+    from pathlib import Path
+
+    return Path(__file__).read_text()
+
+
 def platform_stop_reason(platform: str | None) -> str:
     """``fargate-sigterm`` for ``fargate``…; plain ``sigterm`` for anything unknown."""
     p = (platform or "").strip().lower()

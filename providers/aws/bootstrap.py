@@ -127,18 +127,26 @@ PREEMPTION_CONTAINER = f"/scalable/{PREEMPTION_FILE}"
 
 def preemption_source() -> str:
     """The source of :mod:`scalable.preemption` (standard library and distributed only)."""
-    import scalable.preemption
+    from scalable import preemption
 
-    return Path(scalable.preemption.__file__).read_text()
+    return preemption.source()
 
 
-def _shipped_file(text: str, path: str) -> list[str]:
-    # gzip + base64: the user data is capped at 16 KB and the PEMs use a third of it.
+# Fargate: the preload rides in the worker task definition's environment (RunTask's
+# overrides are capped at 8 KB, which the TLS PEMs already use half of).
+PREEMPTION_ENV = "SCALABLE_PREEMPTION_GZ64"
+
+
+def packed(text: str) -> str:
+    """gzip + base64: the user data is capped at 16 KB and the PEMs use a third of it."""
     import base64
     import gzip
 
-    blob = base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
-    return [f"echo {blob} | base64 -d | gunzip > \"{path}\""]
+    return base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
+
+
+def _shipped_file(text: str, path: str) -> list[str]:
+    return [f"echo {packed(text)} | base64 -d | gunzip > \"{path}\""]
 
 
 # -- EC2 user data ---------------------------------------------------------------------
@@ -234,8 +242,10 @@ def ec2_user_data(
 
 # -- Fargate ---------------------------------------------------------------------------
 
-def container_command(*, role: str, dask_args: Sequence[str], tls: bool) -> list[str]:
-    """The container's command: write the TLS files from the environment, exec Dask."""
+def container_command(*, role: str, dask_args: Sequence[str], tls: bool,
+                      preemption: bool = False) -> list[str]:
+    """The container's command: write the TLS files (and, with ``preemption``, the
+    preemption preload from :data:`PREEMPTION_ENV`) from the environment, exec Dask."""
     lines = ["set -eu", 'D="${SCALABLE_DIR:-/tmp/scalable}"', "umask 077", 'mkdir -p "$D/tls"']
     if tls:
         for name in PEM_NAMES:
@@ -245,6 +255,9 @@ def container_command(*, role: str, dask_args: Sequence[str], tls: bool) -> list
                   f'DASHBOARD_PORT="${{SCALABLE_DASHBOARD_PORT:-{DASHBOARD_PORT}}}"']
     else:
         lines.append('SCHED="$SCALABLE_SCHEDULER_ADDRESS"')
+    if preemption:
+        lines.append(f'printf \'%s\' "${PREEMPTION_ENV}" | base64 -d | gunzip '
+                     f'> "$D/{PREEMPTION_FILE}"')
     lines += ["unset SCALABLE_TLS_KEY", 'cd "$D"',
               'exec "${SCALABLE_PYTHON:-python}" ' + sh_join(dask_args)]
     return ["sh", "-c", "\n".join(lines)]

@@ -38,6 +38,7 @@ from scalable.providers import containers
 from scalable.providers.aws.bootstrap import (
     DASHBOARD_PORT,
     PREEMPTION_CONTAINER,
+    PREEMPTION_ENV,
     PREEMPTION_NATIVE,
     SCHEDULER_PORT,
     TlsPems,
@@ -46,6 +47,8 @@ from scalable.providers.aws.bootstrap import (
     default_container_image,
     ec2_user_data,
     is_ami,
+    packed,
+    preemption_source,
     scheduler_dask_args,
     worker_dask_args,
 )
@@ -794,9 +797,14 @@ class AwsProvider(Provider):
         a = resource.attributes
         family = self._family(ctx.lineage, role)
         c = None if role == "scheduler" else self.target.group(role).container
+        env = dict(c.env) if c is not None else {}
+        if role != "scheduler":
+            # The image has no scalable: the worker's command writes this out as the
+            # nannies' preload, so a stopped task retires its workers (fargate-sigterm).
+            env[PREEMPTION_ENV] = packed(preemption_source())
         td = register_task_definition(
             self.aws.ecs, family=family, image=str(a["image"]), cpu=float(a["cpu"]),
-            env=dict(c.env) if c is not None else {},
+            env=env,
             memory_mib=int(a["memory_mib"]), scheduler=role == "scheduler",
             tags=self._tags(resource, ctx), execution_role=a.get("execution_role"),
             log_group=self._names(ctx.lineage)["log_group"] if a.get("execution_role") else None,
@@ -947,7 +955,8 @@ class AwsProvider(Provider):
             sched_addr = self._scheduler_for_workers(ctx)
             group = self.target.group(resource.group or "default")
             dask_args = worker_dask_args(group, name=resource.address,
-                                         processes=int(a.get("processes", 1)), tls_dir=tls_dir)
+                                         processes=int(a.get("processes", 1)), tls_dir=tls_dir,
+                                         preload_nanny=PREEMPTION_NATIVE)
             role = group.name
         cluster = self._cluster_arn(ctx.lineage)
         net = self.network()
@@ -956,11 +965,12 @@ class AwsProvider(Provider):
             key=ctx.idempotency_key, subnets=net.subnets,
             security_groups=self._security_groups(ctx.lineage), public_ip=net.public,
             command=container_command(role="scheduler" if scheduler else "worker",
-                                      dask_args=dask_args, tls=tls is not None),
+                                      dask_args=dask_args, tls=tls is not None,
+                                      preemption=not scheduler),
             environment=container_environment(
                 tls=tls, scheduler_address=sched_addr,
                 # A stopped task's SIGTERM is reported as "fargate-sigterm" with ECS's
-                # default 30 s stop timeout as the notice (by an image whose nannies load
+                # default 30 s stop timeout as the notice (the nannies load the shipped
                 # scalable.preemption; docs/guides/resilience.rst).
                 extra={**({} if scheduler else {"SCALABLE_PLATFORM": "fargate",
                                                   "SCALABLE_TERMINATION_GRACE": "30"}),

@@ -106,6 +106,12 @@ def pool_taints(pool: str, spot: bool) -> list[tuple[str, str]]:
 GRACE_SECONDS = 30
 
 
+def literal(text: str) -> str:
+    """``text`` as a container argument Kubernetes passes unchanged: it expands
+    ``$(VAR)`` and reduces ``$$`` to ``$``, so every ``$`` is doubled."""
+    return text.replace("$", "$$")
+
+
 def _env(extra: dict[str, str]) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},

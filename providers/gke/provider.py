@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scalable import addrs
+from scalable import addrs, preemption
 from scalable.addrs import SCHEDULER
 from scalable.outputs import DASHBOARD_COMMAND, SCHEDULER_ADDRESS, SCHEDULER_CLUSTER_ADDRESS
 from scalable.pricing.estimator import Price
@@ -862,6 +862,10 @@ class GkeProvider(Provider):
         processes = int(a["processes"])
         argv = worker_argv(group, address, name="$(POD_NAME)", nworkers=processes,
                            tls_args=self._tls_args(), host="$(POD_IP)", python="python")
+        # The image has no scalable: the preemption preload travels as its text (Dask runs
+        # a --preload-nanny value holding a space as a script), so a drained spot node's
+        # SIGTERM retires the pod's workers with their data moved (gke-sigterm).
+        argv += ["--preload-nanny", manifests.literal(preemption.source())]
         pod = sizing.worker_pod(int(a["threads_per_worker"]), processes,
                                 int(a["memory_per_worker"]))
         name = str(a["name"])

@@ -126,6 +126,14 @@ def test_apply_runs_dask_on_the_pool_scales_in_place_and_destroys(cloud: Cloud) 
     assert dep[dep.index("--idle-timeout") + 1] == "3600s"
     sts_args = cloud.ours("statefulsets")[0]["spec"]["template"]["spec"]["containers"][0]
     assert "--death-timeout" in sts_args["args"]
+    # The preemption preload as its text (the image has no scalable), `$` escaped for
+    # Kubernetes' $(VAR) expansion; the pod knows its platform and grace.
+    from scalable import preemption
+
+    shipped = sts_args["args"][sts_args["args"].index("--preload-nanny") + 1]
+    assert shipped.replace("$$", "$") == preemption.source()
+    pod_env = {e["name"]: e.get("value") for e in sts_args["env"]}
+    assert pod_env["SCALABLE_PLATFORM"] == "gke"
     gpool = cloud.gke.pools[pool_name]
     assert gpool.config.resource_labels["scalable-lineage"] == lineage
     assert gpool.config.metadata["scalable-address"] == "node_pool.default"

@@ -114,7 +114,8 @@ class Cluster:
         time.sleep(0.2)
         self.address = json.loads(sched_file.read_text())["address"]
 
-    def worker(self, name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def worker(self, name: str, env: dict[str, str],
+               preload: str | None = None) -> subprocess.Popen[bytes]:
         with open(self.tmp / f"{name}.log", "wb") as log:
             proc = subprocess.Popen(
                 [
@@ -132,7 +133,7 @@ class Cluster:
                     "--death-timeout",
                     "60s",
                     "--preload-nanny",
-                    preemption.__file__,
+                    preload or preemption.__file__,
                 ],
                 env={**os.environ, **env},
                 stdout=subprocess.DEVNULL,
@@ -311,3 +312,60 @@ def test_controller_replaces_a_preempted_worker_at_once(project: Any) -> None:
         )
         assert controller.replacements >= 1
         assert [m["name"] for m in controller.preemptions] == [info["name"]]
+
+
+def test_fargate_worker_command_ships_the_preload_a_stock_image_lacks(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """The Fargate worker's own container command, run here with ``sh`` (the image has no
+    scalable): it writes the preemption preload from the task definition's environment
+    and the nanny loads it, so ECS stopping the task (SIGTERM, 30 s) retires the worker
+    with its data moved and the reason ``fargate-sigterm``."""
+    from scalable.manifest.loader import load_manifest
+    from scalable.providers.aws.bootstrap import (
+        PREEMPTION_ENV,
+        PREEMPTION_NATIVE,
+        container_command,
+        container_environment,
+        packed,
+        preemption_source,
+        worker_dask_args,
+    )
+    from scalable.spec import build_target
+
+    (tmp_path / "scalable.yaml").write_text("targets:\n  t:\n    provider: local\n")
+    group = build_target(load_manifest(tmp_path / "scalable.yaml"), "t").group("default")
+    args = worker_dask_args(group, name="victim", processes=1, tls_dir=None,
+                            preload_nanny=PREEMPTION_NATIVE)
+    args += ["--host", "127.0.0.1", "--no-dashboard"]  # the test listens on loopback only
+    command = container_command(role="worker", dask_args=args, tls=False, preemption=True)
+    env = {e["name"]: e["value"] for e in container_environment(
+        tls=None, scheduler_address=cluster.address,
+        extra={"SCALABLE_PLATFORM": "fargate", "SCALABLE_TERMINATION_GRACE": "30"})}
+    env[PREEMPTION_ENV] = packed(preemption_source())  # as the task definition holds it
+    env |= {"SCALABLE_DIR": str(tmp_path / "task"), "SCALABLE_PYTHON": sys.executable,
+            # The command runs in $SCALABLE_DIR; the tasks pickled by reference live in
+            # this repository's tests package.
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    with open(tmp_path / "victim.log", "wb") as log:
+        victim = subprocess.Popen(command, env={**os.environ, **env},
+                                  stdout=subprocess.DEVNULL, stderr=log)
+    cluster.procs.append(victim)
+    cluster.worker("survivor", {})
+    # exec: the task's first process is the dask worker itself, which ECS signals.
+    msg = _preempt_and_check(cluster, victim, lambda: victim.send_signal(signal.SIGTERM),
+                             "fargate-sigterm")
+    assert msg["notice_seconds"] == 30
+    shipped = tmp_path / "task" / "scalable_preemption.py"
+    assert shipped.read_text() == preemption_source()
+
+
+def test_gke_preload_as_text_takes_the_same_path(cluster: Cluster) -> None:
+    """GKE ships the preload as its text in the pod's args (the image has no scalable):
+    Dask runs a --preload-nanny value holding a space as a script, and a drained spot
+    node's SIGTERM is reported as gke-sigterm with the pod's grace as the notice."""
+    env = {"SCALABLE_TERMINATION_GRACE": "30", "SCALABLE_PLATFORM": "gke"}
+    victim = cluster.worker("victim", env, preload=preemption.source())
+    cluster.worker("survivor", {})
+    msg = _preempt_and_check(cluster, victim, lambda: victim.send_signal(signal.SIGTERM),
+                             "gke-sigterm")
+    assert msg["notice_seconds"] == 30

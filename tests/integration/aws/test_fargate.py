@@ -100,10 +100,18 @@ def test_apply_runs_tagged_tasks_then_destroy_leaves_nothing(project, aws: MotoA
     assert container["memory"] == 8192  # on the container too (moto needs it)
     assert container["logConfiguration"]["options"]["awslogs-group"] == recs["log_group"]["id"]
     assert td["executionRoleArn"].endswith("role/ecsTaskExecutionRole")
+    # The worker's image has no scalable: its task definition carries the preemption
+    # preload (gzip + base64), which the worker's command writes out for its nannies.
+    from scalable.providers.aws.bootstrap import PREEMPTION_ENV, packed, preemption_source
+
+    td_env = {e["name"]: e["value"] for e in container.get("environment", [])}
+    assert td_env[PREEMPTION_ENV] == packed(preemption_source())
     sched_td = ecs.describe_task_definition(
         taskDefinition=recs["task_definition.scheduler"]["id"])["taskDefinition"]
     ports = [p["containerPort"] for p in sched_td["containerDefinitions"][0]["portMappings"]]
     assert ports == [8786, 8787]
+    assert PREEMPTION_ENV not in {e["name"] for e in
+                                  sched_td["containerDefinitions"][0].get("environment", [])}
 
     arns = [recs[a]["id"] for a in recs if recs[a]["type"] == "aws.fargate_task"]
     tasks = ecs.describe_tasks(cluster=cluster, tasks=arns, include=["TAGS"])["tasks"]
@@ -123,6 +131,9 @@ def test_apply_runs_tagged_tasks_then_destroy_leaves_nothing(project, aws: MotoA
             assert "--idle-timeout 1200s" in script
         else:
             assert "--death-timeout 300s" in script
+            assert '--preload-nanny "${D}/scalable_preemption.py"' in script
+            assert f'"${PREEMPTION_ENV}" | base64 -d | gunzip' in script
+            assert len(json.dumps(t["overrides"])) < 8192  # RunTask's cap on overrides
             assert env["SCALABLE_SCHEDULER_ADDRESS"] == st["outputs"][
                 "scheduler_private_address"]
         if tags["scalable:address"] == "workers.cheap[0]":

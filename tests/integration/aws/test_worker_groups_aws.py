@@ -88,6 +88,8 @@ def test_ec2_user_data_runs_each_group_in_its_own_image(project, aws: MotoAws) -
 
 
 def test_fargate_registers_one_task_definition_per_group_image(project, aws: MotoAws) -> None:
+    from scalable.providers.aws.bootstrap import PREEMPTION_ENV
+
     project.write(FARGATE.format(extra=""))
     project.run("apply", "--auto-approve", "--no-wait", env=aws.env, check=True)
     recs = {r["address"]: r for r in project.state("fg")["resources"]}
@@ -100,7 +102,9 @@ def test_fargate_registers_one_task_definition_per_group_image(project, aws: Mot
     energy, post = container("task_definition.energy"), container("task_definition.post")
     assert energy["image"] == "ghcr.io/org/energy:1"
     assert {"name": "MODEL_NAME", "value": "energy"} in energy.get("environment", [])
-    assert post["image"] != "ghcr.io/org/energy:1" and not post.get("environment")
+    # A group without a container env has only scalable's own: the preemption preload.
+    assert post["image"] != "ghcr.io/org/energy:1"
+    assert [e["name"] for e in post.get("environment", [])] == [PREEMPTION_ENV]
     state_text = (project.root / ".scalable/fg/state.json").read_text()
     assert '"container_env": [' in state_text
     project.run("destroy", "--auto-approve", env=aws.env, check=True)
