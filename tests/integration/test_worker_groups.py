@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from tests.conftest import Project
+from tests.integration import test_slurm as slurm_tests
 
 pytestmark = [
     pytest.mark.slow,
@@ -168,20 +169,9 @@ def test_a_missing_bind_is_refused_at_plan_naming_group_and_path(project: Projec
     assert "Traceback" not in out.stderr
 
 
-def _no_slurm_reason() -> str | None:
-    if shutil.which("sbatch") is None:
-        return "no Slurm client commands on PATH (run: sudo scripts/slurm-dev.sh up)"
-    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
-    if " is UP" not in ping.stdout:
-        return f"the Slurm controller is not up (scontrol ping: {ping.stdout.strip()})"
-    return None
-
-
 @pytest.mark.slurm
+@pytest.mark.skipif(slurm_tests._REASON is not None, reason=slurm_tests._REASON or "")
 def test_slurm_group_in_bwrap_reads_and_writes_through_its_binds(project: Project) -> None:
-    reason = _no_slurm_reason()
-    if reason:
-        pytest.skip(reason)
     from scalable import connect
 
     indir, outdir, inside = prepare(project)
