@@ -170,7 +170,13 @@ def test_fargate_command_starts_a_worker_that_joins(
         task = ecs.describe_tasks(cluster=recs[address]["meta"]["cluster"],
                                   tasks=[recs[address]["id"]])["tasks"][0]
         override = task["overrides"]["containerOverrides"][0]
-        return override["command"], {e["name"]: e["value"] for e in override["environment"]}
+        # The container sees what ECS gives it: the task definition's environment (the
+        # worker's carries the preemption preload), then the RunTask overrides on top.
+        td = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])
+        env = {e["name"]: e["value"]
+               for e in td["taskDefinition"]["containerDefinitions"][0].get("environment", [])}
+        env.update({e["name"]: e["value"] for e in override["environment"]})
+        return override["command"], env
 
     port = free_port()
     sdir, wdir = tmp_path / "sched", tmp_path / "worker"
@@ -200,3 +206,8 @@ def test_fargate_command_starts_a_worker_that_joins(
         fut = client.submit(lambda: "ran", resources={"tag-io": 1})
         assert fut.result(timeout=30) == "ran"
     assert (wdir / "tls/node-key.pem").stat().st_mode & 0o777 == 0o600
+    # The preload came from the task definition's environment and both nannies ran it.
+    from scalable.providers.aws.bootstrap import PREEMPTION_FILE, preemption_source
+
+    assert (wdir / PREEMPTION_FILE).read_text() == preemption_source()
+    assert logs[1].read_text().count(f"Run preload setup: {wdir / PREEMPTION_FILE}") == 2
