@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
@@ -158,6 +159,13 @@ def _json_type(value: Any) -> str:
             type(None): "null"}.get(type(value), "number")
 
 
+def _member(key: str) -> str:
+    """A key of a JSON object as an error names it: ``.name``, or JSON-quoted when the
+    file's key would break the one-line message (newlines, control characters)."""
+    return f".{key}" if key.isprintable() and key.strip() == key and key else (
+        f"[{json.dumps(key)}]")
+
+
 class _Checker:
     """Type checks of decoded JSON, each failure one StateError naming file and key."""
 
@@ -194,7 +202,7 @@ class _Checker:
                 raise StateError(f"{self.source}: malformed state: {prefix}{key} is missing",
                                  hint=_HINT)
             raise StateError(f"{self.source}: malformed state: {prefix}{key} must be a "
-                             f"whole number, not {str(value)[:40]!s}", hint=_HINT)
+                             f"whole number, not {json.dumps(value)[:40]}", hint=_HINT)
         if not 0 <= value < 2**63:
             raise StateError(f"{self.source}: malformed state: {prefix}{key} {value} is out "
                              "of range", hint=_HINT)
@@ -204,7 +212,7 @@ class _Checker:
         value = self.typed(d, key, dict, {}, prefix)
         for k, v in value.items():
             if not isinstance(v, str):
-                raise self.fail(f"{prefix}{key}.{k}", "a string", v)
+                raise self.fail(f"{prefix}{key}{_member(k)}", "a string", v)
         return dict(value)
 
     def str_list(self, d: dict[str, Any], key: str, prefix: str) -> list[str]:

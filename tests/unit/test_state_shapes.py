@@ -151,3 +151,14 @@ def test_arbitrary_bytes_are_one_clean_error(raw: bytes) -> None:
         decode_state(raw, "/x/state.json", None)
     except StateError as exc:
         assert exc.message.startswith("/x/state.json: ")
+
+
+@pytest.mark.parametrize("outputs", [{"\n": None}, {"a\rb": 1}, {" ": []}])
+def test_an_unprintable_output_key_is_named_on_one_line(outputs: dict[str, Any]) -> None:
+    """Found by Hypothesis: a key with a newline broke the one-line error."""
+    doc = json.loads(json.dumps(GOOD))
+    doc["outputs"] = outputs
+    with pytest.raises(StateError) as err:
+        decode_state(json.dumps(doc).encode(), "/x/state.json", None)
+    assert "\n" not in err.value.message and "outputs[" in err.value.message
+    _check(doc)
