@@ -117,3 +117,21 @@ def test_terminate_asks_the_leader_so_it_closes_its_children_itself(tmp_path: Pa
     terminate(ref, grace=10)
     assert out.read_text() == "graceful"
     assert list(_group_members(ref.pid)) == []
+
+
+def test_terminate_asks_the_orphans_of_a_leader_that_went(tmp_path: Path) -> None:
+    """A leader that dies on SIGTERM without passing it on (bwrap) leaves its group
+    behind: the rest is asked with SIGTERM too, not killed after the grace."""
+    out = tmp_path / "orphan.out"
+    child = CHILD.replace("OUT", repr(str(out)))
+    script = tmp_path / "child.py"
+    script.write_text(child)
+    ref = spawn(["sh", "-c", f"{sys.executable} {script} & wait"], log=tmp_path / "o.log",
+                tags={})
+    deadline = time.monotonic() + 20
+    while not Path(f"{out}.up").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    terminate(ref, grace=30)
+    assert out.read_text() == "sigterm"
+    assert list(_group_members(ref.pid)) == []
