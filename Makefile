@@ -27,7 +27,7 @@ demo: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit

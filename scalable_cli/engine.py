@@ -567,8 +567,10 @@ class Engine:
             client.close()
 
 
-# What a create's meta says about a fallback taken (EC2 instance_types / subnets).
-OBTAINED_KEYS = ("instance_type", "subnet", "availability_zone", "market", "capacity_provider")
+# What a create's meta says about a fallback taken (EC2 instance_types / subnets, GKE
+# machine_types).
+OBTAINED_KEYS = ("instance_type", "subnet", "availability_zone", "market", "capacity_provider",
+                 "machine_type", "zone")
 
 
 def _obtained(meta: dict[str, Any]) -> dict[str, Any] | None:

@@ -24,6 +24,24 @@ PERMISSIONS_HINT = (
 )
 
 
+# GCE's words for "no capacity for this machine type here" in a failed operation's error
+# (spot shortages read the same): after them the next of a group's machine_types is tried.
+CAPACITY_SHORT = ("GCE_STOCKOUT", "ZONE_RESOURCE_POOL_EXHAUSTED")
+
+
+class CapacityShort(ProviderError):
+    """An operation GKE failed for lack of capacity; ``code`` is GCE's word for it."""
+
+    def __init__(self, message: str, code: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.code = code
+
+
+def capacity_code(message: str) -> str | None:
+    """The capacity-shortage code a GKE error message carries, if any."""
+    return next((c for c in CAPACITY_SHORT if c in message), None)
+
+
 @dataclass
 class ClusterInfo:
     name: str
@@ -317,11 +335,12 @@ class Pools:
                 raise ProviderError(f"operation {op.name} ({what}) disappeared") from None
         message = op.error.message if op.error and op.error.code else op.status_message
         if message:
-            raise ProviderError(
-                f"GKE could not {what}: {message}",
-                hint=f"gcloud container operations describe {op.name} "
-                f"--location {self.location}",
-            )
+            text = f"GKE could not {what}: {message}"
+            hint = f"gcloud container operations describe {op.name} --location {self.location}"
+            code = capacity_code(message)
+            if code:
+                raise CapacityShort(text, code, hint=hint)
+            raise ProviderError(text, hint=hint)
         return op
 
 

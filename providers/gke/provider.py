@@ -242,9 +242,15 @@ class GkeProvider(Provider):
         return dns_name(f"{self.base}-{group}", 52)
 
     # -- planning -----------------------------------------------------------------------------
-    def _group_shape(self, group: Any) -> tuple[sizing.Shape, int, int]:
-        """(machine shape, memory per worker, pods) of a group."""
-        mt = _keys(group).machine_type
+    @staticmethod
+    def machine_choices(group: Any) -> list[str]:
+        """A group's machine types in order: ``machine_types`` if given (the first is
+        what is planned and priced), else ``machine_type``."""
+        k = _keys(group)
+        return [str(t) for t in k.machine_types] if k.machine_types else [k.machine_type]
+
+    @staticmethod
+    def _shape(group: Any, mt: str) -> sizing.Shape:
         shape = sizing.machine_shape(mt)
         if shape is None:
             raise ProviderError(
@@ -253,10 +259,25 @@ class GkeProvider(Provider):
                 hint="use a predefined type such as e2-standard-4 or n2-highmem-8, or "
                 "custom-<vCPUs>-<MiB>",
             )
+        return shape
+
+    def _group_shape(self, group: Any) -> tuple[sizing.Shape, int, int]:
+        """(machine shape of the first choice, memory per worker, pods) of a group."""
+        shape = self._shape(group, self.machine_choices(group)[0])
         memory = group.memory_per_worker or sizing.default_worker_memory(
             shape, group.threads_per_worker)
         processes = int(_keys(group).processes)
         return shape, memory, math.ceil(group.count / processes)
+
+    def _nodes(self, g: Any, shape: sizing.Shape, memory: int, pods: int) -> int:
+        """Nodes of ``shape`` the group's pods (and the scheduler, on its host) need.
+        The pods' size is the first choice's on every alternative."""
+        pod = sizing.worker_pod(g.threads_per_worker, int(_keys(g).processes), memory)
+        host = g.name == self.scheduler_group().name
+        nodes = sizing.nodes_for(([sizing.SCHEDULER_POD] if host else []) + [pod] * pods,
+                                 shape)
+        # A GPU group: one worker pod per GPU node (the node's accelerators are the pod's).
+        return max(nodes, pods) if g.gpus else nodes
 
     def scheduler_group(self) -> Any:
         """The group whose pool hosts the scheduler: the first on-demand one (a spot
@@ -272,7 +293,8 @@ class GkeProvider(Provider):
 
     def desired(self, target: TargetSpec | None = None) -> list[ResourceSpec]:
         target = target or self.target
-        zones = len(self.cluster().zones)
+        # With `zones:` the pool lives in one zone at a time (the next on a shortage).
+        zones = 1 if self.cfg.zones else len(self.cluster().zones)
         host = self.scheduler_group()
         image = self.cfg.image or default_image()
         pools: list[ResourceSpec] = []
@@ -281,21 +303,24 @@ class GkeProvider(Provider):
             shape, memory, pods = self._group_shape(g)
             processes = int(_keys(g).processes)
             spot = bool(_keys(g).spot)
-            pod = sizing.worker_pod(g.threads_per_worker, processes, memory)
-            packed = ([sizing.SCHEDULER_POD] if g.name == host.name else []) + [pod] * pods
-            nodes = sizing.nodes_for(packed, shape)
             pool = self.pool_name(g.name)
             pool_attrs: dict[str, Any] = {
                 "name": pool, "machine_type": shape.name, "spot": spot,
                 "disk_size_gb": self.cfg.disk_size_gb,
-                "node_count": sizing.node_count(nodes, zones), "zones": zones,
-                "location": self.cfg.location,
+                "node_count": sizing.node_count(self._nodes(g, shape, memory, pods), zones),
+                "zones": zones, "location": self.cfg.location,
             }
+            if self.cfg.zones:
+                pool_attrs["locations"] = list(self.cfg.zones)
+            choices = self.machine_choices(g)
+            if len(choices) > 1:
+                # Tried in order when GCE has no capacity for one; each has its own size
+                # (the same pods on other machines). What was obtained is in the meta.
+                pool_attrs.update(machine_types=choices, node_counts=[
+                    sizing.node_count(self._nodes(g, self._shape(g, t), memory, pods), zones)
+                    for t in choices])
             if g.gpus:
-                # One worker pod per GPU node: the node's accelerators are that pod's.
-                nodes = max(nodes, pods)
                 pool_attrs.update(
-                    node_count=sizing.node_count(nodes, zones),
                     accelerator_type=accelerators.resolve(g.gpu_type, g.name),
                     accelerator_count=g.gpus * processes)
             pools.append(ResourceSpec(
@@ -354,14 +379,14 @@ class GkeProvider(Provider):
             if c is not None and c.options:
                 raise ProviderError(f"group {g.name}: GKE pods take no container runtime "
                                     "options", hint="remove options:")
-        host = self.scheduler_group()
-        for g in self.target.groups:  # machine types known, pods fit on them
-            shape, memory, _ = self._group_shape(g)
-            pod = sizing.worker_pod(g.threads_per_worker, int(_keys(g).processes), memory)
-            sizing.nodes_for(([sizing.SCHEDULER_POD] if g is host else []) + [pod], shape)
-            if g.gpus:
-                accelerators.check_machine(accelerators.resolve(g.gpu_type, g.name),
-                                           shape.name, g.name)
+        for g in self.target.groups:  # machine types known, pods fit on every choice
+            _, memory, _ = self._group_shape(g)
+            for mt in self.machine_choices(g):
+                shape = self._shape(g, mt)
+                self._nodes(g, shape, memory, 1)
+                if g.gpus:
+                    accelerators.check_machine(accelerators.resolve(g.gpu_type, g.name),
+                                               shape.name, g.name)
 
     def validate(self) -> None:
         self.check_config()
@@ -371,6 +396,15 @@ class GkeProvider(Provider):
                                 hint="wait until it is RUNNING")
         self.desired()  # sizing: every pod must fit on its machine type
         zones = list(cluster.zones) or [str(self.cfg.location)]
+        outside = [z for z in self.cfg.zones or () if z not in zones]
+        if outside:
+            raise ProviderError(
+                f"target {self.target.name!r}: zones {', '.join(outside)} are not zones of "
+                f"cluster {cluster.name} ({', '.join(zones)})",
+                hint="a node pool can only use its cluster's zones (gcloud container "
+                "clusters update --node-locations adds some)",
+            )
+        zones = list(self.cfg.zones or zones)
         for g in self.target.groups:
             if g.gpus:
                 accelerators.check_zones(accelerators.resolve(g.gpu_type, g.name), zones,
@@ -394,7 +428,17 @@ class GkeProvider(Provider):
 
     def price(self, resource: ResourceSpec) -> Price:
         if resource.type == POOL:
-            return pool_price(resource.attributes, self.target.pricing)
+            a = resource.attributes
+            first = pool_price(a, self.target.pricing)
+            types = list(a.get("machine_types") or ())
+            if len(types) < 2:
+                return first
+            # `plan` prices the first choice and shows the range the failover may cost.
+            choices = tuple(
+                (str(t), pool_price({**a, "machine_type": t, "node_count": n},
+                                    self.target.pricing).hourly)
+                for t, n in zip(types, a.get("node_counts") or (), strict=True))
+            return dataclasses.replace(first, choices=choices)
         pool = resource.attributes.get("pool", "")
         return Price(hourly=0.0, source=f"runs on node pool {pool}")
 
@@ -439,8 +483,12 @@ class GkeProvider(Provider):
             details["message"] = info.status_message
         # GKE's API has no current size (initialNodeCount is the first one): the nodes
         # registered in Kubernetes are the size.
-        return Observation("alive", details=details,
-                           attributes={"node_count": len(nodes) // zones})
+        count = len(nodes) // zones
+        if rec.meta.get("machine_type") and count == rec.meta.get("node_count"):
+            # A failover's pool has the obtained type's size, which is what was planned.
+            details["machine_type"] = rec.meta["machine_type"]
+            count = int(rec.attributes.get("node_count", count))
+        return Observation("alive", details=details, attributes={"node_count": count})
 
     def _observe_workload(self, rec: ResourceRecord) -> Observation:
         kind = "deployment" if rec.type == DEPLOYMENT else "statefulset"
@@ -536,16 +584,64 @@ class GkeProvider(Provider):
         return self._create_workers(resource, ctx)
 
     def _create_pool(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
+        from scalable.providers.gke.pools import CapacityShort, capacity_code
+
+        a = resource.attributes
+        types = [str(t) for t in a.get("machine_types") or [a["machine_type"]]]
+        counts = [int(n) for n in a.get("node_counts") or [a["node_count"]]]
+        zones: list[str | None] = list(a.get("locations") or [None])
+        # The preferred type in every zone before the next type, as EC2's subnets: the
+        # type is what the user chose by price and shape.
+        choices = [(t, n, z) for t, n in zip(types, counts, strict=True) for z in zones]
+        self.pools.notify = self._notify
+        short: list[str] = []
+        for mt, count, zone in choices:
+            try:
+                info = self.pools.create(self._node_pool(resource, ctx, mt, count, zone),
+                                         lineage=gce_label(ctx.lineage))
+                code = capacity_code(info.status_message) if info.status == "ERROR" else None
+                if code:  # an earlier attempt's refused pool, adopted
+                    raise CapacityShort(info.status_message, code)
+            except CapacityShort as exc:
+                if len(choices) == 1:
+                    raise
+                short.append(f"{mt}{'' if len(zones) == 1 else f' in {zone}'}: {exc.code}")
+                # GKE keeps a refused pool in ERROR under its name: it must go before the
+                # next choice can take that name (the workers' pods select it by name).
+                self.pools.delete(str(a["name"]))
+                continue
+            meta: dict[str, Any] = {"name": info.name, "cluster": self.cfg.cluster,
+                                    "location": self.cfg.location}
+            if short or info.machine_type != types[0]:
+                meta.update(machine_type=info.machine_type, node_count=count)
+            if zone is not None:
+                meta["zone"] = zone
+            if short:
+                meta["failover"] = short  # what was obtained instead, and why (report)
+            return Created(id=self.pools.pool_path(info.name), meta=meta)
+        where = "zones" if len(types) == 1 else (
+            "machine_types" if len(zones) == 1 else "machine_types and zones")
+        raise ProviderError(
+            f"no capacity for {resource.address} in any of its {where} "
+            f"({'; '.join(short)})",
+            hint="add more machine_types or zones (or spot: false); what was created is "
+            "kept",
+        )
+
+    def _node_pool(self, resource: ResourceSpec, ctx: CreateContext, machine_type: str,
+                   node_count: int, zone: str | None = None) -> Any:
+        """The container_v1.NodePool of one choice (in ``zone`` only, if given)."""
         from google.cloud import container_v1 as c
 
         a = resource.attributes
         name = str(a["name"])
         spot = bool(a.get("spot"))
-        pool = c.NodePool(
+        return c.NodePool(
             name=name,
-            initial_node_count=int(a["node_count"]),
+            initial_node_count=node_count,
+            locations=[zone] if zone else [],
             config=c.NodeConfig(
-                machine_type=str(a["machine_type"]),
+                machine_type=machine_type,
                 disk_size_gb=int(a["disk_size_gb"]),
                 spot=spot,
                 labels={manifests.LABEL_LINEAGE: ctx.lineage,
@@ -570,11 +666,6 @@ class GkeProvider(Provider):
                 if a.get("accelerator_type") else [],
             ),
         )
-        self.pools.notify = self._notify
-        info = self.pools.create(pool, lineage=gce_label(ctx.lineage))
-        return Created(id=self.pools.pool_path(info.name),
-                       meta={"name": info.name, "cluster": self.cfg.cluster,
-                             "location": self.cfg.location})
 
     def _notify(self, message: str) -> None:
         self.hooks.progress(message)
@@ -800,8 +891,15 @@ class GkeProvider(Provider):
             self._same_cluster(record)
             name = str(record.meta.get("name") or a["name"])
             self.pools.notify = self._notify
-            self.pools.resize(name, int(a["node_count"]))
-            return Created(id=record.id or "", meta={"name": name})
+            count = int(a["node_count"])
+            meta: dict[str, Any] = {"name": name}
+            obtained = record.meta.get("machine_type")
+            types = list(a.get("machine_types") or [])
+            if obtained and obtained in types:  # a failover's pool: its type's size
+                count = int(a["node_counts"][types.index(obtained)])
+                meta["node_count"] = count
+            self.pools.resize(name, count)
+            return Created(id=record.id or "", meta=meta)
         if record.type == STATEFULSET:
             name = str(record.meta.get("name") or a["name"])
             want = int(a["replicas"])

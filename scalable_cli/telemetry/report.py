@@ -467,7 +467,8 @@ def render_report(r: RunReport) -> str:
     if r.failovers:
         lines += ["", "Capacity failovers (what was obtained, and why):"]
         for f in r.failovers:
-            where = " in ".join(str(f[k]) for k in ("instance_type", "subnet") if f.get(k))
+            where = " in ".join(str(f[k]) for k in (
+                "instance_type", "machine_type", "subnet", "zone") if f.get(k))
             lines.append(f"  {f['address']}: {where or 'obtained'} after "
                          f"{'; '.join(f.get('failover') or [])}")
     c = r.cost

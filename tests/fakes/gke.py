@@ -12,7 +12,9 @@ FAILED_PRECONDITION "Cluster is running incompatible operation …"; a regional 
 ``node_count`` is per zone; resizing does not change ``initial_node_count`` (the current
 size is what the nodes say). Time advances lazily: operations settle whenever the fake is
 read. Tests play "someone else" through :meth:`FakeGke.foreign_operation` and
-:meth:`FakeGke.resize_outside`, and inject failures with :attr:`FakeGke.fail_next`.
+:meth:`FakeGke.resize_outside`, inject failures with :attr:`FakeGke.fail_next`, and run
+GCE out of a machine type in a zone with :attr:`FakeGke.stockout` (the pool's create
+operation then ends in GCE's capacity error, as GKE reports it).
 """
 
 from __future__ import annotations
@@ -84,6 +86,9 @@ class FakeGke:
         self.ops: dict[str, _Op] = {}
         # Operation type name → error message: the next such operation fails with it.
         self.fail_next: dict[str, str] = {}
+        # (machine_type, zone) → GCE's capacity code ("GCE_STOCKOUT",
+        # "ZONE_RESOURCE_POOL_EXHAUSTED"): creating a pool of that type there fails with it.
+        self.stockout: dict[tuple[str, str], str] = {}
         # Operation type names whose next operation never completes.
         self.hold_next: set[str] = set()
         self.calls: list[str] = []
@@ -133,7 +138,7 @@ class FakeGke:
         self.tick()
 
     def _start(self, kind: str, pool: str, effect: Callable[[], None],
-               seconds: float | None = None) -> c.Operation:
+               seconds: float | None = None, fail: str | None = None) -> c.Operation:
         name = f"operation-{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}"
         proto = c.Operation(
             name=name,
@@ -151,7 +156,7 @@ class FakeGke:
             due=time.monotonic() + (self.op_seconds if seconds is None else seconds),
             pool_path=f"{self.cluster_path}/nodePools/{pool}",
             effect=effect,
-            fail=self.fail_next.pop(kind, None),
+            fail=self.fail_next.pop(kind, None) or fail,
             hold=kind in self.hold_next,
         )
         self.hold_next.discard(kind)
@@ -280,7 +285,20 @@ class FakeGke:
                 pool.status = c.NodePool.Status.RUNNING
                 self.sizes[pool.name] = count
 
-            return self._start("CREATE_NODE_POOL", pool.name, done)
+            return self._start("CREATE_NODE_POOL", pool.name, done,
+                               fail=self._stockout(pool))
+
+    def _stockout(self, pool: c.NodePool) -> str | None:
+        """GCE's error for a pool whose machine type has run out in one of its zones
+        (the wording of GKE's operation error for it)."""
+        for zone in pool.locations:
+            code = self.stockout.get((pool.config.machine_type, zone))
+            if code:
+                return (f"Google Compute Engine: Not enough resources are available to "
+                        f"fulfill the request: zone {zone}, machine type "
+                        f"{pool.config.machine_type}. Try a different location, or try "
+                        f"again later. [{code}]")
+        return None
 
     def _changeable(self, path: str, context: Any) -> tuple[str, c.NodePool]:
         """The pool at ``path`` (call with the lock held): NOT_FOUND if there is none,
