@@ -166,34 +166,58 @@ def _may_signal(ref: ProcessRef) -> bool:
     return _process(ref.pid) is None or ref._ours() is not None
 
 
-def ask_to_stop(ref: ProcessRef) -> None:
-    """SIGTERM the process group now, without waiting (``terminate`` waits later)."""
-    if _may_signal(ref):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+def _ask(ref: ProcessRef) -> None:
+    """SIGTERM the group's leader, or the group when the leader is gone.
+
+    Only the leader: a ``dask worker`` leader is a nanny whose worker is its child in
+    the same group. Signalled itself, that child dies on the spot and the scheduler
+    sees a dropped connection (telemetry: ``lost``); the nanny instead closes it
+    gracefully (``closing-worker``: ``retired``) and exits once it has gone.
+    """
+    leader = ref._ours()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if leader is not None and not _zombie(leader):
+            os.kill(ref.pid, signal.SIGTERM)
+        else:  # orphans of a leader that died: nobody else will close them
             os.killpg(ref.pid, signal.SIGTERM)
 
 
+def ask_to_stop(ref: ProcessRef) -> None:
+    """Ask the process (group) to stop now, without waiting (``terminate`` waits later)."""
+    if _may_signal(ref):
+        _ask(ref)
+
+
 def terminate(ref: ProcessRef, grace: float = 10.0, *, asked: bool = False) -> None:
-    """SIGTERM the process group, wait, then SIGKILL what is left.
+    """SIGTERM the process group's leader, wait, then SIGKILL what is left of the group.
 
     ``asked``: the SIGTERM was already sent (``ask_to_stop``); only wait. Sending it
     twice would cut Dask's graceful close short. See ``_may_signal`` for when a group
-    is signalled at all.
+    is signalled at all, and ``_ask`` for why the leader alone gets the SIGTERM.
     """
     if not _may_signal(ref):
         return  # the PID now belongs to someone else: never signal it
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
-            if not (asked and sig == signal.SIGTERM):
+            if sig == signal.SIGKILL:
                 os.killpg(ref.pid, sig)
+            elif not asked:
+                _ask(ref)
         except ProcessLookupError:
             break
         deadline = time.monotonic() + wait
         delay = 0.005
+        orphans_asked = sig == signal.SIGKILL
         while time.monotonic() < deadline:
             reap()
             if not any(True for _ in _group_members(ref.pid)):
                 return
+            if not orphans_asked and not ref.alive():
+                # The leader went and left its group behind (bwrap does not pass the
+                # SIGTERM on to the sandbox): ask the rest now, not after the grace.
+                orphans_asked = True
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(ref.pid, signal.SIGTERM)
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
     reap()

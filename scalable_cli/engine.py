@@ -284,10 +284,13 @@ class Engine:
         deletes = [s for s in steps if s.op == "delete"]
         going = [s.change.record for s in deletes
                  if s.change.record and s.address != SCHEDULER]
-        # Retire through the scheduler even when it goes too: that is what tells telemetry
-        # these workers left on purpose ("retired", not "lost"); it costs destroy some speed.
-        self._retire(state, [s.change.record for s in deletes if s.counts
-                             and s.change.record and s.address != SCHEDULER])
+        if not any(s.address == SCHEDULER for s in deletes):
+            # Moving data off workers only helps when a scheduler stays to keep it. When
+            # it goes too, no Client round-trip: the provider stops each worker gracefully
+            # (SIGTERM to the nanny, which closes its worker) before the scheduler, which
+            # hears every close, so telemetry still records them as retired, not lost.
+            self._retire(state, [s.change.record for s in deletes if s.counts
+                                 and s.change.record and s.address != SCHEDULER])
         if going:
             try:
                 self.provider.prepare_delete(going)

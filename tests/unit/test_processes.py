@@ -75,3 +75,63 @@ def test_terminate_never_signals_a_stranger() -> None:
     finally:
         stranger.kill()
         stranger.wait()
+
+
+LEADER = """
+import signal, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", CHILD])  # same process group
+def close(*_):  # like a nanny: close the child gracefully, then go
+    child.send_signal(signal.SIGUSR1)
+    child.wait()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, close)
+time.sleep(60)
+"""
+CHILD = """
+import signal, sys, time
+out = sys.argv[1] if len(sys.argv) > 1 else OUT
+def note(what):
+    def handler(*_):
+        open(out, "w").write(what)
+        sys.exit(0)
+    return handler
+signal.signal(signal.SIGTERM, note("sigterm"))
+signal.signal(signal.SIGUSR1, note("graceful"))
+open(out + ".up", "w").write("up")
+time.sleep(60)
+"""
+
+
+def test_terminate_asks_the_leader_so_it_closes_its_children_itself(tmp_path: Path) -> None:
+    """A ``dask worker`` nanny closes its worker gracefully on SIGTERM; a SIGTERM sent to
+    the worker itself too would kill it mid-close (telemetry: ``lost``). Only the leader
+    is asked; the group is killed only if it outlives the grace."""
+    out = tmp_path / "child.out"
+    child = CHILD.replace("OUT", repr(str(out)))
+    ref = spawn([sys.executable, "-c", f"CHILD = {child!r}\n{LEADER}"],
+                log=tmp_path / "l.log", tags={})
+    deadline = time.monotonic() + 20
+    while not Path(f"{out}.up").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    terminate(ref, grace=10)
+    assert out.read_text() == "graceful"
+    assert list(_group_members(ref.pid)) == []
+
+
+def test_terminate_asks_the_orphans_of_a_leader_that_went(tmp_path: Path) -> None:
+    """A leader that dies on SIGTERM without passing it on (bwrap) leaves its group
+    behind: the rest is asked with SIGTERM too, not killed after the grace."""
+    out = tmp_path / "orphan.out"
+    child = CHILD.replace("OUT", repr(str(out)))
+    script = tmp_path / "child.py"
+    script.write_text(child)
+    ref = spawn(["sh", "-c", f"{sys.executable} {script} & wait"], log=tmp_path / "o.log",
+                tags={})
+    deadline = time.monotonic() + 20
+    while not Path(f"{out}.up").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    terminate(ref, grace=30)
+    assert out.read_text() == "sigterm"
+    assert list(_group_members(ref.pid)) == []
