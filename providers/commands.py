@@ -38,9 +38,12 @@ def scheduler_argv(
     if tls_args:
         argv += ["--protocol", "tls"]
     # The dashboard is plain HTTP without authentication: loopback unless a caller
-    # puts it behind something else (a cloud security group, a Kubernetes port).
-    argv += (["--dashboard-address", f"{dashboard_host}:{dashboard_port}"] if dashboard
-             else ["--no-dashboard"])
+    # puts it behind something else (a cloud security group, a Kubernetes port). Its
+    # address is given even with --no-dashboard: the scheduler's HTTP server (health,
+    # metrics) still starts, and would otherwise bind every interface on port 8787.
+    argv += ["--dashboard-address", f"{dashboard_host}:{dashboard_port}"]
+    if not dashboard:
+        argv.append("--no-dashboard")
     if scheduler_file is not None:
         argv += ["--scheduler-file", str(scheduler_file)]
     argv += list(tls_args)

@@ -75,6 +75,10 @@ class LocalProvider(Provider):
         self._unconfirmed: StartedScheduler | None = None
         self._asked: set[str] = set()  # processes already sent SIGTERM by prepare_delete
 
+    @staticmethod
+    def _dashboard(target: TargetSpec) -> bool:
+        return bool(getattr(target.config, "dashboard", True))
+
     @property
     def host(self) -> str:
         return str(getattr(self.target.config, "host", None) or HOST)
@@ -86,7 +90,9 @@ class LocalProvider(Provider):
                 address=SCHEDULER,
                 type=PROCESS,
                 attributes={"role": "scheduler", "host": self.host, "tls": target.tls,
-                            "idle_timeout": target.idle_timeout},
+                            "idle_timeout": target.idle_timeout,
+                            # Only when off: states applied before the key existed match.
+                            **({} if self._dashboard(target) else {"dashboard": False})},
             )
         ]
         for g in target.groups:
@@ -259,7 +265,7 @@ class LocalProvider(Provider):
         started, outputs = start_scheduler(
             host=self.host, workdir=workdir, tags=self._tags(resource, ctx),
             env=self._env(ctx), tls=self.target.tls, tls_args=self._tls_args(),
-            idle_timeout=self.target.idle_timeout,
+            idle_timeout=self.target.idle_timeout, dashboard=self._dashboard(self.target),
         )
         if self.target.tls:
             outputs.update(ensure_tls(workdir / "tls").outputs())
@@ -276,7 +282,7 @@ class LocalProvider(Provider):
     def _scheduler_outputs(self, ref: ProcessRef) -> dict[str, str]:
         log = self.workdir / "logs" / "scheduler.log"
         info = StartedScheduler(ref, self.workdir / "scheduler.json", log).confirm(timeout=60)
-        outputs = outputs_from_file(info)
+        outputs = outputs_from_file(info, dashboard=self._dashboard(self.target))
         if self.target.tls:
             outputs.update(ensure_tls(self.workdir / "tls").outputs())
         return outputs

@@ -92,12 +92,16 @@ def dashboard_url(host: str, port: object) -> str:
     return f"http://{url_host(host)}:{port}/status"
 
 
-def outputs_from_file(info: Mapping[str, Any]) -> dict[str, str]:
-    """scheduler_address (and dashboard_url) from a scheduler file's content."""
+def outputs_from_file(info: Mapping[str, Any], *, dashboard: bool = True) -> dict[str, str]:
+    """scheduler_address (and dashboard_url) from a scheduler file's content.
+
+    ``dashboard``: whether the scheduler serves one; its HTTP server (listed as the
+    "dashboard" service either way) answers health checks without it.
+    """
     address = str(info["address"])
     outputs = {SCHEDULER_ADDRESS: address}
     services: Any = info.get("services") or {}
-    if "dashboard" in services:  # on the scheduler host's loopback (scheduler_argv)
+    if dashboard and "dashboard" in services:  # on the scheduler host's loopback (scheduler_argv)
         outputs[DASHBOARD_URL] = dashboard_url(DASHBOARD_HOST, services["dashboard"])
     return outputs
 
@@ -147,7 +151,7 @@ def start_scheduler(
     sched_file = workdir / "scheduler.json"
     log = workdir / "logs" / "scheduler.log"
     port = free_port(host)
-    dash = free_port(DASHBOARD_HOST) if dashboard else 0
+    dash = free_port(DASHBOARD_HOST)  # the HTTP server (health) listens without it too
     sched_file.unlink(missing_ok=True)
     ref = spawn(
         scheduler_argv(

@@ -114,3 +114,38 @@ def test_validate_accepts_tls_or_the_explicit_opt_out(project: Project, extra: s
         """)
     res = project.run("validate")
     assert res.returncode == 0, res.stderr
+
+
+def test_scheduler_dashboard_off_when_asked(project: Project) -> None:
+    """`dashboard: false`: no dashboard_url, no bokeh in the scheduler; its HTTP server
+    still answers health checks, on loopback."""
+    from urllib.error import HTTPError
+    from urllib.request import urlopen
+
+    from distributed import Client
+
+    project.write("""
+        targets:
+          local: {provider: local, max_workers: 1, processes: true, dashboard: false}
+        """)
+    assert "dashboard_url" not in project.run("plan", check=True).stdout
+    project.run("apply", "--auto-approve", check=True)
+    try:
+        outputs = project.state()["outputs"]
+        assert "dashboard_url" not in outputs
+        assert "dashboard_url" not in project.run("output", check=True).stdout
+        with Client(outputs["scheduler_address"], timeout=10) as c:
+            port = c.scheduler_info()["services"]["dashboard"]
+            assert c.run_on_scheduler(lambda: "bokeh" in __import__("sys").modules) is False
+
+        def status(path: str) -> int:
+            try:
+                with urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+                    return int(resp.status)
+            except HTTPError as exc:
+                return exc.code
+
+        assert status("/health") == 200 and status("/status") == 404
+        assert all(ipaddress.ip_address(ip).is_loopback for _, ip, _ in listeners(project.root))
+    finally:
+        project.run("destroy", "--auto-approve", check=True)
