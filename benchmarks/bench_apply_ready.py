@@ -3,7 +3,10 @@
 
 Raw Dask: ``LocalCluster(n_workers=4, threads_per_worker=1, processes=True)`` +
 ``wait_for_workers(4)``, timed inside a fresh interpreter after ``import distributed``
-(as the issue defines it), then ``close()`` timed the same way. scalable: the whole
+(as the issue defines it), then ``close()`` timed the same way. Two pairings, like for
+like: with the scheduler's dashboard (LocalCluster's default, on a free loopback port;
+scalable's default) and without (``dashboard_address=None``; ``dashboard: false``).
+``BENCH_DASHBOARD=on`` or ``off`` runs one of them. scalable: the whole
 ``scalable apply --auto-approve`` process (interpreter start, plan, state writes,
 detached processes, wait until every worker has registered) and ``scalable destroy``.
 Both use one process per worker with a nanny. The two sides alternate (order rotated
@@ -34,7 +37,7 @@ import distributed
 from distributed import Client, LocalCluster
 t0 = time.perf_counter()
 cluster = LocalCluster(n_workers=4, threads_per_worker=1, processes=True,
-                       dashboard_address=None)
+                       dashboard_address=os.environ["RAW_DASHBOARD"] or None)
 client = Client(cluster)
 client.wait_for_workers(4)
 up = time.perf_counter() - t0
@@ -48,8 +51,9 @@ print(json.dumps({"up": up, "down": down, "rss": rss}))
 """
 
 
-def raw_dask() -> dict[str, float]:
-    out = subprocess.run([PY, "-c", RAW], capture_output=True, text=True, check=True)
+def raw_dask(dashboard: bool) -> dict[str, float]:
+    env = {**os.environ, "RAW_DASHBOARD": "127.0.0.1:0" if dashboard else ""}
+    out = subprocess.run([PY, "-c", RAW], capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -75,21 +79,23 @@ def ours(root: Path) -> dict[str, float]:
     return {"up": up, "down": time.perf_counter() - t1, "rss": rss}
 
 
-def main() -> None:
-    root = project("""
+def trials(dashboard: bool) -> None:
+    root = project(f"""
         targets:
-          local: {provider: local, max_workers: 4, threads_per_worker: 1, processes: true}
+          local: {{provider: local, max_workers: 4, threads_per_worker: 1, processes: true,
+                  dashboard: {str(dashboard).lower()}}}
         """)
-    raw_dask()  # warm the file cache for both sides
+    raw_dask(dashboard)  # warm the file cache for both sides
     before = load()
     pairs = []
     for i in range(N):
         if i % 2:
-            m, r = ours(root), raw_dask()
+            m, r = ours(root), raw_dask(dashboard)
         else:
-            r, m = raw_dask(), ours(root)
+            r, m = raw_dask(dashboard), ours(root)
         pairs.append((r, m))
-    print(f"load average (1 min) before {before}, after {load()}; {N} interleaved trials")
+    print(f"\nscheduler dashboard {'on' if dashboard else 'off'} on both sides: load average "
+          f"(1 min) before {before}, after {load()}; {N} interleaved trials")
     for key, label in (("up", "apply -> 4/4 ready"), ("down", "destroy 4 workers")):
         r = sorted(p[0][key] for p in pairs)[N // 2]
         m = sorted(p[1][key] for p in pairs)[N // 2]
@@ -104,6 +110,13 @@ def main() -> None:
         f"{'total RSS':20s} LocalCluster median {r:5.0f} MiB scalable median {m:5.0f} MiB "
         f"ratio {spread([p[1]['rss'] / p[0]['rss'] for p in pairs])}"
     )
+
+
+def main() -> None:
+    which = os.environ.get("BENCH_DASHBOARD", "both")
+    for dashboard in (True, False):
+        if which in ("both", "on" if dashboard else "off"):
+            trials(dashboard)
     print("aims: apply ratio <= 1.5x, destroy ratio <= 1.5x")
 
 
