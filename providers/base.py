@@ -210,12 +210,17 @@ class Provider(ABC):
     def update(self, record: ResourceRecord, resource: ResourceSpec) -> Created:
         raise ProviderError(f"{self.name} cannot update {record.address} in place")
 
-    def prepare_delete(self, records: Sequence[ResourceRecord]) -> None:  # noqa: B027
+    def prepare_delete(  # noqa: B027
+        self, records: Sequence[ResourceRecord], *,
+        scheduler: ResourceRecord | None = None,
+    ) -> None:
         """Called once before ``delete`` of each of ``records`` (scheduler excluded).
 
         A provider may start on all of them at once here, in the order its backend
         prefers (Slurm cancels pending jobs before running ones); ``delete`` still
-        follows for each and must succeed on what is already gone.
+        follows for each and must succeed on what is already gone. ``scheduler``: the
+        scheduler's record when this run deletes it too (after ``records``); a provider
+        whose scheduler closes its remaining workers gracefully may stop it now as well.
         """
 
     @abstractmethod

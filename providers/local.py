@@ -21,6 +21,7 @@ from typing import Any
 
 from scalable import addrs
 from scalable.addrs import SCHEDULER
+from scalable.events import TELEMETRY_MODE_ENV
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.pricing.estimator import Price, apply_overrides
 from scalable.providers import containers
@@ -315,9 +316,19 @@ class LocalProvider(Provider):
                         cwd=self.workdir)
         return Created(id=ref.id, meta={**ref.meta(), "log": str(log)})
 
-    def prepare_delete(self, records: Sequence[ResourceRecord]) -> None:
-        """SIGTERM every worker process at once; ``delete`` then waits for each."""
-        for rec in records:
+    def prepare_delete(self, records: Sequence[ResourceRecord], *,
+                       scheduler: ResourceRecord | None = None) -> None:
+        """SIGTERM every worker process at once (and the scheduler, when it goes too);
+        ``delete`` then waits for each.
+
+        The scheduler's close loses nothing said by a worker: it closes the workers still
+        attached (Dask sends each "close"), and its telemetry plugin records those as
+        retired at its own close; a worker that closes first is heard as usual.
+        """
+        if scheduler is not None and self._env(None).get(TELEMETRY_MODE_ENV, "").strip(
+        ).lower() == "memory":
+            scheduler = None  # its records are pulled as it is deleted: it goes last
+        for rec in [*records, *([scheduler] if scheduler is not None else [])]:
             ref = recorded_ref(rec.meta, rec.id)
             if ref is not None:
                 ask_to_stop(ref)

@@ -293,7 +293,8 @@ class Engine:
                                  and s.change.record and s.address != SCHEDULER])
         if going:
             try:
-                self.provider.prepare_delete(going)
+                self.provider.prepare_delete(going, scheduler=next(
+                    (s.change.record for s in deletes if s.address == SCHEDULER), None))
             except ProviderError as exc:  # each delete below still tries, and reports
                 self.hooks.progress(f"batch delete failed ({exc}); deleting one by one")
         # What failed, per op: a failed delete holds deletes, a failed create creates.

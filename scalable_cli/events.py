@@ -15,6 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
+# Where the scheduler's telemetry plugin keeps records: db | memory (pulled by the CLI,
+# so a scheduler in memory mode must outlive its workers' removal) | off.
+TELEMETRY_MODE_ENV: Final = "SCALABLE_TELEMETRY"
+
 # -- kinds ---------------------------------------------------------------------------------
 WORKER_ADDED: Final = "worker_added"
 WORKER_REMOVED: Final = "worker_removed"

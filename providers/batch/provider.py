@@ -688,7 +688,8 @@ class BatchProvider(Provider):
         return []
 
     # -- deletes ------------------------------------------------------------------------
-    def prepare_delete(self, records: Sequence[ResourceRecord]) -> None:
+    def prepare_delete(self, records: Sequence[ResourceRecord], *,
+                       scheduler: ResourceRecord | None = None) -> None:
         """Cancel pending jobs first (so none starts as others leave), then running ones."""
         recs = [r for r in records if r.type == self.job_type]
         if not recs:

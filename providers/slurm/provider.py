@@ -984,7 +984,8 @@ class SlurmProvider(BatchProvider):
         return None
 
     # -- deletes ------------------------------------------------------------------------
-    def prepare_delete(self, records: Sequence[ResourceRecord]) -> None:
+    def prepare_delete(self, records: Sequence[ResourceRecord], *,
+                       scheduler: ResourceRecord | None = None) -> None:
         """Cancel pending jobs first (so none starts as others leave), then running ones."""
         recs = [r for r in records if r.type == JOB]
         if not recs:

@@ -136,8 +136,9 @@ class WithController(Provider):
                 out.append(next(results))
         return out
 
-    def prepare_delete(self, records: Sequence[ResourceRecord]) -> None:
-        self.inner.prepare_delete([r for r in records if r.type != TYPE])
+    def prepare_delete(self, records: Sequence[ResourceRecord], *,
+                       scheduler: ResourceRecord | None = None) -> None:
+        self.inner.prepare_delete([r for r in records if r.type != TYPE], scheduler=scheduler)
 
     def update(self, record: ResourceRecord, resource: ResourceSpec) -> Created:
         return self.inner.update(record, resource)

@@ -35,7 +35,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 from scalable.events import CACHE_CALLS as CACHE_EVENT
-from scalable.events import WORKER_REMOVED, WorkerAdded, WorkerPreempted
+from scalable.events import TELEMETRY_MODE_ENV, WORKER_REMOVED, WorkerAdded, WorkerPreempted
 from scalable.preemption import PREEMPTION_TOPIC
 from scalable.telemetry.store import (
     DB_NAME,
@@ -60,6 +60,10 @@ HEARTBEAT = 30.0
 
 TaskTuple = tuple[str, str, "str | None", "str | None", "float | None", "float | None", str]
 EventTuple = tuple[float, str, "str | None", dict[str, Any]]
+
+
+# Dask's reason for the workers a closing scheduler closes.
+SCHEDULER_CLOSE = "scheduler-close"
 
 
 def removal_reason(stimulus_id: str, expected: bool | None, closing: str | None) -> str | None:
@@ -104,7 +108,7 @@ class TelemetryConfig:
         e = dict(os.environ if env is None else env)
         state_dir = e.get("SCALABLE_STATE_DIR") or ""
         db_path = Path(state_dir).parent / DB_NAME if state_dir else None
-        mode = (e.get("SCALABLE_TELEMETRY") or "").strip().lower()
+        mode = (e.get(TELEMETRY_MODE_ENV) or "").strip().lower()
         if mode not in ("db", "memory", "off"):
             writable = bool(state_dir) and os.path.isdir(state_dir) and os.access(
                 Path(state_dir).parent, os.W_OK)
@@ -196,6 +200,7 @@ class TelemetryPlugin(SchedulerPlugin):
         self.ended_at = time.time()
         for addr in list(self._pending):
             self._finish_removal(addr, None)
+        self._scheduler_closes_the_rest()
         self._flush()
         if self.db is not None:
             if self._writing is not None:
@@ -328,6 +333,20 @@ class TelemetryPlugin(SchedulerPlugin):
         data["closing_reason"] = closing
         data["reason"] = reason
         self._events.append((now, WORKER_REMOVED, data["name"], data))
+
+    def _scheduler_closes_the_rest(self) -> None:
+        """Record the workers still attached as retired: ``Scheduler.close`` closes them
+        (it sends each "close") after its plugins have closed, so no removal is heard."""
+        workers = getattr(self.scheduler, "workers", None) or {}
+        now = time.time()
+        for addr, ws in list(workers.items()):
+            name = self._names.get(addr, str(getattr(ws, "name", addr)))
+            data = {"address": addr, "name": name, "stimulus_id": SCHEDULER_CLOSE,
+                    "expected": True,
+                    "processing_tasks": len(getattr(ws, "processing", ()) or ()),
+                    "lost_results": 0, "closing_reason": SCHEDULER_CLOSE,
+                    "reason": removal_reason("", True, SCHEDULER_CLOSE)}
+            self._events.append((now, WORKER_REMOVED, name, data))
 
     def _finish_removal(self, worker: str, closing: str | None) -> None:
         _, ts, data = self._pending.pop(worker)

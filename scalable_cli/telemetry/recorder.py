@@ -27,6 +27,7 @@ from scalable.events import (
     PRICING,
     RESOURCE_DELETED,
     RESOURCE_DELETING,
+    TELEMETRY_MODE_ENV,
     Payload,
 )
 from scalable.hooks import Hook
@@ -46,7 +47,7 @@ EventTuple = tuple[float, str, "str | None", dict[str, Any]]
 
 
 def telemetry_enabled() -> bool:
-    return os.environ.get("SCALABLE_TELEMETRY", "").strip().lower() != "off"
+    return os.environ.get(TELEMETRY_MODE_ENV, "").strip().lower() != "off"
 
 
 # -- pulling from a scheduler -----------------------------------------------------------

@@ -403,3 +403,27 @@ def test_run_of_a_scheduler_killed_ends_where_it_was_last_seen(project: Project)
     assert [e.data["address"] for e in db.events(new.id, ["resource_created"])][0] == "scheduler"
     project.run("destroy", "--auto-approve", check=True)
     assert db.run(new.id).ended_at is not None  # type: ignore[union-attr]
+
+
+def test_a_closing_scheduler_records_the_workers_it_closes_as_retired(project: Project) -> None:
+    """SIGTERM to the scheduler alone (as its idle leak guard, or destroy, closes it): Dask
+    closes the workers still attached after the plugins have closed, so the plugin
+    records them itself, as retired, at its close."""
+    project.write(manifest(2))
+    project.run("apply", "--auto-approve", check=True)
+    db = db_of(project)
+    run = db.open_run("local")
+    assert run is not None
+    sched = next(r for r in project.state()["resources"] if r["address"] == "scheduler")
+    os.kill(sched["meta"]["pid"], signal.SIGTERM)  # the leader only: a graceful close
+    deadline = time.monotonic() + 30
+    while our_processes(project.root):  # the workers, closed by the scheduler, go too
+        assert time.monotonic() < deadline, our_processes(project.root)
+        time.sleep(0.1)
+    removed = db.events(run.id, ["worker_removed"])
+    assert sorted(e.worker for e in removed) == ["workers.default[0]", "workers.default[1]"]
+    assert {(e.data["reason"], e.data["closing_reason"]) for e in removed} == {
+        ("retired", "scheduler-close")}
+    assert db.run(run.id).ended_at is not None  # type: ignore[union-attr]
+    project.run("destroy", "--auto-approve", check=True)
+    assert project.state()["resources"] == []
