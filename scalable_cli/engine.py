@@ -32,6 +32,9 @@ from scalable.events import (
     StepStarted,
     WorkersWaiting,
 )
+from scalable.events import (
+    ObjectivePlan as ObjectivePlanEvent,
+)
 from scalable.hooks import Hook
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.diff import make_plan
@@ -92,6 +95,7 @@ class Engine:
         # Once applied, an adaptive group's objective count is only its starting count:
         # the controller moves it (within the objective's bounds) and plans follow state.
         self.objective_applied = False
+        self.saved_objective: ObjectivePlanEvent | None = None  # apply FILE (pin_saved)
         self.objective_asked_at: float | None = None
         # Set when the budget ran out (on_budget: stop): every later plan has no workers.
         self.workers_stopped = False
@@ -145,7 +149,7 @@ class Engine:
         state = self.store.read()
         target = self.counted_target(state, scale, destroy=destroy)
         horizon = self.objective.horizon_hours if self.objective is not None else None
-        return make_plan(
+        plan = make_plan(
             self.provider,
             state,
             self.target.manifest_digest,
@@ -157,6 +161,17 @@ class Engine:
             targets=targets,
             refresh_only=refresh_only,
         )
+        if self.objective is not None and not destroy:
+            plan.objective = self.objective.event().to_data()
+        return plan
+
+    def pin_saved(self, plan: Plan) -> None:
+        """``apply FILE``: the objective the saved plan was made for is the run's (its
+        counts are in the plan already; the event tells a detached controller its
+        budget and bounds)."""
+        if plan.objective is not None and not plan.destroy:
+            self.saved_objective = ObjectivePlanEvent.from_data(plan.objective)
+            self.objective_applied = False
 
     def plan_objectives(
         self, objectives: Any, *, tasks: int | None = None, tag: str | None = None,
@@ -235,10 +250,13 @@ class Engine:
         self._event(StepStarted(plan.destroy, len(plan.actionable), plan=plan))
         # The objective's prediction, once per objective (not again for each resize).
         goal = self.objective
-        pin_objective = goal is not None and not plan.destroy and not self.objective_applied
-        if goal is not None and pin_objective:
+        pinned = None
+        if not plan.destroy and not self.objective_applied:
+            pinned = goal.event() if goal is not None else self.saved_objective
+        pin_objective = pinned is not None
+        if pinned is not None:
             self.objective_asked_at = time.time()  # the deadline's clock starts here
-            self._event(goal.event())
+            self._event(pinned)
         if not state.resources:
             state.owner = self.owner  # whoever brings capacity up owns it
         for rec in plan.adopted:
@@ -255,11 +273,10 @@ class Engine:
                     state.outputs.clear()
         elif not plan.destroy:
             state.manifest_digest = plan.manifest_digest
-            if (goal is not None and pin_objective
-                    and self.base_target.group(goal.group).adaptive is not None):
+            if pinned is not None and self.base_target.group(pinned.group).adaptive is not None:
                 # The objective's count starts the adaptive group (so a later plain plan
                 # does not undo it); from here the controller moves it.
-                state.scale[goal.group] = goal.chosen.workers
+                state.scale[pinned.group] = pinned.workers
             if pin_objective:
                 self.objective_applied = True
         self._save(state)

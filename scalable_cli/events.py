@@ -218,6 +218,11 @@ class ObjectivePlan:
             "on_budget": self.on_budget,
         }
 
+    @classmethod
+    def from_data(cls, d: dict[str, Any]) -> ObjectivePlan:
+        names = {f for f in cls.__dataclass_fields__ if f != "kind"}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
 
 @dataclass(frozen=True)
 class StepStarted:

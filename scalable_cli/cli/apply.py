@@ -302,6 +302,7 @@ def _apply(
     with engine.locked("apply", lock_seconds(lock_timeout)):
         if saved is not None:
             check_fresh(saved, ws.store.read(), ws.spec.manifest_digest, ws.spec.name)
+            engine.pin_saved(saved)
             p = saved
         else:
             if not refresh_only:

@@ -211,6 +211,9 @@ class Plan:
     # Each worker group: name, tags, workers, maximum, container (runtime, image, binds,
     # env names, options; None: plain processes).
     groups: list[dict[str, Any]] = field(default_factory=list)
+    # The objective the counts were chosen for (an ``objective_plan`` event's data), kept
+    # in saved plans so ``apply FILE`` pins it (and its budget) as ``apply`` would.
+    objective: dict[str, Any] | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -253,6 +256,9 @@ class Plan:
             "refreshed": [asdict(r) for r in self.refreshed],
             "forget": self.forget,
             "groups": self.groups,
+            # Saved plans only (detail): `plan --json` shows the objective's table instead.
+            **({"objective": self.objective}
+               if detail and self.objective is not None else {}),
         }
 
     @classmethod
@@ -275,4 +281,5 @@ class Plan:
             refreshed=[ResourceRecord.from_dict(r) for r in d.get("refreshed", [])],
             forget=list(d.get("forget", [])),
             groups=list(d.get("groups", [])),
+            objective=d.get("objective") if isinstance(d.get("objective"), dict) else None,
         )

@@ -142,3 +142,29 @@ def test_on_budget_destroy_leaves_nothing(project: Project) -> None:
           f"${exhausted['data']['spent_usd']:.2f}; final bill ${doc['spent_usd']:.2f}")
     r = project.run("plan")
     assert r.returncode == 0 and "to add" in r.stdout  # a later apply starts afresh
+
+
+def test_a_saved_plan_carries_its_budget_to_the_controller(project: Project) -> None:
+    """`plan --budget-usd X -o FILE` then `apply FILE` guards the budget as `apply
+    --budget-usd X` does: the saved plan keeps the objective it was made for."""
+    _manifest(project)
+    plan_file = project.root / "budget.plan"
+    r = project.run("plan", "--budget-usd", str(BUDGET), "-o", str(plan_file), check=True)
+    assert "budget $150.00" in r.stdout
+    saved = json.loads(plan_file.read_text())
+    assert saved["objective"]["budget_usd"] == BUDGET
+    assert saved["objective"]["on_budget"] == "stop"
+    # `plan --json` is unchanged: the objective rides in saved plans only.
+    assert "objective" not in json.loads(
+        project.run("plan", "--json", "--budget-usd", str(BUDGET), check=True).stdout)
+    project.run("apply", str(plan_file), check=True)
+    assert "controller" in [x["address"] for x in project.state()["resources"]]
+    message = _run_until_cancelled(project)
+    assert MARKER in message and "budget=150" in message
+    doc = _report(project)
+    assert doc["budget_usd"] == BUDGET
+    exhausted = doc["budget_actions"][-1]["data"]
+    assert BUDGET - 3 * 1.0 <= exhausted["spent_usd"] <= BUDGET, exhausted
+    # The controller may still hold the lock while it stops the workers.
+    project.run("destroy", "--auto-approve", "--lock-timeout", "120s", check=True)
+    assert our_processes(project.root) == []
