@@ -227,6 +227,12 @@ class Provider(ABC):
     def delete(self, record: ResourceRecord) -> None:
         """Delete one resource; deleting what is already gone succeeds."""
 
+    def roster_file(self) -> Path | None:
+        """A file on this machine where the scheduler lists its workers as they register
+        (``scalable.roster``), read by ``apply`` instead of connecting a Client; None:
+        ask the scheduler."""
+        return None
+
     def join_material(self) -> list[Path]:
         """Files this machine must hold to add capacity to a scheduler that already runs.
 

@@ -267,6 +267,7 @@ class LocalProvider(Provider):
             host=self.host, workdir=workdir, tags=self._tags(resource, ctx),
             env=self._env(ctx), tls=self.target.tls, tls_args=self._tls_args(),
             idle_timeout=self.target.idle_timeout, dashboard=self._dashboard(self.target),
+            roster=self.roster_file(),
         )
         if self.target.tls:
             outputs.update(ensure_tls(workdir / "tls").outputs())
@@ -287,6 +288,9 @@ class LocalProvider(Provider):
         if self.target.tls:
             outputs.update(ensure_tls(self.workdir / "tls").outputs())
         return outputs
+
+    def roster_file(self) -> Path:
+        return self.workdir / "roster.json"
 
     def recover_outputs(self, record: ResourceRecord) -> dict[str, str]:
         ref = ProcessRef.from_meta(record.meta)

@@ -25,6 +25,8 @@ from scalable.outputs import DASHBOARD_URL, SCHEDULER_ADDRESS
 from scalable.providers.base import ProviderError
 from scalable.providers.commands import TELEMETRY_PRELOAD, read_scheduler_file, scheduler_argv
 from scalable.providers.processes import ProcessRef, spawn, terminate
+from scalable.roster import PRELOAD as ROSTER_PRELOAD
+from scalable.roster import ROSTER_ENV
 
 # The dashboard is plain HTTP with no login: it listens on the scheduler host's loopback
 # only, whatever the scheduler binds; users reach it through an SSH tunnel.
@@ -141,18 +143,24 @@ def start_scheduler(
     tls_args: Sequence[str] = (),
     dashboard: bool = True,
     idle_timeout: float | None = None,
+    roster: Path | None = None,
 ) -> tuple[StartedScheduler, dict[str, str]]:
     """Spawn a scheduler on ports chosen now; return it and its outputs (known already).
 
     The dashboard (plain HTTP, no login) listens on loopback whatever ``host`` is: users
     of a scheduler on a login node reach it through an SSH tunnel. ``idle_timeout`` is
-    the leak guard: the scheduler exits after that long without work.
+    the leak guard: the scheduler exits after that long without work. ``roster``: a
+    file the scheduler keeps listing its workers in (:mod:`scalable.roster`).
     """
     sched_file = workdir / "scheduler.json"
     log = workdir / "logs" / "scheduler.log"
     port = free_port(host)
     dash = free_port(DASHBOARD_HOST)  # the HTTP server (health) listens without it too
     sched_file.unlink(missing_ok=True)
+    extra_env: dict[str, str] = {}
+    if roster is not None:
+        roster.unlink(missing_ok=True)  # a dead scheduler's list must not be read as this one's
+        extra_env[ROSTER_ENV] = str(roster)
     ref = spawn(
         scheduler_argv(
             host=host,
@@ -161,14 +169,14 @@ def start_scheduler(
             dashboard_port=dash,
             scheduler_file=sched_file,
             dashboard_host=DASHBOARD_HOST,
-            preload=preload(),
+            preload=[*preload(), *([ROSTER_PRELOAD] if roster is not None else [])],
             tls_args=tls_args,
             idle_timeout=idle_timeout,
         ),
         log=log,
         tags=tags,
         # The scheduler must not inherit a parent's scheduler address by accident.
-        env={**env, "DASK_SCHEDULER_ADDRESS": ""},
+        env={**env, **extra_env, "DASK_SCHEDULER_ADDRESS": ""},
         cwd=workdir,
     )
     address = f"{'tls' if tls else 'tcp'}://{url_host(host)}:{port}"

@@ -43,6 +43,7 @@ from scalable.planning.steps import Blocked, Step, hold, step_graph
 from scalable.private_files import private_dir
 from scalable.providers.base import CreateContext, Created, Provider, ProviderError, ResourceSpec
 from scalable.providers.retire import retire_workers
+from scalable.roster import ClientRoster, FileRoster, Roster
 from scalable.scaling.objectives import plan_objectives
 from scalable.spec import TargetSpec
 from scalable.state.lock import LockInfo
@@ -519,16 +520,24 @@ class Engine:
         retire_workers(addr, self.provider.client_security(state.outputs), names,
                        progress=self.hooks.progress)
 
-    def _check_versions(self, client: Any, result: ApplyResult) -> None:
+    def _check_versions(self, roster: Roster, result: ApplyResult) -> None:
         """Once the workers are in: do they run the client's Python, dask, distributed,
         cloudpickle (and msgpack)? A fatal difference is kept for the caller to raise;
         a harmless one is a warning."""
-        from scalable.versions import VersionMismatch, check
+        from scalable.versions import VersionMismatch, check_versions
 
         try:
-            check(client, self.hooks)
+            versions, names = roster.versions()
+            check_versions(versions, names, self.hooks)
         except VersionMismatch as exc:
             result.version_error = exc
+
+    def _roster(self, outputs: dict[str, str]) -> Roster:
+        """Where registrations are read: the provider's roster file when its scheduler
+        writes one (no distributed import here), else a Client."""
+        path = self.provider.roster_file()
+        found = FileRoster.wait_for(path, timeout=2.0) if path is not None else None
+        return found if found is not None else ClientRoster(self.connect(outputs, timeout=30.0))
 
     def wait_ready(
         self, outputs: dict[str, str], hosts: list[ResourceRecord], result: ApplyResult
@@ -541,7 +550,7 @@ class Engine:
         want = {n for r in hosts for n in r.worker_names}
         deadline = time.monotonic() + self.ready_timeout
         try:
-            client = self.connect(outputs, timeout=30.0)
+            roster = self._roster(outputs)
         except Exception as exc:
             result.errors.append(f"cannot reach the scheduler at "
                                  f"{outputs['scheduler_address']}: {exc}")
@@ -550,14 +559,13 @@ class Engine:
         next_check = time.monotonic() + 1.0
         try:
             while True:
-                info = client.scheduler_info(n_workers=-1)["workers"]
-                ready = want & {str(w.get("name")) for w in info.values()}
+                ready = want & roster.names()
                 if len(ready) != seen:
                     seen = len(ready)
                     self.hooks.progress(f"workers {seen}/{len(want)} ready")
                     self._event(WorkersWaiting(seen, len(want)))
                 if ready == want:
-                    self._check_versions(client, result)
+                    self._check_versions(roster, result)
                     return seen
                 if time.monotonic() > next_check:
                     next_check = time.monotonic() + 1.0
@@ -571,7 +579,7 @@ class Engine:
                             self._event(ResourceFailed(addr, rec.type, "create",
                                                        f"did not come up: {obs.reason}"))
                     if ready == want:
-                        self._check_versions(client, result)
+                        self._check_versions(roster, result)
                         return seen
                 if time.monotonic() > deadline:
                     missing = sorted(want - ready)
@@ -582,7 +590,7 @@ class Engine:
                     return seen
                 time.sleep(0.1)
         finally:
-            client.close()
+            roster.close()
 
 
 # What a create's meta says about a fallback taken (EC2 instance_types / subnets, GKE

@@ -102,9 +102,16 @@ def compare(versions: Mapping[str, Any], names: Mapping[str, str] | None = None)
 def check(client: Any, hook: Any = None) -> Report:
     """Compare ``client``'s versions with its scheduler's and workers'; raise
     :class:`VersionMismatch` on a fatal difference, warn through ``hook`` otherwise."""
-    versions = client.get_versions()
-    info = client.scheduler_info(n_workers=-1).get("workers", {})
-    names = {addr: str(w.get("name", addr)) for addr, w in info.items()}
+    from scalable.roster import ClientRoster
+
+    versions, names = ClientRoster(client).versions()
+    return check_versions(versions, names, hook)
+
+
+def check_versions(versions: Mapping[str, Any], names: Mapping[str, str],
+                   hook: Any = None) -> Report:
+    """:func:`check` on versions already gathered (``versions`` as
+    ``Client.get_versions()`` returns them; ``names``: worker address → name)."""
     report = compare(versions, names)
     if report.errors:
         raise VersionMismatch(
