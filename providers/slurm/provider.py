@@ -913,7 +913,7 @@ class SlurmProvider(BatchProvider):
             tags={TAG_LINEAGE: ctx.lineage, TAG_ADDRESS: resource.address,
                   TAG_KEY: ctx.idempotency_key},
             env=self._job_env(), tls=self.target.tls, tls_args=self._tls_args(create=True),
-            idle_timeout=self.target.idle_timeout,
+            idle_timeout=self.target.idle_timeout, roster=self._roster_path(),
         )
         outputs.update(more)
         if any(r.type == JOB for r in self.desired(ctx.spec)):
@@ -922,6 +922,16 @@ class SlurmProvider(BatchProvider):
             started.confirm()
         ref = started.ref
         return Created(id=ref.id, meta=self._sched_meta(ref, log, outputs), outputs=outputs)
+
+    def _roster_path(self) -> Path:
+        return self.workdir / "roster.json"
+
+    def roster_file(self) -> Path | None:
+        # A scheduler process started by apply writes it (on the login node, or on
+        # another behind the same alias: the work directory is shared); a scheduler job
+        # does not.
+        sched = next((r for r in self.desired() if r.is_scheduler), None)
+        return self._roster_path() if sched is not None and sched.type == PROCESS else None
 
     @staticmethod
     def _sched_meta(ref: ProcessRef, log: Path, outputs: dict[str, str]) -> dict[str, Any]:
