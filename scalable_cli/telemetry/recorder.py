@@ -207,10 +207,16 @@ class RunRecorder(Hook):
         self._pending.append((now, kind, None, data))
         is_scheduler = data.get("address") == SCHEDULER
         if kind == RESOURCE_DELETING and is_scheduler:
-            # Last chance to copy a remote scheduler's records before it goes.
-            run = self._resolve(ask=True)
-            if run is not None and run.source == "pulled" and run.scheduler_address:
-                pull(self.db, run.scheduler_address, self._security())
+            # Last chance to copy a remote scheduler's records before it goes. A run its
+            # plugin writes here needs none, and may have ended already (the scheduler is
+            # asked to stop with the workers): asking it again would wait on a Client's
+            # connect timeout.
+            rid = self.run_id or self.last_run_id
+            known = self.db.run(rid) if rid is not None else None
+            if known is None or known.source == "pulled":
+                run = self._resolve(ask=True)
+                if run is not None and run.source == "pulled" and run.scheduler_address:
+                    pull(self.db, run.scheduler_address, self._security())
             self._flush()
         elif kind == RESOURCE_DELETED and is_scheduler:
             run = self._resolve(ask=False)

@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 from scalable.addrs import group_of
 from scalable.cli import main
-from scalable.events import RESOURCE_CREATED, ResourceStep, StepStarted
+from scalable.events import (
+    RESOURCE_CREATED,
+    RESOURCE_DELETED,
+    RESOURCE_DELETING,
+    ResourceStep,
+    StepStarted,
+)
 from scalable.hooks import Hooks
 from scalable.state.model import StateFile
 from scalable.telemetry.plugin import TelemetryConfig, TelemetryPlugin, removal_reason
@@ -325,6 +331,34 @@ def test_recorder_never_raises(tmp_path: Path, caplog: pytest.LogCaptureFixture)
     (tmp_path / ".scalable" / "telemetry.db").write_text("not a database" * 100)
     rec.event(ResourceStep(RESOURCE_CREATED, "workers.default[0]", "t"))  # logs, never raises
     assert "could not record" in caplog.text
+
+
+def test_scheduler_delete_asks_nothing_of_a_run_its_plugin_ended(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A destroy that stops the scheduler with its workers finds the run already ended
+    by the plugin: no pull (a Client to a closed scheduler waits out its timeout)."""
+    (tmp_path / "scalable.yaml").write_text(
+        "project: {name: p}\ntargets:\n  local: {provider: local, max_workers: 1}\n")
+    ws = Workspace.open(tmp_path / "scalable.yaml", "local")
+    addr = "tcp://127.0.0.1:1"
+    ws.store.write(StateFile(target="local", provider="local",
+                             outputs={"scheduler_address": addr}))
+    db = TelemetryDB.for_root(tmp_path)
+    run = db.start_run(project="p", target="local", provider="local",
+                       scheduler_address=addr, source="plugin")
+    pulls: list[str] = []
+    monkeypatch.setattr("scalable.telemetry.recorder.pull",
+                        lambda db, address, security=None, **kw: pulls.append(address))
+    rec = RunRecorder(ws)
+    rec.event(StepStarted(destroy=True, changes=2))
+    db.end_run(run.id, 1.0)  # the plugin, as its scheduler closed
+    rec.event(ResourceStep(RESOURCE_DELETING, "workers.default[0]", "t"))
+    rec.event(ResourceStep(RESOURCE_DELETING, "scheduler", "t"))
+    assert pulls == []
+    rec.event(ResourceStep(RESOURCE_DELETED, "scheduler", "t"))
+    # The steps still land in the run the plugin ended.
+    assert len(db.events(run.id, ["resource_deleting"])) == 2
+    assert pulls == []
 
 
 def test_report_cli_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
