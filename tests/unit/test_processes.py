@@ -102,6 +102,14 @@ time.sleep(60)
 """
 
 
+def _wait_up(out: Path) -> None:
+    """Until the child has installed its SIGTERM handler (it writes ``<out>.up``)."""
+    deadline = time.monotonic() + 20
+    while not Path(f"{out}.up").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
 def test_terminate_asks_the_leader_so_it_closes_its_children_itself(tmp_path: Path) -> None:
     """A ``dask worker`` nanny closes its worker gracefully on SIGTERM; a SIGTERM sent to
     the worker itself too would kill it mid-close (telemetry: ``lost``). Only the leader
@@ -110,10 +118,7 @@ def test_terminate_asks_the_leader_so_it_closes_its_children_itself(tmp_path: Pa
     child = CHILD.replace("OUT", repr(str(out)))
     ref = spawn([sys.executable, "-c", f"CHILD = {child!r}\n{LEADER}"],
                 log=tmp_path / "l.log", tags={})
-    deadline = time.monotonic() + 20
-    while not Path(f"{out}.up").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    _wait_up(out)
     terminate(ref, grace=10)
     assert out.read_text() == "graceful"
     assert list(_group_members(ref.pid)) == []
@@ -128,10 +133,7 @@ def test_terminate_asks_the_orphans_of_a_leader_that_went(tmp_path: Path) -> Non
     script.write_text(child)
     ref = spawn(["sh", "-c", f"{sys.executable} {script} & wait"], log=tmp_path / "o.log",
                 tags={})
-    deadline = time.monotonic() + 20
-    while not Path(f"{out}.up").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    _wait_up(out)
     terminate(ref, grace=30)
     assert out.read_text() == "sigterm"
     assert list(_group_members(ref.pid)) == []
