@@ -32,9 +32,7 @@ from scalable.events import (
     StepStarted,
     WorkersWaiting,
 )
-from scalable.events import (
-    ObjectivePlan as ObjectivePlanEvent,
-)
+from scalable.events import ObjectivePlan as ObjectivePlanEvent
 from scalable.hooks import Hook
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.diff import make_plan
@@ -305,8 +303,9 @@ class Engine:
         if not any(s.address == SCHEDULER for s in deletes):
             # Moving data off workers only helps when a scheduler stays to keep it. When
             # it goes too, no Client round-trip: the provider stops each worker gracefully
-            # (SIGTERM to the nanny, which closes its worker) before the scheduler, which
-            # hears every close, so telemetry still records them as retired, not lost.
+            # (SIGTERM to the nanny, which closes its worker), and the scheduler hears the
+            # close or, stopped at the same time (prepare_delete's ``scheduler``), its
+            # telemetry plugin records the workers it still holds as retired.
             self._retire(state, [s.change.record for s in deletes if s.counts
                                  and s.change.record and s.address != SCHEDULER])
         if going:
