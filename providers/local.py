@@ -14,6 +14,7 @@ confirmed once every worker process has been spawned.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -329,8 +330,9 @@ class LocalProvider(Provider):
         attached (Dask sends each "close"), and its telemetry plugin records those as
         retired at its own close; a worker that closes first is heard as usual.
         """
-        if scheduler is not None and self._env(None).get(TELEMETRY_MODE_ENV, "").strip(
-        ).lower() == "memory":
+        # (The scheduler's environment: this one's, then the target's.)
+        mode = {**os.environ, **self._env(None)}.get(TELEMETRY_MODE_ENV, "")
+        if scheduler is not None and mode.strip().lower() == "memory":
             scheduler = None  # its records are pulled as it is deleted: it goes last
         for rec in [*records, *([scheduler] if scheduler is not None else [])]:
             ref = recorded_ref(rec.meta, rec.id)
