@@ -16,6 +16,7 @@ Standard library only at import: the CLI imports this module.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -92,8 +93,14 @@ class FileRoster:
 
     def versions(self) -> tuple[dict[str, Any], dict[str, str]]:
         workers = self._workers()
+        table = self._last.get("versions") or []
+
+        def of(w: dict[str, Any]) -> Any:
+            i = w.get("v")
+            return table[i] if isinstance(i, int) and 0 <= i < len(table) else None
+
         return ({"client": client_versions(), "scheduler": self._last.get("scheduler"),
-                 "workers": {a: w.get("versions") for a, w in workers.items()}},
+                 "workers": {a: of(w) for a, w in workers.items()}},
                 {a: str(w.get("name", a)) for a, w in workers.items()})
 
     def close(self) -> None:
@@ -121,13 +128,34 @@ class ClientRoster:
 
 # -- on the scheduler ----------------------------------------------------------------
 
+# Writes are coalesced: a burst of registrations (an adaptive scale-up of hundreds) costs
+# one rewrite per interval, not one per worker.
+WRITE_EVERY = 0.1
 
-def _write(path: Path, scheduler: Any, own: dict[str, Any], gone: str | None = None) -> None:
-    workers = {addr: {"name": str(ws.name), "versions": ws.versions}
-               for addr, ws in scheduler.workers.items() if addr != gone}
+
+def snapshot(workers: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """The file's content: each distinct versions report once, workers pointing at it."""
+    seen: dict[str, int] = {}
+    table: list[Any] = []
+    entries = {}
+    for addr, ws in workers.items():
+        key = json.dumps(ws.versions, sort_keys=True, default=str)
+        if key not in seen:
+            seen[key] = len(table)
+            table.append(ws.versions)
+        entries[addr] = {"name": str(ws.name), "v": seen[key]}
+    return {"scheduler": own, "versions": table, "workers": entries}
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    # Best effort: a roster that cannot be written leaves apply to ask through a Client
+    # (it waits for the file two seconds); it never stops the scheduler.
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"scheduler": own, "workers": workers}, default=str))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, default=str))
+        os.replace(tmp, path)
+    except OSError as exc:
+        logging.getLogger(__name__).warning("roster: cannot write %s: %s", path, exc)
 
 
 def dask_setup(scheduler: Any) -> None:
@@ -135,6 +163,8 @@ def dask_setup(scheduler: Any) -> None:
     value = os.environ.get(ROSTER_ENV)
     if not value:
         return
+    import asyncio
+
     from distributed.diagnostics.plugin import SchedulerPlugin
     from distributed.versions import get_versions
 
@@ -143,11 +173,23 @@ def dask_setup(scheduler: Any) -> None:
     class _Roster(SchedulerPlugin):
         name = PLUGIN_NAME
 
+        def __init__(self) -> None:
+            self.due = False
+
+        def flush(self) -> None:
+            self.due = False
+            _write(path, snapshot(scheduler.workers, own))
+
+        def changed(self) -> None:
+            if not self.due:
+                self.due = True
+                asyncio.get_running_loop().call_later(WRITE_EVERY, self.flush)
+
         def add_worker(self, scheduler: Any, worker: str) -> None:
-            _write(path, scheduler, own)
+            self.changed()
 
         def remove_worker(self, scheduler: Any, worker: str, **kwargs: Any) -> None:
-            _write(path, scheduler, own, gone=worker)
+            self.changed()
 
-    _write(path, scheduler, own)
+    _write(path, snapshot(scheduler.workers, own))
     scheduler.add_plugin(_Roster(), name=PLUGIN_NAME)
