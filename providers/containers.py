@@ -22,7 +22,8 @@ Templates (``IMAGE`` the group's image, ``ARGV`` the worker command):
   the host's addresses. ``-e NAME`` (no value) copies the provider's variables from the
   runtime's own environment, so their values never appear on a command line.
 - bwrap (bubblewrap): the image is a root filesystem folder, mounted read-only as ``/``
-  (``/`` = this host's own root); a fresh ``/dev``, ``/proc`` and a private ``/tmp``,
+  (``/`` = this host's own root, with this interpreter's paths under /tmp bound back);
+  a fresh ``/dev``, ``/proc`` and a private ``/tmp``,
   a new PID namespace (when bwrap ends, everything inside ends), then ``--bind SRC DST``
   per bind and ``--setenv K V``. A bind's container path must exist in the image, or
   lie under ``/tmp``. Not ``--die-with-parent``: a worker outlives the ``scalable
@@ -31,6 +32,7 @@ Templates (``IMAGE`` the group's image, ``ARGV`` the worker command):
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
@@ -87,6 +89,12 @@ def wrap(
         out = ["bwrap", "--unshare-pid",
                "--ro-bind", image, "/", "--dev", "/dev", "--proc", "/proc",
                "--tmpfs", "/tmp"]
+        if image == "/":
+            # This host's own files, but a private /tmp: an interpreter or packages this
+            # process runs from under /tmp (a virtualenv there) would vanish; bind them
+            # back, read-only.
+            for p in _under_tmp([sys.prefix, *sys.path]):
+                out += ["--ro-bind", p, p]
         for p in _unique(system):
             out += ["--bind", p, p]
         for src, dst in binds:
@@ -95,6 +103,20 @@ def wrap(
             out += ["--setenv", k, v]
         return [*out, *container.options, *argv]
     raise ValueError(f"unknown container runtime {rt!r}")  # the schema allows no other
+
+
+def _under_tmp(paths: Sequence[str]) -> list[str]:
+    """The outermost of ``paths`` that exist under /tmp (each once, none inside another)."""
+    from pathlib import Path
+
+    found = sorted({str(Path(p).resolve()) for p in paths
+                    if p and Path(p).is_dir() and Path(p).resolve().is_relative_to("/tmp")
+                    and Path(p).resolve() != Path("/tmp")})
+    out: list[str] = []
+    for p in found:
+        if not any(Path(p).is_relative_to(q) for q in out):
+            out.append(p)
+    return out
 
 
 def oci_flags(container: ContainerConfig | None) -> list[str]:

@@ -56,6 +56,24 @@ def test_no_container_leaves_the_command_alone() -> None:
     assert containers.python_for(other, "/venv/bin/python") == "python3"
 
 
+def test_bwrap_over_this_host_binds_back_an_interpreter_under_tmp(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # bwrap gives the worker a private /tmp: a virtualenv (and an editable install's
+    # path) there would vanish; they are bound back read-only, the outermost once.
+    venv = tmp_path / "venv"
+    (venv / "lib" / "site-packages").mkdir(parents=True)
+    monkeypatch.setattr(containers.sys, "prefix", str(venv))
+    monkeypatch.setattr(containers.sys, "path",
+                        [str(venv / "lib" / "site-packages"), "/usr/lib/python3", "",
+                         str(tmp_path / "missing")])
+    argv = containers.wrap(ContainerConfig(runtime="bwrap", image="/"), WORKER)
+    binds = [argv[i + 1] for i, a in enumerate(argv) if a == "--ro-bind"]
+    assert binds == ["/", str(venv.resolve())]
+    # A root filesystem image is not this host's: nothing of it is bound.
+    image = ContainerConfig(runtime="bwrap", image=str(tmp_path))
+    assert [a for a in containers.wrap(image, WORKER) if a == "--ro-bind"] == ["--ro-bind"]
+
+
 def test_oci_runtimes_pass_provider_env_by_name_only() -> None:
     c = ContainerConfig(runtime="podman", image="img", env={"A": "1"})
     argv = containers.wrap(c, WORKER, passthrough=["SECRETISH", "A"])
