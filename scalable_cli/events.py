@@ -220,8 +220,21 @@ class ObjectivePlan:
 
     @classmethod
     def from_data(cls, d: dict[str, Any]) -> ObjectivePlan:
+        """Read back (a saved plan's copy): ValueError when the group or the worker
+        count, which apply acts on, is missing or of the wrong type."""
+        group, workers = d.get("group"), d.get("workers")
+        if not isinstance(group, str) or isinstance(workers, bool) \
+                or not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"group {group!r} and workers {workers!r} are not a group name "
+                             "and a worker count")
+        for key in ("budget_usd", "deadline_hours"):
+            v = d.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                raise ValueError(f"{key} {v!r} is not a number")
         names = {f for f in cls.__dataclass_fields__ if f != "kind"}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{**dict.fromkeys(("tasks", "task_seconds", "predicted_seconds",
+                                       "predicted_cost_usd", "budget_usd", "deadline_hours")),
+                      "source": "", **{k: v for k, v in d.items() if k in names}})
 
 
 @dataclass(frozen=True)

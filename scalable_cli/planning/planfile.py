@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from scalable.errors import PlanError
+from scalable.events import ObjectivePlan
 from scalable.planning.model import PLAN_FORMAT_VERSION, Plan
 from scalable.state.model import StateFile
 from scalable.state.store import atomic_write
@@ -34,7 +35,14 @@ def load_plan(path: Path) -> Plan:
     major = str(data.get("format_version", "0")).split(".")[0]
     if major != PLAN_FORMAT_VERSION.split(".")[0]:
         raise PlanError(f"{path}: plan format {data.get('format_version')} is not supported")
-    return Plan.from_dict(data)
+    plan = Plan.from_dict(data)
+    if plan.objective is not None:
+        try:
+            ObjectivePlan.from_data(plan.objective)
+        except (TypeError, ValueError) as exc:
+            raise PlanError(f"{path}: key objective: {exc}",
+                            hint="make a new plan with `scalable plan -o FILE`") from None
+    return plan
 
 
 def check_fresh(plan: Plan, state: StateFile | None, manifest_digest: str, target: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,25 @@ def test_saved_plan_roundtrip_and_staleness(tmp_path: Path) -> None:
     (tmp_path / "junk").write_text("{}")
     with pytest.raises(PlanError, match="not a saved plan"):
         load_plan(tmp_path / "junk")
+
+
+@pytest.mark.parametrize("objective, why", [
+    ({"workers": 2}, "group None"),
+    ({"group": "default", "workers": "2"}, "workers '2'"),
+    ({"group": "default", "workers": 2, "budget_usd": "lots"}, "budget_usd 'lots'"),
+])
+def test_a_saved_plans_objective_is_checked_when_loaded(
+        tmp_path: Path, objective: dict[str, object], why: str) -> None:
+    plan = make_plan(provider(2), state_with(1), "digest-1")
+    plan.objective = {"group": "default", "workers": 2, "budget_usd": 150.0}
+    path = tmp_path / "p.plan"
+    save_plan(plan, path)
+    assert load_plan(path).objective == plan.objective  # a good one comes back whole
+    body = json.loads(path.read_text())
+    body["objective"] = objective
+    path.write_text(json.dumps(body))
+    with pytest.raises(PlanError, match=f"key objective: .*{why}"):
+        load_plan(path)
 
 
 INSTANCE_TYPES = """
