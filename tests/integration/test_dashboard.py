@@ -467,5 +467,7 @@ async def test_live_budget_bar_follows_the_spend_to_the_stop(project: Project) -
             await pilot.press("q")
     finally:
         source.close()
-        await asyncio.to_thread(project.run, "destroy", "--auto-approve")
+        # The controller may still hold the lock while it stops the workers.
+        await asyncio.to_thread(project.run, "destroy", "--auto-approve",
+                                "--lock-timeout", "120s", check=True)
     assert our_processes(project.root) == []
