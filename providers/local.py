@@ -15,6 +15,7 @@ confirmed once every worker process has been spawned.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ class LocalProvider(Provider):
         # A scheduler spawned by this apply whose start is confirmed after the workers'.
         self._unconfirmed: StartedScheduler | None = None
         self._asked: set[str] = set()  # processes already sent SIGTERM by prepare_delete
+        self._scheduler_going = False  # set by prepare_delete: no roster left to settle
 
     @staticmethod
     def _dashboard(target: TargetSpec) -> bool:
@@ -333,6 +335,7 @@ class LocalProvider(Provider):
         the trials, with spawn or fork alike), and its telemetry reads ``lost``. After
         them, it closes in about 0.05 s.
         """
+        self._scheduler_going = scheduler is not None
         for rec in records:
             ref = recorded_ref(rec.meta, rec.id)
             if ref is not None:
@@ -343,3 +346,22 @@ class LocalProvider(Provider):
         ref = recorded_ref(record.meta, record.id)
         asked = ref is not None and ref.id in self._asked
         stop_recorded(record.meta, record.id, grace=10.0, asked=asked)
+        if record.worker_names and not self._scheduler_going:
+            self._settle_roster(set(record.worker_names))
+
+    def _settle_roster(self, names: set[str], timeout: float = 2.0) -> None:
+        """Wait until the roster no longer lists ``names``: the scheduler writes it
+        WRITE_EVERY after a worker leaves, and a worker now exits moments after it has
+        left. A replacement of the same name must not be counted ready from the entry
+        of the one it replaced. (Bounded: a scheduler that died writes no more.)"""
+        from scalable.roster import read
+
+        path = self.roster_file()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = read(path)
+            workers = (data or {}).get("workers")
+            if not isinstance(workers, dict) or not names & {
+                    str(w.get("name")) for w in workers.values() if isinstance(w, dict)}:
+                return
+            time.sleep(0.02)
