@@ -19,6 +19,8 @@ import ipaddress
 import math
 import os
 import re
+import sys
+import types
 from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -552,6 +554,9 @@ def manifest_model(providers: tuple[str, ...]) -> type[Manifest]:
     return model
 
 
+_PLUGIN_LOADER = "pydantic.plugin._loader"
+
+
 @contextlib.contextmanager
 def without_pydantic_plugins() -> Iterator[None]:
     """Build scalable's own validators without looking for pydantic plugins.
@@ -560,13 +565,26 @@ def without_pydantic_plugins() -> Iterator[None]:
     points of every installed distribution: 20-40 ms, most of what ``plan`` spends on
     its manifest (issue 15). Plugins observe validation of the application's models;
     scalable's manifest is none of theirs. Set only while the build runs (as typer does
-    for its option adapters), so a child process never inherits it."""
+    for its option adapters), so a child process never inherits it.
+
+    With plugins off, pydantic's plugin loader answers "none" without reading any entry
+    point, but importing it still imports ``importlib.metadata`` (email, zipfile, csv:
+    about 12 ms of a cold start). So when no validator has imported it yet, the build
+    sees a loader that answers "none" too; the real one is imported by the first
+    validator built after, exactly as it would have been."""
     key = "PYDANTIC_DISABLE_PLUGINS"
     previous = os.environ.get(key)
     os.environ[key] = "1"
+    stub = None
+    if _PLUGIN_LOADER not in sys.modules:
+        stub = types.ModuleType(_PLUGIN_LOADER)
+        stub.get_plugins = tuple  # type: ignore[attr-defined]  # no plugins: ()
+        sys.modules[_PLUGIN_LOADER] = stub
     try:
         yield
     finally:
+        if stub is not None and sys.modules.get(_PLUGIN_LOADER) is stub:
+            del sys.modules[_PLUGIN_LOADER]
         if previous is None:
             os.environ.pop(key, None)
         else:
