@@ -12,7 +12,9 @@ detached processes, wait until every worker has registered) and ``scalable destr
 Both use one process per worker with a nanny. The two sides alternate (order rotated
 per trial) and each ratio is taken within a trial. Memory: the total RSS of the
 scheduler and the 4 workers (nannies included) against LocalCluster's (its process,
-which hosts the scheduler and nannies, plus its 4 worker processes).
+which hosts the scheduler and nannies, plus its 4 worker processes), and the total PSS
+(proportional set size: a page shared by k processes counts 1/k in each), which does
+not count twice the pages a forked worker shares with its nanny.
 """
 
 from __future__ import annotations
@@ -42,12 +44,14 @@ client = Client(cluster)
 client.wait_for_workers(4)
 up = time.perf_counter() - t0
 me = psutil.Process()
-rss = sum(p.memory_info().rss for p in [me, *me.children(recursive=True)])
+procs = [me, *me.children(recursive=True)]
+rss = sum(p.memory_info().rss for p in procs)
+pss = sum(p.memory_full_info().pss for p in procs)
 client.close()
 t1 = time.perf_counter()
 cluster.close()
 down = time.perf_counter() - t1
-print(json.dumps({"up": up, "down": down, "rss": rss}))
+print(json.dumps({"up": up, "down": down, "rss": rss, "pss": pss}))
 """
 
 
@@ -57,26 +61,29 @@ def raw_dask(dashboard: bool) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def our_rss(root: Path) -> int:
+def our_memory(root: Path) -> tuple[int, int]:
+    """(RSS, PSS) summed over every recorded process and its children."""
     state = json.loads((root / ".scalable" / "local" / "state.json").read_text())
-    total = 0
+    rss = pss = 0
     for rec in state["resources"]:
         try:
             top = psutil.Process(rec["meta"]["pid"])
-            total += sum(p.memory_info().rss for p in [top, *top.children(recursive=True)])
+            for p in [top, *top.children(recursive=True)]:
+                rss += p.memory_info().rss
+                pss += p.memory_full_info().pss
         except (psutil.NoSuchProcess, KeyError):
             continue
-    return total
+    return rss, pss
 
 
 def ours(root: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     scalable("apply", "--auto-approve", cwd=root)  # returns once 4/4 are registered
     up = time.perf_counter() - t0
-    rss = our_rss(root)
+    rss, pss = our_memory(root)
     t1 = time.perf_counter()
     scalable("destroy", "--auto-approve", cwd=root)
-    return {"up": up, "down": time.perf_counter() - t1, "rss": rss}
+    return {"up": up, "down": time.perf_counter() - t1, "rss": rss, "pss": pss}
 
 
 def trials(dashboard: bool) -> None:
@@ -104,12 +111,13 @@ def trials(dashboard: bool) -> None:
             f"{label:20s} LocalCluster median {r:5.2f} s   scalable median {m:5.2f} s   "
             f"ratio {spread(ratios)}"
         )
-    r = sorted(p[0]["rss"] for p in pairs)[N // 2] / 2**20
-    m = sorted(p[1]["rss"] for p in pairs)[N // 2] / 2**20
-    print(
-        f"{'total RSS':20s} LocalCluster median {r:5.0f} MiB scalable median {m:5.0f} MiB "
-        f"ratio {spread([p[1]['rss'] / p[0]['rss'] for p in pairs])}"
-    )
+    for key, label in (("rss", "total RSS"), ("pss", "total PSS")):
+        r = sorted(p[0][key] for p in pairs)[N // 2] / 2**20
+        m = sorted(p[1][key] for p in pairs)[N // 2] / 2**20
+        print(
+            f"{label:20s} LocalCluster median {r:5.0f} MiB scalable median {m:5.0f} MiB "
+            f"ratio {spread([p[1][key] / p[0][key] for p in pairs])}"
+        )
 
 
 def main() -> None:

@@ -307,7 +307,9 @@ class LocalProvider(Provider):
 
     def _env(self, ctx: CreateContext | None) -> dict[str, str]:
         # Workers must not inherit a parent's scheduler address by accident.
-        return {**process_env(self.target, self.name, self.workdir), "DASK_SCHEDULER_ADDRESS": ""}
+        return {**process_env(self.target, self.name, self.workdir,
+                              fork_workers=sys.platform.startswith("linux")),
+                "DASK_SCHEDULER_ADDRESS": ""}
 
     def _create_worker(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
         address = ctx.outputs.get(SCHEDULER_ADDRESS)

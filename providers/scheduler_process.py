@@ -23,7 +23,12 @@ from typing import Any
 
 from scalable.outputs import DASHBOARD_URL, SCHEDULER_ADDRESS
 from scalable.providers.base import ProviderError
-from scalable.providers.commands import TELEMETRY_PRELOAD, read_scheduler_file, scheduler_argv
+from scalable.providers.commands import (
+    TELEMETRY_PRELOAD,
+    read_scheduler_file,
+    scheduler_argv,
+    worker_start_env,
+)
 from scalable.providers.processes import ProcessRef, spawn, terminate
 from scalable.roster import PRELOAD as ROSTER_PRELOAD
 from scalable.roster import ROSTER_ENV
@@ -75,9 +80,15 @@ def preload() -> list[str]:
     return []
 
 
-def process_env(target: Any, provider: str, workdir: Path) -> dict[str, str]:
-    """What every process scalable starts for a target carries in its environment."""
+def process_env(target: Any, provider: str, workdir: Path, *,
+                fork_workers: bool = True) -> dict[str, str]:
+    """What every process scalable starts for a target carries in its environment.
+
+    ``fork_workers``: nannies fork their worker (``worker_start_env``); off where fork is
+    unsafe (macOS system libraries).
+    """
     return {
+        **(worker_start_env(target.env) if fork_workers else {}),
         **target.env,
         "SCALABLE_TARGET": target.name,
         "SCALABLE_PROJECT": target.project,

@@ -719,8 +719,7 @@ class SlurmProvider(BatchProvider):
             ensure_tls(self.workdir / "tls")
         if existing is None:
             sched_file.unlink(missing_ok=True)
-            text = self._scheduler_script(ctx.lineage, ctx.idempotency_key)
-            write_private(path, text)
+            self._save_script(path, self._scheduler_script(ctx.lineage, ctx.idempotency_key))
             job_id = slurm.sbatch(path, cwd=self.workdir, env={"DASK_SCHEDULER_ADDRESS": ""})
         else:
             job_id = existing.id
@@ -883,8 +882,15 @@ class SlurmProvider(BatchProvider):
         text = self.job_script(resource, lineage=ctx.lineage, key=ctx.idempotency_key,
                                scheduler_address=address)
         assert text is not None
-        write_private(path, text)  # its export lines carry env: values
+        self._save_script(path, text)
         return path, meta
+
+    def _save_script(self, path: Path, text: str) -> None:
+        """Write a job script (private: its export lines carry env: values) and the log
+        folder its ``#SBATCH -o/-e`` name: Slurm fails a job whose log folder is missing
+        (JobLaunchFailure)."""
+        write_private(path, text)
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
 
     def _create_scheduler(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
         """Start the scheduler on a port chosen up front.

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from scalable.providers.processes import (
     ProcessRef,
     _group_members,
@@ -137,3 +138,21 @@ def test_terminate_asks_the_orphans_of_a_leader_that_went(tmp_path: Path) -> Non
     terminate(ref, grace=30)
     assert out.read_text() == "sigterm"
     assert list(_group_members(ref.pid)) == []
+
+
+def test_nannies_fork_their_workers_unless_the_manifest_or_caller_says_otherwise(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from scalable.providers.commands import WORKER_START_ENV
+    from scalable.providers.scheduler_process import process_env
+
+    monkeypatch.delenv(WORKER_START_ENV, raising=False)
+    target = SimpleNamespace(env={}, name="t", project="p")
+    assert process_env(target, "local", tmp_path)[WORKER_START_ENV] == "fork"
+    assert WORKER_START_ENV not in process_env(target, "local", tmp_path, fork_workers=False)
+    target.env = {WORKER_START_ENV: "spawn"}  # the manifest's env wins
+    assert process_env(target, "local", tmp_path)[WORKER_START_ENV] == "spawn"
+    target.env = {}
+    monkeypatch.setenv(WORKER_START_ENV, "forkserver")  # so does the caller's environment
+    assert WORKER_START_ENV not in process_env(target, "local", tmp_path)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import dask
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scalable.manifest.loader import load_manifest
 from scalable.providers.slurm import SlurmProvider
 from scalable.providers.slurm import commands as slurm
@@ -358,3 +361,99 @@ def test_a_submit_limit_refusal_keeps_slurms_words() -> None:
               "policy (job submit limit, user's size and/or time limits)\n")
     msg = slurm.slurm_message(stderr)
     assert msg.startswith("AssocMaxSubmitJobLimit (Batch job submission failed: Job violates")
+
+
+# -- the job script is dask-jobqueue's, without importing it on apply's path -------------
+
+def _jobqueue_render(shape: scripts.JobShape) -> str:
+    """The script as dask-jobqueue's SLURMJob builds it (render's earlier implementation,
+    kept as the oracle: render writes the same text without importing dask_jobqueue)."""
+    import warnings
+
+    from dask_jobqueue.slurm import SLURMJob
+    from scalable.providers.commands import export_lines
+    from scalable.units import format_walltime
+
+    class _Job(SLURMJob):
+        def __init__(self, command: str, **kwargs: object) -> None:
+            super().__init__(**kwargs)
+            self._command_template = command
+
+    prologue = list(shape.prologue)
+    prologue += export_lines(dict(sorted(shape.env.items())))
+    prologue += [
+        f'export SCALABLE_LOCAL_DIR="{scripts.LOCAL_DIR}"',
+        'mkdir -p "$SCALABLE_LOCAL_DIR" && trap \'rm -rf "$SCALABLE_LOCAL_DIR"\' EXIT',
+    ]
+    directives = [f"--comment={shape.comment}", f"--wckey={shape.wckey}",
+                  *shape.extra_directives]
+    skip = []
+    if shape.nodes > 1:
+        skip.append("#SBATCH -n 1")
+        directives = [f"--nodes={shape.nodes}", "--ntasks-per-node=1", *directives]
+    if not shape.memory:
+        skip.append("#SBATCH --mem=")
+    if not shape.partition:
+        skip.append("#SBATCH -p ")
+    if not shape.account:
+        skip.append("#SBATCH -A ")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        job = _Job(
+            command=scripts.shell_join(shape.worker_command), scheduler="(set by scalable)",
+            name="(set by scalable)", queue=shape.partition, account=shape.account,
+            walltime=format_walltime(shape.walltime), cores=shape.cores,
+            memory=f"{shape.memory or 2**30}B", processes=1, job_cpu=shape.cores,
+            job_mem=scripts.mem_directive(shape.memory) if shape.memory else None,
+            job_extra_directives=directives, job_script_prologue=prologue,
+            job_directives_skip=skip, log_directory=shape.log_directory,
+            shebang="#!/usr/bin/env bash", python=shape.python, job_name=shape.job_name,
+            interface=None, death_timeout=None, local_directory=None, worker_extra_args=[],
+            env_extra=None, job_extra=None, header_skip=None, extra=None,
+        )
+    text: str = job.job_script()
+    return text
+
+
+_word = st.text("abcdefghijklmnopqrstuvwxyz0123456789_-.", min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    job_name=_word, partition=st.none() | _word, account=st.none() | _word,
+    walltime=st.integers(1, 10 * 86400), cores=st.integers(1, 128),
+    memory=st.none() | st.integers(1, 2**40), nodes=st.integers(1, 4),
+    extra=st.lists(st.sampled_from(["--gres=gpu:2", "--exclusive", "--qos=long",
+                                    "--constraint=skylake"]), max_size=3),
+    prologue=st.lists(st.sampled_from(["module load python", "", "source env.sh"]),
+                      max_size=3),
+    env=st.dictionaries(st.from_regex(r"[A-Z_][A-Z0-9_]{0,8}", fullmatch=True),
+                        st.text(max_size=20), max_size=3),
+    command=st.lists(st.text(min_size=1, max_size=15), min_size=1, max_size=6),
+)
+def test_render_writes_exactly_what_dask_jobqueue_writes(
+        tmp_path: Path, job_name: str, partition: str | None, account: str | None,
+        walltime: int, cores: int, memory: int | None, nodes: int, extra: list[str],
+        prologue: list[str], env: dict[str, str], command: list[str]) -> None:
+    shape = scripts.JobShape(
+        job_name=job_name, comment="scalable:x", wckey="scalable", partition=partition,
+        account=account, walltime=walltime, cores=cores, memory=memory,
+        log_directory=str(tmp_path / "logs"), worker_command=command,
+        extra_directives=extra, prologue=prologue, env=env, nodes=nodes)
+    assert scripts.render(shape) == _jobqueue_render(shape)
+
+
+def test_rendering_a_job_script_imports_neither_dask_jobqueue_nor_distributed() -> None:
+    code = (
+        "import sys\n"
+        "from scalable.providers.slurm import script as s\n"
+        "s.render(s.JobShape(job_name='j', comment='c', wckey='w', partition='p',"
+        " account=None, walltime=60, cores=1, memory=None, log_directory='/tmp',"
+        " worker_command=['true']))\n"
+        "print(sorted(m for m in ('dask_jobqueue', 'distributed', 'numpy')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
