@@ -80,7 +80,7 @@ def _deferred_class() -> type | None:
     except ImportError:  # an older typer converts with click's own types
         return None
 
-    class _Deferred(RuntimeParam):  # type: ignore[misc]  # typer's fields; no new ones
+    class _Deferred(RuntimeParam):  # typer's fields; no new ones
         def _coerce_value(self, value: Any, param: Any, ctx: click.Context) -> Any:
             desc = param.type_descriptor
             if (
