@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import sys
 from collections.abc import Iterable
@@ -140,7 +141,11 @@ class LazyGroup(ScalableGroup):
         return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return load_command(cmd_name) if cmd_name in COMMANDS else None
+        if cmd_name not in COMMANDS:
+            return None
+        cmd = load_command(cmd_name)
+        _started()
+        return cmd
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
@@ -189,5 +194,30 @@ def main(argv: list[str] | None = None) -> int:
     return rc if isinstance(rc, int) else 0
 
 
+class _StartUp:
+    """Set while the console script starts with the cyclic garbage collector paused."""
+
+    paused = False
+
+
+def _started() -> None:
+    """The command's code is loaded: what start-up made is kept for good; collect again.
+
+    Start-up allocates little but modules, classes, functions and pydantic schemas, all
+    kept until exit, so the collector's passes over them during the imports find nothing,
+    and so does its last pass at exit. ``gc.freeze`` moves them where no collection
+    looks (about 7% of a ``plan``'s instructions). Only the real entry point does this
+    (``run``): ``main`` called in a process that goes on (tests) leaves the collector
+    alone."""
+    if _StartUp.paused:
+        _StartUp.paused = False
+        gc.freeze()
+        gc.enable()
+
+
 def run() -> None:
+    """The console script (and ``python -m scalable``): ``main`` in a process of its own."""
+    if gc.isenabled():
+        gc.disable()
+        _StartUp.paused = True
     sys.exit(main())

@@ -126,3 +126,22 @@ def test_listed_help_matches_each_commands_docstring() -> None:
         cmd = load_command(name)
         first = (cmd.help or "").strip().splitlines()[0]
         assert first == listed, f"{name}: COMMANDS says {listed!r}, the command {first!r}"
+
+
+def test_the_entry_point_collects_again_once_the_command_is_loaded(tmp_path: Path) -> None:
+    """``run`` pauses the cyclic collector for start-up only: the command itself runs with
+    it on, start-up's objects frozen; ``main`` (called by tests, the session) leaves it be."""
+    (tmp_path / "scalable.yaml").write_text("targets:\n  local: {provider: local}\n")
+    probe = """
+import atexit, gc, sys
+from scalable.cli import main, run
+main(["validate"])
+assert gc.isenabled() and gc.get_freeze_count() == 0
+atexit.register(lambda: print("gc", gc.isenabled(), gc.get_freeze_count() > 0))
+sys.argv = ["scalable", "validate"]
+run()
+"""
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "CI": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "gc True True", proc.stdout
