@@ -36,6 +36,15 @@ def worker_start_env(env: Mapping[str, str]) -> dict[str, str]:
     return {WORKER_START_ENV: "fork"}
 
 
+QUICK_EXIT = "scalable.providers.quick_exit"
+
+
+def python_m(python: str | None, module: str, *, quick_exit: bool = False) -> list[str]:
+    """``python -m module``, or through :data:`QUICK_EXIT` (no interpreter teardown)."""
+    exe = python or sys.executable
+    return [exe, "-m", QUICK_EXIT, module] if quick_exit else [exe, "-m", module]
+
+
 def scheduler_argv(
     *,
     host: str,
@@ -48,8 +57,11 @@ def scheduler_argv(
     idle_timeout: float | None = None,
     preload: Sequence[str] = (),
     python: str | None = None,
+    quick_exit: bool = False,
 ) -> list[str]:
-    argv = [python or sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    """``dask scheduler``. ``quick_exit``: run through :mod:`scalable.providers.quick_exit`
+    (only with this interpreter, which has scalable)."""
+    argv = python_m(python, "distributed.cli.dask_scheduler", quick_exit=quick_exit)
     argv += ["--host", host, "--port", str(port)]
     if tls_args:
         argv += ["--protocol", "tls"]
@@ -122,12 +134,13 @@ def worker_argv(
     local_directory: str | None = None,
     python: str | None = None,
     module: str = "distributed.cli.dask_worker",
+    quick_exit: bool = False,
 ) -> list[str]:
     """``dask worker`` (or a module taking its flags). ``dashboard``: None keeps Dask's
     default; False serves no dashboard pages; True serves them. A worker always runs an
     HTTP server (health, metrics): with ``host`` set it binds there, never every
     interface (``dask worker``'s default ``--dashboard-address :0``)."""
-    argv = [python or sys.executable, "-m", module, scheduler_address]
+    argv = [*python_m(python, module, quick_exit=quick_exit), scheduler_address]
     argv += ["--name", name, "--nthreads", str(group.threads_per_worker)]
     argv += ["--nworkers", str(nworkers)]
     if group.memory_per_worker:

@@ -183,6 +183,7 @@ def start_scheduler(
             preload=[*preload(), *([ROSTER_PRELOAD] if roster is not None else [])],
             tls_args=tls_args,
             idle_timeout=idle_timeout,
+            quick_exit=True,  # this interpreter, which has scalable
         ),
         log=log,
         tags=tags,

@@ -19,7 +19,6 @@ from scalable.providers.batch.system import (
     BatchJob,
     BatchSystem,
     JobRequest,
-    jobqueue_script,
     shell_join,
 )
 
@@ -74,8 +73,12 @@ class HtcondorSystem(BatchSystem):
         return [f'MY.{ATTRS[k]} = "{v}"' for k, v in identity.items()]
 
     def render(self, req: JobRequest) -> str:
-        from dask_jobqueue.htcondor import HTCondorJob
+        """dask-jobqueue's HTCondorJob submit description, with our identity and worker.
 
+        A submit description, not a script: ``Executable = /bin/sh`` (HTCondor sets the
+        executable's argv[0] to condor_exec.exe, which confuses Python) and the prologue
+        and worker command as one ``-c`` argument, quoted by HTCondor's "new" rules.
+        """
         extra: dict[str, str] = {f"MY.{ATTRS[k]}": f'"{v}"' for k, v in req.identity.items()}
         extra["batch_name"] = req.name
         extra["periodic_remove"] = (
@@ -84,8 +87,8 @@ class HtcondorSystem(BatchSystem):
         for d in req.extra_directives:
             k, _, v = d.partition("=")
             extra[k.strip()] = v.strip()
-        # HTCondor runs one `/bin/sh -c` line: the prologue is joined into it here
-        # (dask-jobqueue does the same, but in the constructor we replace).
+        # HTCondor runs one `/bin/sh -c` line: the prologue is joined into it (as
+        # HTCondorJob joins its job_script_prologue).
         command = "; ".join([*_prologue(req), shell_join(req.command)])
         if "$(" in command.replace("$(ClusterId)", ""):
             # condor_submit expands $(name) macros anywhere in the description, quoted or
@@ -95,15 +98,37 @@ class HtcondorSystem(BatchSystem):
                 "condor_submit would expand as a submit macro",
                 hint="remove '$(' from the value (use $VAR or `cmd`)",
             )
-        return jobqueue_script(
-            HTCondorJob,
-            req,
-            "_CONDOR_JOB_AD",
-            command=command,
-            disk=f"{req.disk or 2**30}B",
-            job_extra_directives=extra,
-            job_script_prologue=[],
-            shebang="# HTCondor submit description (scalable)",
+        header: dict[str, object] = {  # HTCondorJob's, in its order
+            "MY.DaskWorkerName": '"htcondor--$F(MY.JobId)--"',
+            "batch_name": req.name,
+            "RequestCpus": "MY.DaskWorkerCores",
+            "RequestMemory": "floor(MY.DaskWorkerMemory / 1048576)",
+            "RequestDisk": "floor(MY.DaskWorkerDisk / 1024)",
+            "MY.JobId": '"$(ClusterId).$(ProcId)"',
+            "MY.DaskWorkerCores": req.cores,
+            "MY.DaskWorkerMemory": req.memory or 2**30,
+            "MY.DaskWorkerDisk": req.disk or 2**30,
+        }
+        if req.log_directory:
+            header.update(
+                {
+                    "LogDirectory": req.log_directory,
+                    "Output": "$(LogDirectory)/worker-$F(MY.JobId).out",
+                    "Error": "$(LogDirectory)/worker-$F(MY.JobId).err",
+                    "Log": "$(LogDirectory)/worker-$(ClusterId).log",
+                    # workers are killed to stop them: stream what they print
+                    "Stream_Output": True,
+                    "Stream_Error": True,
+                }
+            )
+        header.update(extra)  # a key already there keeps its place (dict order)
+        lines = "\n".join(f"{k} = {v}" for k, v in header.items())
+        return (
+            "# HTCondor submit description (scalable)\n\n"
+            f"{lines}\n\n"
+            f'Arguments = "{quote_arguments(["-c", command])}"\n'
+            "Executable = /bin/sh\n\n"
+            "Queue\n"
         )
 
     def parse_submit(self, out: str) -> str:
@@ -131,6 +156,16 @@ class HtcondorSystem(BatchSystem):
 
     def parse_status(self, text: str) -> list[BatchJob]:
         return parse_condor_q_json(text)
+
+
+def quote_arguments(args: list[str]) -> str:
+    """Arguments by the submit file's "new" quoting rules (dask-jobqueue's): quotes
+    doubled, an argument holding a space or ' wrapped in '…'. Goes inside "…"."""
+    out = []
+    for a in args:
+        q = a.replace("'", "''").replace('"', '""')
+        out.append(f"'{q}'" if " " in q or "'" in q else q)
+    return " ".join(out)
 
 
 def _prologue(req: JobRequest) -> list[str]:

@@ -19,7 +19,7 @@ from scalable.providers.batch.system import (
     BatchSystem,
     JobRequest,
     Phase,
-    jobqueue_script,
+    job_script_text,
 )
 
 FIELDS = "jobid stat job_name exec_host pend_reason job_description"
@@ -68,6 +68,12 @@ def parse_bjobs_json(text: str) -> list[BatchJob]:
     return out
 
 
+def lsf_megabytes(n: int) -> str:
+    """Bytes in LSF's ``MB`` (10**6 bytes), rounded up (dask-jobqueue's
+    ``lsf_format_bytes_ceil(n, "mb")``)."""
+    return str(-(-n // 10**6))
+
+
 class LsfSystem(BatchSystem):
     name = "lsf"
     label = "LSF"
@@ -82,27 +88,40 @@ class LsfSystem(BatchSystem):
         return [f'-Jd "{description(identity)}"']
 
     def render(self, req: JobRequest) -> str:
-        from dask_jobqueue.lsf import LSFJob
+        """dask-jobqueue's LSFJob header and template, with our identity and worker.
 
+        Memory is written in MB (``-M``, ``lsf_units="mb"``: 10**6 bytes, rounded up),
+        never guessed from this host's lsf.conf as LSFJob would when not told.
+        """
         minutes = max(1, -(-req.walltime // 60))
         skip = [] if req.queue else ["#BSUB -q "]
         if not req.account:
             skip.append("#BSUB -P ")
         if not req.memory:
             skip.append("#BSUB -M ")
-        return jobqueue_script(
-            LSFJob,
+        header = [
+            f"#BSUB -J {req.name}",
+            f"#BSUB -e {req.log_directory}/{req.name or 'worker'}-%J.err",
+            f"#BSUB -o {req.log_directory}/{req.name or 'worker'}-%J.out",
+        ]
+        if req.queue is not None:
+            header.append(f"#BSUB -q {req.queue}")
+        if req.account is not None:
+            header.append(f'#BSUB -P "{req.account}"')
+        header.append(f"#BSUB -n {req.cores}")
+        if req.cores > 1:  # LSFJob keeps a multi-core job on one host
+            header.append('#BSUB -R "span[hosts=1]"')
+        header += [
+            f"#BSUB -M {lsf_megabytes(req.memory or 2**30)}",
+            f"#BSUB -W {minutes // 60:02d}:{minutes % 60:02d}",
+        ]
+        return job_script_text(
             req,
             "LSB_JOBID",
-            queue=req.queue,
-            project=req.account,
-            ncpus=req.cores,
-            mem=req.memory or 2**30,
-            walltime=f"{minutes // 60:02d}:{minutes % 60:02d}",
-            lsf_units="mb",
-            use_stdin=True,
-            job_directives_skip=skip,
-            job_extra_directives=[*self.identity_directives(req.identity), *req.extra_directives],
+            header=header,
+            directive="#BSUB",
+            skip=skip,
+            extra=[*self.identity_directives(req.identity), *req.extra_directives],
         )
 
     def submit(self, script: Path, *, cwd: Path, env: Mapping[str, str]) -> str:

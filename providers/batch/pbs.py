@@ -19,7 +19,7 @@ from scalable.providers.batch.system import (
     JobRequest,
     Phase,
     hms,
-    jobqueue_script,
+    job_script_text,
 )
 
 VAR_PREFIX = "SCALABLE_"
@@ -82,6 +82,17 @@ def parse_qstat_json(text: str) -> list[BatchJob]:
     return out
 
 
+def pbs_format_bytes_ceil(n: int) -> str:
+    """Bytes as PBS reads them (its kB/MB/GB are binary), rounded up: dask-jobqueue's."""
+    if n >= 10 * 2**30:
+        return f"{-(-n // 2**30)}GB"
+    if n >= 10 * 2**20:
+        return f"{-(-n // 2**20)}MB"
+    if n >= 10 * 2**10:
+        return f"{-(-n // 2**10)}kB"
+    return f"{n}B"
+
+
 class PbsSystem(BatchSystem):
     name = "pbs"
     label = "PBS"
@@ -96,21 +107,32 @@ class PbsSystem(BatchSystem):
         return ["-v " + ",".join(f"{VAR_PREFIX}{k.upper()}={v}" for k, v in identity.items())]
 
     def render(self, req: JobRequest) -> str:
-        from dask_jobqueue.pbs import PBSJob
-
+        """dask-jobqueue's PBSJob header and template, with our identity and worker."""
         skip = [] if req.queue else ["#PBS -q "]
         if not req.account:
             skip.append("#PBS -A ")
-        return jobqueue_script(
-            PBSJob,
+        header = [f"#PBS -N {req.name}"]
+        if req.queue is not None:
+            header.append(f"#PBS -q {req.queue}")
+        if req.account is not None:
+            header.append(f"#PBS -A {req.account}")
+        resource_spec = req.resource_spec
+        if resource_spec is None:  # PBSJob's default: one chunk of the job's cores and memory
+            memory = pbs_format_bytes_ceil(req.memory or 2**30)
+            resource_spec = f"select=1:ncpus={req.cores}:mem={memory}"
+        header += [
+            f"#PBS -l {resource_spec}",
+            f"#PBS -l walltime={hms(req.walltime)}",
+            f"#PBS -e {req.log_directory}/",
+            f"#PBS -o {req.log_directory}/",
+        ]
+        return job_script_text(
             req,
             "PBS_JOBID",
-            queue=req.queue,
-            account=req.account,
-            resource_spec=req.resource_spec,
-            walltime=hms(req.walltime),
-            job_directives_skip=skip,
-            job_extra_directives=[*self.identity_directives(req.identity), *req.extra_directives],
+            header=header,
+            directive="#PBS",
+            skip=skip,
+            extra=[*self.identity_directives(req.identity), *req.extra_directives],
         )
 
     def submit_argv(self, script: Path) -> list[str]:

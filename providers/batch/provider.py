@@ -7,7 +7,7 @@ Slurm provider's, made system-neutral:
 - ``scheduler`` (``local.process``): a detached ``dask scheduler`` on this host, bound to
   the ``interface`` address (else this host's outward address), TLS by default.
 - ``workers.<group>[i]`` (``<system>.job``): one job per ``processes`` workers, its
-  script from dask-jobqueue's job class for the system.
+  script in dask-jobqueue's format for the system (written by scalable).
 - Identity: job name ``scalable-<lineage8>-<group>-<i>`` plus our lineage/address/key in
   the system's comment equivalent (SGE job context, PBS/LSF/HTCondor job attributes).
   Refresh trusts an id only while its job still has the recorded name.
@@ -33,6 +33,7 @@ from scalable.addrs import SCHEDULER
 from scalable.manifest.schema import GroupConfig
 from scalable.outputs import DASHBOARD_URL, SCHEDULER_ADDRESS
 from scalable.pricing.estimator import Price, apply_overrides
+from scalable.private_files import write_private
 from scalable.providers.base import (
     CreateContext,
     Created,
@@ -474,6 +475,11 @@ class BatchProvider(Provider):
             return ensure_tls(self.workdir / "tls", hosts=[host]).node_args()
         return tls_files(self.workdir / "tls").node_args()
 
+    @property
+    def log_directory(self) -> Path:
+        """Where job scripts send the jobs' output (made before any submit)."""
+        return self.workdir / "logs"
+
     def job_request(
         self,
         resource: ResourceSpec,
@@ -518,7 +524,7 @@ class BatchProvider(Provider):
             walltime=s["walltime"],
             cores=s["cores"],
             memory=s["memory"],
-            log_directory=str(self.workdir / "logs"),
+            log_directory=str(self.log_directory),
             command=argv,
             extra_directives=list(_keys(g).job_extra_directives),
             prologue=list(_keys(g).job_script_prologue),
@@ -556,7 +562,7 @@ class BatchProvider(Provider):
     def create_many(
         self, resources: Sequence[ResourceSpec], contexts: Sequence[CreateContext]
     ) -> list[Created | ProviderError]:
-        """Scripts are written here (dask-jobqueue on this thread), submits run in parallel."""
+        """Scripts are written here (on this thread), submits run in parallel."""
         results: list[Created | ProviderError | None] = [None] * len(resources)
         todo: list[tuple[int, Path, dict[str, Any]]] = []
         existing: dict[str, BatchJob] | None = None
@@ -587,14 +593,14 @@ class BatchProvider(Provider):
                     / "jobs"
                     / f"{name}-{ctx.idempotency_key[-8:]}{self.system.script_suffix()}"
                 )
-                path.parent.mkdir(parents=True, exist_ok=True)
-                (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
-                path.write_text(
-                    self.job_script(
-                        res, lineage=ctx.lineage, key=ctx.idempotency_key, scheduler_address=address
-                    )
-                    or ""
+                text = self.job_script(
+                    res, lineage=ctx.lineage, key=ctx.idempotency_key, scheduler_address=address
                 )
+                # The log folder the script names must exist before the job starts (a
+                # system fails a job it cannot open its output file in); the script is
+                # private: its export lines carry env: values.
+                self.log_directory.mkdir(parents=True, exist_ok=True)
+                write_private(path, text or "")
                 meta: dict[str, Any] = {
                     "job_name": name,
                     "script": str(path),
@@ -618,7 +624,7 @@ class BatchProvider(Provider):
                         continue
                     results[i] = Created(
                         id=job_id,
-                        meta={**meta, "job_id": job_id, "log": str(self.workdir / "logs")},
+                        meta={**meta, "job_id": job_id, "log": str(self.log_directory)},
                     )
         self._batch_cache = None
         return [r if r is not None else ProviderError("not attempted") for r in results]

@@ -21,7 +21,7 @@ from scalable.providers.batch.system import (
     JobRequest,
     Phase,
     hms,
-    jobqueue_script,
+    job_script_text,
 )
 
 CONTEXT_PREFIX = "scalable_"
@@ -148,8 +148,7 @@ class SgeSystem(BatchSystem):
         return [f"-ac {ctx}"]
 
     def render(self, req: JobRequest) -> str:
-        from dask_jobqueue.sge import SGEJob
-
+        """dask-jobqueue's SGEJob header and template, with our identity and worker."""
         extra = ["-S /bin/bash", *self.identity_directives(req.identity)]
         if req.cores > 1 and req.parallel_environment:
             extra.append(f"-pe {req.parallel_environment} {req.cores}")
@@ -157,16 +156,22 @@ class SgeSystem(BatchSystem):
         skip = [] if req.queue else ["#$ -q "]
         if not req.account:
             skip.append("#$ -P ")
-        return jobqueue_script(
-            SGEJob,
-            req,
-            "JOB_ID",
-            queue=req.queue,
-            project=req.account,
-            resource_spec=req.resource_spec,
-            walltime=hms(req.walltime),
-            job_extra_directives=extra,
-            job_directives_skip=skip,
+        header = [f"#$ -N {req.name}"]
+        if req.queue is not None:
+            header.append(f"#$ -q {req.queue}")
+        if req.account is not None:
+            header.append(f"#$ -P {req.account}")
+        if req.resource_spec is not None:
+            header.append(f"#$ -l {req.resource_spec}")
+        header += [
+            f"#$ -l h_rt={hms(req.walltime)}",
+            f"#$ -e {req.log_directory}/",
+            f"#$ -o {req.log_directory}/",
+            "#$ -cwd",
+            "#$ -j y",
+        ]
+        return job_script_text(
+            req, "JOB_ID", header=header, directive="#$", skip=skip, extra=extra
         )
 
     def submit_argv(self, script: Path) -> list[str]:

@@ -19,7 +19,6 @@ Layout under the cache directory::
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import logging
@@ -103,7 +102,12 @@ class LocalStore:
         self._scanned = 0.0
         self._stats = _StatsBuffer()
         self._stats_name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}.json"
-        atexit.register(self.flush_stats)
+        # Counters still buffered are written at exit, also in a worker its nanny forked:
+        # that process leaves through os._exit, which runs multiprocessing's finalizers
+        # but not atexit's (an ordinary interpreter's exit runs both).
+        from multiprocessing import util as mp_util
+
+        mp_util.Finalize(None, self.flush_stats, exitpriority=10)
 
     # -- entries -----------------------------------------------------------------------
 

@@ -251,3 +251,20 @@ def test_cached_functions_pickle_by_reference_and_by_value() -> None:
     f = cacheable(local)
     g = cloudpickle.loads(cloudpickle.dumps(f))
     assert g(4) == 8 and g.key(4) == f.key(4)
+
+
+def _record_and_leave(root: str) -> None:
+    LocalStore(root).record("f", hit=True, seconds=1.5)  # buffered: no flush timer yet
+
+
+def test_counters_are_written_when_a_forked_worker_leaves(tmp_path: Path) -> None:
+    """A nanny forks its worker (scalable's default): that process exits through
+    os._exit, without atexit; its last counters are still written."""
+    root = str(tmp_path / "store")
+    child = multiprocessing.get_context("fork").Process(target=_record_and_leave,
+                                                        args=(root,))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    stats = LocalStore(root).stats()
+    assert stats["f"].hits == 1 and stats["f"].saved_seconds == 1.5

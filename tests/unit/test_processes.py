@@ -156,3 +156,22 @@ def test_nannies_fork_their_workers_unless_the_manifest_or_caller_says_otherwise
     target.env = {}
     monkeypatch.setenv(WORKER_START_ENV, "forkserver")  # so does the caller's environment
     assert WORKER_START_ENV not in process_env(target, "local", tmp_path)
+
+
+@pytest.mark.parametrize(("body", "code", "out", "err"), [
+    ("print('done', end='')", 0, "done", ""),  # buffered output is still written
+    ("import sys; sys.exit(3)", 3, "", ""),
+    ("import sys; print('x', end=''); sys.exit('bad flag')", 1, "x", "bad flag\n"),
+    ("raise RuntimeError('boom')", 1, "", "RuntimeError: boom"),
+    ("import sys; assert __name__ == '__main__' and sys.argv[1:] == ['--a', 'b']", 0, "", ""),
+])
+def test_quick_exit_runs_a_module_as_python_m_and_keeps_its_exit_code(
+        tmp_path: Path, body: str, code: int, out: str, err: str) -> None:
+    (tmp_path / "mod_under_test.py").write_text(body + "\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    res = subprocess.run(
+        [sys.executable, "-m", "scalable.providers.quick_exit", "mod_under_test", "--a", "b"],
+        capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == code, res.stderr
+    assert res.stdout == out
+    assert err in res.stderr

@@ -351,7 +351,9 @@ def test_show_scripts_on_the_local_provider_prints_each_worker_command(tmp_path:
     head, _, rest = out.stdout.partition("# ---- workers.default[0]: command ----\n")
     assert rest, out.stdout
     argv = shlex.split(rest.splitlines()[0])
-    assert argv[1:4] == ["-m", "distributed.cli.dask_worker", "<scheduler address>"]
+    # Run with this interpreter, through quick_exit (no teardown when the worker ends).
+    assert argv[1:5] == ["-m", "scalable.providers.quick_exit", "distributed.cli.dask_worker",
+                         "<scheduler address>"]
 
 
 def test_a_submit_limit_refusal_keeps_slurms_words() -> None:
