@@ -4,16 +4,23 @@ Each trial runs, in an order rotated per trial, three whole processes:
 ``python -c "import yaml, pydantic"`` (the floor), ``scalable plan`` on an applied local
 target with nothing to change, and ``scalable --help``. A ratio is taken within each
 trial, so a machine whose speed drifts (other jobs) moves both sides alike. Aim: ≤ 2.0×.
+
+``--instructions`` (needs valgrind) also counts each command's instructions once, under
+``valgrind --tool=callgrind``: a count does not move with the machine's load, so the
+ratios it gives compare passes taken under different loads (about a minute).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _util import PY, load, project, run, scalable, spread  # noqa: E402
+from _util import PY, bench_env, load, project, run, scalable, spread  # noqa: E402
 
 N = int(os.environ.get("BENCH_RUNS", "15"))
 
@@ -24,12 +31,34 @@ def timed(args: list[str], cwd: object) -> float:
     return time.perf_counter() - t0
 
 
+def instructions(args: list[str], cwd: object) -> int:
+    """Instructions one run of ``args`` executes (valgrind's callgrind; its ``I refs``)."""
+    proc = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *args],
+        cwd=cwd, capture_output=True, text=True, env=bench_env(), check=True,  # type: ignore[arg-type]
+    )
+    found = re.search(r"I\s+refs:\s+([\d,]+)", proc.stderr)
+    if found is None:
+        raise SystemExit(f"no instruction count from valgrind: {proc.stderr[-300:]}")
+    return int(found.group(1).replace(",", ""))
+
+
 def main() -> None:
+    if "--instructions" in sys.argv and shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind on PATH")
     root = project("""
         targets:
           local: {provider: local, max_workers: 1}
         """)
     scalable("apply", "--auto-approve", cwd=root)
+    # destroy's start-up: the same target never applied, so destroy plans, finds nothing
+    # and stops; what it spends is what every destroy spends before its first SIGTERM
+    # (less the refresh of live processes).
+    empty = project("""
+        targets:
+          local: {provider: local, max_workers: 1}
+        """)
+    cwds = {"destroy": empty}
     cmds = {
         "floor": [PY, "-c", "import yaml, pydantic"],
         # pydantic imports lazily: the floor above has not loaded BaseModel, which any
@@ -37,16 +66,22 @@ def main() -> None:
         "floor+BaseModel": [PY, "-c", "import yaml; from pydantic import BaseModel"],
         "plan": [PY, "-m", "scalable", "plan"],
         "help": [PY, "-m", "scalable", "--help"],
+        "destroy": [PY, "-m", "scalable", "destroy", "--auto-approve"],
     }
     times: dict[str, list[float]] = {k: [] for k in cmds}
-    for args in cmds.values():  # warm-up: bytecode written, files in the page cache
-        run(args, cwd=root)
+    for name, args in cmds.items():  # warm-up: bytecode written, files in the page cache
+        run(args, cwd=cwds.get(name, root))
     before = load()
     try:
         for i in range(N):
             order = list(cmds)[i % len(cmds) :] + list(cmds)[: i % len(cmds)]
             for name in order:
-                times[name].append(timed(cmds[name], root))
+                times[name].append(timed(cmds[name], cwds.get(name, root)))
+        counts = (
+            {name: instructions(args, cwds.get(name, root)) for name, args in cmds.items()}
+            if "--instructions" in sys.argv
+            else {}
+        )
     finally:
         scalable("destroy", "--auto-approve", cwd=root)
     floor = times["floor"]
@@ -56,12 +91,17 @@ def main() -> None:
         ("floor+BaseModel", "import yaml + BaseModel"),
         ("plan", "scalable plan (no changes)"),
         ("help", "scalable --help"),
+        ("destroy", "destroy (nothing to destroy)"),
     ):
         ratios = [t / f for t, f in zip(times[name], floor, strict=True)]
         print(
             f"{label:28s} median {sorted(times[name])[N // 2] * 1000:6.0f} ms   "
             f"ratio {spread(ratios)}"
         )
+    if counts:
+        print("instructions (valgrind, one run each; ratio to the floor):")
+        for name, n in counts.items():
+            print(f"  {name:16s} {n / 1e6:8.0f} M   {n / counts['floor']:.2f}x")
     print("aim: ratio <= 2.0x")
 
 

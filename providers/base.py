@@ -18,7 +18,6 @@ from scalable.errors import ScalableError
 from scalable.hooks import Hook, StderrHook
 from scalable.manifest.schema import GroupConfig, TargetConfig
 from scalable.registry import BUILTIN, provider_class
-from scalable.tls import security_from_outputs
 
 if TYPE_CHECKING:
     from scalable.pricing.estimator import Price
@@ -249,6 +248,8 @@ class Provider(ABC):
 
     def client_security(self, outputs: dict[str, str]) -> Any | None:
         """A ``distributed.security.Security`` for clients of this target, or None."""
+        from scalable.tls import security_from_outputs  # a client's concern, not plan's
+
         return security_from_outputs(outputs)
 
 

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scalable.addrs import SCHEDULER
 from scalable.errors import ScalableError
@@ -37,16 +37,16 @@ from scalable.hooks import Hook
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.diff import make_plan
 from scalable.planning.model import Change, Plan
-from scalable.planning.steps import Blocked, Step, hold, step_graph
 from scalable.private_files import private_dir
 from scalable.providers.base import CreateContext, Created, Provider, ProviderError, ResourceSpec
-from scalable.providers.retire import retire_workers
-from scalable.roster import ClientRoster, FileRoster, Roster
-from scalable.scaling.objectives import plan_objectives
 from scalable.spec import TargetSpec
 from scalable.state.lock import LockInfo
 from scalable.state.model import ResourceRecord, StateFile
 from scalable.state.store import StateStore
+
+if TYPE_CHECKING:  # what apply and objectives use is imported there: plan starts faster
+    from scalable.planning.steps import Step
+    from scalable.roster import Roster
 
 
 @dataclass
@@ -177,6 +177,8 @@ class Engine:
         cached: Any | None = None,
     ) -> Any:
         """Choose worker counts for ``objectives``; later plans use them."""
+        from scalable.scaling.objectives import plan_objectives
+
         self.objective = plan_objectives(self.provider, objectives, tasks=tasks, tag=tag,
                                          cached=cached)
         self.objective_applied = False
@@ -280,6 +282,8 @@ class Engine:
                 self.objective_applied = True
         self._save(state)
 
+        from scalable.planning.steps import step_graph
+
         self._run_steps(state, step_graph(state, plan.actionable), result)
 
         if plan.destroy and not state.resources:
@@ -297,6 +301,8 @@ class Engine:
 
     def _run_steps(self, state: StateFile, steps: list[Step], result: ApplyResult) -> None:
         """The executor: run ``steps`` in order, skipping (and reporting) held ones."""
+        from scalable.planning.steps import hold
+
         deletes = [s for s in steps if s.op == "delete"]
         going = [s.change.record for s in deletes
                  if s.change.record and s.address != SCHEDULER]
@@ -341,6 +347,8 @@ class Engine:
         self, state: StateFile, wave: list[Step], failed: set[str], result: ApplyResult
     ) -> None:
         """One dependency level of creates, as one ``create_many`` batch."""
+        from scalable.planning.steps import Blocked, hold
+
         batch: list[Change] = []
         no_scheduler: list[str] = []
         up = SCHEDULER_ADDRESS in state.outputs
@@ -516,6 +524,8 @@ class Engine:
         addr = state.outputs.get(SCHEDULER_ADDRESS)
         if not names or not addr:
             return
+        from scalable.providers.retire import retire_workers
+
         retire_workers(addr, self.provider.client_security(state.outputs), names,
                        progress=self.hooks.progress)
 
@@ -534,6 +544,8 @@ class Engine:
     def _roster(self, outputs: dict[str, str]) -> Roster:
         """Where registrations are read: the provider's roster file when its scheduler
         writes one (no distributed import here), else a Client."""
+        from scalable.roster import ClientRoster, FileRoster
+
         path = self.provider.roster_file()
         found = FileRoster.wait_for(path, timeout=2.0) if path is not None else None
         return found if found is not None else ClientRoster(self.connect(outputs, timeout=30.0))

@@ -19,12 +19,15 @@ provider used on its own keeps :class:`StderrHook` (stderr keeps ``--json`` clea
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from scalable.events import Payload
+
+if TYPE_CHECKING:
+    import logging  # a LogHook's caller has it; the CLI's start need not
 
 
 class Hook:

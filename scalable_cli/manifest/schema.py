@@ -19,6 +19,8 @@ import ipaddress
 import math
 import os
 import re
+import sys
+import types
 from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -65,6 +67,17 @@ Walltime = Annotated[
     BeforeValidator(parse_walltime),
     WithJsonSchema({"type": ["string", "integer"], "examples": ["04:00:00", "1-12:00:00", 90]}),
 ]
+
+
+def empty_list() -> list[Any]:
+    """``default_factory=list`` for a model's field, without its cost at start-up.
+
+    pydantic inspects a default factory's signature (does it take the validated data?),
+    and ``list`` has only a text signature, which ``inspect`` parses with ``tokenize``:
+    compiling tokenize's expressions is about 7 ms of a cold ``scalable plan``."""
+    return []
+
+
 Money = Annotated[float, AfterValidator(_finite), Field(ge=0, le=1e9)]
 Fraction = Annotated[float, AfterValidator(_finite), Field(ge=0, lt=1)]
 # A name as the file writes it: ``fullmatch`` (``re.match(...$)`` accepts "gpu\n", which
@@ -179,7 +192,7 @@ class ContainerConfig(StrictModel):
     )
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=256)
     options: list[ArgvItem] = Field(
-        default_factory=list, max_length=256,
+        default_factory=empty_list, max_length=256,
         description="extra arguments to the runtime, one argv item each",
     )
 
@@ -340,7 +353,7 @@ class _Counts(_Strict):
     adaptive: Adaptive | None = None
     threads_per_worker: Threads = 1
     memory_per_worker: Memory | None = None
-    worker_extra_args: list[Text] = Field(default_factory=list, max_length=256)
+    worker_extra_args: list[Text] = Field(default_factory=empty_list, max_length=256)
     # GPUs each worker gets; every such worker advertises the Dask resource GPU=<gpus>
     # (docs/guides/worker-groups.rst, "GPUs and hardware"). 0: a CPU worker.
     gpus: Gpus = 0
@@ -384,7 +397,7 @@ class GroupConfig(_Counts):
     adds its own keys; a group inherits every key it does not set from its target."""
 
     tags: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
-        default_factory=list, max_length=256
+        default_factory=empty_list, max_length=256
     )
 
 
@@ -541,6 +554,9 @@ def manifest_model(providers: tuple[str, ...]) -> type[Manifest]:
     return model
 
 
+_PLUGIN_LOADER = "pydantic.plugin._loader"
+
+
 @contextlib.contextmanager
 def without_pydantic_plugins() -> Iterator[None]:
     """Build scalable's own validators without looking for pydantic plugins.
@@ -549,13 +565,26 @@ def without_pydantic_plugins() -> Iterator[None]:
     points of every installed distribution: 20-40 ms, most of what ``plan`` spends on
     its manifest (issue 15). Plugins observe validation of the application's models;
     scalable's manifest is none of theirs. Set only while the build runs (as typer does
-    for its option adapters), so a child process never inherits it."""
+    for its option adapters), so a child process never inherits it.
+
+    With plugins off, pydantic's plugin loader answers "none" without reading any entry
+    point, but importing it still imports ``importlib.metadata`` (email, zipfile, csv:
+    about 12 ms of a cold start). So when no validator has imported it yet, the build
+    sees a loader that answers "none" too; the real one is imported by the first
+    validator built after, exactly as it would have been."""
     key = "PYDANTIC_DISABLE_PLUGINS"
     previous = os.environ.get(key)
     os.environ[key] = "1"
+    stub = None
+    if _PLUGIN_LOADER not in sys.modules:
+        stub = types.ModuleType(_PLUGIN_LOADER)
+        stub.get_plugins = tuple  # type: ignore[attr-defined]  # no plugins: ()
+        sys.modules[_PLUGIN_LOADER] = stub
     try:
         yield
     finally:
+        if stub is not None and sys.modules.get(_PLUGIN_LOADER) is stub:
+            del sys.modules[_PLUGIN_LOADER]
         if previous is None:
             os.environ.pop(key, None)
         else:

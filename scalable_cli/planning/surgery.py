@@ -16,7 +16,6 @@ from collections.abc import Iterable, Sequence
 from scalable import addrs
 from scalable.errors import PlanError
 from scalable.planning.model import Plan
-from scalable.planning.steps import dependency_graph
 from scalable.state.model import StateFile
 
 ADDRESS_HINT = "addresses look like scheduler, workers.default[0] or workers.default (a group)"
@@ -110,6 +109,8 @@ def narrow(plan: Plan, state: StateFile, targets: Sequence[str]) -> Plan:
     if not targets:
         return plan
     actionable = {c.address: c for c in plan.actionable}
+    from scalable.planning.steps import dependency_graph  # an edit of a saved plan only
+
     deps = dependency_graph(state, plan.actionable)
     users: dict[str, set[str]] = {}
     for a, needs in deps.items():

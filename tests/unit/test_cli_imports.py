@@ -24,6 +24,10 @@ HEAVY = (
     "numpy",
     "pandas",
     "sqlite3",  # telemetry's database: `plan` records nothing
+    # pydantic's plugin loader imports it (with email, zipfile, csv) even when plugins are
+    # off: scalable builds its manifest model without it (manifest.schema)
+    "importlib.metadata",
+    "typer._adapters",  # typer's per-option converters: no option was given a value
 )
 # scalable's own modules that `plan` on a local target must not need.
 HEAVY_OWN = (
@@ -35,6 +39,8 @@ HEAVY_OWN = (
     "scalable.providers.slurm",
     "scalable.providers.aws",
     "scalable.providers.gke",
+    "scalable.scaling.objectives",  # no objectives asked
+    "scalable.providers.retire",  # apply's retirement of workers
 )
 # `--help` lists the commands from a table: none of the engine, nor pydantic.
 HEAVY_FOR_HELP = ("pydantic", "yaml", "scalable.engine", "scalable.manifest", "psutil")
@@ -77,6 +83,36 @@ def test_plan_loads_no_heavy_module(tmp_path: Path) -> None:
     assert heavy == [], f"heavy modules loaded by plan: {heavy}"
 
 
+def test_destroy_with_nothing_to_destroy_loads_no_heavy_module(tmp_path: Path) -> None:
+    (tmp_path / "scalable.yaml").write_text(
+        "targets:\n  local: {provider: local, max_workers: 2}\n"
+    )
+    out, heavy = _loaded(tmp_path, HEAVY + HEAVY_OWN, "destroy", "--auto-approve")
+    assert "Destroy complete!" in out
+    assert heavy == [], f"heavy modules loaded by destroy: {heavy}"
+
+
+def test_manifest_build_leaves_pydantic_plugins_to_later_models() -> None:
+    """The manifest's build sees no plugin loader; a model built afterwards gets pydantic's
+    real one (and with it the plugins the application installed)."""
+    probe = """
+import sys
+from scalable.manifest.schema import target_model
+target_model("local")
+assert "importlib.metadata" not in sys.modules
+assert "pydantic.plugin._loader" not in sys.modules
+from pydantic import TypeAdapter
+TypeAdapter(int)
+from pydantic.plugin import _loader
+assert _loader.get_plugins.__module__ == "pydantic.plugin._loader", _loader
+assert "importlib.metadata" in sys.modules
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
 def test_help_loads_neither_the_engine_nor_pydantic(tmp_path: Path) -> None:
     out, heavy = _loaded(tmp_path, HEAVY + HEAVY_OWN + HEAVY_FOR_HELP, "--help")
     assert "Commands" in out and "plan" in out
@@ -90,3 +126,22 @@ def test_listed_help_matches_each_commands_docstring() -> None:
         cmd = load_command(name)
         first = (cmd.help or "").strip().splitlines()[0]
         assert first == listed, f"{name}: COMMANDS says {listed!r}, the command {first!r}"
+
+
+def test_the_entry_point_collects_again_once_the_command_is_loaded(tmp_path: Path) -> None:
+    """``run`` pauses the cyclic collector for start-up only: the command itself runs with
+    it on, start-up's objects frozen; ``main`` (called by tests, the session) leaves it be."""
+    (tmp_path / "scalable.yaml").write_text("targets:\n  local: {provider: local}\n")
+    probe = """
+import atexit, gc, sys
+from scalable.cli import main, run
+main(["validate"])
+assert gc.isenabled() and gc.get_freeze_count() == 0
+atexit.register(lambda: print("gc", gc.isenabled(), gc.get_freeze_count() > 0))
+sys.argv = ["scalable", "validate"]
+run()
+"""
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "CI": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "gc True True", proc.stdout
