@@ -33,6 +33,9 @@ from scalable.providers.processes import ProcessRef, spawn, terminate
 from scalable.roster import PRELOAD as ROSTER_PRELOAD
 from scalable.roster import ROSTER_ENV
 
+# A scheduler preload (the module, imported by the scheduler only).
+LATE_DASHBOARD = "scalable.providers.late_dashboard"
+
 # The dashboard is plain HTTP with no login: it listens on the scheduler host's loopback
 # only, whatever the scheduler binds; users reach it through an SSH tunnel.
 DASHBOARD_HOST = "127.0.0.1"
@@ -176,11 +179,13 @@ def start_scheduler(
         scheduler_argv(
             host=host,
             port=port,
-            dashboard=dashboard,
+            # The dashboard is attached once the scheduler listens (late_dashboard).
+            dashboard=False,
             dashboard_port=dash,
             scheduler_file=sched_file,
             dashboard_host=DASHBOARD_HOST,
-            preload=[*preload(), *([ROSTER_PRELOAD] if roster is not None else [])],
+            preload=[*preload(), *([ROSTER_PRELOAD] if roster is not None else []),
+                     *([LATE_DASHBOARD] if dashboard else [])],
             tls_args=tls_args,
             idle_timeout=idle_timeout,
             quick_exit=True,  # this interpreter, which has scalable

@@ -149,3 +149,45 @@ def test_scheduler_dashboard_off_when_asked(project: Project) -> None:
         assert all(ipaddress.ip_address(ip).is_loopback for _, ip, _ in listeners(project.root))
     finally:
         project.run("destroy", "--auto-approve", check=True)
+
+
+def test_scheduler_dashboard_is_attached_once_the_scheduler_listens(project: Project) -> None:
+    """The default: the scheduler starts without bokeh on its critical path and attaches
+    the dashboard to its HTTP server right after (late_dashboard); the URL serves it."""
+    import json
+    import time
+    from urllib.error import HTTPError, URLError
+    from urllib.request import urlopen
+
+    import psutil
+
+    project.write("""
+        targets:
+          local: {provider: local, max_workers: 1, processes: true}
+        """)
+    project.run("apply", "--auto-approve", check=True)
+    try:
+        url = project.state()["outputs"]["dashboard_url"]
+        sched = next(r for r in project.state()["resources"] if r["address"] == "scheduler")
+        argv = psutil.Process(sched["meta"]["pid"]).cmdline()
+        assert "--no-dashboard" in argv and "scalable.providers.late_dashboard" in argv
+
+        def page() -> tuple[int, str]:
+            try:
+                with urlopen(url, timeout=10) as resp:
+                    return int(resp.status), resp.read().decode(errors="replace")
+            except HTTPError as exc:
+                return exc.code, ""
+            except URLError:
+                return 0, ""
+
+        deadline = time.monotonic() + 30
+        while (got := page())[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert got[0] == 200 and "Dask" in got[1], got[0]
+        log = (project.root / ".scalable" / "local" / "logs" / "scheduler.log").read_text()
+        assert "dashboard attached" in log
+        info = json.loads((project.root / ".scalable" / "local" / "scheduler.json").read_text())
+        assert url.endswith(f":{info['services']['dashboard']}/status")
+    finally:
+        project.run("destroy", "--auto-approve", check=True)
