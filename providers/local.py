@@ -354,14 +354,9 @@ class LocalProvider(Provider):
         WRITE_EVERY after a worker leaves, and a worker now exits moments after it has
         left. A replacement of the same name must not be counted ready from the entry
         of the one it replaced. (Bounded: a scheduler that died writes no more.)"""
-        from scalable.roster import read
+        from scalable.roster import FileRoster
 
-        path = self.roster_file()
+        roster = FileRoster(self.roster_file())
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            data = read(path)
-            workers = (data or {}).get("workers")
-            if not isinstance(workers, dict) or not names & {
-                    str(w.get("name")) for w in workers.values() if isinstance(w, dict)}:
-                return
+        while names & roster.names() and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -605,7 +605,7 @@ class SlurmProvider(BatchProvider):
             walltime=s["walltime"],
             cores=s["cores"],
             memory=s["memory"],
-            log_directory=str(self.workdir / "logs"),
+            log_directory=str(self.log_directory),
             worker_command=worker,
             extra_directives=[*gres_directives(g), *_keys(g).job_extra_directives],
             prologue=list(_keys(g).job_script_prologue),
@@ -634,7 +634,7 @@ class SlurmProvider(BatchProvider):
             walltime=s["walltime"],
             cores=s["cores"],
             memory=s["memory"],
-            log_directory=str(self.workdir / "logs"),
+            log_directory=str(self.log_directory),
             worker_command=self._worker_command(
                 g, nw, task_address, scheduler_address or "<scheduler address>", s),
             extra_directives=[f"--array={spec}", *gres_directives(g),
@@ -698,7 +698,7 @@ class SlurmProvider(BatchProvider):
             job_name=name, comment=comment, wckey=wckey,
             partition=self.cfg.queue, account=self.cfg.account,
             walltime=self._scheduler_walltime(), cores=1, memory=None,
-            log_directory=str(self.workdir / "logs"),
+            log_directory=str(self.log_directory),
             worker_command=argv,
             extra_directives=list(self.cfg.job_extra_directives),
             prologue=[*self.cfg.job_script_prologue,
@@ -890,7 +890,7 @@ class SlurmProvider(BatchProvider):
         folder its ``#SBATCH -o/-e`` name: Slurm fails a job whose log folder is missing
         (JobLaunchFailure)."""
         write_private(path, text)
-        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        self.log_directory.mkdir(parents=True, exist_ok=True)
 
     def _create_scheduler(self, resource: ResourceSpec, ctx: CreateContext) -> Created:
         """Start the scheduler on a port chosen up front.

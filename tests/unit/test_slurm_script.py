@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -444,18 +443,3 @@ def test_render_writes_exactly_what_dask_jobqueue_writes(
         log_directory=str(tmp_path / "logs"), worker_command=command,
         extra_directives=extra, prologue=prologue, env=env, nodes=nodes)
     assert scripts.render(shape) == _jobqueue_render(shape)
-
-
-def test_rendering_a_job_script_imports_neither_dask_jobqueue_nor_distributed() -> None:
-    code = (
-        "import sys\n"
-        "from scalable.providers.slurm import script as s\n"
-        "s.render(s.JobShape(job_name='j', comment='c', wckey='w', partition='p',"
-        " account=None, walltime=60, cores=1, memory=None, log_directory='/tmp',"
-        " worker_command=['true']))\n"
-        "print(sorted(m for m in ('dask_jobqueue', 'distributed', 'numpy')"
-        " if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.strip() == "[]", out.stdout + out.stderr
