@@ -1,6 +1,5 @@
 """The local provider's manifest keys."""
 
-from __future__ import annotations
 
 import ipaddress
 from typing import ClassVar
@@ -42,7 +41,7 @@ class LocalTarget(LocalKeys, TargetConfig):
     )
 
     @model_validator(mode="after")
-    def _exposure(self) -> LocalTarget:
+    def _exposure(self) -> "LocalTarget":
         if is_loopback(self.host) or self.tls or self.allow_insecure_listen:
             return self
         raise ValueError(

@@ -4,29 +4,29 @@ Each is started in its own session (so it outlives the CLI and forms one process
 and tagged through its environment (SCALABLE_LINEAGE, SCALABLE_ADDRESS, SCALABLE_KEY),
 which is how ``discover`` finds one an interrupted apply never recorded.
 
-Process facts come from psutil (one library for Linux, macOS and the BSDs) rather than
-hand-read /proc files. A start time is kept in milliseconds since the epoch; records
-written by older versions hold clock ticks since boot (small numbers), and are still
-recognised (see ``_same_start``).
+Process facts come from psutil (one library for Linux, macOS and the BSDs), except the
+three every command asks on Linux (start time, zombie, process group), which
+``procfs`` reads without psutil's import cost. A start time is kept in milliseconds
+since the epoch; records written by older versions hold clock ticks since boot (small
+numbers), and are still recognised (see ``_same_start``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import ModuleType
 
-import psutil
+from scalable.providers import procfs
 from scalable.providers.base import Discovered, Observation
-
-if TYPE_CHECKING:
-    from scalable.providers.base import Discovered, Observation
+from scalable.providers.procfs import Stat
 
 TAG_LINEAGE = "SCALABLE_LINEAGE"
 TAG_ADDRESS = "SCALABLE_ADDRESS"
@@ -38,44 +38,44 @@ _LEGACY_TICKS = 10**10
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _process(pid: int) -> psutil.Process | None:
+def _psutil() -> ModuleType:
+    import psutil  # what procfs does not read (environments), and every other platform
+
+    return psutil
+
+
+def _stat(pid: int) -> Stat | None:
+    """Start time, state and group of ``pid``, or None if there is no such process."""
+    if procfs.AVAILABLE:
+        return procfs.stat(pid)
+    psutil = _psutil()
     try:
-        return psutil.Process(pid)
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            state = "Z" if proc.status() == psutil.STATUS_ZOMBIE else "R"
+            start = round(proc.create_time() * 1000)
+        return Stat(state, os.getpgid(pid), start)
+    except (psutil.Error, ValueError, OSError):
         return None
 
 
-def _start_ms(proc: psutil.Process) -> int | None:
-    try:
-        return round(proc.create_time() * 1000)
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
+def _boot_time() -> float:
+    return procfs.boot_time() if procfs.AVAILABLE else float(_psutil().boot_time())
 
 
 def start_time(pid: int) -> int | None:
     """The process's start time in ms since the epoch, or None if there is none."""
-    proc = _process(pid)
-    return _start_ms(proc) if proc is not None else None
+    found = _stat(pid)
+    return found.start_ms if found is not None else None
 
 
-def _same_start(proc: psutil.Process, recorded: int) -> bool:
-    now = _start_ms(proc)
-    if now is None:
-        return False
+def _same_start(found: Stat, recorded: int) -> bool:
+    now = found.start_ms
     if recorded < _LEGACY_TICKS:  # clock ticks since boot, from an older record
-        ticks = round((now / 1000 - psutil.boot_time()) * _CLOCK_TICKS)
+        ticks = round((now / 1000 - _boot_time()) * _CLOCK_TICKS)
         return abs(ticks - recorded) <= 1
     # Both sides come from the same computation; allow for float rounding only.
     return abs(now - recorded) <= 1
-
-
-def _zombie(proc: psutil.Process) -> bool:
-    try:
-        return proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.AccessDenied:
-        return False
 
 
 @dataclass(frozen=True)
@@ -87,14 +87,14 @@ class ProcessRef:
     def id(self) -> str:
         return f"pid:{self.pid}@{self.start}"
 
-    def _ours(self) -> psutil.Process | None:
+    def _ours(self) -> Stat | None:
         """The process behind this ref if it is still the one we started (maybe a zombie)."""
-        proc = _process(self.pid)
-        return proc if proc is not None and _same_start(proc, self.start) else None
+        found = _stat(self.pid)
+        return found if found is not None and _same_start(found, self.start) else None
 
     def alive(self) -> bool:
-        proc = self._ours()
-        return proc is not None and not _zombie(proc)
+        found = self._ours()
+        return found is not None and not found.zombie
 
     def group_alive(self) -> bool:
         return any(True for _ in _group_members(self.pid))
@@ -151,19 +151,46 @@ def reap() -> None:
 
 def _group_members(pgid: int) -> Iterator[int]:
     """Live (non-zombie) processes of the process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return  # nobody left in the group, zombies included: no need to list them all
+    except PermissionError:
+        pass
+    if procfs.AVAILABLE:
+        for pid in procfs.pids():
+            found = procfs.stat(pid)
+            if found is not None and found.pgrp == pgid and not found.zombie:
+                yield pid
+        return
+    psutil = _psutil()
     for proc in psutil.process_iter():
         try:
-            if os.getpgid(proc.pid) == pgid and not _zombie(proc):
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
                 yield proc.pid
         except (ProcessLookupError, PermissionError, psutil.Error):
             continue
+
+
+def _wait_exit(pid: int, timeout: float) -> None:
+    """Sleep up to ``timeout``, waking as soon as ``pid`` exits (a pidfd, Linux 5.3+):
+    a poll would notice a closed worker up to one interval late."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux, an old kernel, or already gone
+        time.sleep(timeout)
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
 
 
 def _may_signal(ref: ProcessRef) -> bool:
     """Its group is ours to signal: the leader is still the process we started (even as
     a zombie whose children live on), or the leader is gone (a group id cannot be
     reused while any member lives)."""
-    return _process(ref.pid) is None or ref._ours() is not None
+    return _stat(ref.pid) is None or ref._ours() is not None
 
 
 def _ask(ref: ProcessRef) -> None:
@@ -176,7 +203,7 @@ def _ask(ref: ProcessRef) -> None:
     """
     leader = ref._ours()
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        if leader is not None and not _zombie(leader):
+        if leader is not None and not leader.zombie:
             os.kill(ref.pid, signal.SIGTERM)
         else:  # orphans of a leader that died: nobody else will close them
             os.killpg(ref.pid, signal.SIGTERM)
@@ -218,34 +245,49 @@ def terminate(ref: ProcessRef, grace: float = 10.0, *, asked: bool = False) -> N
                 orphans_asked = True
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(ref.pid, signal.SIGTERM)
-            time.sleep(delay)
+            if ref.alive():
+                _wait_exit(ref.pid, delay)
+            else:
+                time.sleep(delay)
             delay = min(delay * 2, 0.05)
     reap()
 
 
-def tagged(lineage: str) -> Iterator[tuple[ProcessRef, dict[str, str]]]:
-    """Every live process-group leader whose environment carries this lineage ("": any)."""
+def _environments() -> Iterator[tuple[int, dict[str, str]]]:
+    """(pid, environment) of every process whose environment we may read."""
+    if procfs.AVAILABLE:
+        for pid in procfs.pids():
+            env = procfs.environ(pid)  # another user's: unreadable, so skipped
+            if env:
+                yield pid, env
+        return
+    psutil = _psutil()
     me = os.getuid() if hasattr(os, "getuid") else None
     for proc in psutil.process_iter(["uids"] if me is not None else []):
         try:
             uids = proc.info.get("uids")
             if me is not None and uids is not None and uids.real != me and me != 0:
                 continue  # another user's process: its environment is not ours to read
-            env = proc.environ()
+            yield proc.pid, proc.environ()
         except (psutil.Error, OSError):
             continue
+
+
+def tagged(lineage: str) -> Iterator[tuple[ProcessRef, dict[str, str]]]:
+    """Every live process-group leader whose environment carries this lineage ("": any)."""
+    for pid, env in _environments():
         if env.get(TAG_LINEAGE) != lineage and not (lineage == "" and env.get(TAG_LINEAGE)):
             continue
         try:
-            if os.getpgid(proc.pid) != proc.pid or _zombie(proc):
+            if os.getpgid(pid) != pid:
                 continue
         except (ProcessLookupError, PermissionError):
             continue
-        start = _start_ms(proc)
-        if start is not None:
+        found = _stat(pid)
+        if found is not None and not found.zombie:
             keys = (TAG_LINEAGE, TAG_ADDRESS, TAG_KEY, TAG_STATE_DIR)
             tags = {k: env[k] for k in keys if k in env}
-            yield ProcessRef(proc.pid, start), tags
+            yield ProcessRef(pid, found.start_ms), tags
 
 
 # -- what providers do with the processes they recorded (local, and Slurm's scheduler) --

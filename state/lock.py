@@ -7,10 +7,8 @@ lock" after 400 ms, then fails naming the holder.
 from __future__ import annotations
 
 import fcntl
-import getpass
 import json
 import os
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -43,11 +41,21 @@ def _version() -> str:
     return __version__
 
 
+def _host() -> str:
+    if hasattr(os, "uname"):
+        return os.uname().nodename  # what socket.gethostname() answers, without its import
+    import socket
+
+    return socket.gethostname()
+
+
 def new_lock_info(operation: str) -> LockInfo:
+    import getpass  # its termios import is needed only here
+
     return LockInfo(
         id=str(uuid.uuid4()),
         operation=operation,
-        who=f"{getpass.getuser()}@{socket.gethostname()}",
+        who=f"{getpass.getuser()}@{_host()}",
         pid=os.getpid(),
         version=_version(),
         created=now_iso(),

@@ -1,6 +1,5 @@
 """The AWS provider's manifest keys (EC2 and Fargate)."""
 
-from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 

@@ -3,7 +3,6 @@
 HTCondor job scripts add (one model for those four; see docs/guides/batch-systems).
 """
 
-from __future__ import annotations
 
 from typing import Annotated, ClassVar
 
@@ -66,7 +65,7 @@ class JobTarget(JobKeys, TargetConfig):
     )
 
     @model_validator(mode="after")
-    def _margin_below_walltime(self) -> JobTarget:
+    def _margin_below_walltime(self) -> "JobTarget":
         # Only a margin the user set is held to this: the default is capped at a quarter
         # of a short walltime (batch.system.lifetime), so short test jobs still work.
         if "lifetime_margin" not in self.model_fields_set:

@@ -1,6 +1,5 @@
 """The GKE provider's manifest keys."""
 
-from __future__ import annotations
 
 import re
 from typing import Annotated, ClassVar

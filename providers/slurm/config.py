@@ -1,6 +1,5 @@
 """The Slurm provider's manifest keys."""
 
-from __future__ import annotations
 
 from typing import Literal
 

@@ -11,7 +11,6 @@ error: a count of workers, a size or a duration out of range is refused at ``val
 rather than reaching a provider (or ``MemoryError``).
 """
 
-from __future__ import annotations
 
 import contextlib
 import functools
@@ -205,7 +204,7 @@ class ContainerConfig(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> ContainerConfig:
+    def _consistent(self) -> "ContainerConfig":
         if self.runtime == "none":
             if self.image or self.binds or self.env or self.options:
                 raise ValueError("runtime: none runs no container, so image, binds, env "
@@ -265,7 +264,7 @@ class Adaptive(_Strict):
     target_duration: Duration = Field(default=5.0, gt=0, le=DAY)
 
     @model_validator(mode="after")
-    def _bounds(self) -> Adaptive:
+    def _bounds(self) -> "Adaptive":
         if self.minimum > self.maximum:
             raise ValueError(f"minimum ({self.minimum}) is above maximum ({self.maximum})")
         return self
@@ -305,7 +304,7 @@ class StateBackend(_Strict):
     region: Text | None = None
 
     @model_validator(mode="after")
-    def _remote(self) -> StateBackend:
+    def _remote(self) -> "StateBackend":
         if self.backend in ("s3", "gcs") and not self.bucket:
             raise ValueError(f"the {self.backend} backend needs a 'bucket'")
         if self.backend != "s3" and (self.key is not None or self.region is not None):
@@ -384,7 +383,7 @@ class _Counts(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _one_count(self) -> _Counts:
+    def _one_count(self) -> "_Counts":
         if self.max_workers is not None and self.adaptive is not None:
             raise ValueError(
                 "set either max_workers (a fixed count) or adaptive (a range), not both"
@@ -424,7 +423,7 @@ class TargetConfig(_Counts):
     groups: dict[str, GroupConfig] = Field(default_factory=dict, max_length=100)
 
     @model_validator(mode="after")
-    def _one_container_spelling(self) -> TargetConfig:
+    def _one_container_spelling(self) -> "TargetConfig":
         if self.container is not None and self.containers != "none":
             raise ValueError("set either container: (the full form) or containers:/image: "
                              "(the older one), not both")
@@ -487,7 +486,7 @@ class Manifest(_Strict):
         return targets
 
     @model_validator(mode="after")
-    def _default(self) -> Manifest:
+    def _default(self) -> "Manifest":
         if self.default_target is not None and self.default_target not in self.targets:
             raise ValueError(
                 f"default_target {self.default_target!r} is not a target "

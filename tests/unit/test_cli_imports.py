@@ -28,6 +28,7 @@ HEAVY = (
     # off: scalable builds its manifest model without it (manifest.schema)
     "importlib.metadata",
     "typer._adapters",  # typer's per-option converters: no option was given a value
+    "psutil",  # on Linux a record's process is read from /proc (providers.procfs)
 )
 # scalable's own modules that `plan` on a local target must not need.
 HEAVY_OWN = (

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+from scalable.providers import procfs
 from scalable.providers.processes import (
     ProcessRef,
     _group_members,
     spawn,
     start_time,
+    tagged,
     terminate,
 )
 
@@ -25,6 +27,40 @@ def test_start_time_is_psutils_and_never_zero() -> None:
     assert st is not None and st > 0
     assert st == round(psutil.Process(me).create_time() * 1000)
     assert start_time(2**22 + 12345) is None  # beyond pid_max: no such process
+
+
+@pytest.mark.skipif(not procfs.AVAILABLE, reason="procfs reads Linux's /proc")
+def test_procfs_agrees_with_psutil_on_every_live_process(tmp_path: Path) -> None:
+    """The facts plan and destroy read from /proc are psutil's, on every process here;
+    one of them named to trip a naive parser of /proc/<pid>/stat."""
+    code = "open('/proc/self/comm', 'w').write('a) Z 1 (b'); import time; time.sleep(30)"
+    tags = {"SCALABLE_LINEAGE": "l=1;$(x)", "ODD": "a\nb=c"}
+    ref = spawn([sys.executable, "-c", code], log=tmp_path / "n.log", tags=tags)
+    try:
+        deadline = time.monotonic() + 10
+        while psutil.Process(ref.pid).name() != "a) Z 1 (b":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        checked = set()
+        for proc in psutil.process_iter():
+            try:
+                with proc.oneshot():
+                    zombie = proc.status() == psutil.STATUS_ZOMBIE
+                    want = (round(proc.create_time() * 1000), zombie, os.getpgid(proc.pid))
+                env = proc.environ()
+            except (psutil.Error, OSError):
+                continue  # exited meanwhile
+            got = procfs.stat(proc.pid)
+            if got is not None:
+                assert (got.start_ms, got.zombie, got.pgrp) == want, proc
+                assert procfs.environ(proc.pid) == env, proc
+                checked.add(proc.pid)
+        assert ref.pid in checked and len(checked) > 5
+        assert [r for r, _ in tagged("l=1;$(x)")] == [ref]
+        assert procfs.boot_time() == psutil.boot_time()
+        assert procfs.stat(2**22 + 12345) is None
+    finally:
+        terminate(ref, grace=2)
 
 
 def test_ref_tells_our_process_from_a_reused_pid(tmp_path: Path) -> None:
