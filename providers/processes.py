@@ -237,17 +237,17 @@ def terminate(ref: ProcessRef, grace: float = 10.0, *, asked: bool = False) -> N
         orphans_asked = sig == signal.SIGKILL
         while time.monotonic() < deadline:
             reap()
-            if not any(True for _ in _group_members(ref.pid)):
-                return
-            if not orphans_asked and not ref.alive():
-                # The leader went and left its group behind (bwrap does not pass the
-                # SIGTERM on to the sandbox): ask the rest now, not after the grace.
-                orphans_asked = True
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(ref.pid, signal.SIGTERM)
-            if ref.alive():
+            if ref.alive():  # a living leader is a member: no need to list the group
                 _wait_exit(ref.pid, delay)
+            elif not any(True for _ in _group_members(ref.pid)):
+                return
             else:
+                if not orphans_asked:
+                    # The leader went and left its group behind (bwrap does not pass the
+                    # SIGTERM on to the sandbox): ask the rest now, not after the grace.
+                    orphans_asked = True
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(ref.pid, signal.SIGTERM)
                 time.sleep(delay)
             delay = min(delay * 2, 0.05)
     reap()

@@ -23,16 +23,7 @@ from scalable.events import (
     RESOURCE_DELETING,
     RESOURCE_UPDATED,
     RESOURCE_UPDATING,
-    Payload,
-    ResourceFailed,
-    ResourceStep,
-    ScaleDecision,
-    ScaleFailed,
-    StepCompleted,
-    StepStarted,
-    WorkersWaiting,
 )
-from scalable.events import ObjectivePlan as ObjectivePlanEvent
 from scalable.hooks import Hook
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.planning.diff import make_plan
@@ -45,6 +36,8 @@ from scalable.state.model import ResourceRecord, StateFile
 from scalable.state.store import StateStore
 
 if TYPE_CHECKING:  # what apply and objectives use is imported there: plan starts faster
+    from scalable.payloads import ObjectivePlan as ObjectivePlanEvent
+    from scalable.payloads import Payload
     from scalable.planning.steps import Step
     from scalable.roster import Roster
 
@@ -168,8 +161,10 @@ class Engine:
         """``apply FILE``: the objective the saved plan was made for is the run's (its
         counts are in the plan already; the event tells a detached controller its
         budget and bounds)."""
+        from scalable.payloads import ObjectivePlan
+
         if plan.objective is not None and not plan.destroy:
-            self.saved_objective = ObjectivePlanEvent.from_data(plan.objective)
+            self.saved_objective = ObjectivePlan.from_data(plan.objective)
             self.objective_applied = False
 
     def plan_objectives(
@@ -191,6 +186,8 @@ class Engine:
 
         Returns None when nothing changed. Every change is a ``scale_decision`` event.
         """
+        from scalable.payloads import ScaleDecision, ScaleFailed
+
         with self.locked("scale", lock_timeout):
             state = self.store.read()
             if state is None or SCHEDULER_ADDRESS not in state.outputs:
@@ -237,6 +234,8 @@ class Engine:
     # -- apply --------------------------------------------------------------------------
     def execute(self, plan: Plan, *, wait: bool = True) -> ApplyResult:
         """Carry ``plan`` out. The caller holds the lock."""
+        from scalable.payloads import StepCompleted, StepStarted
+
         if not plan.destroy:
             self.preflight()  # a plan made elsewhere (a saved file) is checked here too
         # Logs, scripts, TLS files and the scheduler file go here: private before any
@@ -401,6 +400,8 @@ class Engine:
             )
 
     def _delete(self, state: StateFile, change: Change, result: ApplyResult) -> bool:
+        from scalable.payloads import ResourceFailed, ResourceStep
+
         current = state.get(change.address)
         rec = change.record or current
         if rec is None:
@@ -445,6 +446,8 @@ class Engine:
         self, state: StateFile, changes: list[Change], result: ApplyResult
     ) -> set[str]:
         """Create ``changes`` through ``create_many``; return the addresses that failed."""
+        from scalable.payloads import ResourceFailed, ResourceStep
+
         failed: set[str] = set()
         specs = [c.resource for c in changes if c.resource is not None]
         contexts = [self._context(state, s) for s in specs]
@@ -488,6 +491,8 @@ class Engine:
         return failed
 
     def _update(self, state: StateFile, change: Change, result: ApplyResult) -> bool:
+        from scalable.payloads import ResourceFailed, ResourceStep
+
         rec = state.get(change.address)
         if rec is None or change.resource is None:
             return False
@@ -558,6 +563,8 @@ class Engine:
         A resource that dies while we wait is reported at once (with the provider's
         reason) instead of after the timeout.
         """
+        from scalable.payloads import ResourceFailed, WorkersWaiting
+
         want = {n for r in hosts for n in r.worker_names}
         deadline = time.monotonic() + self.ready_timeout
         try:

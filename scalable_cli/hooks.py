@@ -2,7 +2,7 @@
 
 The engine never prints and never writes telemetry itself: it tells its :class:`Hook`.
 A hook gets progress lines for people (``progress``), warnings (``warning``) and typed
-steps (``event``: the payloads of :mod:`scalable.events`). Implementations:
+steps (``event``: the payloads of :mod:`scalable.payloads`). Implementations:
 
 - :class:`LineHook`: progress and warnings as lines, to ``echo`` (human output) or to
   stderr (``--json``: stdout stays the document) — :func:`human` and :func:`json_lines`;
@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from scalable.events import Payload
-
 if TYPE_CHECKING:
     import logging  # a LogHook's caller has it; the CLI's start need not
+
+    from scalable.payloads import Payload
 
 
 class Hook:

@@ -31,6 +31,9 @@ from scalable.events import (
     RESOURCE_DELETING,
     RESOURCE_UPDATED,
     RESOURCE_UPDATING,
+)
+from scalable.hooks import Hook
+from scalable.payloads import (
     Payload,
     ResourceFailed,
     ResourceStep,
@@ -38,7 +41,6 @@ from scalable.events import (
     StepStarted,
     WorkersWaiting,
 )
-from scalable.hooks import Hook
 from scalable.planning.reasons import words
 
 if TYPE_CHECKING:

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 from scalable.errors import PlanError
-from scalable.events import ObjectivePlan
 from scalable.planning.model import PLAN_FORMAT_VERSION, Plan
 from scalable.state.model import StateFile
 from scalable.state.store import atomic_write
@@ -37,6 +36,8 @@ def load_plan(path: Path) -> Plan:
         raise PlanError(f"{path}: plan format {data.get('format_version')} is not supported")
     plan = Plan.from_dict(data)
     if plan.objective is not None:
+        from scalable.payloads import ObjectivePlan  # saved plans with objectives only
+
         try:
             ObjectivePlan.from_data(plan.objective)
         except (TypeError, ValueError) as exc:

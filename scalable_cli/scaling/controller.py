@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from scalable.engine import ApplyResult, Engine
-from scalable.events import BUDGET_EXHAUSTED, BUDGET_WARNING, BudgetAction, ScaleBlocked
+from scalable.events import BUDGET_EXHAUSTED, BUDGET_WARNING
 from scalable.outputs import SCHEDULER_ADDRESS
+from scalable.payloads import BudgetAction, ScaleBlocked
 from scalable.preemption import PREEMPTION_TOPIC
 from scalable.scaling.bounds import ObjectiveBounds
 from scalable.scaling.budget import BudgetGuard, cancel_everything, cancel_message

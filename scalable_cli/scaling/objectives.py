@@ -34,7 +34,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from scalable import events
+from scalable import payloads
 from scalable.errors import PlanError
 from scalable.events import APPLY_COMPLETE, APPLY_START
 from scalable.manifest.schema import Objectives
@@ -152,11 +152,11 @@ class ObjectivePlan:
                    "(every resource billed)")
         return "\n".join(out)
 
-    def event(self) -> events.ObjectivePlan:
+    def event(self) -> payloads.ObjectivePlan:
         """The ``objective_plan`` telemetry event: the prediction, and the bounds the
         controller keeps (read back by a detached controller)."""
         est = self.estimate
-        return events.ObjectivePlan(
+        return payloads.ObjectivePlan(
             group=self.group, workers=self.chosen.workers, tasks=est.tasks,
             task_seconds=est.task_seconds, task_seconds_median=est.median,
             task_seconds_p90=est.task_seconds_p90,

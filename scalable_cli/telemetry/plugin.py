@@ -35,7 +35,8 @@ from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 from scalable.events import CACHE_CALLS as CACHE_EVENT
-from scalable.events import TELEMETRY_MODE_ENV, WORKER_REMOVED, WorkerAdded, WorkerPreempted
+from scalable.events import TELEMETRY_MODE_ENV, WORKER_REMOVED
+from scalable.payloads import WorkerAdded, WorkerPreempted
 from scalable.preemption import PREEMPTION_TOPIC
 from scalable.telemetry.store import (
     DB_NAME,

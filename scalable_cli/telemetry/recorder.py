@@ -28,7 +28,6 @@ from scalable.events import (
     RESOURCE_DELETED,
     RESOURCE_DELETING,
     TELEMETRY_MODE_ENV,
-    Payload,
 )
 from scalable.hooks import Hook
 from scalable.outputs import SCHEDULER_ADDRESS
@@ -36,6 +35,7 @@ from scalable.outputs import SCHEDULER_ADDRESS
 # telemetry.store (sqlite3) and telemetry.report are imported where used: every engine
 # gets a recorder, `plan` included, and `plan` writes nothing (issue 15).
 if TYPE_CHECKING:
+    from scalable.payloads import Payload
     from scalable.providers.base import Provider
     from scalable.state.model import StateFile
     from scalable.telemetry.store import Run, TelemetryDB

@@ -37,9 +37,8 @@ from scalable.events import (
     WORKER_ADDED,
     WORKER_PREEMPTED,
     WORKER_REMOVED,
-    WorkerPreempted,
-    WorkerRemoved,
 )
+from scalable.payloads import WorkerPreempted, WorkerRemoved
 from scalable.pricing.estimator import format_usd
 from scalable.telemetry.store import (
     FAILED_STATUSES,

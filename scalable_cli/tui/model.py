@@ -22,8 +22,8 @@ from scalable.events import (
     SCALE_DECISION,
     WORKER_PREEMPTED,
     WORKER_REMOVED,
-    WorkerPreempted,
 )
+from scalable.payloads import WorkerPreempted
 from scalable.telemetry.report import compute_cost, fmt_seconds, worker_price
 from scalable.telemetry.store import Event, WorkerSpan, timeline
 

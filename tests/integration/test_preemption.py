@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 import scalable.preemption as preemption
 from distributed import Client
-from scalable.events import WORKER_PREEMPTED, WorkerPreempted
+from scalable.events import WORKER_PREEMPTED
+from scalable.payloads import WorkerPreempted
 from scalable.telemetry.store import PULL_HANDLER
 
 TOKEN = "emulated-imdsv2-token"

@@ -43,6 +43,8 @@ HEAVY_OWN = (
     "scalable.scaling.objectives",  # no objectives asked
     "scalable.providers.retire",  # apply's retirement of workers
 )
+# destroy records its steps (telemetry's typed events); plan records nothing.
+HEAVY_FOR_PLAN = ("scalable.payloads",)
 # `--help` lists the commands from a table: none of the engine, nor pydantic.
 HEAVY_FOR_HELP = ("pydantic", "yaml", "scalable.engine", "scalable.manifest", "psutil")
 
@@ -79,7 +81,7 @@ def test_plan_loads_no_heavy_module(tmp_path: Path) -> None:
     (tmp_path / "scalable.yaml").write_text(
         "targets:\n  local: {provider: local, max_workers: 2}\n"
     )
-    out, heavy = _loaded(tmp_path, HEAVY + HEAVY_OWN, "plan")
+    out, heavy = _loaded(tmp_path, HEAVY + HEAVY_OWN + HEAVY_FOR_PLAN, "plan")
     assert "Plan: 3 to add" in out  # plan really ran
     assert heavy == [], f"heavy modules loaded by plan: {heavy}"
 

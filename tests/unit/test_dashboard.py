@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from scalable.engine import Engine
-from scalable.events import ScaleDecision
 from scalable.hooks import Collect
+from scalable.payloads import ScaleDecision
 from scalable.state.store import LocalStore
 from scalable.telemetry.report import build_report
 from scalable.telemetry.store import Event, WorkerSpan

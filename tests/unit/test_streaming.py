@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from scalable.engine import Engine
-from scalable.events import RESOURCE_CREATING, ResourceStep
+from scalable.events import RESOURCE_CREATING
+from scalable.payloads import ResourceStep
 from scalable.state.store import LocalStore
 from scalable.streaming import MODULE, UI_FORMAT_VERSION, StreamHook
 

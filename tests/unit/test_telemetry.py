@@ -11,14 +11,9 @@ import numpy as np
 import pytest
 from scalable.addrs import group_of
 from scalable.cli import main
-from scalable.events import (
-    RESOURCE_CREATED,
-    RESOURCE_DELETED,
-    RESOURCE_DELETING,
-    ResourceStep,
-    StepStarted,
-)
+from scalable.events import RESOURCE_CREATED, RESOURCE_DELETED, RESOURCE_DELETING
 from scalable.hooks import Hooks
+from scalable.payloads import ResourceStep, StepStarted
 from scalable.state.model import StateFile
 from scalable.telemetry.plugin import TelemetryConfig, TelemetryPlugin, removal_reason
 from scalable.telemetry.recorder import RunRecorder
@@ -444,7 +439,8 @@ def test_database_from_before_last_seen_is_upgraded_in_place(tmp_path: Path) -> 
 
 
 def test_report_shows_preemptions_and_the_work_they_cost(tmp_path: Path) -> None:
-    from scalable.events import WORKER_PREEMPTED, WORKER_REMOVED, WorkerPreempted
+    from scalable.events import WORKER_PREEMPTED, WORKER_REMOVED
+    from scalable.payloads import WorkerPreempted
     from scalable.telemetry.report import build_report, render_report, report_to_dict
 
     db = TelemetryDB(tmp_path / "t.db")
