@@ -13,6 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 PY = sys.executable
+# What a user types: the console script pip wrote beside the interpreter (no runpy,
+# which ``python -m`` adds: 3-5 ms), or ``python -m scalable`` where there is none.
+_SCRIPT = Path(PY).with_name("scalable")
+CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [PY, "-m", "scalable"]
 
 
 def median_wall(fn: Callable[[], object], runs: int) -> tuple[float, list[float]]:
@@ -45,7 +49,7 @@ def project(manifest: str) -> Path:
 
 
 def scalable(*args: str, cwd: Path) -> None:
-    run([PY, "-m", "scalable", *args], cwd=cwd)
+    run([*CLI, *args], cwd=cwd)
 
 
 def load() -> str:

@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _util import PY, bench_env, load, project, run, scalable, spread  # noqa: E402
+from _util import CLI, PY, bench_env, load, project, run, scalable, spread  # noqa: E402
 
 N = int(os.environ.get("BENCH_RUNS", "15"))
 
@@ -64,9 +64,9 @@ def main() -> None:
         # pydantic imports lazily: the floor above has not loaded BaseModel, which any
         # manifest validation needs (about 35 ms more). Printed for the record.
         "floor+BaseModel": [PY, "-c", "import yaml; from pydantic import BaseModel"],
-        "plan": [PY, "-m", "scalable", "plan"],
-        "help": [PY, "-m", "scalable", "--help"],
-        "destroy": [PY, "-m", "scalable", "destroy", "--auto-approve"],
+        "plan": [*CLI, "plan"],
+        "help": [*CLI, "--help"],
+        "destroy": [*CLI, "destroy", "--auto-approve"],
     }
     times: dict[str, list[float]] = {k: [] for k in cmds}
     for name, args in cmds.items():  # warm-up: bytecode written, files in the page cache
