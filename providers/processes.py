@@ -4,9 +4,9 @@ Each is started in its own session (so it outlives the CLI and forms one process
 and tagged through its environment (SCALABLE_LINEAGE, SCALABLE_ADDRESS, SCALABLE_KEY),
 which is how ``discover`` finds one an interrupted apply never recorded.
 
-Process facts come from psutil (one library for Linux, macOS and the BSDs), except the
-three every command asks on Linux (start time, zombie, process group), which
-``procfs`` reads without psutil's import cost. A start time is kept in milliseconds
+Process facts come from psutil (one library for Linux, macOS and the BSDs), except on
+Linux, where what every command asks (start time, zombie, process group, environment)
+is read by ``procfs`` without psutil's import cost. A start time is kept in milliseconds
 since the epoch; records written by older versions hold clock ticks since boot (small
 numbers), and are still recognised (see ``_same_start``).
 """
@@ -26,7 +26,7 @@ from types import ModuleType
 
 from scalable.providers import procfs
 from scalable.providers.base import Discovered, Observation
-from scalable.providers.procfs import Stat
+from scalable.providers.procfs import CLOCK_TICKS, Stat
 
 TAG_LINEAGE = "SCALABLE_LINEAGE"
 TAG_ADDRESS = "SCALABLE_ADDRESS"
@@ -35,11 +35,10 @@ TAG_STATE_DIR = "SCALABLE_STATE_DIR"  # the .scalable/<target> dir that started 
 
 # Start times below this are clock ticks since boot (records written before psutil).
 _LEGACY_TICKS = 10**10
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _psutil() -> ModuleType:
-    import psutil  # what procfs does not read (environments), and every other platform
+    import psutil  # on platforms without procfs only: see the module's docstring
 
     return psutil
 
@@ -72,7 +71,7 @@ def start_time(pid: int) -> int | None:
 def _same_start(found: Stat, recorded: int) -> bool:
     now = found.start_ms
     if recorded < _LEGACY_TICKS:  # clock ticks since boot, from an older record
-        ticks = round((now / 1000 - _boot_time()) * _CLOCK_TICKS)
+        ticks = round((now / 1000 - _boot_time()) * CLOCK_TICKS)
         return abs(ticks - recorded) <= 1
     # Both sides come from the same computation; allow for float rounding only.
     return abs(now - recorded) <= 1

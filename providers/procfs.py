@@ -2,11 +2,10 @@
 
 ``plan`` asks of each recorded process "is PID N still the one we started, and not a
 zombie?" and of every process "do you carry this state's lineage?"; ``destroy`` asks
-"is anyone left in group G?". psutil answers both, but
-importing it costs 15–25 ms of a ~250 ms ``scalable plan`` on a 2-core machine (it loads
-socket, its named tuples and its C extension), so on Linux these three facts are read
-here, with the environments ``discover`` reads its lineage tags from, and psutil is
-imported only on other platforms.
+"is anyone left in group G?". psutil answers all three, but importing it costs 15–25 ms
+of a ~250 ms ``scalable plan`` on a 2-core machine (it loads socket, its named tuples
+and its C extension), so on Linux they are read here and psutil is imported only on
+other platforms.
 
 The start time is psutil's own computation (``starttime / CLK_TCK + btime``, psutil 7
 ``_pslinux``) so a record written with either reads the same; a test holds the two to
@@ -22,7 +21,7 @@ from typing import NamedTuple
 
 _PROC = "/proc"
 AVAILABLE = sys.platform.startswith("linux") and os.path.exists(f"{_PROC}/self/stat")
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _boot_time: float | None = None
 
 
@@ -66,7 +65,7 @@ def stat(pid: int) -> Stat | None:
     # The command name sits in parentheses and may itself hold spaces and ")".
     fields = data[data.rfind(b")") + 2 :].split()
     try:
-        start = float(fields[19]) / _CLOCK_TICKS + boot_time()
+        start = float(fields[19]) / CLOCK_TICKS + boot_time()
         return Stat(fields[0].decode(), int(fields[2]), round(start * 1000))
     except (IndexError, ValueError):
         return None

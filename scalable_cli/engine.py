@@ -284,7 +284,7 @@ class Engine:
         # are asked to stop before the start is recorded: their close (Dask's graceful
         # one) then overlaps telemetry's first write (opening its database) instead of
         # following it. A retirement (the scheduler stays) comes after the start.
-        whole = any(s.op == "delete" and s.address == SCHEDULER for s in steps)
+        whole = _scheduler_delete(steps) is not None
         if whole:
             self._ask_to_stop(state, steps)
         from scalable.payloads import StepCompleted, StepStarted  # after the ask: ~15 ms
@@ -315,7 +315,8 @@ class Engine:
         deletes = [s for s in steps if s.op == "delete"]
         going = [s.change.record for s in deletes
                  if s.change.record and s.address != SCHEDULER]
-        if not any(s.address == SCHEDULER for s in deletes):
+        scheduler = _scheduler_delete(steps)
+        if scheduler is None:
             # Moving data off workers only helps when a scheduler stays to keep it. When
             # it goes too, no Client round-trip: the provider stops each worker gracefully
             # (SIGTERM to the nanny, which closes its worker), and the scheduler hears the
@@ -325,8 +326,8 @@ class Engine:
                                  and s.change.record and s.address != SCHEDULER])
         if going:
             try:
-                self.provider.prepare_delete(going, scheduler=next(
-                    (s.change.record for s in deletes if s.address == SCHEDULER), None))
+                self.provider.prepare_delete(going, scheduler=scheduler.change.record
+                                             if scheduler is not None else None)
             except ProviderError as exc:  # each delete still tries, and reports
                 self.hooks.progress(f"batch delete failed ({exc}); deleting one by one")
 
@@ -637,3 +638,8 @@ def _obtained(meta: dict[str, Any]) -> dict[str, Any] | None:
         return None
     return {**{k: meta[k] for k in OBTAINED_KEYS if meta.get(k)},
             "failover": list(meta["failover"])}
+
+
+def _scheduler_delete(steps: Sequence[Step]) -> Step | None:
+    """The step that deletes the scheduler, if the scheduler goes."""
+    return next((s for s in steps if s.op == "delete" and s.address == SCHEDULER), None)
