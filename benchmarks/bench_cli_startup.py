@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -25,10 +27,15 @@ from _util import CLI, PY, bench_env, load, project, run, scalable, spread  # no
 N = int(os.environ.get("BENCH_RUNS", "15"))
 
 
-def timed(args: list[str], cwd: object) -> float:
+def timed(args: list[str], cwd: object) -> tuple[float, float, int]:
+    """Wall clock, CPU time (user + system) and minor page faults of one run of ``args``."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     run(args, cwd=cwd)  # type: ignore[arg-type]
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return wall, cpu, r1.ru_minflt - r0.ru_minflt
 
 
 def instructions(args: list[str], cwd: object) -> int:
@@ -69,6 +76,8 @@ def main() -> None:
         "destroy": [*CLI, "destroy", "--auto-approve"],
     }
     times: dict[str, list[float]] = {k: [] for k in cmds}
+    cpus: dict[str, list[float]] = {k: [] for k in cmds}
+    faults: dict[str, list[int]] = {k: [] for k in cmds}
     for name, args in cmds.items():  # warm-up: bytecode written, files in the page cache
         run(args, cwd=cwds.get(name, root))
     before = load()
@@ -76,7 +85,10 @@ def main() -> None:
         for i in range(N):
             order = list(cmds)[i % len(cmds) :] + list(cmds)[: i % len(cmds)]
             for name in order:
-                times[name].append(timed(cmds[name], cwds.get(name, root)))
+                wall, cpu, flt = timed(cmds[name], cwds.get(name, root))
+                times[name].append(wall)
+                cpus[name].append(cpu)
+                faults[name].append(flt)
         counts = (
             {name: instructions(args, cwds.get(name, root)) for name, args in cmds.items()}
             if "--instructions" in sys.argv
@@ -97,6 +109,17 @@ def main() -> None:
         print(
             f"{label:28s} median {sorted(times[name])[N // 2] * 1000:6.0f} ms   "
             f"ratio {spread(ratios)}"
+        )
+    # CPU time (user + system) moves less with other jobs than the wall clock does; the
+    # page faults show memory the process touched (and maps freed and made again).
+    print("CPU time (user + system) and minor page faults, medians:")
+    cpu_floor = cpus["floor"]
+    for name in cmds:
+        ratios = [c / f for c, f in zip(cpus[name], cpu_floor, strict=True)]
+        print(
+            f"  {name:16s} {statistics.median(cpus[name]) * 1000:6.0f} ms  "
+            f"ratio {statistics.median(ratios):.2f}   "
+            f"{statistics.median(faults[name]):7.0f} faults"
         )
     if counts:
         print("instructions (valgrind, one run each; ratio to the floor):")
