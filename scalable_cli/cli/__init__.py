@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import gc
 import os
 import sys
-from collections.abc import Iterable
-from typing import Annotated, Any
 
-import typer
+import click
 from scalable._version import __version__
 from scalable.cli.common import Ctx, ScalableGroup
-from typer import _click as click  # typer >= 0.29 carries its own click
-from typer.core import TyperCommand
 
 # name -> (module, attribute, one-line help). A command's module is imported only when
 # that command runs (or its own --help is asked): building every command would import
@@ -51,61 +46,6 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def defer_coercion(params: Iterable[click.Parameter]) -> None:
-    """Let typer build each option's value converter only when a value needs one.
-
-    typer >= 0.29 converts every parameter through a pydantic ``TypeAdapter``, built on
-    first use, and builds it even for an option left at ``None``: a bare ``scalable plan``
-    built 14 of them, importing pydantic's ``types`` and typer's adapters for it (about
-    40 ms, a quarter of its start). ``_Deferred`` answers ``None`` the way typer's own
-    converter does (``RuntimeParam.coerce``: ``None``, or ``()`` for a repeatable one),
-    passes a plain string to a plain ``str`` option unchanged (as typer's ``str`` adapter
-    does), and builds typer's converter for anything else, so values, errors and messages
-    stay typer's own. An older typer, without this machinery, is left as it is.
-    """
-    deferred = _deferred_class()
-    if deferred is None:
-        return
-    for param in params:
-        if getattr(param, "_runtime_param", False) is None:  # a typer parameter, unbuilt
-            desc = param.type_descriptor  # type: ignore[attr-defined]
-            param._runtime_param = deferred(  # type: ignore[attr-defined]
-                parameter_info=desc.parameter_info, annotation=desc.annotation
-            )
-
-
-@functools.cache
-def _deferred_class() -> type | None:
-    try:
-        from typer._coercion import RuntimeParam, build_runtime_param
-    except ImportError:  # an older typer converts with click's own types
-        return None
-
-    class _Deferred(RuntimeParam):  # typer's fields; no new ones
-        def _coerce_value(self, value: Any, param: Any, ctx: click.Context) -> Any:
-            desc = param.type_descriptor
-            if (
-                type(value) is str
-                and desc.annotation is str
-                and desc.parameter_info.parser is None
-                and not (desc.is_choice or desc.is_path or desc.is_file)
-            ):
-                return value
-            param._runtime_param = real = build_runtime_param(desc)
-            return real._coerce_value(value, param=param, ctx=ctx)
-
-    return _Deferred
-
-
-class ScalableCommand(TyperCommand):
-    """One command: its parameters (``--help`` too) convert values as ``defer_coercion`` says."""
-
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
-        params = super().get_params(ctx)
-        defer_coercion(params)
-        return params
-
-
 # Commands whose modules never read a manifest (no PyYAML, no pydantic models).
 _NO_MANIFEST = frozenset({"dashboard", "cache"})
 # What every other command's module imports last and deepest: cli.apply → engine → diff
@@ -126,17 +66,7 @@ def load_command(name: str) -> click.Command:
     if name not in _NO_MANIFEST:
         for leaf in _SHALLOW_FIRST:
             importlib.import_module(leaf)
-    obj = getattr(importlib.import_module(module), attr)
-    cmd: click.Command
-    if isinstance(obj, typer.Typer):
-        obj.rich_markup_mode = None  # plain help, like the top level
-        cmd = typer.main.get_group(obj)
-        for sub in cmd.commands.values():  # a group's commands are typer's own class
-            defer_coercion(sub.params)
-    else:
-        single = typer.Typer(rich_markup_mode=None)
-        single.command(name=name, cls=ScalableCommand)(obj)
-        cmd = typer.main.get_command(single)
+    cmd: click.Command = getattr(importlib.import_module(module), attr)
     cmd.name = name
     return cmd
 
@@ -146,11 +76,6 @@ class LazyGroup(ScalableGroup):
 
     A ``ScalableGroup``: usage errors exit 1 and errors become one ``Error:`` line the same
     way under CliRunner and the real entry point."""
-
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
-        params = super().get_params(ctx)
-        defer_coercion(params)
-        return params
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -167,45 +92,35 @@ class LazyGroup(ScalableGroup):
             formatter.write_dl([(name, help_) for name, (_, _, help_) in COMMANDS.items()])
 
 
-app = typer.Typer(
-    name="scalable",
-    help="Plan, apply and destroy Dask capacity: local, Slurm, AWS, GKE.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    # Plain click help and usage errors: rich's import alone costs as much as our start.
-    rich_markup_mode=None,
-    cls=LazyGroup,
-)
-
-
-def _version(value: bool) -> None:
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value:
-        typer.echo(f"scalable {__version__}")
-        raise typer.Exit()
+        click.echo(f"scalable {__version__}")
+        ctx.exit()
 
 
-@app.callback()
-def _main(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
-    ] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-    no_color: Annotated[bool, typer.Option("--no-color", help="No ANSI colours.")] = False,
-) -> None:
+@click.group(
+    name="scalable",
+    cls=LazyGroup,
+    no_args_is_help=True,
+    help="Plan, apply and destroy Dask capacity: local, Slurm, AWS, GKE.",
+)
+@click.option("--version", is_flag=True, callback=_version, expose_value=False, is_eager=True,
+              help="Show the version.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--no-color", is_flag=True, help="No ANSI colours.")
+def app(debug: bool, no_color: bool) -> None:
     Ctx.debug = debug or bool(os.environ.get("SCALABLE_DEBUG"))
     Ctx.no_color = no_color
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: errors become one ``Error:`` line and a hint, never a traceback."""
-    if "_SCALABLE_COMPLETE" in os.environ:
-        # Shell completion (docs/reference/cli.rst): typer's bash/zsh/fish classes,
-        # registered only when asked so a normal start does not pay for them.
-        from typer._completion_classes import completion_init
+    """Entry point: errors become one ``Error:`` line and a hint, never a traceback.
 
-        completion_init()
-    rc = app(args=argv, standalone_mode=False)  # ScalableGroup.main: an exit code
+    ``_SCALABLE_COMPLETE=bash_source scalable`` (zsh_source, fish_source) prints click's
+    shell completion script (docs/reference/cli.rst); click loads that code only then.
+    """
+    rc = app.main(args=argv, prog_name="scalable", complete_var="_SCALABLE_COMPLETE",
+                  standalone_mode=False)  # ScalableGroup.main: an exit code
     return rc if isinstance(rc, int) else 0
 
 

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-from scalable.cli.common import FileOpt, LockTimeoutOpt, TargetOpt, echo, lock_seconds
+import click
+from scalable.cli.common import (
+    echo,
+    file_option,
+    lock_seconds,
+    lock_timeout_option,
+    target_option,
+)
 from scalable.state.model import StateFile
 from scalable.workspace import Workspace
 
 
+@click.command()
+@click.argument("address", help="Where in state: e.g. workers.default[1].")
+@click.argument("id", help="The backend's id (`state show` prints ids).")
+@file_option
+@target_option
+@click.option("--force", is_flag=True, help="Take over a resource of another lineage.")
+@lock_timeout_option
 def import_(
-    address: Annotated[str, typer.Argument(help="Where in state: e.g. workers.default[1].")],
-    id: Annotated[str, typer.Argument(help="The backend's id (`state show` prints ids).")],
-    file: FileOpt = None,
-    target: TargetOpt = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Take over a resource of another lineage.")
-    ] = False,
-    lock_timeout: LockTimeoutOpt = "0s",
+    address: str, id: str, file: str | None, target: str | None, force: bool,
+    lock_timeout: str,
 ) -> None:
     """Adopt an existing resource into state (checked against the backend)."""
     from scalable.importing import import_resource

@@ -5,21 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
+import click
 from scalable.addrs import CONTROLLER, SCHEDULER
 from scalable.cli.common import (
-    AutoApproveOpt,
-    FileOpt,
-    JsonOpt,
-    LockTimeoutOpt,
-    TargetOpt,
+    auto_approve_option,
     confirm,
     echo,
+    file_option,
     info,
+    json_option,
     lock_seconds,
+    lock_timeout_option,
     print_json,
+    target_option,
     use_color,
 )
 from scalable.engine import ApplyResult, Engine
@@ -61,7 +61,7 @@ def _streamed(json_: bool) -> Iterator[StreamHook | None]:
     except ScalableError as exc:
         stream.diagnostic(exc.message, exc.hint or "")
         raise
-    except typer.Exit:
+    except click.exceptions.Exit:
         raise
     except Exception as exc:
         stream.diagnostic(f"{type(exc).__name__}: {exc}", "this is a bug in scalable")
@@ -79,39 +79,31 @@ def _json_needs_approval(json_: bool, approved: bool) -> None:
         )
 
 
-BudgetOpt = Annotated[
-    float | None, typer.Option("--budget-usd", help="Objective: spend at most this.")
-]
-DeadlineOpt = Annotated[
-    float | None, typer.Option("--deadline-hours", help="Objective: finish within this.")
-]
-OnBudgetOpt = Annotated[
-    str | None,
-    typer.Option("--on-budget", metavar="stop|destroy",
-                 help="When the budget is spent: retire the workers (stop, the default) "
-                      "or destroy the whole target."),
-]
-TasksOpt = Annotated[
-    int | None, typer.Option("--tasks", help="How many tasks the objective is for.")
-]
-ReplaceOpt = Annotated[
-    list[str] | None,
-    typer.Option("--replace", metavar="ADDR",
-                 help="Replace ADDR (a resource or a group) even if unchanged. Repeatable."),
-]
-OnlyOpt = Annotated[
-    list[str] | None,
-    typer.Option("--only", metavar="ADDR",
-                 help="Terraform's -target: plan only ADDR (a resource or a group) and what "
-                      "it needs. Repeatable."),
-]
-RefreshOnlyOpt = Annotated[
-    bool, typer.Option("--refresh-only",
-                       help="Record drift into state; change no capacity.")
-]
-TagOpt = Annotated[
-    str | None, typer.Option("--tag", help="Predict task times from this tag's history.")
-]
+budget_option = click.option(
+    "--budget-usd", type=float, help="Objective: spend at most this."
+)
+deadline_option = click.option(
+    "--deadline-hours", type=float, help="Objective: finish within this."
+)
+on_budget_option = click.option(
+    "--on-budget", metavar="stop|destroy",
+    help="When the budget is spent: retire the workers (stop, the default) or destroy the "
+         "whole target.",
+)
+tasks_option = click.option("--tasks", type=int, help="How many tasks the objective is for.")
+replace_option = click.option(
+    "--replace", metavar="ADDR", multiple=True,
+    help="Replace ADDR (a resource or a group) even if unchanged. Repeatable.",
+)
+only_option = click.option(
+    "--only", metavar="ADDR", multiple=True,
+    help="Terraform's -target: plan only ADDR (a resource or a group) and what it needs. "
+         "Repeatable.",
+)
+refresh_only_option = click.option(
+    "--refresh-only", is_flag=True, help="Record drift into state; change no capacity."
+)
+tag_option = click.option("--tag", help="Predict task times from this tag's history.")
 
 
 def _objectives(
@@ -144,30 +136,29 @@ def _objectives(
         echo()
 
 
+@click.command()
+@file_option
+@target_option
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="Save the plan to FILE.")
+@json_option
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
+@click.option("--destroy", is_flag=True, help="Plan to destroy everything.")
+@click.option("--no-refresh", is_flag=True, help="Trust the state; do not ask the provider.")
+@budget_option
+@on_budget_option
+@deadline_option
+@tasks_option
+@tag_option
+@click.option("--show-scripts", is_flag=True,
+              help="Print the batch script (local: the command) of each new worker.")
+@replace_option
+@only_option
+@refresh_only_option
 def plan(
-    file: FileOpt = None,
-    target: TargetOpt = None,
-    out: Annotated[Path | None, typer.Option("-o", "--out", help="Save the plan to FILE.")] = None,
-    json_: JsonOpt = False,
-    detailed_exitcode: Annotated[
-        bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes.")
-    ] = False,
-    destroy: Annotated[bool, typer.Option("--destroy", help="Plan to destroy everything.")] = False,
-    no_refresh: Annotated[
-        bool, typer.Option("--no-refresh", help="Trust the state; do not ask the provider.")
-    ] = False,
-    budget_usd: BudgetOpt = None,
-    on_budget: OnBudgetOpt = None,
-    deadline_hours: DeadlineOpt = None,
-    tasks: TasksOpt = None,
-    tag: TagOpt = None,
-    show_scripts: Annotated[
-        bool, typer.Option("--show-scripts",
-                     help="Print the batch script (local: the command) of each new worker.")
-    ] = False,
-    replace: ReplaceOpt = None,
-    only: OnlyOpt = None,
-    refresh_only: RefreshOnlyOpt = False,
+    file: str | None, target: str | None, out: Path | None, json_: bool,
+    detailed_exitcode: bool, destroy: bool, no_refresh: bool, budget_usd: float | None,
+    on_budget: str | None, deadline_hours: float | None, tasks: int | None, tag: str | None,
+    show_scripts: bool, replace: tuple[str, ...], only: tuple[str, ...], refresh_only: bool,
 ) -> None:
     """Show what apply would change, and what it would cost."""
     ws = Workspace.open(file, target)
@@ -176,8 +167,8 @@ def plan(
     engine.preflight()
     if not destroy and not refresh_only:
         _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_, on_budget)
-    p = engine.plan(destroy=destroy, refresh=not no_refresh, replace=replace or (),
-                    targets=only or (), refresh_only=refresh_only)
+    p = engine.plan(destroy=destroy, refresh=not no_refresh, replace=replace,
+                    targets=only, refresh_only=refresh_only)
     if json_:
         print_json(p.to_dict(detail=False))
     else:
@@ -190,7 +181,7 @@ def plan(
             echo(f"\nSaved the plan to: {out}\nTo perform exactly these actions, run: "
                  f"scalable apply {out}")
     if detailed_exitcode and p.has_changes:
-        raise typer.Exit(2)
+        raise click.exceptions.Exit(2)
 
 
 def _show_scripts(ws: Workspace, p: Plan) -> None:
@@ -249,24 +240,28 @@ def _finish(p: Plan, result: ApplyResult, stream: StreamHook | None, verb: str) 
         raise result.version_error
 
 
+@click.command()
+@click.argument("planfile", required=False, type=click.Path(path_type=Path),
+          help="A plan saved by `plan -o`.")
+@file_option
+@target_option
+@auto_approve_option
+@json_option
+@click.option("--no-wait", is_flag=True, help="Do not wait for workers to register.")
+@lock_timeout_option
+@budget_option
+@on_budget_option
+@deadline_option
+@tasks_option
+@tag_option
+@replace_option
+@only_option
+@refresh_only_option
 def apply(
-    planfile: Annotated[Path | None, typer.Argument(help="A plan saved by `plan -o`.")] = None,
-    file: FileOpt = None,
-    target: TargetOpt = None,
-    auto_approve: AutoApproveOpt = False,
-    json_: JsonOpt = False,
-    no_wait: Annotated[
-        bool, typer.Option("--no-wait", help="Do not wait for workers to register.")
-    ] = False,
-    lock_timeout: LockTimeoutOpt = "0s",
-    budget_usd: BudgetOpt = None,
-    on_budget: OnBudgetOpt = None,
-    deadline_hours: DeadlineOpt = None,
-    tasks: TasksOpt = None,
-    tag: TagOpt = None,
-    replace: ReplaceOpt = None,
-    only: OnlyOpt = None,
-    refresh_only: RefreshOnlyOpt = False,
+    planfile: Path | None, file: str | None, target: str | None, auto_approve: bool,
+    json_: bool, no_wait: bool, lock_timeout: str, budget_usd: float | None,
+    on_budget: str | None, deadline_hours: float | None, tasks: int | None, tag: str | None,
+    replace: tuple[str, ...], only: tuple[str, ...], refresh_only: bool,
 ) -> None:
     """Make the target's capacity match the manifest."""
     with _streamed(json_) as stream:
@@ -279,7 +274,7 @@ def _apply(
     planfile: Path | None, file: str | None, target: str | None, auto_approve: bool,
     stream: StreamHook | None, no_wait: bool, lock_timeout: str, budget_usd: float | None,
     on_budget: str | None, deadline_hours: float | None, tasks: int | None, tag: str | None,
-    replace: list[str] | None, only: list[str] | None, refresh_only: bool,
+    replace: tuple[str, ...], only: tuple[str, ...], refresh_only: bool,
 ) -> None:
     json_ = stream is not None
     ws = Workspace.open(file, target)
@@ -308,8 +303,7 @@ def _apply(
             if not refresh_only:
                 _objectives(ws, engine, budget_usd, deadline_hours, tasks, tag, json_,
                             on_budget)
-            p = engine.plan(replace=replace or (), targets=only or (),
-                            refresh_only=refresh_only)
+            p = engine.plan(replace=replace, targets=only, refresh_only=refresh_only)
         if not json_:
             echo(render_plan(p, color=use_color()).rstrip("\n"))
             echo()
@@ -322,12 +316,14 @@ def _apply(
     _finish(p, result, stream, "Apply")
 
 
+@click.command()
+@file_option
+@target_option
+@auto_approve_option
+@json_option
+@lock_timeout_option
 def destroy(
-    file: FileOpt = None,
-    target: TargetOpt = None,
-    auto_approve: AutoApproveOpt = False,
-    json_: JsonOpt = False,
-    lock_timeout: LockTimeoutOpt = "0s",
+    file: str | None, target: str | None, auto_approve: bool, json_: bool, lock_timeout: str,
 ) -> None:
     """Tear down everything this target's state holds."""
     with _streamed(json_) as stream:

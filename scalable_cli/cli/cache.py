@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-from scalable.cli.common import Ctx, FileOpt, TargetOpt, echo, fail, print_json
+import click
+from scalable.cli.common import (
+    Ctx,
+    echo,
+    fail,
+    file_option,
+    json_option,
+    print_json,
+    target_option,
+)
 from scalable.units import format_size, parse_duration
-
-app = typer.Typer(help="Show or clear the @cacheable result cache.", invoke_without_command=True)
-
-DirOpt = Annotated[
-    str | None,
-    typer.Option("--dir", help="Cache folder (default: the target's; env SCALABLE_CACHE_DIR)."),
-]
 
 
 def cache_dir(directory: str | None, file: str | None, target: str | None) -> Path:
@@ -84,13 +85,17 @@ def _rows(root: Path) -> tuple[list[dict[str, Any]], Any]:
     return sorted(by_fn.values(), key=lambda r: r["function"]), store
 
 
-@app.callback()
-def cache(
-    ctx: typer.Context,
-    file: FileOpt = None,
-    target: TargetOpt = None,
-    directory: DirOpt = None,
-    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+@click.group(invoke_without_command=True,
+             help="Show or clear the @cacheable result cache.")
+@file_option
+@target_option
+@click.option("--dir", "directory",
+              help="Cache folder (default: the target's; env SCALABLE_CACHE_DIR).")
+@json_option
+@click.pass_context
+def app(
+    ctx: click.Context, file: str | None, target: str | None, directory: str | None,
+    json_: bool,
 ) -> None:
     """Size, entries and hit rate by function."""
     if ctx.invoked_subcommand is not None:
@@ -140,19 +145,10 @@ def cache(
 
 
 @app.command()
-def clear(
-    ctx: typer.Context,
-    function: Annotated[
-        str | None,
-        typer.Option("--function", help="Only this function (module.name, or a unique name)."),
-    ] = None,
-    older_than: Annotated[
-        str | None,
-        typer.Option(
-            "--older-than", help="Only entries last used before this long ago (30d, 12h)."
-        ),
-    ] = None,
-) -> None:
+@click.option("--function", help="Only this function (module.name, or a unique name).")
+@click.option("--older-than", help="Only entries last used before this long ago (30d, 12h).")
+@click.pass_context
+def clear(ctx: click.Context, function: str | None, older_than: str | None) -> None:
     """Remove entries (all, one function's, or those unused for a while)."""
     directory, file, target = ctx.obj or (None, None, None)
     root = cache_dir(directory, file, target)

@@ -2,36 +2,39 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, NoReturn
+from typing import Any, NoReturn
 
-import typer
+import click
 from scalable.errors import ScalableError
 from scalable.units import parse_duration
-from typer.core import TyperGroup
 
-FileOpt = Annotated[
-    str | None,
-    typer.Option("-f", "--file", help="Manifest (default ./scalable.yaml; env SCALABLE_FILE)."),
-]
-TargetOpt = Annotated[
-    str | None,
-    typer.Option(
-        "-t", "--target", help="Target name (default: default_target; env SCALABLE_TARGET)."
-    ),
-]
-LockTimeoutOpt = Annotated[
-    str,
-    typer.Option("--lock-timeout", help="How long to wait for the state lock, e.g. 30s."),
-]
-AutoApproveOpt = Annotated[
-    bool, typer.Option("--auto-approve", help="Skip the interactive approval.")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+# The options every command shares, one decorator each (click keeps the order they are
+# written in, top to bottom, for --help).
+file_option = click.option(
+    "-f", "--file", help="Manifest (default ./scalable.yaml; env SCALABLE_FILE)."
+)
+target_option = click.option(
+    "-t", "--target", help="Target name (default: default_target; env SCALABLE_TARGET)."
+)
+lock_timeout_option = click.option(
+    "--lock-timeout", default="0s", show_default=True,
+    help="How long to wait for the state lock, e.g. 30s.",
+)
+auto_approve_option = click.option(
+    "--auto-approve", is_flag=True, help="Skip the interactive approval."
+)
+json_option = click.option("--json", "json_", is_flag=True, help="Machine-readable output.")
+
+
+class OrderedGroup(click.Group):
+    """A subcommand group (``state``) whose help lists its commands as written, not sorted."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
 
 
 class Ctx:
@@ -46,16 +49,16 @@ def use_color() -> bool:
 
 
 def echo(text: str = "") -> None:
-    typer.echo(text)
+    click.echo(text)
 
 
 def info(text: str) -> None:
     """Progress lines; on stderr so --json output stays clean."""
-    typer.echo(text, err=True)
+    click.echo(text, err=True)
 
 
 def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
+    click.echo(json.dumps(data, indent=2, default=str))
 
 
 def lock_seconds(value: str) -> float:
@@ -66,7 +69,7 @@ def lock_seconds(value: str) -> float:
 
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
-    raise ScalableError(message, hint=hint) if code == 1 else typer.Exit(code)
+    raise ScalableError(message, hint=hint) if code == 1 else click.exceptions.Exit(code)
 
 
 def in_automation() -> bool:
@@ -84,31 +87,10 @@ def confirm(question: str, detail: str) -> None:
     echo(f"  {detail}")
     echo("  Only 'yes' will be accepted to approve.")
     echo()
-    answer = typer.prompt("  Enter a value", default="", show_default=False)
+    answer = click.prompt("  Enter a value", default="", show_default=False)
     echo()
     if answer.strip() != "yes":
         raise ScalableError("Apply cancelled.", hint=None)
-
-
-def _click_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    """(ClickException types, Abort types) of every click this typer may raise.
-
-    typer >= 0.29 vendors click as ``typer._click`` and no longer raises the separate
-    ``click`` package's classes; older typers raise ``click``'s. Checking only one of
-    them turned every usage error into "this is a bug" (issue 11, item 10).
-    """
-    errors: list[type[BaseException]] = []
-    aborts: list[type[BaseException]] = [typer.Abort]
-    for name in ("typer._click", "click"):
-        try:
-            mod = importlib.import_module(name)
-        except ImportError:
-            continue
-        errors.append(mod.ClickException)
-        abort = getattr(getattr(mod, "exceptions", mod), "Abort", None)
-        if isinstance(abort, type):
-            aborts.append(abort)
-    return tuple(errors), tuple(aborts)
 
 
 def guarded(call: Callable[[], Any]) -> int:
@@ -121,31 +103,36 @@ def guarded(call: Callable[[], Any]) -> int:
     """
     try:
         rc = call()
-    except typer.Exit as exc:
+    except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else 1
     except KeyboardInterrupt:
-        typer.echo("Interrupted.", err=True)
+        click.echo("Interrupted.", err=True)
         return 130
+    except click.Abort as exc:
+        # click turns Ctrl-C inside a command into Abort: still the shell's 130
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            click.echo("Interrupted.", err=True)
+            return 130
+        if Ctx.debug:
+            raise
+        click.echo("Aborted.", err=True)
+        return 1
     except Exception as exc:
         if Ctx.debug:
             raise
-        click_errors, aborts = _click_exceptions()
-        if isinstance(exc, aborts):
-            typer.echo("Aborted.", err=True)
-            return 1
-        if isinstance(exc, click_errors):
-            exc.show()  # type: ignore[attr-defined]
+        if isinstance(exc, click.ClickException):
+            exc.show()
             return 1
         return report_error(exc)
     return rc if isinstance(rc, int) else 0
 
 
-class ScalableGroup(TyperGroup):
+class ScalableGroup(click.Group):
     """The command group: errors handled the same way under CliRunner and the real CLI."""
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -167,10 +154,10 @@ class ScalableGroup(TyperGroup):
 def report_error(exc: BaseException) -> int:
     """Print one ``Error:`` line and a hint; return the exit code."""
     if isinstance(exc, ScalableError):
-        typer.echo(f"Error: {exc.message}", err=True)
+        click.echo(f"Error: {exc.message}", err=True)
         if exc.hint:
-            typer.echo(f"  hint: {exc.hint}", err=True)
+            click.echo(f"  hint: {exc.hint}", err=True)
         return exc.exit_code
-    typer.echo(f"Error: {type(exc).__name__}: {exc}", err=True)
-    typer.echo("  hint: this is a bug in scalable; rerun with --debug for a traceback", err=True)
+    click.echo(f"Error: {type(exc).__name__}: {exc}", err=True)
+    click.echo("  hint: this is a bug in scalable; rerun with --debug for a traceback", err=True)
     return 1

@@ -8,10 +8,10 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
-from scalable.cli.common import Ctx, FileOpt, TargetOpt, echo
+import click
+from scalable.cli.common import Ctx, echo, file_option, target_option
 from scalable.errors import ScalableError
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.units import parse_duration
@@ -89,30 +89,21 @@ def _quiet_logs() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
+@click.command()
+@file_option
+@target_option
+@click.option("--run", metavar="ID",
+              help="Replay a recorded run (a unique start of its id is enough).")
+@click.option("--interval", default="1s", show_default=True,
+              help="Time between updates of a live target.")
+@click.option("--at", help="Replay: the moment shown first, e.g. 90s or 50% (default: the end).")
+@click.option("--screenshot", metavar="FILE.svg",
+              help="Draw one picture into an SVG file and exit (no terminal needed).")
+@click.option("--size", default="80x24", show_default=True,
+              help="Screen size for --screenshot, WIDTHxHEIGHT.")
 def dashboard(
-    file: FileOpt = None,
-    target: TargetOpt = None,
-    run: Annotated[
-        str | None,
-        typer.Option("--run", metavar="ID",
-                     help="Replay a recorded run (a unique start of its id is enough)."),
-    ] = None,
-    interval: Annotated[
-        str, typer.Option("--interval", help="Time between updates of a live target.")
-    ] = "1s",
-    at: Annotated[
-        str | None,
-        typer.Option("--at", help="Replay: the moment shown first, e.g. 90s or 50% "
-                                  "(default: the end)."),
-    ] = None,
-    screenshot: Annotated[
-        str | None,
-        typer.Option("--screenshot", metavar="FILE.svg",
-                     help="Draw one picture into an SVG file and exit (no terminal needed)."),
-    ] = None,
-    size: Annotated[
-        str, typer.Option("--size", help="Screen size for --screenshot, WIDTHxHEIGHT.")
-    ] = "80x24",
+    file: str | None, target: str | None, run: str | None, interval: str, at: str | None,
+    screenshot: str | None, size: str,
 ) -> None:
     """Watch a target live (workers, work per tag, scaling decisions, cost), or replay a run.
 
@@ -166,4 +157,4 @@ def dashboard(
         echo(f"Saved {screenshot}")
     code: Any = app.return_code
     if code:
-        raise typer.Exit(int(code))
+        raise click.exceptions.Exit(int(code))

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated
 
-import typer
-from scalable.cli.common import FileOpt, echo
+import click
+from scalable.cli.common import echo, file_option
 from scalable.errors import ScalableError
 from scalable.manifest.loader import load_manifest
 from scalable.manifest.schema import manifest_model
@@ -18,7 +17,9 @@ from scalable.spec import build_target
 from scalable.workspace import manifest_path
 
 
-def validate(file: FileOpt = None) -> None:
+@click.command()
+@file_option
+def validate(file: str | None) -> None:
     """Check the manifest: every error names its file, line, column and key.
 
     Each target's provider also runs its offline checks (no network), so what ``plan``
@@ -43,6 +44,7 @@ def validate(file: FileOpt = None) -> None:
     echo(f"Success! {loaded.path} is valid ({len(loaded.manifest.targets)} target(s)).")
 
 
+@click.command()
 def schema() -> None:
     """Print the manifest's JSON Schema (for editors)."""
     doc = manifest_model(tuple(provider_names())).model_json_schema()
@@ -51,17 +53,13 @@ def schema() -> None:
     echo(json.dumps(doc, indent=2))
 
 
-def init(
-    provider: Annotated[
-        str, typer.Option("--provider", "-p", help="local, slurm, aws or gke.")
-    ] = "local",
-    file: FileOpt = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
-    ci: Annotated[
-        str | None,
-        typer.Option("--ci", help="Also write a CI pipeline: github or gitlab."),
-    ] = None,
-) -> None:
+@click.command()
+@click.option("--provider", "-p", default="local", show_default=True,
+              help="local, slurm, aws or gke.")
+@file_option
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--ci", help="Also write a CI pipeline: github or gitlab.")
+def init(provider: str, file: str | None, force: bool, ci: str | None) -> None:
     """Write a commented starter manifest."""
     if provider not in NAMES:
         raise ScalableError(f"unknown provider {provider!r}", hint="local, slurm, aws or gke")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import shlex
-from typing import Annotated
 
-import typer
-from scalable.cli.common import FileOpt, JsonOpt, TargetOpt, echo, print_json
+import click
+from scalable.cli.common import (
+    echo,
+    file_option,
+    json_option,
+    print_json,
+    target_option,
+)
 from scalable.connect import client_env
 from scalable.errors import ScalableError
 from scalable.outputs import SCHEDULER_ADDRESS
@@ -25,12 +30,14 @@ def _outputs(ws: Workspace) -> dict[str, str]:
     return state.outputs
 
 
+@click.command()
+@click.argument("name", required=False, help="One output, e.g. scheduler_address.")
+@file_option
+@target_option
+@json_option
+@click.option("--raw", is_flag=True, help="The bare value, for scripts.")
 def output(
-    name: Annotated[str | None, typer.Argument(help="One output, e.g. scheduler_address.")] = None,
-    file: FileOpt = None,
-    target: TargetOpt = None,
-    json_: JsonOpt = False,
-    raw: Annotated[bool, typer.Option("--raw", help="The bare value, for scripts.")] = False,
+    name: str | None, file: str | None, target: str | None, json_: bool, raw: bool,
 ) -> None:
     """Print the outputs of the last apply (scheduler_address, dashboard_url, …)."""
     outputs = _outputs(Workspace.open(file, target))
@@ -40,7 +47,7 @@ def output(
         if json_:
             print_json(outputs[name])
         elif raw:
-            typer.echo(outputs[name])
+            click.echo(outputs[name])
         else:
             echo(f'"{outputs[name]}"')
         return
@@ -51,14 +58,21 @@ def output(
         echo(f'{k} = "{v}"')
 
 
-def env(file: FileOpt = None, target: TargetOpt = None) -> None:
+@click.command()
+@file_option
+@target_option
+def env(file: str | None, target: str | None) -> None:
     """Shell exports so a bare ``distributed.Client()`` connects: eval "$(scalable env)"."""
     ws = Workspace.open(file, target)
     for k, v in client_env(ws.spec, _outputs(ws)).items():
         echo(f"export {k}={shlex.quote(v)}")
 
 
-def status(file: FileOpt = None, target: TargetOpt = None, json_: JsonOpt = False) -> None:
+@click.command()
+@file_option
+@target_option
+@json_option
+def status(file: str | None, target: str | None, json_: bool) -> None:
     """Resources in state, their live status, and the workers the scheduler sees."""
     ws = Workspace.open(file, target)
     state = ws.store.read()

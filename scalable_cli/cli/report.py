@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
+import click
 from scalable.addrs import SCHEDULER
-from scalable.cli.common import FileOpt, JsonOpt, TargetOpt, echo, print_json
+from scalable.cli.common import (
+    echo,
+    file_option,
+    json_option,
+    print_json,
+    target_option,
+)
 from scalable.errors import ScalableError
 from scalable.outputs import SCHEDULER_ADDRESS
 from scalable.workspace import manifest_path
@@ -78,16 +84,18 @@ def _refresh(db: TelemetryDB, run: Run, file: str | None) -> tuple[Run, float | 
     return run, last_activity(db, run)
 
 
+@click.command()
+@click.option("--last", is_flag=True, help="The most recent run (default).")
+@click.option("--run", metavar="ID", help="One run, by id (or its start).")
+@click.option("--list", "list_", is_flag=True, help="List recorded runs.")
+@click.option("--limit", type=int, default=20, show_default=True,
+              help="How many runs --list shows.")
+@file_option
+@target_option
+@json_option
 def report(
-    last: Annotated[bool, typer.Option("--last", help="The most recent run (default).")] = False,
-    run: Annotated[
-        str | None, typer.Option("--run", metavar="ID", help="One run, by id (or its start).")
-    ] = None,
-    list_: Annotated[bool, typer.Option("--list", help="List recorded runs.")] = False,
-    limit: Annotated[int, typer.Option("--limit", help="How many runs --list shows.")] = 20,
-    file: FileOpt = None,
-    target: TargetOpt = None,
-    json_: JsonOpt = False,
+    last: bool, run: str | None, list_: bool, limit: int, file: str | None,
+    target: str | None, json_: bool,
 ) -> None:
     """Summarise a run: workers, tasks, efficiency, tags, scaling decisions and cost."""
     from scalable.telemetry.report import (

@@ -8,10 +8,16 @@ import sys
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
 
-import typer
-from scalable.cli.common import FileOpt, LockTimeoutOpt, TargetOpt, echo, lock_seconds
+import click
+from scalable.cli.common import (
+    OrderedGroup,
+    echo,
+    file_option,
+    lock_seconds,
+    lock_timeout_option,
+    target_option,
+)
 from scalable.errors import StateError
 from scalable.manifest.schema import StateBackend
 from scalable.state.model import StateFile
@@ -19,7 +25,11 @@ from scalable.state.store import StateStore, decode_state
 from scalable.state.transfer import check_import, import_state
 from scalable.workspace import Workspace, backend_store
 
-app = typer.Typer(help="Inspect and repair a target's state.", no_args_is_help=True)
+
+@click.group(cls=OrderedGroup, no_args_is_help=True,
+             help="Inspect and repair a target's state.")
+def app() -> None:
+    pass
 
 
 def _state(ws: Workspace) -> StateFile:
@@ -31,14 +41,19 @@ def _state(ws: Workspace) -> StateFile:
 
 
 @app.command("list")
-def list_(file: FileOpt = None, target: TargetOpt = None) -> None:
+@file_option
+@target_option
+def list_(file: str | None, target: str | None) -> None:
     """Every resource address in state."""
     for rec in _state(Workspace.open(file, target)).resources:
         echo(rec.address)
 
 
 @app.command()
-def show(address: str, file: FileOpt = None, target: TargetOpt = None) -> None:
+@click.argument("address")
+@file_option
+@target_option
+def show(address: str, file: str | None, target: str | None) -> None:
     """One resource record, as JSON."""
     state = _state(Workspace.open(file, target))
     rec = state.get(address)
@@ -49,14 +64,11 @@ def show(address: str, file: FileOpt = None, target: TargetOpt = None) -> None:
 
 
 @app.command()
-def rm(
-    address: Annotated[
-        str, typer.Argument(help="Address to forget (the resource is NOT deleted).")
-    ],
-    file: FileOpt = None,
-    target: TargetOpt = None,
-    lock_timeout: LockTimeoutOpt = "0s",
-) -> None:
+@click.argument("address", help="Address to forget (the resource is NOT deleted).")
+@file_option
+@target_option
+@lock_timeout_option
+def rm(address: str, file: str | None, target: str | None, lock_timeout: str) -> None:
     """Forget a resource without deleting it (it will not be managed any more)."""
     ws = Workspace.open(file, target)
     with ws.store.lock("state rm", timeout=lock_seconds(lock_timeout)):
@@ -70,12 +82,13 @@ def rm(
 
 
 @app.command()
+@click.argument("source", help="Address (or group, e.g. workers.old) to move.")
+@click.argument("destination", help="Its new address (or group).")
+@file_option
+@target_option
+@lock_timeout_option
 def mv(
-    source: Annotated[str, typer.Argument(help="Address (or group, e.g. workers.old) to move.")],
-    destination: Annotated[str, typer.Argument(help="Its new address (or group).")],
-    file: FileOpt = None,
-    target: TargetOpt = None,
-    lock_timeout: LockTimeoutOpt = "0s",
+    source: str, destination: str, file: str | None, target: str | None, lock_timeout: str,
 ) -> None:
     """Rename an address in state (e.g. a group renamed in the manifest); nothing is touched."""
     from scalable.state.moves import move
@@ -91,7 +104,10 @@ def mv(
 
 
 @app.command("force-unlock")
-def force_unlock(lock_id: str, file: FileOpt = None, target: TargetOpt = None) -> None:
+@click.argument("lock_id")
+@file_option
+@target_option
+def force_unlock(lock_id: str, file: str | None, target: str | None) -> None:
     """Clear a lock left by a command that no longer runs."""
     ws = Workspace.open(file, target)
     holder = ws.store.force_unlock(lock_id)
@@ -99,26 +115,27 @@ def force_unlock(lock_id: str, file: FileOpt = None, target: TargetOpt = None) -
          f"{holder.who}, pid {holder.pid}).")
 
 
-ForceOpt = Annotated[
-    bool, typer.Option("--force", help="Write even over another lineage or a newer serial.")
-]
+force_option = click.option(
+    "--force", is_flag=True, help="Write even over another lineage or a newer serial."
+)
 
 
 @app.command()
-def pull(file: FileOpt = None, target: TargetOpt = None) -> None:
+@file_option
+@target_option
+def pull(file: str | None, target: str | None) -> None:
     """Print the target's state, as stored, to stdout (e.g. to keep a copy)."""
     state = _state(Workspace.open(file, target))
     sys.stdout.write(json.dumps(state.to_dict(), indent=2) + "\n")
 
 
 @app.command()
-def push(
-    path: Annotated[str, typer.Argument(help="A state file written by `state pull`; - for stdin.")],
-    file: FileOpt = None,
-    target: TargetOpt = None,
-    force: ForceOpt = False,
-    lock_timeout: LockTimeoutOpt = "0s",
-) -> None:
+@click.argument("path", help="A state file written by `state pull`; - for stdin.")
+@file_option
+@target_option
+@force_option
+@lock_timeout_option
+def push(path: str, file: str | None, target: str | None, force: bool, lock_timeout: str) -> None:
     """Replace the target's state with a state file (Terraform's rules on lineage and serial)."""
     ws = Workspace.open(file, target)
     source = "<stdin>" if path == "-" else path
@@ -174,16 +191,16 @@ def _manifest_block(cfg: StateBackend) -> str:
 
 
 @app.command()
+@click.option("--to", help="Copy the manifest's state to: local, s3://BUCKET[/KEY], "
+                           "gs://BUCKET[/PREFIX].")
+@click.option("--from", "from_", help="Copy from there into the manifest's (new) backend.")
+@file_option
+@target_option
+@force_option
+@lock_timeout_option
 def migrate(
-    to: Annotated[str | None, typer.Option(
-        "--to", help="Copy the manifest's state to: local, s3://BUCKET[/KEY], gs://BUCKET[/PREFIX].")
-    ] = None,
-    from_: Annotated[str | None, typer.Option(
-        "--from", help="Copy from there into the manifest's (new) backend.")] = None,
-    file: FileOpt = None,
-    target: TargetOpt = None,
-    force: ForceOpt = False,
-    lock_timeout: LockTimeoutOpt = "0s",
+    to: str | None, from_: str | None, file: str | None, target: str | None, force: bool,
+    lock_timeout: str,
 ) -> None:
     """Copy a target's state between backends (Terraform's `init -migrate-state`).
 

@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-from scalable.cli.common import AutoApproveOpt, FileOpt, JsonOpt, confirm, echo, print_json
+import click
+from scalable.cli.common import (
+    auto_approve_option,
+    confirm,
+    echo,
+    file_option,
+    json_option,
+    print_json,
+)
 from scalable.errors import ScalableError
 from scalable.providers.base import ProviderError
 from scalable.units import format_duration, parse_duration
 
 
+@click.command()
+@file_option
+@click.option("--destroy", is_flag=True, help="Delete what is found (asks first).")
+@auto_approve_option
+@click.option("--older-than", help="Only what is older, e.g. 2h.")
+@click.option("--lineage", help="Only what carries this lineage.")
+@json_option
 def sweep(
-    file: FileOpt = None,
-    destroy: Annotated[
-        bool, typer.Option("--destroy", help="Delete what is found (asks first).")
-    ] = False,
-    auto_approve: AutoApproveOpt = False,
-    older_than: Annotated[
-        str | None, typer.Option("--older-than", help="Only what is older, e.g. 2h.")
-    ] = None,
-    lineage: Annotated[
-        str | None, typer.Option("--lineage", help="Only what carries this lineage.")
-    ] = None,
-    json_: JsonOpt = False,
+    file: str | None, destroy: bool, auto_approve: bool, older_than: str | None,
+    lineage: str | None, json_: bool,
 ) -> None:
     """Find capacity scalable created that no state of this manifest holds (dry run)."""
     from scalable.pricing.estimator import format_usd
