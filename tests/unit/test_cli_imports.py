@@ -27,7 +27,9 @@ HEAVY = (
     # pydantic's plugin loader imports it (with email, zipfile, csv) even when plugins are
     # off: scalable builds its manifest model without it (manifest.schema)
     "importlib.metadata",
-    "typer._adapters",  # typer's per-option converters: no option was given a value
+    "typer",  # the CLI is plain click now (issue 15): nothing may bring typer back
+    "click.shell_completion",  # loaded only when the shell asks (_SCALABLE_COMPLETE)
+    "click._termui_impl",  # pagers, progress bars, editors: no command of a plain run
     "psutil",  # on Linux a record's process is read from /proc (providers.procfs)
 )
 # scalable's own modules that `plan` on a local target must not need.

@@ -14,16 +14,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from scalable.cli import app, main
-from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 USAGE_ERRORS = [
-    (["plan", "--bogus"], "No such option: --bogus"),
+    (["plan", "--bogus"], "No such option '--bogus'"),
     (["nosuchcmd"], "No such command 'nosuchcmd'"),
     (["state"], "scalable state [OPTIONS] COMMAND"),
     (["state", "nosuch"], "No such command 'nosuch'"),
-    (["plan", "--lock-timeout", "5m"], "No such option: --lock-timeout"),
+    (["plan", "--lock-timeout", "5m"], "No such option '--lock-timeout'"),
     (["apply", "a", "b"], "Got unexpected extra argument"),
     (["output", "--json", "--raw", "x", "y"], "unexpected extra argument"),
     ([], "Usage: scalable"),
