@@ -563,8 +563,8 @@ def without_pydantic_plugins() -> Iterator[None]:
     The first validator pydantic builds in a process looks for plugins among the entry
     points of every installed distribution: 20-40 ms, most of what ``plan`` spends on
     its manifest (issue 15). Plugins observe validation of the application's models;
-    scalable's manifest is none of theirs. Set only while the build runs (as typer does
-    for its option adapters), so a child process never inherits it.
+    scalable's manifest is none of theirs. Set only while the build runs, so a child
+    process never inherits it.
 
     With plugins off, pydantic's plugin loader answers "none" without reading any entry
     point, but importing it still imports ``importlib.metadata`` (email, zipfile, csv:

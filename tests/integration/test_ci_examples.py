@@ -118,18 +118,26 @@ def test_init_ci_writes_the_workflow(project: Project) -> None:
 
 
 def test_shell_completion_as_documented() -> None:
-    exe = str(BIN / "scalable")
-    env = {**os.environ, "_SCALABLE_COMPLETE": "source_bash"}
-    script = subprocess.run([exe], env=env, capture_output=True, text=True).stdout
-    assert "complete -o default -F _scalable_completion scalable" in script
-    env = {
-        **os.environ,
-        "_SCALABLE_COMPLETE": "complete_bash",
-        "COMP_WORDS": "scalable sw",
-        "COMP_CWORD": "1",
-    }
-    out = subprocess.run([exe], env=env, capture_output=True, text=True)
-    assert out.stdout.split() == ["sweep"], out.stderr
+    """docs/reference/cli.rst's bash line, in a real bash: the script it evaluates calls
+    ``scalable`` back for commands, subcommands and options."""
+    if shutil.which("bash") is None:
+        pytest.skip("no bash on this machine")
+    probe = r"""
+eval "$(_SCALABLE_COMPLETE=bash_source scalable)"
+complete -p scalable
+for words in "scalable sw" "scalable state force" "scalable apply --lock"; do
+    COMP_WORDS=($words); COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); COMPREPLY=()
+    _scalable_completion scalable
+    echo "${COMPREPLY[*]}"
+done
+"""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    out = subprocess.run(["bash", "-c", probe], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "complete -o nosort -F _scalable_completion scalable",
+        "sweep", "force-unlock", "--lock-timeout",
+    ], out.stdout + out.stderr
 
 
 def test_zsh_and_fish_completion_as_documented() -> None:
@@ -140,10 +148,9 @@ def test_zsh_and_fish_completion_as_documented() -> None:
         assert out.returncode == 0, out.stderr
         return out.stdout
 
-    assert call(_SCALABLE_COMPLETE="source_zsh").lstrip().startswith("#compdef scalable")
-    assert "complete --command scalable" in call(_SCALABLE_COMPLETE="source_fish")
-    zsh = call(_SCALABLE_COMPLETE="complete_zsh", _TYPER_COMPLETE_ARGS="scalable sw")
-    assert '"sweep":' in zsh
-    fish = call(_SCALABLE_COMPLETE="complete_fish", _TYPER_COMPLETE_FISH_ACTION="get-args",
-                _TYPER_COMPLETE_ARGS="scalable sw")
-    assert fish.split("\t")[0] == "sweep"
+    assert call(_SCALABLE_COMPLETE="zsh_source").lstrip().startswith("#compdef scalable")
+    assert "complete --no-files --command scalable" in call(_SCALABLE_COMPLETE="fish_source")
+    zsh = call(_SCALABLE_COMPLETE="zsh_complete", COMP_WORDS="scalable sw", COMP_CWORD="1")
+    assert zsh.splitlines()[:2] == ["plain", "sweep"], zsh
+    fish = call(_SCALABLE_COMPLETE="fish_complete", COMP_WORDS="scalable sw", COMP_CWORD="sw")
+    assert fish.split("\t")[0] == "plain,sweep", fish
