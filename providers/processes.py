@@ -17,16 +17,19 @@ import contextlib
 import os
 import select
 import signal
-import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from scalable.providers import procfs
 from scalable.providers.base import Discovered, Observation
 from scalable.providers.procfs import CLOCK_TICKS, Stat
+
+if TYPE_CHECKING:
+    import subprocess
 
 TAG_LINEAGE = "SCALABLE_LINEAGE"
 TAG_ADDRESS = "SCALABLE_ADDRESS"
@@ -117,6 +120,8 @@ def spawn(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> ProcessRef:
+    import subprocess  # starting is apply's; `plan` and `destroy` only look and signal
+
     log.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **(env or {}), **tags}
     with open(log, "ab") as fh:

@@ -15,7 +15,6 @@ reports it (with the log's last line), and the next apply starts it on a new por
 from __future__ import annotations
 
 import importlib.util
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +56,8 @@ def free_port(host: str) -> int:
     returns) can be taken in the meantime as the local end of any outgoing connection
     on a busy machine; one outside it only by a program asking for that very port.
     """
-    import random  # only apply needs it; plan stays light
+    import random  # only apply needs them; plan stays light
+    import socket
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     low, _ = _ephemeral_range()

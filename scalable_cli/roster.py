@@ -16,7 +16,6 @@ Standard library only at import: the CLI imports this module.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -155,6 +154,8 @@ def _write(path: Path, data: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(data, default=str))
         os.replace(tmp, path)
     except OSError as exc:
+        import logging  # a failure's path only; `plan` imports this module
+
         logging.getLogger(__name__).warning("roster: cannot write %s: %s", path, exc)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
@@ -96,6 +95,8 @@ def encode_for_write(
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    import tempfile  # (and shutil, bz2, lzma): writers only; `plan` reads
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode)

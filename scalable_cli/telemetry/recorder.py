@@ -15,7 +15,6 @@ Telemetry never fails a command: errors here are logged and dropped.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -35,13 +34,21 @@ from scalable.outputs import SCHEDULER_ADDRESS
 # telemetry.store (sqlite3) and telemetry.report are imported where used: every engine
 # gets a recorder, `plan` included, and `plan` writes nothing (issue 15).
 if TYPE_CHECKING:
+    import logging
+
     from scalable.payloads import Payload
     from scalable.providers.base import Provider
     from scalable.state.model import StateFile
     from scalable.telemetry.store import Run, TelemetryDB
     from scalable.workspace import Workspace
 
-logger = logging.getLogger("scalable.telemetry")
+
+def _logger() -> logging.Logger:
+    """The telemetry logger; ``logging`` is imported only on the error paths that log
+    (``plan`` gets a recorder too, and does not log)."""
+    import logging
+
+    return logging.getLogger("scalable.telemetry")
 
 EventTuple = tuple[float, str, "str | None", dict[str, Any]]
 
@@ -86,7 +93,7 @@ def pull(db: TelemetryDB, address: str, security: Any = None, *,
     try:
         info = _call(address, security, timeout)
     except Exception as exc:
-        logger.debug("telemetry: no pull from %s: %s", address, exc)
+        _logger().debug("telemetry: no pull from %s: %s", address, exc)
         return None
     r = info["run"]
     memory = info.get("mode") == "memory"
@@ -101,7 +108,7 @@ def pull(db: TelemetryDB, address: str, security: Any = None, *,
             data = _call(address, security, timeout, since_events=since[0],
                          since_tasks=since[1])
         except Exception as exc:
-            logger.warning("telemetry: pulling run %s from %s failed: %s", r["id"], address,
+            _logger().warning("telemetry: pulling run %s from %s failed: %s", r["id"], address,
                            exc)
             return db.run(r["id"])
         db.apply_pull(
@@ -198,7 +205,7 @@ class RunRecorder(Hook):
         try:
             self._on(kind, dict(data))
         except Exception as exc:  # telemetry never fails an apply or a destroy
-            log = logger.debug if self._warned else logger.warning
+            log = _logger().debug if self._warned else _logger().warning
             self._warned = True
             log("telemetry: could not record %s in %s: %s", kind, self.db.path, exc)
 
