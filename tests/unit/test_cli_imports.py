@@ -47,7 +47,8 @@ HEAVY_OWN = (
 )
 # destroy records its steps (telemetry's typed events); plan records nothing. Nor does
 # it start a process, pick a port, write a file or log (about 30 M instructions, 3%).
-HEAVY_FOR_PLAN = ("scalable.payloads", "logging", "socket", "tempfile")
+# subprocess came with typer; plain click does not need it.
+HEAVY_FOR_PLAN = ("scalable.payloads", "logging", "socket", "tempfile", "subprocess")
 # `--help` lists the commands from a table: none of the engine, nor pydantic.
 HEAVY_FOR_HELP = ("pydantic", "yaml", "scalable.engine", "scalable.manifest", "psutil")
 
