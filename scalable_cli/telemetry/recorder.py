@@ -50,6 +50,7 @@ def _logger() -> logging.Logger:
 
     return logging.getLogger("scalable.telemetry")
 
+
 EventTuple = tuple[float, str, "str | None", dict[str, Any]]
 
 
@@ -108,8 +109,8 @@ def pull(db: TelemetryDB, address: str, security: Any = None, *,
             data = _call(address, security, timeout, since_events=since[0],
                          since_tasks=since[1])
         except Exception as exc:
-            _logger().warning("telemetry: pulling run %s from %s failed: %s", r["id"], address,
-                           exc)
+            _logger().warning("telemetry: pulling run %s from %s failed: %s", r["id"],
+                              address, exc)
             return db.run(r["id"])
         db.apply_pull(
             r["id"], since=since, cursor=(int(data["cursor"][0]), int(data["cursor"][1])),
@@ -205,7 +206,8 @@ class RunRecorder(Hook):
         try:
             self._on(kind, dict(data))
         except Exception as exc:  # telemetry never fails an apply or a destroy
-            log = _logger().debug if self._warned else _logger().warning
+            logger = _logger()
+            log = logger.debug if self._warned else logger.warning
             self._warned = True
             log("telemetry: could not record %s in %s: %s", kind, self.db.path, exc)
 

@@ -152,3 +152,20 @@ run()
                           text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "CI": "1"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "gc True True", proc.stdout
+
+
+def test_commands_listed_as_manifest_free_load_no_manifest_stack() -> None:
+    """``load_command`` skips its early yaml/pydantic import only for ``_NO_MANIFEST``:
+    a command there whose module did read a manifest would import them deep in the
+    stack again (issue 15: CPython 3.11's frame-chunk thrash)."""
+    from scalable.cli import _NO_MANIFEST, COMMANDS
+
+    for name in sorted(_NO_MANIFEST):
+        probe = (
+            "import sys, importlib; importlib.import_module(sys.argv[1]); "
+            "print(sorted(m for m in ('yaml', 'pydantic.main') if m in sys.modules))"
+        )
+        proc = subprocess.run([sys.executable, "-c", probe, COMMANDS[name][0]],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "[]", f"{name}: {proc.stdout.strip()}"
