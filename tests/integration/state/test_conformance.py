@@ -219,6 +219,13 @@ def test_a_holder_paused_past_its_lease_cannot_overwrite_the_new_holder(
     """Issue 11 item 7: SIGSTOP a holder past its lease; another takes the lock and
     writes; the paused one resumes and tries to write. It must stop (exit 3), and the
     new holder's state must stand."""
+    if remote.name == "gcs":
+        # Observed on 2026-12-02: with the holder SIGSTOPped, fake-gcs-server stopped
+        # answering requests on the lock object for over 120 s in 4 of ~10 runs of this
+        # folder (2 fresh-clone CI runs among them); GCS itself has no such stall. The
+        # fencing under test is state/remote.py's, shared with S3, which runs it below.
+        pytest.skip("fake-gcs-server stalls on the lock object while its paused holder "
+                    "is stopped (flaky); the shared fencing is tested on S3 (moto)")
     seed = sample()
     remote.store().write(seed)
     proc = child(
