@@ -25,24 +25,26 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _util import CLI, PY, bench_env, load, project, run, scalable, spread  # noqa: E402
 
 N = int(os.environ.get("BENCH_RUNS", "15"))
+CODECACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scalable_cli", "cli")
 
 
-def timed(args: list[str], cwd: object) -> tuple[float, float, int]:
+def timed(args: list[str], cwd: object, env: dict[str, str]) -> tuple[float, float, int]:
     """Wall clock, CPU time (user + system) and minor page faults of one run of ``args``."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    run(args, cwd=cwd)  # type: ignore[arg-type]
+    run(args, cwd=cwd, env=env)  # type: ignore[arg-type]
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     return wall, cpu, r1.ru_minflt - r0.ru_minflt
 
 
-def instructions(args: list[str], cwd: object) -> int:
+def instructions(args: list[str], cwd: object, env: dict[str, str]) -> int:
     """Instructions one run of ``args`` executes (valgrind's callgrind; its ``I refs``)."""
     proc = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *args],
-        cwd=cwd, capture_output=True, text=True, env=bench_env(), check=True,  # type: ignore[arg-type]
+        cwd=cwd, capture_output=True, text=True, env={**bench_env(), **env},  # type: ignore[arg-type]
+        check=True,
     )
     found = re.search(r"I\s+refs:\s+([\d,]+)", proc.stderr)
     if found is None:
@@ -71,26 +73,38 @@ def main() -> None:
         # pydantic imports lazily: the floor above has not loaded BaseModel, which any
         # manifest validation needs (about 35 ms more). Printed for the record.
         "floor+BaseModel": [PY, "-c", "import yaml; from pydantic import BaseModel"],
+        # The floor with its generated code served from scalable's code cache too (the
+        # module loaded on its own, without the rest of scalable): a like-for-like floor.
+        "floor+codecache": [PY, "-c", f"import sys; sys.path.insert(0, {CODECACHE_DIR!r}); "
+                            "import codecache; codecache.install(); import yaml, pydantic"],
         "plan": [*CLI, "plan"],
+        "plan-nocache": [*CLI, "plan"],
         "help": [*CLI, "--help"],
         "destroy": [*CLI, "destroy", "--auto-approve"],
     }
+    # The console script keeps the code that libraries generate as they load (dataclass
+    # methods, ForwardRefs) in ~/.cache/scalable (docs/performance.rst, seventh pass);
+    # the warm-up below fills it. plan-nocache is the same plan with it turned off.
+    envs = {"plan-nocache": {"SCALABLE_CODE_CACHE": "off"}}
     times: dict[str, list[float]] = {k: [] for k in cmds}
     cpus: dict[str, list[float]] = {k: [] for k in cmds}
     faults: dict[str, list[int]] = {k: [] for k in cmds}
     for name, args in cmds.items():  # warm-up: bytecode written, files in the page cache
-        run(args, cwd=cwds.get(name, root))
+        run(args, cwd=cwds.get(name, root), env=envs.get(name))
     before = load()
     try:
         for i in range(N):
             order = list(cmds)[i % len(cmds) :] + list(cmds)[: i % len(cmds)]
             for name in order:
-                wall, cpu, flt = timed(cmds[name], cwds.get(name, root))
+                wall, cpu, flt = timed(cmds[name], cwds.get(name, root), envs.get(name, {}))
                 times[name].append(wall)
                 cpus[name].append(cpu)
                 faults[name].append(flt)
         counts = (
-            {name: instructions(args, cwds.get(name, root)) for name, args in cmds.items()}
+            {
+                name: instructions(args, cwds.get(name, root), envs.get(name, {}))
+                for name, args in cmds.items()
+            }
             if "--instructions" in sys.argv
             else {}
         )
@@ -101,7 +115,9 @@ def main() -> None:
     print(f"floor: python -c 'import yaml, pydantic' median {sorted(floor)[N // 2] * 1000:6.0f} ms")
     for name, label in (
         ("floor+BaseModel", "import yaml + BaseModel"),
+        ("floor+codecache", "floor, code cache on"),
         ("plan", "scalable plan (no changes)"),
+        ("plan-nocache", "plan, code cache off"),
         ("help", "scalable --help"),
         ("destroy", "destroy (nothing to destroy)"),
     ):
@@ -125,6 +141,8 @@ def main() -> None:
         print("instructions (valgrind, one run each; ratio to the floor):")
         for name, n in counts.items():
             print(f"  {name:16s} {n / 1e6:8.0f} M   {n / counts['floor']:.2f}x")
+        print(f"  plan ÷ floor+codecache (both with the cache): "
+              f"{counts['plan'] / counts['floor+codecache']:.2f}x")
     print("aim: ratio <= 2.0x")
 
 

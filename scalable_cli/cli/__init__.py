@@ -63,6 +63,11 @@ def load_command(name: str) -> click.Command:
     import importlib
 
     module, attr, _ = COMMANDS[name]
+    if _StartUp.console:
+        # Before anything generates code: dataclasses, ForwardRefs (codecache.py).
+        from scalable.cli import codecache
+
+        codecache.install()
     if name not in _NO_MANIFEST:
         for leaf in _SHALLOW_FIRST:
             importlib.import_module(leaf)
@@ -125,9 +130,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class _StartUp:
-    """Set while the console script starts with the cyclic garbage collector paused."""
+    """How the console script starts (``run``); a process calling ``main`` sets neither."""
 
-    paused = False
+    paused = False  # the cyclic garbage collector is paused until the command is loaded
+    console = False  # generated code comes from the code cache (cli/codecache.py)
 
 
 def _started() -> None:
@@ -147,6 +153,7 @@ def _started() -> None:
 
 def run() -> None:
     """The console script (and ``python -m scalable``): ``main`` in a process of its own."""
+    _StartUp.console = True
     if gc.isenabled():
         gc.disable()
         _StartUp.paused = True
