@@ -40,7 +40,8 @@ def bench_env() -> dict[str, str]:
 
 def run(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
     """Run ``args`` in ``bench_env()``, with ``env``'s variables added."""
-    subprocess.run(args, cwd=cwd, check=True, capture_output=True, env={**bench_env(), **(env or {})})
+    subprocess.run(args, cwd=cwd, check=True, capture_output=True,
+                   env={**bench_env(), **(env or {})})
 
 
 def project(manifest: str) -> Path:

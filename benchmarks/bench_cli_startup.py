@@ -25,7 +25,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _util import CLI, PY, bench_env, load, project, run, scalable, spread  # noqa: E402
 
 N = int(os.environ.get("BENCH_RUNS", "15"))
-CODECACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scalable_cli", "cli")
+CODECACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                             "scalable_cli", "cli")
 
 
 def timed(args: list[str], cwd: object, env: dict[str, str]) -> tuple[float, float, int]:

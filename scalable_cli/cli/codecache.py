@@ -52,10 +52,8 @@ def default_path() -> Path | None:
 def _trusted(fd: int, folder: Path) -> bool:
     """Ours and writable only by us: the file open at ``fd`` and the folder holding it."""
     uid = os.geteuid()
-    for st in (os.fstat(fd), os.stat(folder)):
-        if st.st_uid != uid or st.st_mode & 0o022:
-            return False
-    return True
+    return all(st.st_uid == uid and not st.st_mode & 0o022
+               for st in (os.fstat(fd), os.stat(folder)))
 
 
 class CodeCache:
