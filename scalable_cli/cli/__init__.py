@@ -67,7 +67,7 @@ def load_command(name: str) -> click.Command:
         # Before anything generates code: dataclasses, ForwardRefs (codecache.py).
         from scalable.cli import codecache
 
-        codecache.install()
+        codecache.install(name)
     if name not in _NO_MANIFEST:
         for leaf in _SHALLOW_FIRST:
             importlib.import_module(leaf)

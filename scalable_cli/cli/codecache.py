@@ -38,15 +38,18 @@ _HEADER = ("scalable-code-cache", 1, sys.hexversion, sys.implementation.cache_ta
 Key = tuple[str, str, str, int]  # source, file name, mode, optimisation level
 
 
-def default_path() -> Path | None:
-    """``$XDG_CACHE_HOME/scalable/code-<python>.marshal`` (``~/.cache`` by default)."""
+def default_path(command: str) -> Path | None:
+    """``$XDG_CACHE_HOME/scalable/code-<python>-<command>.marshal`` (``~/.cache`` by default).
+
+    One file per command: each loads a set of its own (``status`` and ``dashboard`` load
+    distributed or Textual as well), and a ``plan`` reads only what a ``plan`` needs."""
     if os.environ.get("SCALABLE_CODE_CACHE", "").lower() in ("0", "off", "false", "no"):
         return None
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     if not os.path.isabs(base):
         return None  # no home to speak of: nothing is kept
     tag = sys.implementation.cache_tag or "python"
-    return Path(base) / "scalable" / f"code-{tag}-{sys.hexversion:x}.marshal"
+    return Path(base) / "scalable" / f"code-{tag}-{sys.hexversion:x}-{command}.marshal"
 
 
 def _trusted(fd: int, folder: Path) -> bool:
@@ -137,14 +140,15 @@ _SITES = (("dataclasses", "exec", "exec_"), ("typing", "compile", "compile_"),
 _installed: list[CodeCache] = []
 
 
-def install(path: Path | None = None) -> CodeCache | None:
-    """Serve ``dataclasses``, ``typing`` and ``namedtuple`` their code from the cache.
+def install(command: str = "scalable", path: Path | None = None) -> CodeCache | None:
+    """Serve ``dataclasses``, ``typing`` and ``namedtuple`` their code from ``command``'s
+    cache (or the file at ``path``).
 
     Idempotent; returns the cache in use (None when it is turned off). The file is
     written at exit."""
     if _installed:
         return _installed[0]
-    path = path or default_path()
+    path = path or default_path(command)
     if path is None:
         return None
     import atexit

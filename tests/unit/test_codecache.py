@@ -118,13 +118,14 @@ def test_a_full_file_keeps_only_what_the_writing_run_used(
 def test_the_switch_and_the_home_decide_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere")
     monkeypatch.delenv("SCALABLE_CODE_CACHE", raising=False)
-    found = codecache.default_path()
+    found = codecache.default_path("plan")
     assert found is not None and found.parent == Path("/somewhere/scalable")
+    assert found.name.endswith("-plan.marshal") and found != codecache.default_path("status")
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/dir")
-    assert codecache.default_path() is None
+    assert codecache.default_path("plan") is None
     monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere")
     monkeypatch.setenv("SCALABLE_CODE_CACHE", "off")
-    assert codecache.default_path() is None
+    assert codecache.default_path("plan") is None
 
 
 _names = st.lists(
@@ -150,12 +151,12 @@ def test_a_dataclass_from_the_cache_has_the_code_compile_gives_it(
     codecache.uninstall()
     plain = made()
     path = tmp_path_factory.mktemp("cc") / "code.marshal"
-    cold = codecache.install(path)
+    cold = codecache.install(path=path)
     assert cold is not None
     made()
     cold.save()
     codecache.uninstall()
-    warm = codecache.install(path)
+    warm = codecache.install(path=path)
     assert warm is not None
     served = made()
     codecache.uninstall()
@@ -166,7 +167,7 @@ def test_a_dataclass_from_the_cache_has_the_code_compile_gives_it(
 
 
 def test_forward_refs_and_namedtuples_are_served_too(tmp_path: Path) -> None:
-    cache = codecache.install(tmp_path / "code.marshal")
+    cache = codecache.install(path=tmp_path / "code.marshal")
     assert cache is not None
     ref = typing.ForwardRef("list[int]")
     point = __import__("collections").namedtuple("Point", "x y")
@@ -210,6 +211,7 @@ def test_the_console_script_plans_the_same_from_its_cache(tmp_path: Path) -> Non
     first = plan()
     files = list((tmp_path / "xdg" / "scalable").iterdir())
     assert len(files) == 1 and files[0].stat().st_mode & 0o777 == 0o600
+    assert files[0].name.endswith("-plan.marshal")
     entries = CodeCache(files[0]).known
     # Hundreds of dataclass methods and ForwardRefs: the plan path's generated code.
     assert len(entries) > 200, len(entries)
