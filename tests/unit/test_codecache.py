@@ -196,7 +196,8 @@ def test_the_console_script_plans_the_same_from_its_cache(tmp_path: Path) -> Non
     served from it and writes nothing, the third runs with the cache off; all three
     print the same plan."""
     (tmp_path / "scalable.yaml").write_text(
-        "targets:\n  local: {provider: local, max_workers: 2}\n"
+        "project: {name: markerproject}\n"
+        "targets:\n  local: {provider: local, max_workers: 2, env: {TOKEN: markersecret}}\n"
     )
     env = {"PATH": "/usr/bin:/bin", "CI": "1", "NO_COLOR": "1",
            "XDG_CACHE_HOME": str(tmp_path / "xdg")}
@@ -215,6 +216,7 @@ def test_the_console_script_plans_the_same_from_its_cache(tmp_path: Path) -> Non
     entries = CodeCache(files[0]).known
     # Hundreds of dataclass methods and ForwardRefs: the plan path's generated code.
     assert len(entries) > 200, len(entries)
+    assert b"marker" not in files[0].read_bytes()  # code only: no manifest value
     written = files[0].stat().st_mtime_ns
     assert plan() == first
     assert files[0].stat().st_mtime_ns == written  # nothing new to keep
