@@ -54,6 +54,8 @@ def default_path(command: str) -> Path | None:
 
 def _trusted(fd: int, folder: Path) -> bool:
     """Ours and writable only by us: the file open at ``fd`` and the folder holding it."""
+    if not hasattr(os, "geteuid"):
+        return False  # no owners to check (Windows): nothing is read
     uid = os.geteuid()
     return all(st.st_uid == uid and not st.st_mode & 0o022
                for st in (os.fstat(fd), os.stat(folder)))
