@@ -8,7 +8,7 @@ are named as strings and imported on first use.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scalable.errors import ScalableError
 
@@ -25,6 +25,21 @@ BUILTIN: dict[str, str] = {
     "pbs": "scalable.providers.batch.providers:PbsProvider",
     "lsf": "scalable.providers.batch.providers:LsfProvider",
     "htcondor": "scalable.providers.batch.providers:HtcondorProvider",
+}
+# Where each built-in declares its manifest keys (its ``target_model`` and ``group_model``):
+# a manifest validates every target it holds, but a command runs one, so the others'
+# schemas are imported without their providers (clients, job scripts, price catalogs:
+# about 12% of a ``plan`` of one target in a manifest with three providers). A unit test
+# keeps each pair the provider's own.
+BUILTIN_MODELS: dict[str, str] = {
+    "local": "scalable.providers.local_config:LocalTarget:LocalGroup",
+    "slurm": "scalable.providers.slurm.config:SlurmTarget:SlurmGroup",
+    "aws": "scalable.providers.aws.config:AwsTarget:AwsGroup",
+    "gke": "scalable.providers.gke.config:GkeTarget:GkeGroup",
+    "sge": "scalable.providers.batch.config:BatchTarget:BatchGroup",
+    "pbs": "scalable.providers.batch.config:BatchTarget:BatchGroup",
+    "lsf": "scalable.providers.batch.config:BatchTarget:BatchGroup",
+    "htcondor": "scalable.providers.batch.config:BatchTarget:BatchGroup",
 }
 GROUP = "scalable.providers"
 
@@ -65,6 +80,23 @@ def provider_class(name: str) -> type[Provider]:
         f"unknown provider {name!r}",
         hint="provider must be one of: " + ", ".join(provider_names()),
     )
+
+
+def provider_models(name: str) -> tuple[type[Any], type[Any]]:
+    """The target and group models of the provider registered under ``name``: for a
+    built-in from its config module alone, for a third party from its class."""
+    if name not in BUILTIN_MODELS:
+        cls = provider_class(name)
+        return cls.target_model, cls.group_model
+    module, target, group = BUILTIN_MODELS[name].split(":")
+    try:
+        found = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise UnknownProvider(
+            f"provider {name!r} is not available here: {exc}",
+            hint=f"pip install 'scalable[{name}]'",
+        ) from exc
+    return getattr(found, target), getattr(found, group)
 
 
 def provider_names() -> list[str]:

@@ -35,7 +35,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from scalable.registry import provider_class
+from scalable.registry import provider_models
 from scalable.units import parse_duration, parse_size, parse_walltime
 
 # -- value types --------------------------------------------------------------------------
@@ -502,8 +502,7 @@ class Manifest(_Strict):
 def target_model(provider: str) -> type[TargetConfig]:
     """The target model of a registered provider: its ``target_model`` with ``provider``
     fixed to the registered name and ``groups`` typed by its ``group_model``."""
-    cls = provider_class(provider)
-    base, group = cls.target_model, cls.group_model
+    base, group = provider_models(provider)
     if not (issubclass(base, TargetConfig) and issubclass(group, GroupConfig)):
         raise TypeError(
             f"provider {provider!r}: target_model/group_model must subclass "

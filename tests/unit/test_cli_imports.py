@@ -90,6 +90,35 @@ def test_plan_loads_no_heavy_module(tmp_path: Path) -> None:
     assert heavy == [], f"heavy modules loaded by plan: {heavy}"
 
 
+def test_plan_of_one_target_loads_only_the_other_providers_schemas(tmp_path: Path) -> None:
+    """A manifest validates every target, but ``plan -t laptop`` runs one provider: the
+    Slurm and AWS targets' keys come from their config modules, not their providers."""
+    (tmp_path / "scalable.yaml").write_text(
+        "targets:\n"
+        "  laptop: {provider: local, max_workers: 1}\n"
+        "  hpc: {provider: slurm, queue: batch, max_workers: 2}\n"
+        "  cloud: {provider: aws, launch_type: ec2, region: us-east-1, max_workers: 1}\n"
+        "  grid: {provider: sge, max_workers: 1}\n"
+    )
+    others = ("scalable.providers.slurm.provider", "scalable.providers.aws.provider",
+              "scalable.providers.batch.provider", "scalable.providers.slurm.config",
+              "scalable.providers.aws.config")
+    own = tuple(m for m in HEAVY_OWN if m not in ("scalable.providers.slurm",
+                                                  "scalable.providers.aws"))
+    out, heavy = _loaded(tmp_path, HEAVY + own + others, "plan", "-t", "laptop")
+    assert "Plan: 2 to add" in out  # plan really ran
+    # The two config modules are loaded (every target is validated); nothing else is.
+    assert heavy == ["scalable.providers.aws.config", "scalable.providers.slurm.config"], heavy
+
+
+def test_each_builtins_listed_models_are_its_providers_own() -> None:
+    from scalable.registry import BUILTIN, provider_class, provider_models
+
+    for name in BUILTIN:
+        cls = provider_class(name)
+        assert provider_models(name) == (cls.target_model, cls.group_model), name
+
+
 def test_destroy_with_nothing_to_destroy_loads_no_heavy_module(tmp_path: Path) -> None:
     (tmp_path / "scalable.yaml").write_text(
         "targets:\n  local: {provider: local, max_workers: 2}\n"
