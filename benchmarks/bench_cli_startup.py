@@ -2,7 +2,9 @@
 
 Each trial runs, in an order rotated per trial, three whole processes:
 ``python -c "import yaml, pydantic"`` (the floor), ``scalable plan`` on an applied local
-target with nothing to change, and ``scalable --help``. A ratio is taken within each
+target with nothing to change, and ``scalable --help`` (and, printed beside them: ``plan``
+with the code cache off, ``plan -t laptop`` in a manifest of three providers, ``destroy``'s
+start-up, the floor with a code cache of its own). A ratio is taken within each
 trial, so a machine whose speed drifts (other jobs) moves both sides alike. Aim: ≤ 2.0×.
 
 ``--instructions`` (needs valgrind) also counts each command's instructions once, under
@@ -68,7 +70,23 @@ def main() -> None:
         targets:
           local: {provider: local, max_workers: 1}
         """)
-    cwds = {"destroy": empty}
+    # A user's manifest rather than the issue's one-worker target: three providers, the
+    # local one with groups, planned with -t (every target is validated; one is run).
+    several = project("""
+        project: {name: ensemble}
+        default_target: laptop
+        targets:
+          laptop:
+            provider: local
+            max_workers: 1
+            groups:
+              io: {max_workers: 1, tags: [io]}
+              cpu: {adaptive: {minimum: 1, maximum: 3}, tags: [cpu]}
+          hpc: {provider: slurm, queue: batch, max_workers: 4, walltime: "01:00:00"}
+          cloud: {provider: aws, launch_type: ec2, region: us-east-1, max_workers: 2}
+        """)
+    scalable("apply", "--auto-approve", cwd=several)
+    cwds = {"destroy": empty, "plan-3-providers": several}
     cmds = {
         "floor": [PY, "-c", "import yaml, pydantic"],
         # pydantic imports lazily: the floor above has not loaded BaseModel, which any
@@ -80,6 +98,7 @@ def main() -> None:
                             "import codecache; codecache.install(); import yaml, pydantic"],
         "plan": [*CLI, "plan"],
         "plan-nocache": [*CLI, "plan"],
+        "plan-3-providers": [*CLI, "plan", "-t", "laptop"],
         "help": [*CLI, "--help"],
         "destroy": [*CLI, "destroy", "--auto-approve"],
     }
@@ -111,6 +130,7 @@ def main() -> None:
         )
     finally:
         scalable("destroy", "--auto-approve", cwd=root)
+        scalable("destroy", "--auto-approve", "-t", "laptop", cwd=several)
     floor = times["floor"]
     print(f"load average (1 min) before {before}, after {load()}; {N} interleaved trials")
     print(f"floor: python -c 'import yaml, pydantic' median {sorted(floor)[N // 2] * 1000:6.0f} ms")
@@ -119,6 +139,7 @@ def main() -> None:
         ("floor+codecache", "floor, code cache on"),
         ("plan", "scalable plan (no changes)"),
         ("plan-nocache", "plan, code cache off"),
+        ("plan-3-providers", "plan, 3-provider manifest"),
         ("help", "scalable --help"),
         ("destroy", "destroy (nothing to destroy)"),
     ):
