@@ -48,22 +48,26 @@ class UnknownProvider(ScalableError):
     """No provider is registered under a name (or it cannot be imported here)."""
 
 
-def _load(ref: str) -> type[Provider]:
-    module, _, attr = ref.partition(":")
-    cls: type[Provider] = getattr(importlib.import_module(module), attr)
-    return cls
+def _builtin(name: str, ref: str) -> list[Any]:
+    """The attributes a built-in's ``module:attr[:attr…]`` reference names (imported now);
+    a missing optional dependency is an UnknownProvider that names the extra."""
+    module, *attrs = ref.split(":")
+    try:
+        found = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise UnknownProvider(
+            f"provider {name!r} is not available here: {exc}",
+            hint=f"pip install 'scalable[{name}]'",
+        ) from exc
+    return [getattr(found, attr) for attr in attrs]
 
 
 def provider_class(name: str) -> type[Provider]:
     """The provider class registered under ``name`` (entry point group scalable.providers)."""
     if name in BUILTIN:
-        try:
-            return _load(BUILTIN[name])
-        except ModuleNotFoundError as exc:
-            raise UnknownProvider(
-                f"provider {name!r} is not available here: {exc}",
-                hint=f"pip install 'scalable[{name}]'",
-            ) from exc
+        (builtin,) = _builtin(name, BUILTIN[name])
+        found: type[Provider] = builtin
+        return found
     from importlib.metadata import entry_points  # third-party providers only: ~25 ms
 
     for ep in entry_points(group=GROUP):
@@ -88,15 +92,8 @@ def provider_models(name: str) -> tuple[type[Any], type[Any]]:
     if name not in BUILTIN_MODELS:
         cls = provider_class(name)
         return cls.target_model, cls.group_model
-    module, target, group = BUILTIN_MODELS[name].split(":")
-    try:
-        found = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        raise UnknownProvider(
-            f"provider {name!r} is not available here: {exc}",
-            hint=f"pip install 'scalable[{name}]'",
-        ) from exc
-    return getattr(found, target), getattr(found, group)
+    target, group = _builtin(name, BUILTIN_MODELS[name])
+    return target, group
 
 
 def provider_names() -> list[str]:

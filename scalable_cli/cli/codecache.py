@@ -118,13 +118,15 @@ class CodeCache:
             return  # a read-only or full home: the next run compiles again
         self.known, self.added = kept, {}
 
-    # The three call sites' own signatures; anything else goes to the builtin as it came.
-    def exec_(self, source: Any, globals_: Any = None, locals_: Any = None) -> None:
+    # The three call sites' own calls; anything else goes to the builtin as it came. The
+    # globals are required: without them the builtin would run in *this* frame's module,
+    # not the caller's (dataclasses and namedtuple always pass theirs).
+    def exec_(self, source: Any, globals_: Any, locals_: Any = None) -> None:
         if isinstance(source, str):
             source = self.code(source, "<string>", "exec")
         builtins.exec(source, globals_, locals_)
 
-    def eval_(self, source: Any, globals_: Any = None, locals_: Any = None) -> Any:
+    def eval_(self, source: Any, globals_: Any, locals_: Any = None) -> Any:
         if isinstance(source, str):
             source = self.code(source, "<string>", "eval")
         return builtins.eval(source, globals_, locals_)

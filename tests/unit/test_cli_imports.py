@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HEAVY = (
     "distributed",
     "dask",
@@ -198,3 +200,18 @@ def test_commands_listed_as_manifest_free_load_no_manifest_stack() -> None:
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == "[]", f"{name}: {proc.stdout.strip()}"
+
+
+def test_a_builtin_whose_extra_is_missing_is_named_with_its_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Schema or provider: a built-in whose module cannot be imported (its optional
+    dependencies not installed) is an UnknownProvider that says which extra to install."""
+    from scalable import registry
+
+    monkeypatch.setitem(registry.BUILTIN, "aws", "scalable_no_such_module:AwsProvider")
+    monkeypatch.setitem(registry.BUILTIN_MODELS, "aws", "scalable_no_such_module:T:G")
+    for ask in (registry.provider_class, registry.provider_models):
+        with pytest.raises(registry.UnknownProvider) as info:
+            ask("aws")
+        assert info.value.hint == "pip install 'scalable[aws]'", ask
